@@ -1,0 +1,200 @@
+// Package e2e drives real mxgate processes, started from Caddyfiles on
+// loopback, in front of real upstream HTTP servers.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the mxgate built for this test run (or $MXGATE_BIN).
+var binary string
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(2)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	if b := os.Getenv("MXGATE_BIN"); b != "" {
+		binary = b
+		return m.Run(), nil
+	}
+	dir, err := os.MkdirTemp("", "mxgate-e2e-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "mxgate")
+	cmd := exec.Command("go", "build", "-o", binary, "../cmd/mxgate")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("building mxgate: %w", err)
+	}
+	return m.Run(), nil
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer process and a reader test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// gateway is a running mxgate process.
+type gateway struct {
+	cmd    *exec.Cmd
+	admin  string
+	Stderr *syncBuffer
+	done   chan struct{}
+}
+
+// startGateway writes caddyfile (in which {ADMIN} stands for the admin
+// address) to a temporary directory, runs `mxgate run` on it with env, and
+// waits until the admin endpoint answers with the config loaded.
+func startGateway(t testing.TB, caddyfile string, env ...string) *gateway {
+	t.Helper()
+	dir := t.TempDir()
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	caddyfile = strings.ReplaceAll(caddyfile, "{ADMIN}", admin)
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{admin: admin, Stderr: &syncBuffer{}, done: make(chan struct{})}
+	g.cmd = exec.Command(binary, "run", "--config", path, "--adapter", "caddyfile")
+	g.cmd.Env = append(os.Environ(),
+		"HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	g.cmd.Env = append(g.cmd.Env, env...)
+	g.cmd.Stdout, g.cmd.Stderr = g.Stderr, g.Stderr
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.cmd.Wait(); close(g.done) }()
+	t.Cleanup(g.stop)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-g.done:
+			t.Fatalf("mxgate exited during start-up:\n%s", g.Stderr)
+		default:
+		}
+		resp, err := http.Get("http://" + admin + "/config/")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && len(bytes.TrimSpace(body)) > 4 {
+				return g
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mxgate did not come up in time:\n%s", g.Stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the process gracefully, then forcefully.
+func (g *gateway) stop() {
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.done:
+	case <-time.After(10 * time.Second):
+		_ = g.cmd.Process.Kill()
+		<-g.done
+	}
+}
+
+// upstream is a real HTTP server that records every request it receives.
+type upstream struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []recorded
+}
+
+type recorded struct {
+	Method, URI string
+	Header      http.Header
+	Body        []byte
+}
+
+func newUpstream(t testing.TB, respond func(w http.ResponseWriter, r *http.Request)) *upstream {
+	t.Helper()
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.requests = append(u.requests, recorded{r.Method, r.RequestURI, r.Header.Clone(), body})
+		u.mu.Unlock()
+		if respond != nil {
+			respond(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.moneydesktop.mdx.v5+xml")
+		_, _ = io.WriteString(w, `<mdx version="5.0"><ok/></mdx>`)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) Requests() []recorded {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]recorded(nil), u.requests...)
+}
+
+func (u *upstream) hostPort() string { return strings.TrimPrefix(u.URL, "http://") }
+
+// do sends req and returns the status, headers and body.
+func do(t testing.TB, req *http.Request) (int, http.Header, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(body)
+}
