@@ -71,6 +71,9 @@ func (rr ResourceRule) Resource(escapedPath, rawQuery string) (string, error) {
 		return "/" + p[i+1:], nil
 	}
 	rest := escapedPath
+	if rest != "" && rest[0] != '/' {
+		return "", ErrOutsideBasePath // "*" of OPTIONS *, or not a path at all
+	}
 	for _, want := range rr.base {
 		if !strings.HasPrefix(rest, "/") {
 			return "", ErrOutsideBasePath

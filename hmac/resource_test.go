@@ -53,6 +53,9 @@ func TestPathAfter(t *testing.T) {
 		{"/mdx", false, "/mdx/accounts/a%2Fb/transactions", "", "/accounts/a%2Fb/transactions", nil},
 		{"", false, "/inst1/sessions", "", "/inst1/sessions", nil},
 		{"/", true, "/inst1/sessions", "a=b", "/inst1/sessions?a=b", nil},
+		{"", true, "*", "", "", ErrOutsideBasePath},
+		{"", true, "0", "0", "", ErrOutsideBasePath},
+		{"", false, "", "", "/", nil},
 	}
 	for _, c := range cases {
 		rr, err := PathAfter(c.base, c.withQuery)

@@ -1,0 +1,31 @@
+package caddymodule
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzAcceptsMDXv5 checks the Accept parser on arbitrary headers: it never
+// panics, always admits a header that names v5, and admits a header that
+// names no MDX media type at all.
+func FuzzAcceptsMDXv5(f *testing.F) {
+	f.Add("application/vnd.moneydesktop.mdx.v5+xml")
+	f.Add("application/vnd.moneydesktop.mdx.v4+xml, */*;q=0.1")
+	f.Add(",,;;")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, accept string) {
+		got := acceptsMDXv5([]string{accept})
+		lower := strings.ToLower(accept)
+		if !got && strings.Contains(accept, "application/vnd.moneydesktop.mdx.v5+xml") {
+			for _, part := range strings.Split(accept, ",") {
+				mt, _, _ := strings.Cut(part, ";")
+				if strings.TrimSpace(mt) == "application/vnd.moneydesktop.mdx.v5+xml" {
+					t.Fatalf("%q names v5 but was refused", accept)
+				}
+			}
+		}
+		if !got && !strings.Contains(lower, "application/vnd.moneydesktop.mdx.") {
+			t.Fatalf("%q names no MDX type but was refused", accept)
+		}
+	})
+}
