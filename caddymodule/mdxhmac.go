@@ -24,12 +24,15 @@ func init() {
 	caddy.RegisterModule(MDXHMAC{})
 }
 
-// MDX request headers.
+// MDX request headers, in canonical form so that lookups need no
+// canonicalisation (MDX-HMAC on the wire is Mdx-Hmac in http.Header).
 const (
-	headerHMAC       = "MDX-HMAC"
-	headerSessionKey = "MDX-Session-Key"
-	headerContentMD5 = "Content-MD5"
-	headerDate       = "Date"
+	headerHMAC        = "Mdx-Hmac"
+	headerSessionKey  = "Mdx-Session-Key"
+	headerContentMD5  = "Content-Md5"
+	headerDate        = "Date"
+	headerAccept      = "Accept"
+	headerContentType = "Content-Type"
 )
 
 // MDXHMAC verifies the MDX On Demand v5 signature of each request (the
@@ -334,9 +337,9 @@ func (m *MDXHMAC) verify(r *http.Request) (rejection, bool) {
 	req := hmac.Request{
 		Method:      r.Method,
 		ContentMD5:  md5,
-		ContentType: r.Header.Get("Content-Type"),
+		ContentType: r.Header.Get(headerContentType),
 		Date:        date,
-		Accept:      r.Header.Get("Accept"),
+		Accept:      r.Header.Get(headerAccept),
 		SessionKey:  r.Header.Get(headerSessionKey),
 		Resource:    resource,
 	}
@@ -363,7 +366,7 @@ func (m *MDXHMAC) verify(r *http.Request) (rejection, bool) {
 			return rejectReplay, false
 		}
 	}
-	if !acceptsMDXv5(r.Header.Values("Accept")) {
+	if !acceptsMDXv5(r.Header.Values(headerAccept)) {
 		return rejectBadVersion, false
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -373,17 +376,21 @@ func (m *MDXHMAC) verify(r *http.Request) (rejection, bool) {
 
 // readBody reads the whole body, refusing one over MaxBody.
 func (m *MDXHMAC) readBody(r *http.Request) ([]byte, rejection, bool) {
-	if r.Body == nil || r.Body == http.NoBody {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil, rejection{}, true
 	}
-	size := 512
+	var body []byte
+	var err error
 	if r.ContentLength > 0 {
-		size = int(r.ContentLength) + 1
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, m.MaxBody+1))
-	if n > m.MaxBody {
-		return nil, rejectTooLarge, false
+		// Declared length (already checked against MaxBody): read exactly
+		// that; the server's body reader enforces the framing.
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r.Body, m.MaxBody+1))
+		if int64(len(body)) > m.MaxBody {
+			return nil, rejectTooLarge, false
+		}
 	}
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -392,7 +399,7 @@ func (m *MDXHMAC) readBody(r *http.Request) ([]byte, rejection, bool) {
 		}
 		return nil, rejectUnreadable, false
 	}
-	return buf.Bytes(), rejection{}, true
+	return body, rejection{}, true
 }
 
 // acceptsMDXv5 reports whether the Accept header values admit an MDX v5
@@ -401,7 +408,7 @@ func (m *MDXHMAC) readBody(r *http.Request) ([]byte, rejection, bool) {
 func acceptsMDXv5(values []string) bool {
 	namedOther := false
 	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
+		for part := range strings.SplitSeq(v, ",") {
 			mt, _, _ := strings.Cut(part, ";")
 			mt = strings.ToLower(strings.TrimSpace(mt))
 			rest, ok := strings.CutPrefix(mt, "application/vnd.moneydesktop.mdx.")

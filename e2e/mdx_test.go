@@ -334,3 +334,30 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 	}
 	return r
 }
+
+// TestHandleErrorsFormat: with error_format handle_errors the site's own
+// error routes render the refusal.
+func TestHandleErrorsFormat(t *testing.T) {
+	up := newUpstream(t, nil)
+	port := freePort(t)
+	startGateway(t, fmt.Sprintf(`{
+	admin {ADMIN}
+}
+http://127.0.0.1:%d {
+	mx_ip_allow mdx {
+		error_format handle_errors
+	}
+	reverse_proxy %s
+	handle_errors {
+		respond "site says {err.status_code}" {err.status_code}
+	}
+}
+`, port, up.hostPort()))
+	status, _, body := do(t, mustRequest(t, "GET", fmt.Sprintf("http://127.0.0.1:%d/inst1/accounts", port)))
+	if status != 403 || body != "site says 403" {
+		t.Fatalf("got %d %q", status, body)
+	}
+	if len(up.Requests()) != 0 {
+		t.Fatal("upstream reached")
+	}
+}

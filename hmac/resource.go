@@ -67,8 +67,10 @@ func (rr ResourceRule) IsFinalSegment() bool { return !rr.whole }
 func (rr ResourceRule) Resource(escapedPath, rawQuery string) (string, error) {
 	if !rr.whole {
 		p := strings.TrimRight(escapedPath, "/")
-		i := strings.LastIndexByte(p, '/')
-		return "/" + p[i+1:], nil
+		if i := strings.LastIndexByte(p, '/'); i >= 0 {
+			return p[i:], nil // the segment with its slash, no copy
+		}
+		return "/" + p, nil
 	}
 	rest := escapedPath
 	if rest != "" && rest[0] != '/' {
