@@ -1,0 +1,15 @@
+// Package ratelimit holds per-verb token-bucket budgets: one bucket per
+// (key, class), where the class groups HTTP methods the way MX counts them:
+// GET and HEAD, writes (POST, PUT, PATCH), DELETE, and everything else.
+//
+// Two stores implement [Store]. [Memory] keeps the buckets in this process,
+// over golang.org/x/time/rate, with time as a parameter so that tests are
+// deterministic, idle keys evicted, and the number of keys capped. [Redis]
+// keeps one GCRA state per bucket in Redis and updates it with one atomic
+// script per request, on the Redis server's clock, so that several
+// replicas share one budget exactly.
+//
+// A request is either refused at once when no token is free (maxWait 0),
+// or admitted with a delay of at most maxWait, during which it holds a
+// reservation that [Result.Cancel] returns if the request is abandoned.
+package ratelimit

@@ -1,0 +1,257 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func testPolicy() Policy {
+	return Policy{
+		Get:    {Rate: 10, Burst: 5},
+		Write:  {Rate: 4, Burst: 2},
+		Delete: {Rate: 1, Burst: 1},
+		Other:  {Rate: Inf},
+	}
+}
+
+func take(t *testing.T, s Store, key string, c Class, now time.Time) Result {
+	t.Helper()
+	r, err := s.Take(context.Background(), key, c, now, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestClassOf(t *testing.T) {
+	for m, want := range map[string]Class{"GET": Get, "HEAD": Get, "POST": Write, "PUT": Write, "PATCH": Write, "DELETE": Delete, "OPTIONS": Other, "TRACE": Other, "get": Other, "": Other} {
+		if got := ClassOf(m); got != want {
+			t.Errorf("ClassOf(%q) = %v, want %v", m, got, want)
+		}
+	}
+}
+
+// TestEveryClassBurstAndRefill: each class admits its burst at once, then
+// refuses, then admits again at its rate.
+func TestEveryClassBurstAndRefill(t *testing.T) {
+	m, err := NewMemory(testPolicy(), 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := Get; c <= Delete; c++ {
+		l := testPolicy()[c]
+		for i := range l.Burst {
+			r := take(t, m, "k", c, t0)
+			if !r.Allowed || r.Limit != l.Burst || r.Remaining != l.Burst-1-i {
+				t.Fatalf("%s request %d: %+v", c, i, r)
+			}
+		}
+		r := take(t, m, "k", c, t0)
+		interval := time.Duration(float64(time.Second) / l.Rate)
+		if r.Allowed || r.Remaining != 0 || r.RetryAfter != interval {
+			t.Fatalf("%s over burst: %+v (want RetryAfter %v)", c, r, interval)
+		}
+		if r.Reset != time.Duration(l.Burst)*interval {
+			t.Fatalf("%s Reset = %v", c, r.Reset)
+		}
+		if r := take(t, m, "k", c, t0.Add(interval-time.Microsecond)); r.Allowed {
+			t.Fatalf("%s admitted before a token arrived", c)
+		}
+		if r := take(t, m, "k", c, t0.Add(interval)); !r.Allowed {
+			t.Fatalf("%s refused after a token arrived: %+v", c, r)
+		}
+	}
+	// other is unlimited
+	for range 10000 {
+		if r := take(t, m, "k", Other, t0); !r.Allowed || r.Limit != 0 {
+			t.Fatalf("other: %+v", r)
+		}
+	}
+	// classes and keys are independent
+	if r := take(t, m, "other-key", Delete, t0); !r.Allowed {
+		t.Fatal("another key shares a bucket")
+	}
+}
+
+// TestRefusedConsumesNothing: hammering an empty bucket does not push the
+// next admission further away.
+func TestRefusedConsumesNothing(t *testing.T) {
+	m, _ := NewMemory(testPolicy(), 64)
+	take(t, m, "k", Delete, t0)
+	for i := range 1000 {
+		if take(t, m, "k", Delete, t0.Add(time.Duration(i)*time.Millisecond/2)).Allowed {
+			t.Fatal("admitted early")
+		}
+	}
+	if !take(t, m, "k", Delete, t0.Add(time.Second)).Allowed {
+		t.Fatal("refusals consumed tokens")
+	}
+}
+
+// TestAdmittedRateOverTime: offered twice the rate for 100 simulated
+// seconds, the bucket admits the rate (plus the initial burst).
+func TestAdmittedRateOverTime(t *testing.T) {
+	p := Policy{Get: {Rate: 500, Burst: 50}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}}
+	m, _ := NewMemory(p, 64)
+	admitted := 0
+	const secs, offered = 100, 1000
+	for i := range secs * offered {
+		now := t0.Add(time.Duration(i) * time.Second / offered)
+		if take(t, m, "", Get, now).Allowed {
+			admitted++
+		}
+	}
+	want := 500*secs + 50
+	if math.Abs(float64(admitted-want)) > 2 {
+		t.Fatalf("admitted %d, want %d", admitted, want)
+	}
+}
+
+func TestWaitReservation(t *testing.T) {
+	m, _ := NewMemory(testPolicy(), 64)
+	ctx := context.Background()
+	take(t, m, "k", Delete, t0)
+	// next token in 1s: within a 2s wait it is reserved with a delay
+	r, _ := m.Take(ctx, "k", Delete, t0, 2*time.Second)
+	if !r.Allowed || r.Delay != time.Second {
+		t.Fatalf("reservation: %+v", r)
+	}
+	// the following one would need 2s: still fits
+	r2, _ := m.Take(ctx, "k", Delete, t0, 2*time.Second)
+	if !r2.Allowed || r2.Delay != 2*time.Second {
+		t.Fatalf("second reservation: %+v", r2)
+	}
+	// a third would wait 3s: refused at once, reserving nothing
+	r3, _ := m.Take(ctx, "k", Delete, t0, 2*time.Second)
+	if r3.Allowed || r3.RetryAfter != 3*time.Second {
+		t.Fatalf("third: %+v", r3)
+	}
+	// the second's client goes away: its token comes back
+	r2.Cancel(ctx, t0)
+	r4, _ := m.Take(ctx, "k", Delete, t0, 2*time.Second)
+	if !r4.Allowed || r4.Delay != 2*time.Second {
+		t.Fatalf("after cancel: %+v", r4)
+	}
+	// cancelling twice, or a refused result, is harmless
+	r2.Cancel(ctx, t0)
+	r3.Cancel(ctx, t0)
+}
+
+// TestMemoryCap: a flood of distinct keys never holds more than the cap,
+// and the least recently used keys are the ones evicted.
+func TestMemoryCap(t *testing.T) {
+	const maxKeys = 64 * 4
+	m, _ := NewMemory(testPolicy(), maxKeys)
+	for i := range 100_000 {
+		take(t, m, fmt.Sprintf("flood-%d", i), Get, t0.Add(time.Duration(i)*time.Microsecond))
+		if i%997 == 0 && m.Len() > maxKeys {
+			t.Fatalf("%d keys held after %d, cap %d", m.Len(), i, maxKeys)
+		}
+	}
+	if m.Len() > maxKeys || m.Evicted() < 100_000-maxKeys {
+		t.Fatalf("Len %d, Evicted %d", m.Len(), m.Evicted())
+	}
+}
+
+// TestEvictionPrefersIdle: a key in constant use survives a flood that
+// fills its shard many times over.
+func TestEvictionPrefersIdle(t *testing.T) {
+	m, _ := NewMemory(testPolicy(), 64*16)
+	now := t0
+	for range 5 {
+		take(t, m, "busy", Delete, now) // drains busy's DELETE bucket
+	}
+	for i := range 50_000 {
+		now = now.Add(time.Microsecond)
+		take(t, m, fmt.Sprintf("flood-%d", i), Get, now)
+		if i%8 == 0 {
+			take(t, m, "busy", Get, now) // keeps busy recently used
+		}
+	}
+	// had busy been evicted, its DELETE bucket would be full again
+	if r := take(t, m, "busy", Delete, now); r.Allowed {
+		t.Fatal("the busy key was evicted and its budget reset")
+	}
+}
+
+func TestSweep(t *testing.T) {
+	m, _ := NewMemory(testPolicy(), 1024)
+	take(t, m, "old", Get, t0)
+	take(t, m, "new", Get, t0.Add(900*time.Millisecond))
+	// idle time to refill is the largest burst/rate: delete's 1/1 = 1s
+	if n := m.Sweep(t0.Add(1500 * time.Millisecond)); n != 1 || m.Len() != 1 {
+		t.Fatalf("swept %d, %d left", n, m.Len())
+	}
+	if n := m.Sweep(t0.Add(1900 * time.Millisecond)); n != 1 || m.Len() != 0 {
+		t.Fatalf("swept %d, %d left", n, m.Len())
+	}
+}
+
+func TestPolicyValidation(t *testing.T) {
+	bad := []Limit{{Rate: 0, Burst: 1}, {Rate: -1, Burst: 1}, {Rate: 1, Burst: 0}, {Rate: math.NaN(), Burst: 1}}
+	for _, l := range bad {
+		p := MXPolicy()
+		p[Get] = l
+		if _, err := NewMemory(p, 10); err == nil {
+			t.Errorf("limit %+v accepted", l)
+		}
+	}
+	if _, err := NewMemory(MXPolicy(), 0); err == nil {
+		t.Error("zero key cap accepted")
+	}
+	for s, want := range map[string]float64{"2000/s": 2000, "60/m": 1, "7200/h": 2, "0.5/s": 0.5} {
+		if got, err := ParseRate(s); err != nil || got != want {
+			t.Errorf("ParseRate(%q) = %v, %v", s, got, err)
+		}
+	}
+	for _, s := range []string{"", "100", "100/d", "0/s", "-5/s", "x/s", "inf/s", "NaN/s"} {
+		if _, err := ParseRate(s); err == nil {
+			t.Errorf("ParseRate(%q) accepted", s)
+		}
+	}
+}
+
+func TestRetryAfterSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]int64{0: 1, time.Millisecond: 1, time.Second: 1, time.Second + 1: 2, 2500 * time.Millisecond: 3} {
+		if got := (Result{RetryAfter: d}).RetryAfterSeconds(); got != want {
+			t.Errorf("RetryAfterSeconds(%v) = %d, want %d", d, got, want)
+		}
+	}
+}
+
+func BenchmarkMemoryTake(b *testing.B) {
+	m, _ := NewMemory(MXPolicy(), 100_000)
+	ctx := context.Background()
+	now := t0
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(time.Millisecond)
+		if r, _ := m.Take(ctx, "client-1", Get, now, 0); !r.Allowed {
+			b.Fatal("refused")
+		}
+	}
+}
+
+func BenchmarkMemoryTakeParallel(b *testing.B) {
+	m, _ := NewMemory(Policy{Get: {Rate: 1e12, Burst: 1 << 30}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}}, 100_000)
+	ctx := context.Background()
+	keys := make([]string, 64)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("client-%d", i)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if r, _ := m.Take(ctx, keys[i%len(keys)], Get, t0.Add(time.Duration(i)), 0); !r.Allowed {
+				b.Fatal("refused")
+			}
+		}
+	})
+}

@@ -1,0 +1,191 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mxgate/mxgate/internal/redistest"
+)
+
+func redisClient(t testing.TB, srv *redistest.Server) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{
+		Addr: srv.Addr(), DialTimeout: 200 * time.Millisecond,
+		ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
+		PoolTimeout: 200 * time.Millisecond, MaxRetries: -1,
+	})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func newRedisStore(t testing.TB, c *redis.Client, prefix string, p Policy) *Redis {
+	t.Helper()
+	s, err := NewRedis(c, prefix, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRedisBurstAndRefusal(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newRedisStore(t, redisClient(t, srv), "test:burst:", Policy{Get: {Rate: 1, Burst: 3}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}})
+	ctx := context.Background()
+	for i := range 3 {
+		r, err := s.Take(ctx, "k", Get, time.Now(), 0)
+		if err != nil || !r.Allowed || r.Limit != 3 || r.Remaining != 2-i {
+			t.Fatalf("request %d: %+v %v", i, r, err)
+		}
+	}
+	r, err := s.Take(ctx, "k", Get, time.Now(), 0)
+	if err != nil || r.Allowed || r.RetryAfter <= 900*time.Millisecond || r.RetryAfter > time.Second {
+		t.Fatalf("over burst: %+v %v", r, err)
+	}
+	if r.RetryAfterSeconds() != 1 || r.Reset <= 2*time.Second || r.Reset > 3*time.Second {
+		t.Fatalf("headers: retry %d reset %v", r.RetryAfterSeconds(), r.Reset)
+	}
+	// unlimited classes never touch Redis
+	if r, err := s.Take(ctx, "k", Write, time.Now(), 0); err != nil || !r.Allowed {
+		t.Fatalf("unlimited: %+v %v", r, err)
+	}
+	// another prefix (site or directive) has its own bucket
+	s2 := newRedisStore(t, redisClient(t, srv), "test:other:", s.policy)
+	if r, _ := s2.Take(ctx, "k", Get, time.Now(), 0); !r.Allowed {
+		t.Fatal("prefixes share a bucket")
+	}
+	// a long key is hashed, and still its own bucket
+	long := strings.Repeat("x", 10_000)
+	if r, err := s.Take(ctx, long, Get, time.Now(), 0); err != nil || !r.Allowed {
+		t.Fatalf("long key: %+v %v", r, err)
+	}
+	if k := s.bucketKey(long, Get); len(k) > 100 {
+		t.Fatalf("long key stored as %d bytes", len(k))
+	}
+}
+
+// TestRedisSharedExactly: three stores (as three replicas would have), one
+// Redis, hammered concurrently: together they admit no more than the
+// budget allows.
+func TestRedisSharedExactly(t *testing.T) {
+	srv := redistest.Start(t)
+	p := Policy{Get: {Rate: 200, Burst: 20}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}}
+	var stores []*Redis
+	for range 3 {
+		stores = append(stores, newRedisStore(t, redisClient(t, srv), "test:shared:", p))
+	}
+	var admitted atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func(s *Redis) {
+			defer wg.Done()
+			for time.Since(start) < 500*time.Millisecond {
+				r, err := s.Take(context.Background(), "client", Get, time.Now(), 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r.Allowed {
+					admitted.Add(1)
+				}
+			}
+		}(stores[i%3])
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	max := int64(20 + 200*elapsed.Seconds() + 1)
+	min := int64(200 * 0.5 * 0.9)
+	if n := admitted.Load(); n > max || n < min {
+		t.Fatalf("admitted %d in %v; budget allows at most %d", n, elapsed, max)
+	}
+}
+
+func TestRedisWaitAndCancel(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newRedisStore(t, redisClient(t, srv), "test:wait:", Policy{Get: {Rate: Inf}, Write: {Rate: Inf}, Delete: {Rate: 2, Burst: 1}, Other: {Rate: Inf}})
+	ctx := context.Background()
+	if r, _ := s.Take(ctx, "k", Delete, time.Now(), time.Second); !r.Allowed || r.Delay != 0 {
+		t.Fatalf("first: %+v", r)
+	}
+	r2, _ := s.Take(ctx, "k", Delete, time.Now(), time.Second)
+	if !r2.Allowed || r2.Delay < 400*time.Millisecond || r2.Delay > 500*time.Millisecond {
+		t.Fatalf("second should wait ~500ms: %+v", r2)
+	}
+	r3, _ := s.Take(ctx, "k", Delete, time.Now(), time.Second)
+	if !r3.Allowed || r3.Delay < 900*time.Millisecond {
+		t.Fatalf("third should wait ~1s: %+v", r3)
+	}
+	if r4, _ := s.Take(ctx, "k", Delete, time.Now(), time.Second); r4.Allowed {
+		t.Fatalf("fourth would wait 1.5s > max: %+v", r4)
+	}
+	r3.Cancel(ctx, time.Now())
+	if r5, _ := s.Take(ctx, "k", Delete, time.Now(), time.Second); !r5.Allowed || r5.Delay < 800*time.Millisecond {
+		t.Fatalf("after cancel the slot is free again: %+v", r5)
+	}
+}
+
+// TestRedisOutage: with Redis gone, Take fails within the client's
+// timeouts, then at once (no Redis call) until the probe interval passes;
+// when Redis returns, the store recovers by itself.
+func TestRedisOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newRedisStore(t, redisClient(t, srv), "test:outage:", MXPolicy())
+	s.SetProbeInterval(300 * time.Millisecond)
+	ctx := context.Background()
+	if _, err := s.Take(ctx, "k", Get, time.Now(), 0); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	start := time.Now()
+	_, err := s.Take(ctx, "k", Get, time.Now(), 0)
+	if !errors.Is(err, ErrStoreUnavailable) || time.Since(start) > 2*time.Second {
+		t.Fatalf("first call in the outage: %v after %v", err, time.Since(start))
+	}
+	if s.Healthy() {
+		t.Fatal("store still healthy")
+	}
+	start = time.Now()
+	for range 1000 {
+		if _, err := s.Take(ctx, "k", Get, time.Now(), 0); !errors.Is(err, ErrStoreUnavailable) {
+			t.Fatalf("during the outage: %v", err)
+		}
+	}
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Fatalf("1000 calls in the outage took %v: the breaker does not skip Redis", d)
+	}
+	srv.Restart()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, err := s.Take(ctx, "k", Get, time.Now(), 0)
+		if err == nil && r.Allowed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !s.Healthy() {
+		t.Fatal("recovered store not healthy")
+	}
+}
+
+func BenchmarkRedisTake(b *testing.B) {
+	srv := redistest.Start(b)
+	s := newRedisStore(b, redisClient(b, srv), "bench:", Policy{Get: {Rate: 1e9, Burst: 1 << 30}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Take(ctx, "client", Get, time.Now(), 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
