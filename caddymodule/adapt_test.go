@@ -52,7 +52,7 @@ func TestAdapt(t *testing.T) {
 			case isErr && !strings.Contains(err.Error(), wantErr):
 				t.Fatalf("error %q does not contain %q", err, wantErr)
 			case isErr:
-				for _, secret := range []string{"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI=", "c2hvcnQ="} {
+				for _, secret := range []string{"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI=", "c2hvcnQ=", "hunter2"} {
 					if strings.Contains(err.Error(), secret) {
 						t.Fatalf("error reveals a key: %v", err)
 					}

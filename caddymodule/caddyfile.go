@@ -8,17 +8,23 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/mxgate/mxgate/ratelimit"
 )
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("mx_ip_allow", parseIPAllow)
 	httpcaddyfile.RegisterHandlerDirective("mdx_hmac", parseMDXHMAC)
+	httpcaddyfile.RegisterHandlerDirective("mx_rate_limit", parseRateLimit)
 
 	// The IP check runs first, before any redirect, rewrite or auth, so a
 	// stranger gets nothing but 403; the signature check runs next. Both
 	// come after `header`, so a site's security headers reach refusals too.
 	httpcaddyfile.RegisterDirectiveOrder("mx_ip_allow", httpcaddyfile.Before, "redir")
 	httpcaddyfile.RegisterDirectiveOrder("mdx_hmac", httpcaddyfile.Before, "redir") // lands after mx_ip_allow
+	// Budgets are spent only by requests that passed the checks above, and
+	// a rate-limit key may use what they established.
+	httpcaddyfile.RegisterDirectiveOrder("mx_rate_limit", httpcaddyfile.Before, "redir") // after mdx_hmac
 }
 
 func parseIPAllow(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -60,8 +66,197 @@ func (a *IPAllow) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 func parseMDXHMAC(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	m := new(MDXHMAC)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
+	seg := segment(h)
+	if err := m.UnmarshalCaddyfile(caddyfile.NewDispenser(seg)); err != nil {
+		return nil, err
+	}
+	if m.Store == "redis" && m.Namespace == "" {
+		m.Namespace = autoNamespace(h, "mdx_hmac", seg)
+	}
+	return m, nil
+}
+
+// segment returns the directive's tokens, its name first.
+func segment(h httpcaddyfile.Helper) caddyfile.Segment {
+	h.Next()
+	return h.NextSegment()
+}
+
+// autoNamespace names a directive's shared state in Redis: a hash of its
+// tokens and its ordinal among directives with the same tokens in this
+// Caddyfile. Replicas that load the same Caddyfile agree on it; two
+// directives never share it by accident.
+func autoNamespace(h httpcaddyfile.Helper, dir string, seg caddyfile.Segment) string {
+	texts := make([]string, len(seg))
+	for i, t := range seg {
+		texts[i] = t.Text
+	}
+	base := namespaceFor(texts, 0)
+	counts, _ := h.State["mxgate_namespaces"].(map[string]int)
+	if counts == nil {
+		counts = map[string]int{}
+		h.State["mxgate_namespaces"] = counts
+	}
+	counts[base]++
+	return namespaceFor(texts, counts[base])
+}
+
+func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	rl := new(RateLimit)
+	seg := segment(h)
+	if err := rl.UnmarshalCaddyfile(caddyfile.NewDispenser(seg)); err != nil {
+		return nil, err
+	}
+	if rl.Store == "redis" && rl.Namespace == "" {
+		rl.Namespace = autoNamespace(h, "mx_rate_limit", seg)
+	}
+	return rl, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mx_rate_limit {
+//		get <n>/s|/m|/h [burst <b>] | unlimited     # default 2000/s
+//		write <n>/s [burst <b>] | unlimited         # default 750/s
+//		delete <n>/s [burst <b>] | unlimited        # default 150/s
+//		other <n>/s [burst <b>] | unlimited         # default unlimited
+//		key <placeholder>
+//		mode reject|wait
+//		max_wait <duration>
+//		store memory | redis <url>
+//		on_store_error local|deny
+//		redis_timeout <duration>
+//		namespace <name>
+//		max_keys <n>
+//		error_format mdx|json|text|handle_errors
+//	}
+func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "get", "write", "delete", "other":
+			cl, err := parseClassLimit(d)
+			if err != nil {
+				return err
+			}
+			if rl.Limits == nil {
+				rl.Limits = map[string]*ClassLimit{}
+			}
+			if _, dup := rl.Limits[opt]; dup {
+				return d.Errf("%s given twice", opt)
+			}
+			rl.Limits[opt] = cl
+		case "key", "namespace":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if opt == "key" {
+				rl.Key = d.Val()
+			} else {
+				rl.Namespace = d.Val()
+			}
+		case "mode":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if d.Val() != "reject" && d.Val() != "wait" {
+				return d.Errf("mode must be reject or wait, not '%s'", d.Val())
+			}
+			rl.Mode = d.Val()
+		case "max_wait", "redis_timeout":
+			dur, err := parsePositiveDuration(d)
+			if err != nil {
+				return err
+			}
+			if opt == "max_wait" {
+				rl.MaxWait = dur
+			} else {
+				rl.RedisTimeout = dur
+			}
+		case "store":
+			store, url, err := parseStore(d.RemainingArgs())
+			if err != nil {
+				return d.Err(err.Error())
+			}
+			rl.Store, rl.RedisURL = store, url
+		case "on_store_error":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if err := checkOnStoreError(d.Val()); err != nil {
+				return d.Err(err.Error())
+			}
+			rl.OnStoreError = d.Val()
+		case "max_keys":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return d.Errf("max_keys: invalid number '%s'", d.Val())
+			}
+			rl.MaxKeys = n
+		case "error_format":
+			if err := parseErrorFormat(d, &rl.ErrorFormat); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized mx_rate_limit option '%s'", opt)
+		}
+		if d.NextArg() {
+			return d.Errf("%s: too many arguments", opt)
+		}
+	}
+	if rl.MaxWait != 0 && rl.Mode != "wait" {
+		return d.Err("max_wait applies only with `mode wait`")
+	}
+	if rl.OnStoreError != "" && rl.Store != "redis" {
+		return d.Err("on_store_error applies only with `store redis <url>`")
+	}
+	return nil
+}
+
+// parseClassLimit reads `<n>/s [burst <b>]` or `unlimited`.
+func parseClassLimit(d *caddyfile.Dispenser) (*ClassLimit, error) {
+	class := d.Val()
+	if !d.NextArg() {
+		return nil, d.Errf("%s needs a rate such as 100/s, or unlimited", class)
+	}
+	if d.Val() == "unlimited" {
+		return &ClassLimit{Unlimited: true}, nil
+	}
+	r, err := ratelimit.ParseRate(d.Val())
+	if err != nil {
+		return nil, d.Errf("%s: %v", class, err)
+	}
+	cl := &ClassLimit{Rate: r}
+	if d.NextArg() {
+		if d.Val() != "burst" || !d.NextArg() {
+			return nil, d.Errf("%s: after the rate, only `burst <n>`", class)
+		}
+		b, err := strconv.Atoi(d.Val())
+		if err != nil || b < 1 {
+			return nil, d.Errf("%s: burst must be a whole number of at least 1, not '%s'", class, d.Val())
+		}
+		cl.Burst = b
+	}
+	return cl, nil
+}
+
+func parsePositiveDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: invalid duration '%s' (must be positive)", opt, d.Val())
+	}
+	return caddy.Duration(dur), nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -75,6 +270,10 @@ func parseMDXHMAC(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		base_path <prefix>
 //		replay_window <duration>
 //		replay_cache_size <n>
+//		store memory | redis <url>      # where replay_window remembers signatures
+//		on_store_error local|deny
+//		redis_timeout <duration>
+//		namespace <name>
 //		error_format mdx|json|text|handle_errors
 //	}
 func (m *MDXHMAC) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -167,6 +366,31 @@ func (m *MDXHMAC) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("replay_cache_size: invalid number '%s'", d.Val())
 			}
 			m.ReplayCacheSize = n
+		case "store":
+			store, url, err := parseStore(d.RemainingArgs())
+			if err != nil {
+				return d.Err(err.Error())
+			}
+			m.Store, m.RedisURL = store, url
+		case "on_store_error":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if err := checkOnStoreError(d.Val()); err != nil {
+				return d.Err(err.Error())
+			}
+			m.OnStoreError = d.Val()
+		case "redis_timeout":
+			dur, err := parsePositiveDuration(d)
+			if err != nil {
+				return err
+			}
+			m.RedisTimeout = dur
+		case "namespace":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			m.Namespace = d.Val()
 		case "error_format":
 			if err := parseErrorFormat(d, &m.ErrorFormat); err != nil {
 				return err
@@ -183,6 +407,12 @@ func (m *MDXHMAC) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if m.BasePath != "" && m.Resource != "path" {
 		return d.Err("base_path applies only with `resource path`")
+	}
+	if m.Store != "" && m.ReplayWindow == 0 {
+		return d.Err("store applies only with replay_window")
+	}
+	if m.OnStoreError != "" && m.Store != "redis" {
+		return d.Err("on_store_error applies only with `store redis <url>`")
 	}
 	return nil
 }
@@ -205,4 +435,5 @@ func parseErrorFormat(d *caddyfile.Dispenser, dst *string) error {
 var (
 	_ caddyfile.Unmarshaler = (*IPAllow)(nil)
 	_ caddyfile.Unmarshaler = (*MDXHMAC)(nil)
+	_ caddyfile.Unmarshaler = (*RateLimit)(nil)
 )

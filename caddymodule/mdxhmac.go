@@ -101,6 +101,25 @@ type MDXHMAC struct {
 	// Default: 1000000.
 	ReplayCacheSize int `json:"replay_cache_size,omitempty"`
 
+	// Store is where ReplayWindow remembers signatures: "memory" (this
+	// process) or "redis" (shared, so a signature replayed against another
+	// replica is caught too). Default: memory.
+	Store string `json:"store,omitempty"`
+
+	// RedisURL is the Redis server of a Redis store; {env.*} works.
+	RedisURL string `json:"redis_url,omitempty"`
+
+	// RedisTimeout bounds each Redis call. Default: 250ms.
+	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
+
+	// OnStoreError is what happens while Redis is unreachable: "local"
+	// (this replica's own cache) or "deny" (503). Default: local.
+	OnStoreError string `json:"on_store_error,omitempty"`
+
+	// Namespace separates this directive's signatures in Redis; the
+	// Caddyfile sets one per directive, JSON must with a Redis store.
+	Namespace string `json:"namespace,omitempty"`
+
 	// ErrorFormat is how a refusal is written: mdx, json, text or
 	// handle_errors. Default: mdx.
 	ErrorFormat string `json:"error_format,omitempty"`
@@ -108,7 +127,10 @@ type MDXHMAC struct {
 	verifier *hmac.Verifier
 	rule     hmac.ResourceRule
 	maxSkew  time.Duration
-	replay   *replay.Memory
+	replay   *replay.Memory // the replay cache, or a Redis store's local fallback
+	shared   *replay.Redis
+	redis    *redisHandle
+	down     *atomic.Bool // a store outage episode is under way
 	fullLog  *atomic.Bool // a "replay cache full" episode has been logged
 	now      func() time.Time
 	logger   *zap.Logger
@@ -133,6 +155,7 @@ func (MDXHMAC) CaddyModule() caddy.ModuleInfo {
 func (m *MDXHMAC) Provision(ctx caddy.Context) error {
 	m.logger = ctx.Logger()
 	m.fullLog = new(atomic.Bool)
+	m.down = new(atomic.Bool)
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -209,6 +232,33 @@ func (m *MDXHMAC) Provision(ctx caddy.Context) error {
 		}
 	} else if m.ReplayCacheSize != 0 {
 		return errors.New("mdx_hmac: replay_cache_size needs replay_window")
+	}
+	if m.OnStoreError == "" {
+		m.OnStoreError = OnStoreErrorLocal
+	}
+	switch m.Store {
+	case "", "memory":
+		if m.RedisURL != "" {
+			return errors.New("mdx_hmac: redis_url needs store redis")
+		}
+	case "redis":
+		if m.replay == nil {
+			return errors.New("mdx_hmac: store redis needs replay_window")
+		}
+		if m.Namespace == "" {
+			return errors.New("mdx_hmac: a Redis store needs a namespace (the Caddyfile sets one per directive)")
+		}
+		if err := checkOnStoreError(m.OnStoreError); err != nil {
+			return fmt.Errorf("mdx_hmac: %w", err)
+		}
+		if m.redis, err = openRedis(m.RedisURL, time.Duration(m.RedisTimeout)); err != nil {
+			return fmt.Errorf("mdx_hmac: %w", err)
+		}
+		if m.shared, err = replay.NewRedis(m.redis.client, "mxgate:replay:"+m.Namespace+":", time.Duration(m.ReplayWindow)); err != nil {
+			return fmt.Errorf("mdx_hmac: %w", err)
+		}
+	default:
+		return fmt.Errorf("mdx_hmac: store must be memory or redis, not %q", m.Store)
 	}
 	return registerMetrics(ctx.GetMetricsRegistry())
 }
@@ -351,7 +401,10 @@ func (m *MDXHMAC) verify(r *http.Request) (rejection, bool) {
 		if _, err := hex.Decode(key[:], []byte(sig[:2*len(key)])); err != nil {
 			return rejectBadHMAC, false
 		}
-		fresh, err := m.replay.Check(key, m.now())
+		fresh, deny, err := m.checkReplay(r, key)
+		if deny {
+			return rejectStoreDown, false
+		}
 		if err != nil {
 			if !m.fullLog.Swap(true) {
 				m.logger.Error("replay cache full; refusing requests until entries expire",
@@ -372,6 +425,37 @@ func (m *MDXHMAC) verify(r *http.Request) (rejection, bool) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	return rejection{}, true
+}
+
+// checkReplay asks the shared store, if any, whether key is fresh, and
+// falls back as OnStoreError says; deny is true when the request must be
+// refused because the store is down.
+func (m *MDXHMAC) checkReplay(r *http.Request, key replay.Key) (fresh, deny bool, err error) {
+	if m.shared != nil {
+		fresh, err := m.shared.Check(r.Context(), key)
+		if err == nil {
+			if m.down.Load() && m.down.Swap(false) {
+				m.logger.Info("replay store reachable again", zap.String("redis", m.redis.addr))
+			}
+			return fresh, false, nil
+		}
+		metrics.storeErrors.WithLabelValues("mdx_hmac").Inc()
+		if !m.down.Swap(true) {
+			m.logger.Error("replay store unreachable", zap.String("redis", m.redis.addr),
+				zap.String("on_store_error", m.OnStoreError), zap.Error(err))
+		}
+		if m.OnStoreError == OnStoreErrorDeny {
+			return false, true, nil
+		}
+	}
+	fresh, err = m.replay.Check(key, m.now())
+	return fresh, false, err
+}
+
+// Cleanup releases the Redis client.
+func (m *MDXHMAC) Cleanup() error {
+	m.redis.release()
+	return nil
 }
 
 // readBody reads the whole body, refusing one over MaxBody.
@@ -432,5 +516,6 @@ func acceptsMDXv5(values []string) bool {
 var (
 	_ caddy.Provisioner           = (*MDXHMAC)(nil)
 	_ caddy.Validator             = (*MDXHMAC)(nil)
+	_ caddy.CleanerUpper          = (*MDXHMAC)(nil)
 	_ caddyhttp.MiddlewareHandler = (*MDXHMAC)(nil)
 )

@@ -10,8 +10,13 @@ import (
 // The collectors are process-wide so that counts survive config reloads;
 // each config's registry gets them registered once.
 var metrics = struct {
-	once       sync.Once
-	rejections *prometheus.CounterVec
+	once        sync.Once
+	rejections  *prometheus.CounterVec
+	rlAdmitted  *prometheus.CounterVec
+	rlRejected  *prometheus.CounterVec
+	rlWait      *prometheus.HistogramVec
+	rlAbandoned *prometheus.CounterVec
+	storeErrors *prometheus.CounterVec
 }{}
 
 func initMetrics() {
@@ -21,6 +26,27 @@ func initMetrics() {
 			Name:      "rejections_total",
 			Help:      "Requests refused by an mxgate handler, by directive and reason.",
 		}, []string{"directive", "reason"})
+		metrics.rlAdmitted = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mxgate", Subsystem: "ratelimit", Name: "admitted_total",
+			Help: "Requests admitted by mx_rate_limit, by class.",
+		}, []string{"class"})
+		metrics.rlRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mxgate", Subsystem: "ratelimit", Name: "rejected_total",
+			Help: "Requests refused by mx_rate_limit for want of a token, by class.",
+		}, []string{"class"})
+		metrics.rlWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "mxgate", Subsystem: "ratelimit", Name: "wait_seconds",
+			Help:    "How long admitted requests waited for a token in wait mode, by class.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
+		}, []string{"class"})
+		metrics.rlAbandoned = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mxgate", Subsystem: "ratelimit", Name: "abandoned_total",
+			Help: "Requests whose client went away while they waited for a token, by class; their tokens were given back.",
+		}, []string{"class"})
+		metrics.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mxgate", Name: "store_errors_total",
+			Help: "Failed calls to a shared store (Redis), by directive.",
+		}, []string{"directive"})
 	})
 }
 
@@ -31,7 +57,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{metrics.rejections} {
+	for _, c := range []prometheus.Collector{metrics.rejections, metrics.rlAdmitted, metrics.rlRejected, metrics.rlWait, metrics.rlAbandoned, metrics.storeErrors} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -43,7 +43,11 @@ func run(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	binary = filepath.Join(dir, "mxgate")
-	cmd := exec.Command("go", "build", "-o", binary, "../cmd/mxgate")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "../cmd/mxgate")...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return 0, fmt.Errorf("building mxgate: %w", err)
@@ -82,10 +86,11 @@ func (b *syncBuffer) String() string {
 
 // gateway is a running mxgate process.
 type gateway struct {
-	cmd    *exec.Cmd
-	admin  string
-	Stderr *syncBuffer
-	done   chan struct{}
+	cmd     *exec.Cmd
+	admin   string
+	metrics string // the metrics URL, where the test's Caddyfile serves one
+	Stderr  *syncBuffer
+	done    chan struct{}
 }
 
 // startGateway writes caddyfile (in which {ADMIN} stands for the admin
@@ -110,7 +115,12 @@ func startGateway(t testing.TB, caddyfile string, env ...string) *gateway {
 		t.Fatal(err)
 	}
 	go func() { _ = g.cmd.Wait(); close(g.done) }()
-	t.Cleanup(g.stop)
+	t.Cleanup(func() {
+		g.stop()
+		if strings.Contains(g.Stderr.String(), "WARNING: DATA RACE") {
+			t.Errorf("mxgate reported a data race:\n%s", g.Stderr)
+		}
+	})
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {

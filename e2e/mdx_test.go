@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/hmac"
+	"github.com/mxgate/mxgate/internal/redistest"
 )
 
 const (
@@ -359,5 +360,28 @@ http://127.0.0.1:%d {
 	}
 	if len(up.Requests()) != 0 {
 		t.Fatal("upstream reached")
+	}
+}
+
+// TestReplayCaughtAcrossReplicas: two gateways share a Redis replay store;
+// a signature accepted by one is refused by the other.
+func TestReplayCaughtAcrossReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUpstream(t, nil)
+	extra := "store redis " + srv.URL() + "\n\t\tnamespace fi-prod"
+	a, _, _ := mdxGateway(t, up, extra)
+	b, _, _ := mdxGateway(t, up, extra)
+	m := mdxReq{path: "/inst1/sessions", body: sessionXML}
+	req := m.build(t, a)
+	replay, _ := http.NewRequest("POST", b+"/inst1/sessions", strings.NewReader(sessionXML))
+	replay.Header = req.Header.Clone()
+	if status, _, body := do(t, req); status != 200 {
+		t.Fatalf("original on replica A: %d %s", status, body)
+	}
+	if status, _, body := do(t, replay); status != 412 || body != mdxError("MDX-HMAC already used") {
+		t.Fatalf("replay on replica B: %d %s", status, body)
+	}
+	if n := len(up.Requests()); n != 1 {
+		t.Fatalf("upstream saw %d requests", n)
 	}
 }

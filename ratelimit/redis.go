@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mxgate/mxgate/internal/breaker"
 )
 
 // ErrStoreUnavailable is returned (wrapped) when Redis cannot be reached or
@@ -69,12 +70,10 @@ return 1
 // Redis again. It is safe for concurrent use. The zero value is not
 // usable: call NewRedis.
 type Redis struct {
-	client redis.Scripter
-	prefix string
-	policy Policy
-	probe  time.Duration
-	// downUntil is when Redis may next be tried (unix ns); 0 while healthy.
-	downUntil atomic.Int64
+	client  redis.Scripter
+	prefix  string
+	policy  Policy
+	breaker breaker.Breaker
 }
 
 // DefaultProbeInterval is how long a Redis store waits after a failure
@@ -91,12 +90,12 @@ func NewRedis(client redis.Scripter, prefix string, policy Policy) (*Redis, erro
 	if client == nil {
 		return nil, errors.New("ratelimit: nil Redis client")
 	}
-	return &Redis{client: client, prefix: prefix, policy: policy, probe: DefaultProbeInterval}, nil
+	return &Redis{client: client, prefix: prefix, policy: policy, breaker: breaker.Breaker{Probe: DefaultProbeInterval}}, nil
 }
 
 // SetProbeInterval sets how long to wait after a failure before trying
 // Redis again. Call it before use.
-func (s *Redis) SetProbeInterval(d time.Duration) { s.probe = d }
+func (s *Redis) SetProbeInterval(d time.Duration) { s.breaker.Probe = d }
 
 // bucketKey is prefix + class + ":" + key; keys longer than 64 bytes (they
 // may come from request input) are replaced by their SHA-256.
@@ -108,24 +107,13 @@ func (s *Redis) bucketKey(key string, c Class) string {
 	return s.prefix + c.String() + ":" + key
 }
 
-// usable reports whether Redis may be tried now; while it is down, one
-// caller per probe interval gets true.
-func (s *Redis) usable() bool {
-	until := s.downUntil.Load()
-	if until == 0 {
-		return true
-	}
-	now := time.Now().UnixNano()
-	return now >= until && s.downUntil.CompareAndSwap(until, now+int64(s.probe))
-}
-
 func (s *Redis) fail(err error) error {
-	s.downUntil.Store(time.Now().Add(s.probe).UnixNano())
+	s.breaker.Fail()
 	return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 }
 
 // Healthy reports whether the last contact with Redis succeeded.
-func (s *Redis) Healthy() bool { return s.downUntil.Load() == 0 }
+func (s *Redis) Healthy() bool { return s.breaker.Healthy() }
 
 // Take implements Store.
 func (s *Redis) Take(ctx context.Context, key string, c Class, _ time.Time, maxWait time.Duration) (Result, error) {
@@ -133,7 +121,7 @@ func (s *Redis) Take(ctx context.Context, key string, c Class, _ time.Time, maxW
 	if l.Unlimited() {
 		return Result{Allowed: true}, nil
 	}
-	if !s.usable() {
+	if !s.breaker.Allow() {
 		return Result{}, ErrStoreUnavailable
 	}
 	interval := 1e6 / l.Rate // µs
@@ -146,7 +134,7 @@ func (s *Redis) Take(ctx context.Context, key string, c Class, _ time.Time, maxW
 		}
 		return Result{}, s.fail(err)
 	}
-	s.downUntil.Store(0)
+	s.breaker.Succeed()
 	reset := time.Duration(v[1]) * time.Microsecond
 	res := Result{Allowed: v[0] == 1, Limit: l.Burst, Reset: reset}
 	used := float64(v[1]) / interval // tokens' worth of TAT ahead of now

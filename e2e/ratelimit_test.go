@@ -1,0 +1,298 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mxgate/mxgate/internal/redistest"
+)
+
+// rateGateway starts an mxgate whose site applies mx_rate_limit with the
+// given block body in front of up; its metrics are at g.metrics.
+func rateGateway(t *testing.T, up *upstream, block string) (string, *gateway) {
+	t.Helper()
+	port, mport := freePort(t), freePort(t)
+	g := startGateway(t, fmt.Sprintf(`{
+	admin {ADMIN}
+}
+http://127.0.0.1:%d {
+	mx_rate_limit {
+		%s
+	}
+	reverse_proxy %s
+}
+http://127.0.0.1:%d {
+	metrics
+}
+`, port, block, up.hostPort(), mport))
+	g.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
+	return fmt.Sprintf("http://127.0.0.1:%d", port), g
+}
+
+// waitForMetric polls the gateway's metrics until a line starts with line.
+func waitForMetric(t *testing.T, g *gateway, line string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, _, body := do(t, mustRequest(t, "GET", g.metrics))
+		for _, l := range strings.Split(body, "\n") {
+			if strings.HasPrefix(l, line) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metric %q never appeared", line)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRateLimitReject(t *testing.T) {
+	up := newUpstream(t, nil)
+	base, _ := rateGateway(t, up, "get 2/s burst 5\ndelete 1/m burst 1")
+	for i := range 5 {
+		status, hdr, _ := do(t, mustRequest(t, "GET", base+"/accounts"))
+		if status != 200 {
+			t.Fatalf("request %d: %d", i, status)
+		}
+		if hdr.Get("RateLimit-Limit") != "5" || hdr.Get("RateLimit-Remaining") != strconv.Itoa(4-i) || hdr.Get("RateLimit-Reset") == "" {
+			t.Fatalf("request %d headers: %v", i, hdr)
+		}
+	}
+	status, hdr, body := do(t, mustRequest(t, "GET", base+"/accounts"))
+	if status != 429 || body != mdxError("Too many requests") || hdr.Get("Content-Type") != mdxType {
+		t.Fatalf("over budget: %d %q", status, body)
+	}
+	if hdr.Get("Retry-After") != "1" || hdr.Get("RateLimit-Remaining") != "0" || hdr.Get("RateLimit-Reset") != "3" {
+		t.Fatalf("over-budget headers: %v", hdr)
+	}
+	// other classes have budgets of their own
+	if status, _, _ := do(t, mustRequest(t, "DELETE", base+"/x")); status != 200 {
+		t.Fatalf("first DELETE: %d", status)
+	}
+	status, hdr, _ = do(t, mustRequest(t, "DELETE", base+"/x"))
+	if status != 429 || hdr.Get("Retry-After") != "60" {
+		t.Fatalf("second DELETE: %d Retry-After %q", status, hdr.Get("Retry-After"))
+	}
+	if status, _, _ := do(t, mustRequest(t, "OPTIONS", base+"/x")); status != 200 {
+		t.Fatalf("OPTIONS (other, unlimited): %d", status)
+	}
+	if n := len(up.Requests()); n != 7 {
+		t.Fatalf("upstream saw %d requests, want 7 (5 GET, 1 DELETE, 1 OPTIONS)", n)
+	}
+}
+
+// TestRateLimitWaitAdmitsWhatFits: a burst that fits within max_wait is
+// admitted whole, paced at the rate; what does not fit is refused at once.
+func TestRateLimitWaitAdmitsWhatFits(t *testing.T) {
+	var mu sync.Mutex
+	var arrivals []time.Time
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrivals = append(arrivals, time.Now())
+		mu.Unlock()
+	})
+	base, _ := rateGateway(t, up, "get 20/s burst 1\nmode wait\nmax_wait 2s")
+
+	// 30 at once need 29 intervals of 50ms = 1.45s of waiting: all fit.
+	statuses := fire(t, base, 30)
+	if statuses[200] != 30 {
+		t.Fatalf("statuses %v, want 30 admitted", statuses)
+	}
+	mu.Lock()
+	first, last := arrivals[0], arrivals[len(arrivals)-1]
+	for i := range arrivals {
+		// never more than burst + rate*elapsed have arrived
+		n := 0
+		for _, a := range arrivals {
+			if a.Sub(arrivals[i]) >= 0 && a.Sub(arrivals[i]) < 500*time.Millisecond {
+				n++
+			}
+		}
+		if n > 11 {
+			t.Fatalf("%d requests reached the upstream within 500ms (rate 20/s)", n)
+		}
+	}
+	mu.Unlock()
+	if spread := last.Sub(first); spread < 1300*time.Millisecond {
+		t.Fatalf("30 requests reached the upstream within %v: not paced", spread)
+	}
+
+	// 60 at once: about 41 fit in 2s; the rest are refused without waiting.
+	start := time.Now()
+	statuses = fire(t, base, 60)
+	if statuses[200] < 38 || statuses[200] > 43 || statuses[429] != 60-statuses[200] {
+		t.Fatalf("statuses %v, want about 41 admitted and the rest 429", statuses)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the burst took %v: something waited beyond max_wait", d)
+	}
+}
+
+// TestRateLimitAbandonedWaitConsumesNothing: a client that gives up while
+// waiting leaves the queue, and its token goes to the next request.
+func TestRateLimitAbandonedWaitConsumesNothing(t *testing.T) {
+	up := newUpstream(t, nil)
+	base, g := rateGateway(t, up, "delete 1/s burst 1\nmode wait\nmax_wait 5s")
+	if status, _, _ := do(t, mustRequest(t, "DELETE", base+"/a")); status != 200 {
+		t.Fatal("first DELETE refused")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "DELETE", base+"/b", nil)
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Fatal("the impatient request was not cut off")
+	}
+	// the gateway has seen the client go and given the token back
+	waitForMetric(t, g, `mxgate_ratelimit_abandoned_total{class="delete"} 1`)
+	start := time.Now()
+	if status, _, _ := do(t, mustRequest(t, "DELETE", base+"/c")); status != 200 {
+		t.Fatal("third DELETE refused")
+	}
+	// had /b kept its slot, /c would wait until 2s after the first
+	if d := time.Since(start); d > 1200*time.Millisecond {
+		t.Fatalf("third DELETE waited %v: the abandoned request kept its token", d)
+	}
+	for _, r := range up.Requests() {
+		if r.URI == "/b" {
+			t.Fatal("the abandoned request reached the upstream")
+		}
+	}
+}
+
+// fire sends n concurrent GETs and counts the statuses.
+func fire(t *testing.T, base string, n int) map[int]int {
+	t.Helper()
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(base + "/accounts")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			mu.Lock()
+			statuses[resp.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return statuses
+}
+
+// sharedGateways starts n mxgate processes that share one Redis budget.
+func sharedGateways(t *testing.T, n int, srv *redistest.Server, up *upstream, block string) []string {
+	t.Helper()
+	var bases []string
+	for range n {
+		base, _ := rateGateway(t, up, block+"\nstore redis "+srv.URL()+"\nredis_timeout 200ms")
+		bases = append(bases, base)
+	}
+	return bases
+}
+
+func TestRateLimitSharedAcrossThreeReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUpstream(t, nil)
+	bases := sharedGateways(t, 3, srv, up, "get 100/s burst 20")
+	var admitted, refused atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 9 {
+		wg.Add(1)
+		go func(base string) {
+			defer wg.Done()
+			for time.Since(start) < 2*time.Second {
+				resp, err := http.Get(base + "/accounts")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case 200:
+					admitted.Add(1)
+				case 429:
+					refused.Add(1)
+				default:
+					t.Errorf("status %d", resp.StatusCode)
+				}
+			}
+		}(bases[i%3])
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	budget := 20 + 100*elapsed
+	if a := float64(admitted.Load()); a > budget+2 || a < 0.9*100*2 {
+		t.Fatalf("3 replicas admitted %v in %.2fs; the shared budget is %.0f (refused %d)", a, elapsed, budget, refused.Load())
+	}
+	if refused.Load() == 0 {
+		t.Fatal("the load never exceeded the budget: the test proves nothing")
+	}
+	if int64(len(up.Requests())) != admitted.Load() {
+		t.Fatalf("upstream saw %d, gateways admitted %d", len(up.Requests()), admitted.Load())
+	}
+}
+
+// TestRateLimitRedisOutage stops Redis under two gateways, one that falls
+// back to its own buckets and one that denies, and brings it back.
+func TestRateLimitRedisOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newUpstream(t, nil)
+	local, gLocal := rateGateway(t, up, "get 1000/s\nstore redis "+srv.URL()+"\nredis_timeout 200ms\non_store_error local")
+	deny, gDeny := rateGateway(t, up, "get 1000/s\nstore redis "+srv.URL()+"\nredis_timeout 200ms\non_store_error deny")
+	for _, b := range []string{local, deny} {
+		if status, _, _ := do(t, mustRequest(t, "GET", b+"/a")); status != 200 {
+			t.Fatalf("%s before the outage: %d", b, status)
+		}
+	}
+	srv.Stop()
+	start := time.Now()
+	for i := range 50 {
+		if status, _, _ := do(t, mustRequest(t, "GET", local+"/a")); status != 200 {
+			t.Fatalf("local fallback, request %d: %d", i, status)
+		}
+		status, hdr, body := do(t, mustRequest(t, "GET", deny+"/a"))
+		if status != 503 || body != mdxError("Service unavailable: rate limit store unreachable") || hdr.Get("Content-Type") != mdxType {
+			t.Fatalf("deny, request %d: %d %q", i, status, body)
+		}
+	}
+	// 100 requests, each bounded by the 200ms timeout at worst, most
+	// skipping Redis entirely while the breaker is open
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("100 requests during the outage took %v", d)
+	}
+	srv.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, _, _ := do(t, mustRequest(t, "GET", deny+"/a"))
+		if status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deny gateway never recovered: %d", status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for name, g := range map[string]*gateway{"local": gLocal, "deny": gDeny} {
+		logs := g.Stderr.String()
+		if n := strings.Count(logs, "rate limit store unreachable"); n != 1 {
+			t.Errorf("%s: outage logged %d times, want once", name, n)
+		}
+		if name == "deny" && !strings.Contains(logs, "rate limit store reachable again") {
+			t.Errorf("%s: recovery not logged", name)
+		}
+	}
+}
