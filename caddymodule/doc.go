@@ -7,6 +7,7 @@
 //
 //	http.handlers.mx_ip_allow   admit only clients in an IP allow-list (MX's ranges by default)
 //	http.handlers.mdx_hmac      verify MDX On Demand request signatures
+//	http.handlers.mx_rate_limit per-verb token-bucket budgets, in memory or shared through Redis
 //
 // The Caddyfile directives of the same names are registered in caddyfile.go,
 // with their order, so a site needs no `order` option.

@@ -9,21 +9,25 @@ if ! command -v go >/dev/null 2>&1; then
 	exit 1
 fi
 
-# The Redis tests start their own redis-server on a free loopback port; the
-# server comes from Debian's packages.
-if ! command -v redis-server >/dev/null 2>&1; then
+# The Redis tests start their own redis-server on a free loopback port, and
+# the README's walkthrough is replayed with curl; both come from Debian's
+# packages.
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
+if [ -n "$missing" ]; then
 	sudo=""
 	if [ "$(id -u)" != 0 ]; then
 		if command -v sudo >/dev/null 2>&1; then
 			sudo=sudo
 		else
-			echo "test.sh: redis-server is missing and this user cannot install it (apt-get install redis-server)" >&2
+			echo "test.sh: missing$missing, and this user cannot install them (apt-get install$missing)" >&2
 			exit 1
 		fi
 	fi
-	echo "test.sh: installing redis-server from Debian's packages"
+	echo "test.sh: installing$missing from Debian's packages"
 	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 # Under CI the Redis tests fail, never skip, if redis-server cannot be found.
 export CI="${CI:-}"

@@ -1,0 +1,288 @@
+// Command ratelimit measures mx_rate_limit end to end: real mxgate
+// processes started from Caddyfiles on loopback, a real upstream, a real
+// redis-server, and open-loop load at a fixed offered rate. It prints a
+// Markdown report.
+//
+//	go run ./bench/ratelimit [-duration 10s] [-limit 500]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mxgate/mxgate/ratelimit"
+)
+
+var (
+	duration = flag.Duration("duration", 10*time.Second, "how long each load runs")
+	limit    = flag.Int("limit", 500, "the GET limit per second")
+	burst    = flag.Int("burst", 50, "the GET burst")
+)
+
+func main() {
+	flag.Parse()
+	log.SetFlags(0)
+	dir, err := os.MkdirTemp("", "mxgate-bench-")
+	check(err)
+	defer os.RemoveAll(dir)
+
+	bin := filepath.Join(dir, "mxgate")
+	run("go", "build", "-o", bin, "./cmd/mxgate")
+
+	var upstreamHits atomic.Int64
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		upstreamHits.Add(1)
+		io.WriteString(w, "ok")
+	})}
+	upL, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	go up.Serve(upL)
+
+	redisPort := freePort()
+	redisCmd := exec.Command("redis-server", "--port", fmt.Sprint(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	check(redisCmd.Start())
+	defer redisCmd.Process.Kill()
+	redisURL := fmt.Sprintf("redis://127.0.0.1:%d/0", redisPort)
+	waitTCP(fmt.Sprintf("127.0.0.1:%d", redisPort))
+
+	fmt.Printf("Machine: %d CPUs (`nproc`), everything on loopback: load generator, mxgate processes, upstream, redis-server.\n\n", numCPU())
+
+	// 1. Accuracy at twice the limit: one replica (memory), three sharing Redis.
+	fmt.Printf("### Accuracy: offered %d/s (twice the limit) for %v\n\n", 2**limit, *duration)
+	fmt.Printf("Limit `get %d/s burst %d`. Admitted rate = (admitted - burst) / duration.\n\n", *limit, *burst)
+	fmt.Println("| setup | offered | admitted | refused | admitted rate | vs limit |")
+	fmt.Println("|---|---|---|---|---|---|")
+	block := fmt.Sprintf("get %d/s burst %d", *limit, *burst)
+	{
+		g := start(bin, dir, upL.Addr().String(), block)
+		r := offer([]string{g.base}, 2**limit, *duration)
+		g.stop()
+		report("1 replica, memory store", r)
+	}
+	{
+		var gs []*gw
+		var bases []string
+		for range 3 {
+			g := start(bin, dir, upL.Addr().String(), block+"\n\t\tstore redis "+redisURL+"\n\t\tnamespace bench-accuracy")
+			gs = append(gs, g)
+			bases = append(bases, g.base)
+		}
+		r := offer(bases, 2**limit, *duration)
+		for _, g := range gs {
+			g.stop()
+		}
+		report("3 replicas, one Redis", r)
+	}
+
+	// 2. Wait mode at 1.5 times the limit.
+	fmt.Printf("\n### Wait mode: offered %d/s (1.5 times the limit), `mode wait`, `max_wait 2s`, for %v\n\n", *limit*3/2, *duration)
+	{
+		var perSecond sync.Map
+		upstreamHits.Store(0)
+		up.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			sec := time.Now().Unix()
+			v, _ := perSecond.LoadOrStore(sec, new(atomic.Int64))
+			v.(*atomic.Int64).Add(1)
+			io.WriteString(w, "ok")
+		})
+		g := start(bin, dir, upL.Addr().String(), fmt.Sprintf("get %d/s burst 1\n\t\tmode wait\n\t\tmax_wait 2s", *limit))
+		r := offer([]string{g.base}, *limit*3/2, *duration)
+		g.stop()
+		var secs []int64
+		perSecond.Range(func(k, _ any) bool { secs = append(secs, k.(int64)); return true })
+		sort.Slice(secs, func(i, j int) bool { return secs[i] < secs[j] })
+		maxSec := int64(0)
+		for _, s := range secs[1 : len(secs)-1] { // whole seconds only
+			v, _ := perSecond.Load(s)
+			maxSec = max(maxSec, v.(*atomic.Int64).Load())
+		}
+		// The queue grows by half the limit each second; a request is
+		// refused once its wait would pass 2s, i.e. after 2s / 0.5 = 4s.
+		fmt.Println("| offered | admitted | refused | first refusal after | predicted | busiest whole second at the upstream |")
+		fmt.Println("|---|---|---|---|---|---|")
+		first := "none"
+		if r.firstRefusal > 0 {
+			first = r.firstRefusal.Round(10 * time.Millisecond).String()
+		}
+		fmt.Printf("| %d | %d | %d | %s | 4s | %d (limit %d) |\n", r.offered, r.ok, r.refused, first, maxSec, *limit)
+	}
+
+	// 3. The Redis store's added latency per check, on loopback.
+	fmt.Printf("\n### Redis store: latency of one check on loopback\n\n")
+	{
+		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redisPort), MaxRetries: -1})
+		defer c.Close()
+		s, err := ratelimit.NewRedis(c, "bench:lat:", ratelimit.Policy{ratelimit.Get: {Rate: 1e9, Burst: 1 << 30}, ratelimit.Write: {Rate: ratelimit.Inf}, ratelimit.Delete: {Rate: ratelimit.Inf}, ratelimit.Other: {Rate: ratelimit.Inf}})
+		check(err)
+		ctx := context.Background()
+		for range 1000 { // warm the connection and the script cache
+			_, err := s.Take(ctx, "client", ratelimit.Get, time.Now(), 0)
+			check(err)
+		}
+		const n = 20000
+		lat := make([]time.Duration, n)
+		for i := range lat {
+			t := time.Now()
+			_, err := s.Take(ctx, "client", ratelimit.Get, t, 0)
+			check(err)
+			lat[i] = time.Since(t)
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		fmt.Println("| checks | p50 | p90 | p99 | p99.9 | max |")
+		fmt.Println("|---|---|---|---|---|---|")
+		q := func(p float64) time.Duration { return lat[int(p*float64(n-1))] }
+		fmt.Printf("| %d | %v | %v | %v | %v | %v |\n", n, q(.5).Round(time.Microsecond), q(.9).Round(time.Microsecond), q(.99).Round(time.Microsecond), q(.999).Round(time.Microsecond), lat[n-1].Round(time.Microsecond))
+	}
+}
+
+type result struct {
+	offered, ok, refused, other int64
+	elapsed                     time.Duration
+	firstRefusal                time.Duration
+}
+
+func report(name string, r result) {
+	rate := float64(r.ok-int64(*burst)) / r.elapsed.Seconds()
+	fmt.Printf("| %s | %d | %d | %d | %.1f/s | %+.2f %% |\n", name, r.offered, r.ok, r.refused, rate, 100*(rate-float64(*limit))/float64(*limit))
+	if r.other > 0 {
+		fmt.Printf("\n(%d requests failed otherwise)\n\n", r.other)
+	}
+}
+
+// offer sends rate requests a second, round robin over bases, for d,
+// without waiting for answers (open loop), and counts the answers.
+func offer(bases []string, rate int, d time.Duration) result {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4096, MaxConnsPerHost: 0}, Timeout: 30 * time.Second}
+	var ok, refused, other, firstRefusal atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	var n int64
+	for {
+		next := start.Add(time.Duration(n) * interval)
+		if next.Sub(start) >= d {
+			break
+		}
+		if w := time.Until(next); w > 0 {
+			time.Sleep(w)
+		}
+		base := bases[n%int64(len(bases))]
+		n++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Get(base + "/accounts")
+			if err != nil {
+				other.Add(1)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case 200:
+				ok.Add(1)
+			case 429:
+				refused.Add(1)
+				firstRefusal.CompareAndSwap(0, int64(time.Since(start)))
+			default:
+				other.Add(1)
+			}
+		}()
+	}
+	elapsed := time.Since(start)
+	wg.Wait()
+	return result{offered: n, ok: ok.Load(), refused: refused.Load(), other: other.Load(), elapsed: elapsed, firstRefusal: time.Duration(firstRefusal.Load())}
+}
+
+type gw struct {
+	cmd  *exec.Cmd
+	base string
+}
+
+func start(bin, dir, upstream, block string) *gw {
+	port, admin := freePort(), freePort()
+	cf := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	log {
+		level WARN
+	}
+}
+http://127.0.0.1:%d {
+	mx_rate_limit {
+		%s
+	}
+	reverse_proxy %s
+}
+`, admin, port, block, upstream)
+	path := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", port))
+	check(os.WriteFile(path, []byte(cf), 0o600))
+	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	logf, err := os.Create(path + ".log")
+	check(err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	check(cmd.Start())
+	waitTCP(fmt.Sprintf("127.0.0.1:%d", port))
+	return &gw{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+}
+
+func (g *gw) stop() {
+	g.cmd.Process.Signal(os.Interrupt)
+	g.cmd.Wait()
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitTCP(addr string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	log.Fatalf("%s never listened", addr)
+}
+
+func run(name string, args ...string) {
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	check(cmd.Run())
+}
+
+func numCPU() int {
+	out, err := exec.Command("nproc").Output()
+	if err != nil {
+		return 0
+	}
+	var n int
+	fmt.Sscan(strings.TrimSpace(string(out)), &n)
+	return n
+}
+
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
