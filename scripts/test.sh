@@ -9,12 +9,13 @@ if ! command -v go >/dev/null 2>&1; then
 	exit 1
 fi
 
-# The Redis tests start their own redis-server on a free loopback port, and
-# the README's walkthrough is replayed with curl; both come from Debian's
-# packages.
+# The Redis tests start their own redis-server on a free loopback port, the
+# README's walkthrough is replayed with curl, and the JWE interop tests run
+# Node.js; all come from Debian's packages when missing.
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
 	sudo=""
 	if [ "$(id -u)" != 0 ]; then
@@ -29,6 +30,11 @@ if [ -n "$missing" ]; then
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
+# The jwe interop tests run the npm package jose, pinned in its lock file.
+if [ ! -f jwe/testdata/interop/node_modules/jose/package.json ]; then
+	npm ci --prefix jwe/testdata/interop --no-audit --no-fund --silent
+fi
+
 # Under CI the Redis tests fail, never skip, if redis-server cannot be found.
 export CI="${CI:-}"
 
