@@ -8,8 +8,10 @@
 GO       ?= go
 BIN      := bin/mxgate
 FUZZTIME ?= 20s
-# The demo key from MX's MDX On Demand documentation; never use it for real.
+# Demo credentials from MX's documentation; never use them for real.
 DEMO_MDX_HMAC_KEY := QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI=
+DEMO_MX_CLIENT_ID := CLIENT-1234
+DEMO_MX_API_KEY   := API-KEY-4567
 
 .PHONY: build run test bench fuzz clean
 
@@ -17,7 +19,10 @@ build:
 	$(GO) build -o $(BIN) ./cmd/mxgate
 
 run: build
-	MDX_HMAC_KEY="$${MDX_HMAC_KEY:-$(DEMO_MDX_HMAC_KEY)}" ./$(BIN) run --config Caddyfile.example --adapter caddyfile
+	MDX_HMAC_KEY="$${MDX_HMAC_KEY:-$(DEMO_MDX_HMAC_KEY)}" \
+	MX_CLIENT_ID="$${MX_CLIENT_ID:-$(DEMO_MX_CLIENT_ID)}" \
+	MX_API_KEY="$${MX_API_KEY:-$(DEMO_MX_API_KEY)}" \
+	./$(BIN) run --config Caddyfile.example --adapter caddyfile
 
 test:
 	./scripts/test.sh

@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -16,15 +18,19 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("mx_ip_allow", parseIPAllow)
 	httpcaddyfile.RegisterHandlerDirective("mdx_hmac", parseMDXHMAC)
 	httpcaddyfile.RegisterHandlerDirective("mx_rate_limit", parseRateLimit)
+	httpcaddyfile.RegisterHandlerDirective("mx_auth", parseMXAuth)
+	httpcaddyfile.RegisterHandlerDirective("mx_jwe", parseMXJWE)
+	httpcaddyfile.RegisterHandlerDirective("mx_retry", parseRetry)
 
-	// The IP check runs first, before any redirect, rewrite or auth, so a
-	// stranger gets nothing but 403; the signature check runs next. Both
-	// come after `header`, so a site's security headers reach refusals too.
-	httpcaddyfile.RegisterDirectiveOrder("mx_ip_allow", httpcaddyfile.Before, "redir")
-	httpcaddyfile.RegisterDirectiveOrder("mdx_hmac", httpcaddyfile.Before, "redir") // lands after mx_ip_allow
-	// Budgets are spent only by requests that passed the checks above, and
-	// a rate-limit key may use what they established.
-	httpcaddyfile.RegisterDirectiveOrder("mx_rate_limit", httpcaddyfile.Before, "redir") // after mdx_hmac
+	// Each lands just before redir, after the ones before it, so the chain
+	// runs in this order: the IP check first, so a stranger gets nothing
+	// but 403; the signature; credentials (whose client id a rate-limit key
+	// may use); retries, so that every attempt draws a token; the rate
+	// limit; and encryption right next to the proxy. All come after
+	// `header`, so a site's security headers reach refusals too.
+	for _, dir := range []string{"mx_ip_allow", "mdx_hmac", "mx_auth", "mx_retry", "mx_rate_limit", "mx_jwe"} {
+		httpcaddyfile.RegisterDirectiveOrder(dir, httpcaddyfile.Before, "redir")
+	}
 }
 
 func parseIPAllow(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -216,6 +222,250 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if rl.OnStoreError != "" && rl.Store != "redis" {
 		return d.Err("on_store_error applies only with `store redis <url>`")
+	}
+	return nil
+}
+
+func parseMXAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	a := new(MXAuth)
+	err := a.UnmarshalCaddyfile(h.Dispenser)
+	return a, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mx_auth attach {
+//		client_id <id>
+//		api_key <key>
+//		api_version v20111101|v20250224
+//	}
+//	mx_auth check {
+//		client <id> <hash|placeholder>   # repeatable
+//		failure 401|404
+//		realm <realm>
+//		error_format json|mdx|text|handle_errors
+//	}
+func (a *MXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if !d.NextArg() {
+		return d.Err("mx_auth needs a mode: attach or check")
+	}
+	a.Mode = d.Val()
+	if a.Mode != "attach" && a.Mode != "check" {
+		return d.Errf("unknown mx_auth mode '%s' (want attach or check)", a.Mode)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch {
+		case a.Mode == "attach" && (opt == "client_id" || opt == "api_key" || opt == "api_version"):
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch opt {
+			case "client_id":
+				a.ClientID = d.Val()
+			case "api_key":
+				a.APIKey = d.Val()
+			default:
+				if d.Val() != APIVersion20111101 && d.Val() != APIVersion20250224 {
+					return d.Errf("api_version must be %s or %s, not '%s'", APIVersion20111101, APIVersion20250224, d.Val())
+				}
+				a.APIVersion = d.Val()
+			}
+		case a.Mode == "check" && opt == "client":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Err("client takes an id and a hash or placeholder")
+			}
+			a.Clients = append(a.Clients, AuthClient{ID: args[0], Secret: args[1]})
+		case a.Mode == "check" && opt == "failure":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch d.Val() {
+			case "401":
+				a.Failure = http.StatusUnauthorized
+			case "404":
+				a.Failure = http.StatusNotFound
+			default:
+				return d.Errf("failure must be 401 or 404, not '%s'", d.Val())
+			}
+		case a.Mode == "check" && opt == "realm":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			a.Realm = d.Val()
+		case a.Mode == "check" && opt == "error_format":
+			if err := parseErrorFormat(d, &a.ErrorFormat); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized mx_auth %s option '%s'", a.Mode, opt)
+		}
+		if d.NextArg() {
+			return d.Errf("%s: too many arguments", opt)
+		}
+	}
+	if a.Mode == "attach" && (a.ClientID == "" || a.APIKey == "") {
+		return d.Err("mx_auth attach needs client_id and api_key")
+	}
+	if a.Mode == "check" && len(a.Clients) == 0 {
+		return d.Err("mx_auth check needs at least one client")
+	}
+	return nil
+}
+
+func parseMXJWE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(MXJWE)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mx_jwe decrypt {
+//		curve p384|p256
+//		cipher a256gcm|a128gcm
+//		a128_key_algorithm <ECDH-ES…>
+//		rotate <duration>
+//		max_body <size>
+//	}
+//	mx_jwe encrypt {
+//		a128_key_algorithm <ECDH-ES…>
+//		response_type <media type>
+//		max_body <size>
+//	}
+func (m *MXJWE) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if !d.NextArg() {
+		return d.Err("mx_jwe needs a mode: decrypt or encrypt")
+	}
+	m.Mode = d.Val()
+	if m.Mode != "decrypt" && m.Mode != "encrypt" {
+		return d.Errf("unknown mx_jwe mode '%s' (want decrypt or encrypt)", m.Mode)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		val := d.Val()
+		switch {
+		case m.Mode == "decrypt" && opt == "curve":
+			if val != "p384" && val != "p256" {
+				return d.Errf("curve must be p384 or p256, not '%s'", val)
+			}
+			m.Curve = val
+		case m.Mode == "decrypt" && opt == "cipher":
+			if val != "a256gcm" && val != "a128gcm" {
+				return d.Errf("cipher must be a256gcm or a128gcm, not '%s'", val)
+			}
+			m.Cipher = val
+		case m.Mode == "decrypt" && opt == "rotate":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur < time.Second {
+				return d.Errf("rotate: invalid duration '%s' (at least 1s)", val)
+			}
+			m.Rotate = caddy.Duration(dur)
+		case opt == "a128_key_algorithm":
+			m.A128KeyAlgorithm = val
+		case m.Mode == "encrypt" && opt == "response_type":
+			m.ResponseType = val
+		case opt == "max_body":
+			n, err := humanize.ParseBytes(val)
+			if err != nil || n == 0 || n > 1<<40 {
+				return d.Errf("max_body: invalid size '%s'", val)
+			}
+			m.MaxBody = int64(n)
+		default:
+			return d.Errf("unrecognized mx_jwe %s option '%s'", m.Mode, opt)
+		}
+		if d.NextArg() {
+			return d.Errf("%s: too many arguments", opt)
+		}
+	}
+	return nil
+}
+
+func parseRetry(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	rt := new(Retry)
+	err := rt.UnmarshalCaddyfile(h.Dispenser)
+	return rt, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mx_retry {
+//		statuses <code>...      # default 429 503
+//		max_time <duration>     # default 10s
+//		max_attempts <n>        # default 5
+//		base_delay <duration>   # default 100ms
+//		max_delay <duration>    # default 2s
+//		max_body <size>         # default 1MiB
+//	}
+func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "statuses":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				n, err := strconv.Atoi(a)
+				if err != nil || n < 400 || n > 599 {
+					return d.Errf("statuses: '%s' is not an error status", a)
+				}
+				rt.Statuses = append(rt.Statuses, n)
+			}
+		case "max_time", "base_delay", "max_delay":
+			dur, err := parsePositiveDuration(d)
+			if err != nil {
+				return err
+			}
+			switch opt {
+			case "max_time":
+				rt.MaxTime = dur
+			case "base_delay":
+				rt.BaseDelay = dur
+			default:
+				rt.MaxDelay = dur
+			}
+		case "max_attempts":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return d.Errf("max_attempts: invalid number '%s'", d.Val())
+			}
+			rt.MaxAttempts = n
+		case "max_body":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(d.Val())
+			if err != nil || n == 0 || n > 1<<40 {
+				return d.Errf("max_body: invalid size '%s'", d.Val())
+			}
+			rt.MaxBody = int64(n)
+		default:
+			return d.Errf("unrecognized mx_retry option '%s'", opt)
+		}
+		if d.NextArg() {
+			return d.Errf("%s: too many arguments", opt)
+		}
 	}
 	return nil
 }
@@ -436,4 +686,7 @@ var (
 	_ caddyfile.Unmarshaler = (*IPAllow)(nil)
 	_ caddyfile.Unmarshaler = (*MDXHMAC)(nil)
 	_ caddyfile.Unmarshaler = (*RateLimit)(nil)
+	_ caddyfile.Unmarshaler = (*MXAuth)(nil)
+	_ caddyfile.Unmarshaler = (*MXJWE)(nil)
+	_ caddyfile.Unmarshaler = (*Retry)(nil)
 )

@@ -17,6 +17,7 @@ var metrics = struct {
 	rlWait      *prometheus.HistogramVec
 	rlAbandoned *prometheus.CounterVec
 	storeErrors *prometheus.CounterVec
+	retries     *prometheus.CounterVec
 }{}
 
 func initMetrics() {
@@ -43,6 +44,10 @@ func initMetrics() {
 			Namespace: "mxgate", Subsystem: "ratelimit", Name: "abandoned_total",
 			Help: "Requests whose client went away while they waited for a token, by class; their tokens were given back.",
 		}, []string{"class"})
+		metrics.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mxgate", Name: "retries_total",
+			Help: "Requests sent again by mx_retry, by the status that caused it.",
+		}, []string{"status"})
 		metrics.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mxgate", Name: "store_errors_total",
 			Help: "Failed calls to a shared store (Redis), by directive.",
@@ -57,7 +62,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{metrics.rejections, metrics.rlAdmitted, metrics.rlRejected, metrics.rlWait, metrics.rlAbandoned, metrics.storeErrors} {
+	for _, c := range []prometheus.Collector{metrics.rejections, metrics.rlAdmitted, metrics.rlRejected, metrics.rlWait, metrics.rlAbandoned, metrics.storeErrors, metrics.retries} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -12,24 +12,8 @@ import (
 // ports), and replays the README's walkthrough: two signed requests
 // accepted, an unsigned one refused.
 func TestCaddyfileExample(t *testing.T) {
-	raw, err := os.ReadFile("../Caddyfile.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, app := freePort(t), freePort(t)
-	cf := string(raw)
-	for old, new := range map[string]string{
-		"admin 127.0.0.1:2019": "admin {ADMIN}",
-		"127.0.0.1:8480":       fmt.Sprintf("127.0.0.1:%d", gw),
-		"127.0.0.1:8481":       fmt.Sprintf("127.0.0.1:%d", app),
-	} {
-		if !strings.Contains(cf, old) {
-			t.Fatalf("Caddyfile.example no longer has %q", old)
-		}
-		cf = strings.ReplaceAll(cf, old, new)
-	}
-	g := startGateway(t, cf, "MDX_HMAC_KEY="+demoKey)
-	base := fmt.Sprintf("http://127.0.0.1:%d", gw)
+	ports, g := startExample(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", ports["8480"])
 
 	sign := func(args ...string) string {
 		cmd := exec.Command(binary, append([]string{"mdx-sign", "--curl"}, args...)...)
@@ -66,4 +50,33 @@ func TestCaddyfileExample(t *testing.T) {
 	if strings.Contains(g.Stderr.String(), demoKey) {
 		t.Fatal("the key reached the logs")
 	}
+	if strings.Contains(g.Stderr.String(), "Caddyfile input is not formatted") {
+		t.Error("Caddyfile.example is not formatted: run `mxgate fmt --overwrite Caddyfile.example`")
+	}
+}
+
+// startExample runs Caddyfile.example as `make run` does, with its demo
+// credentials, on free ports; ports maps each port of the file to its
+// stand-in.
+func startExample(t *testing.T) (map[string]int, *gateway) {
+	t.Helper()
+	raw, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf := string(raw)
+	if !strings.Contains(cf, "admin 127.0.0.1:2019") {
+		t.Fatal("Caddyfile.example no longer has its admin address")
+	}
+	cf = strings.ReplaceAll(cf, "admin 127.0.0.1:2019", "admin {ADMIN}")
+	ports := map[string]int{}
+	for _, p := range []string{"8480", "8481", "8490", "8491"} {
+		if !strings.Contains(cf, "127.0.0.1:"+p) {
+			t.Fatalf("Caddyfile.example no longer uses port %s", p)
+		}
+		ports[p] = freePort(t)
+		cf = strings.ReplaceAll(cf, "127.0.0.1:"+p, fmt.Sprintf("127.0.0.1:%d", ports[p]))
+	}
+	g := startGateway(t, cf, "MDX_HMAC_KEY="+demoKey, "MX_CLIENT_ID=CLIENT-1234", "MX_API_KEY=API-KEY-4567")
+	return ports, g
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -207,4 +208,17 @@ func do(t testing.TB, req *http.Request) (int, http.Header, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, string(body)
+}
+
+// describeLine names a JSON log line by its logger and message only, so a
+// failing test can say where a secret leaked without printing it.
+func describeLine(line string) string {
+	var m struct {
+		Logger string `json:"logger"`
+		Msg    string `json:"msg"`
+	}
+	if json.Unmarshal([]byte(line), &m) != nil {
+		return "a line that is not JSON"
+	}
+	return fmt.Sprintf("logger %q, message %q", m.Logger, m.Msg)
 }

@@ -280,7 +280,7 @@ func TestMDXIngressRejections(t *testing.T) {
 			t.Errorf("a secret (%.6s…) appears in the logs", secret)
 			for _, l := range strings.Split(logs, "\n") {
 				if strings.Contains(l, secret) {
-					t.Logf("LINE: %.400s", l)
+					t.Logf("in: %s", describeLine(l))
 					break
 				}
 			}

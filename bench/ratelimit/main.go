@@ -16,15 +16,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mxgate/mxgate/bench/internal/harness"
 	"github.com/mxgate/mxgate/ratelimit"
 )
 
@@ -38,11 +37,10 @@ func main() {
 	flag.Parse()
 	log.SetFlags(0)
 	dir, err := os.MkdirTemp("", "mxgate-bench-")
-	check(err)
+	harness.Check(err)
 	defer os.RemoveAll(dir)
 
-	bin := filepath.Join(dir, "mxgate")
-	run("go", "build", "-o", bin, "./cmd/mxgate")
+	bin := harness.Build(dir)
 
 	var upstreamHits atomic.Int64
 	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -50,17 +48,17 @@ func main() {
 		io.WriteString(w, "ok")
 	})}
 	upL, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
+	harness.Check(err)
 	go up.Serve(upL)
 
-	redisPort := freePort()
+	redisPort := harness.FreePort()
 	redisCmd := exec.Command("redis-server", "--port", fmt.Sprint(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-	check(redisCmd.Start())
+	harness.Check(redisCmd.Start())
 	defer redisCmd.Process.Kill()
 	redisURL := fmt.Sprintf("redis://127.0.0.1:%d/0", redisPort)
-	waitTCP(fmt.Sprintf("127.0.0.1:%d", redisPort))
+	harness.WaitTCP(fmt.Sprintf("127.0.0.1:%d", redisPort))
 
-	fmt.Printf("Machine: %d CPUs (`nproc`), everything on loopback: load generator, mxgate processes, upstream, redis-server.\n\n", numCPU())
+	fmt.Printf("Machine: %d CPUs (`nproc`), everything on loopback: load generator, mxgate processes, upstream, redis-server.\n\n", harness.NumCPU())
 
 	// 1. Accuracy at twice the limit: one replica (memory), three sharing Redis.
 	fmt.Printf("### Accuracy: offered %d/s (twice the limit) for %v\n\n", 2**limit, *duration)
@@ -70,21 +68,21 @@ func main() {
 	block := fmt.Sprintf("get %d/s burst %d", *limit, *burst)
 	{
 		g := start(bin, dir, upL.Addr().String(), block)
-		r := offer([]string{g.base}, 2**limit, *duration)
-		g.stop()
+		r := offer([]string{g.Base}, 2**limit, *duration)
+		g.Stop()
 		report("1 replica, memory store", r)
 	}
 	{
-		var gs []*gw
+		var gs []*harness.Gateway
 		var bases []string
 		for range 3 {
 			g := start(bin, dir, upL.Addr().String(), block+"\n\t\tstore redis "+redisURL+"\n\t\tnamespace bench-accuracy")
 			gs = append(gs, g)
-			bases = append(bases, g.base)
+			bases = append(bases, g.Base)
 		}
 		r := offer(bases, 2**limit, *duration)
 		for _, g := range gs {
-			g.stop()
+			g.Stop()
 		}
 		report("3 replicas, one Redis", r)
 	}
@@ -101,8 +99,8 @@ func main() {
 			io.WriteString(w, "ok")
 		})
 		g := start(bin, dir, upL.Addr().String(), fmt.Sprintf("get %d/s burst 1\n\t\tmode wait\n\t\tmax_wait 2s", *limit))
-		r := offer([]string{g.base}, *limit*3/2, *duration)
-		g.stop()
+		r := offer([]string{g.Base}, *limit*3/2, *duration)
+		g.Stop()
 		var secs []int64
 		perSecond.Range(func(k, _ any) bool { secs = append(secs, k.(int64)); return true })
 		sort.Slice(secs, func(i, j int) bool { return secs[i] < secs[j] })
@@ -128,18 +126,18 @@ func main() {
 		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redisPort), MaxRetries: -1})
 		defer c.Close()
 		s, err := ratelimit.NewRedis(c, "bench:lat:", ratelimit.Policy{ratelimit.Get: {Rate: 1e9, Burst: 1 << 30}, ratelimit.Write: {Rate: ratelimit.Inf}, ratelimit.Delete: {Rate: ratelimit.Inf}, ratelimit.Other: {Rate: ratelimit.Inf}})
-		check(err)
+		harness.Check(err)
 		ctx := context.Background()
 		for range 1000 { // warm the connection and the script cache
 			_, err := s.Take(ctx, "client", ratelimit.Get, time.Now(), 0)
-			check(err)
+			harness.Check(err)
 		}
 		const n = 20000
 		lat := make([]time.Duration, n)
 		for i := range lat {
 			t := time.Now()
 			_, err := s.Take(ctx, "client", ratelimit.Get, t, 0)
-			check(err)
+			harness.Check(err)
 			lat[i] = time.Since(t)
 		}
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
@@ -209,15 +207,11 @@ func offer(bases []string, rate int, d time.Duration) result {
 	return result{offered: n, ok: ok.Load(), refused: refused.Load(), other: other.Load(), elapsed: elapsed, firstRefusal: time.Duration(firstRefusal.Load())}
 }
 
-type gw struct {
-	cmd  *exec.Cmd
-	base string
-}
-
-func start(bin, dir, upstream, block string) *gw {
-	port, admin := freePort(), freePort()
-	cf := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
+// start runs an mxgate whose site applies mx_rate_limit with block.
+func start(bin, dir, upstream, block string) *harness.Gateway {
+	port := harness.FreePort()
+	return harness.Start(bin, dir, port, fmt.Sprintf(`{
+	admin {ADMIN}
 	log {
 		level WARN
 	}
@@ -228,61 +222,5 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, admin, port, block, upstream)
-	path := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", port))
-	check(os.WriteFile(path, []byte(cf), 0o600))
-	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	logf, err := os.Create(path + ".log")
-	check(err)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	check(cmd.Start())
-	waitTCP(fmt.Sprintf("127.0.0.1:%d", port))
-	return &gw{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
-}
-
-func (g *gw) stop() {
-	g.cmd.Process.Signal(os.Interrupt)
-	g.cmd.Wait()
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitTCP(addr string) {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	log.Fatalf("%s never listened", addr)
-}
-
-func run(name string, args ...string) {
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	check(cmd.Run())
-}
-
-func numCPU() int {
-	out, err := exec.Command("nproc").Output()
-	if err != nil {
-		return 0
-	}
-	var n int
-	fmt.Sscan(strings.TrimSpace(string(out)), &n)
-	return n
-}
-
-func check(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
+`, port, block, upstream))
 }
