@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -89,6 +90,13 @@ func TestEgressHeadersOnTheWire(t *testing.T) {
 			status, hdr, body := do(t, req)
 			if status != 200 || body != userJSON || hdr.Get("Content-Type") != "application/json" || hdr.Get("Content-Length") != fmt.Sprint(len(userJSON)) {
 				t.Fatalf("app got %d %v %q", status, hdr, body)
+			}
+			for k, vs := range hdr {
+				for _, v := range vs {
+					if strings.Contains(v, apiKey) || strings.Contains(v, strings.TrimPrefix(basicAuth(), "Basic ")) {
+						t.Errorf("the answer to the app carries a secret in %s", k)
+					}
+				}
 			}
 			got := up.Requests()[0]
 			if got.URI != "/users?page=1" {
@@ -399,5 +407,63 @@ func TestWalkthroughEgress(t *testing.T) {
 	out, _ = exec.Command("curl", "-sS", "-i", fmt.Sprintf("http://127.0.0.1:%d/users", ports["8491"])).CombinedOutput()
 	if !strings.HasPrefix(string(out), "HTTP/1.1 401") {
 		t.Fatalf("curl to the stand-in without credentials:\n%s", out)
+	}
+}
+
+// TestEgressRotationKeepsInFlightReplies: a reply that arrives after the
+// key pair rotated still decrypts with the pair its request carried.
+func TestEgressRotationKeepsInFlightReplies(t *testing.T) {
+	var keys sync.Map
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		keys.Store(r.Header.Get("X-Public-Key"), true)
+		if r.URL.Path == "/slow" {
+			time.Sleep(2500 * time.Millisecond) // two rotations pass meanwhile
+		}
+		encryptingMX(w, r)
+	})
+	base, _ := egressGateway(t, up.hostPort(), "", "rotate 1s")
+	status, _, body := do(t, mustRequest(t, "GET", base+"/slow"))
+	if status != 200 || body != userJSON {
+		t.Fatalf("slow reply across rotations: %d %q", status, body)
+	}
+	do(t, mustRequest(t, "GET", base+"/fast"))
+	n := 0
+	keys.Range(func(any, any) bool { n++; return true })
+	if n != 2 {
+		t.Fatalf("%d distinct keys over two requests 2.5s apart with rotate 1s", n)
+	}
+}
+
+// TestCheckedClientIsARateLimitKey: the client id mx_auth check admits
+// keys mx_rate_limit, so each client has its own budget.
+func TestCheckedClientIsARateLimitKey(t *testing.T) {
+	port := freePort(t)
+	startGateway(t, fmt.Sprintf(`{
+	admin {ADMIN}
+}
+http://127.0.0.1:%d {
+	mx_auth check {
+		client {env.E2E_MX_CLIENT_ID} {env.E2E_MX_API_KEY}
+		client other-client $2a$04$.3d55kpi.0vM7LgTsQuZ.erBtTRG6mxOvom8ELajDXVNDQI6AnUGa
+	}
+	mx_rate_limit {
+		get 1/m burst 1
+		key {http.auth.user.id}
+		error_format json
+	}
+	respond ok
+}
+`, port), egressEnv...)
+	try := func(id, secret string) int {
+		req := mustRequest(t, "GET", fmt.Sprintf("http://127.0.0.1:%d/", port))
+		req.SetBasicAuth(id, secret)
+		status, _, _ := do(t, req)
+		return status
+	}
+	if try(clientID, apiKey) != 200 || try(clientID, apiKey) != 429 {
+		t.Fatal("the first client's budget of one is not enforced")
+	}
+	if try("other-client", "bcrypt-secret") != 200 {
+		t.Fatal("the second client shares the first one's budget")
 	}
 }
