@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -247,15 +249,9 @@ func parseMXAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	}
 func (a *MXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
-	if !d.NextArg() {
-		return d.Err("mx_auth needs a mode: attach or check")
-	}
-	a.Mode = d.Val()
-	if a.Mode != "attach" && a.Mode != "check" {
-		return d.Errf("unknown mx_auth mode '%s' (want attach or check)", a.Mode)
-	}
-	if d.NextArg() {
-		return d.ArgErr()
+	var err error
+	if a.Mode, err = parseMode(d, "mx_auth", "attach", "check"); err != nil {
+		return err
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
@@ -340,15 +336,9 @@ func parseMXJWE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	}
 func (m *MXJWE) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
-	if !d.NextArg() {
-		return d.Err("mx_jwe needs a mode: decrypt or encrypt")
-	}
-	m.Mode = d.Val()
-	if m.Mode != "decrypt" && m.Mode != "encrypt" {
-		return d.Errf("unknown mx_jwe mode '%s' (want decrypt or encrypt)", m.Mode)
-	}
-	if d.NextArg() {
-		return d.ArgErr()
+	var err error
+	if m.Mode, err = parseMode(d, "mx_jwe", "decrypt", "encrypt"); err != nil {
+		return err
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
@@ -378,11 +368,9 @@ func (m *MXJWE) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case m.Mode == "encrypt" && opt == "response_type":
 			m.ResponseType = val
 		case opt == "max_body":
-			n, err := humanize.ParseBytes(val)
-			if err != nil || n == 0 || n > 1<<40 {
-				return d.Errf("max_body: invalid size '%s'", val)
+			if m.MaxBody, err = sizeValue(d, opt, val); err != nil {
+				return err
 			}
-			m.MaxBody = int64(n)
 		default:
 			return d.Errf("unrecognized mx_jwe %s option '%s'", m.Mode, opt)
 		}
@@ -452,14 +440,11 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			rt.MaxAttempts = n
 		case "max_body":
-			if !d.NextArg() {
-				return d.ArgErr()
+			n, err := parseSize(d)
+			if err != nil {
+				return err
 			}
-			n, err := humanize.ParseBytes(d.Val())
-			if err != nil || n == 0 || n > 1<<40 {
-				return d.Errf("max_body: invalid size '%s'", d.Val())
-			}
-			rt.MaxBody = int64(n)
+			rt.MaxBody = n
 		default:
 			return d.Errf("unrecognized mx_retry option '%s'", opt)
 		}
@@ -528,15 +513,9 @@ func parsePositiveDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
 //	}
 func (m *MDXHMAC) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
-	if !d.NextArg() {
-		return d.Err("mdx_hmac needs a mode: mdx_hmac verify { … }")
-	}
-	m.Mode = d.Val()
-	if m.Mode != "verify" {
-		return d.Errf("unknown mdx_hmac mode '%s' (want verify)", m.Mode)
-	}
-	if d.NextArg() {
-		return d.ArgErr()
+	var err error
+	if m.Mode, err = parseMode(d, "mdx_hmac", "verify"); err != nil {
+		return err
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
@@ -575,14 +554,9 @@ func (m *MDXHMAC) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			md := caddy.Duration(dur)
 			m.MaxSkew = &md
 		case "max_body":
-			if !d.NextArg() {
-				return d.ArgErr()
+			if m.MaxBody, err = parseSize(d); err != nil {
+				return err
 			}
-			n, err := humanize.ParseBytes(d.Val())
-			if err != nil || n == 0 || n > 1<<40 {
-				return d.Errf("max_body: invalid size '%s'", d.Val())
-			}
-			m.MaxBody = int64(n)
 		case "resource":
 			args := d.RemainingArgs()
 			switch {
@@ -665,6 +639,41 @@ func (m *MDXHMAC) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err("on_store_error applies only with `store redis <url>`")
 	}
 	return nil
+}
+
+// parseMode reads a directive's mode, its one argument, which must be one
+// of modes.
+func parseMode(d *caddyfile.Dispenser, dir string, modes ...string) (string, error) {
+	want := strings.Join(modes, " or ")
+	if !d.NextArg() {
+		return "", d.Errf("%s needs a mode: %s", dir, want)
+	}
+	mode := d.Val()
+	if !slices.Contains(modes, mode) {
+		return "", d.Errf("unknown %s mode '%s' (want %s)", dir, mode, want)
+	}
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return mode, nil
+}
+
+// parseSize reads the current option's size argument (1MiB, 64KiB, …).
+func parseSize(d *caddyfile.Dispenser) (int64, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return sizeValue(d, opt, d.Val())
+}
+
+// sizeValue parses val, option opt's size.
+func sizeValue(d *caddyfile.Dispenser, opt, val string) (int64, error) {
+	n, err := humanize.ParseBytes(val)
+	if err != nil || n == 0 || n > 1<<40 {
+		return 0, d.Errf("%s: invalid size '%s'", opt, val)
+	}
+	return int64(n), nil
 }
 
 func parseErrorFormat(d *caddyfile.Dispenser, dst *string) error {

@@ -55,7 +55,10 @@ func main() {
 }
 `, barePort, mxPort), env...)
 	defer bare.Stop()
-	side := harness.Start(bin, dir, sidePort, quiet+fmt.Sprintf(`http://127.0.0.1:%d {
+	// sidecar is the egress sidecar's site on port, with jwe (an mx_jwe
+	// line, or nothing) before the proxy.
+	sidecar := func(port int, jwe string) *harness.Gateway {
+		return harness.Start(bin, dir, port, quiet+fmt.Sprintf(`http://127.0.0.1:%d {
 	mx_auth attach {
 		client_id {env.MX_CLIENT_ID}
 		api_key {env.MX_API_KEY}
@@ -65,41 +68,16 @@ func main() {
 		get 1000000/s
 		mode wait
 	}
-	mx_jwe decrypt
+	%s
 	reverse_proxy 127.0.0.1:%d
 }
-`, sidePort, mxPort), env...)
+`, port, jwe, mxPort), env...)
+	}
+	side := sidecar(sidePort, "mx_jwe decrypt")
 	defer side.Stop()
-	plain := harness.Start(bin, dir, plainPort, quiet+fmt.Sprintf(`http://127.0.0.1:%d {
-	mx_auth attach {
-		client_id {env.MX_CLIENT_ID}
-		api_key {env.MX_API_KEY}
-	}
-	mx_retry
-	mx_rate_limit {
-		get 1000000/s
-		mode wait
-	}
-	reverse_proxy 127.0.0.1:%d
-}
-`, plainPort, mxPort), env...)
+	plain := sidecar(plainPort, "")
 	defer plain.Stop()
-	p256 := harness.Start(bin, dir, p256Port, quiet+fmt.Sprintf(`http://127.0.0.1:%d {
-	mx_auth attach {
-		client_id {env.MX_CLIENT_ID}
-		api_key {env.MX_API_KEY}
-	}
-	mx_retry
-	mx_rate_limit {
-		get 1000000/s
-		mode wait
-	}
-	mx_jwe decrypt {
-		curve p256
-	}
-	reverse_proxy 127.0.0.1:%d
-}
-`, p256Port, mxPort), env...)
+	p256 := sidecar(p256Port, "mx_jwe decrypt {\n\t\tcurve p256\n\t}")
 	defer p256.Stop()
 
 	// The bare proxy's app must hold the secret itself and gets plain JSON;
