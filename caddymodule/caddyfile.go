@@ -511,10 +511,19 @@ func parsePositiveDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
 //		namespace <name>
 //		error_format mdx|json|text|handle_errors
 //	}
+//
+//	mdx_hmac sign {
+//		key <base64>
+//		algorithm sha1|sha224|sha256|sha384|sha512
+//		resource final|path [query]
+//		base_path <prefix>
+//		max_body <size>
+//		error_format mdx|json|text|handle_errors
+//	}
 func (m *MDXHMAC) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	var err error
-	if m.Mode, err = parseMode(d, "mdx_hmac", "verify"); err != nil {
+	if m.Mode, err = parseMode(d, "mdx_hmac", "verify", "sign"); err != nil {
 		return err
 	}
 	for d.NextBlock(0) {
@@ -627,7 +636,7 @@ func (m *MDXHMAC) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	if len(m.Keys) == 0 {
-		return d.Err("mdx_hmac verify needs at least one key")
+		return d.Errf("mdx_hmac %s needs a key", m.Mode)
 	}
 	if m.BasePath != "" && m.Resource != "path" {
 		return d.Err("base_path applies only with `resource path`")

@@ -49,7 +49,8 @@ const (
 //   - a signature already seen inside ReplayWindow: 412;
 //   - an Accept header naming an MDX version other than v5: 406.
 type MDXHMAC struct {
-	// Mode is what the handler does; "verify" is the only mode.
+	// Mode is "verify" (check incoming requests) or "sign" (sign outgoing
+	// ones, as MX does: for an aggregator or a test harness).
 	Mode string `json:"mode,omitempty"`
 
 	// Keys are the base64 HMAC keys, 32 to 64 bytes each once decoded. A
@@ -124,7 +125,8 @@ type MDXHMAC struct {
 	// handle_errors. Default: mdx.
 	ErrorFormat string `json:"error_format,omitempty"`
 
-	verifier *hmac.Verifier
+	verifier *hmac.Verifier // verify mode
+	signer   *hmac.Signer   // sign mode
 	rule     hmac.ResourceRule
 	maxSkew  time.Duration
 	replay   *replay.Memory // the replay cache, or a Redis store's local fallback
@@ -162,8 +164,8 @@ func (m *MDXHMAC) Provision(ctx caddy.Context) error {
 	if m.Mode == "" {
 		m.Mode = "verify"
 	}
-	if m.Mode != "verify" {
-		return fmt.Errorf("mdx_hmac: unknown mode %q (want verify)", m.Mode)
+	if m.Mode != "verify" && m.Mode != "sign" {
+		return fmt.Errorf("mdx_hmac: unknown mode %q (want verify or sign)", m.Mode)
 	}
 	if m.ErrorFormat == "" {
 		m.ErrorFormat = FormatMDX
@@ -187,6 +189,18 @@ func (m *MDXHMAC) Provision(ctx caddy.Context) error {
 		}
 		keys = append(keys, k)
 	}
+	if m.MaxBody == 0 {
+		m.MaxBody = DefaultMaxBody
+	}
+	if m.MaxBody < 0 {
+		return errors.New("mdx_hmac: max_body must be positive")
+	}
+	if m.rule, err = resourceRule(repl, m.Resource, m.BasePath, m.ResourceQuery); err != nil {
+		return fmt.Errorf("mdx_hmac: %w", err)
+	}
+	if m.Mode == "sign" {
+		return m.provisionSign(ctx, alg, keys)
+	}
 	if m.verifier, err = hmac.NewVerifier(alg, keys...); err != nil {
 		return fmt.Errorf("mdx_hmac: %w", err)
 	}
@@ -200,16 +214,6 @@ func (m *MDXHMAC) Provision(ctx caddy.Context) error {
 		return errors.New("mdx_hmac: max_skew must be positive; to drop the bound write `max_skew off`")
 	default:
 		m.maxSkew = time.Duration(*m.MaxSkew)
-	}
-	if m.MaxBody == 0 {
-		m.MaxBody = DefaultMaxBody
-	}
-	if m.MaxBody < 0 {
-		return errors.New("mdx_hmac: max_body must be positive")
-	}
-
-	if m.rule, err = resourceRule(repl, m.Resource, m.BasePath, m.ResourceQuery); err != nil {
-		return fmt.Errorf("mdx_hmac: %w", err)
 	}
 
 	if m.ReplayWindow < 0 {
@@ -259,6 +263,23 @@ func (m *MDXHMAC) Provision(ctx caddy.Context) error {
 		}
 	default:
 		return fmt.Errorf("mdx_hmac: store must be memory or redis, not %q", m.Store)
+	}
+	return registerMetrics(ctx.GetMetricsRegistry())
+}
+
+// provisionSign finishes provisioning for sign mode, where the options
+// that bound what is accepted have no meaning.
+func (m *MDXHMAC) provisionSign(ctx caddy.Context, alg hmac.Algorithm, keys []hmac.Key) error {
+	if len(keys) != 1 {
+		return errors.New("mdx_hmac sign: exactly one key (a signer signs with one key)")
+	}
+	if m.MaxSkew != nil || m.SkewCheckOff || m.ReplayWindow != 0 || m.ReplayCacheSize != 0 ||
+		m.Store != "" || m.RedisURL != "" || m.Namespace != "" {
+		return errors.New("mdx_hmac sign: max_skew, replay_window and store belong to mdx_hmac verify")
+	}
+	var err error
+	if m.signer, err = hmac.NewSigner(alg, keys[0]); err != nil {
+		return fmt.Errorf("mdx_hmac: %w", err)
 	}
 	return registerMetrics(ctx.GetMetricsRegistry())
 }
@@ -330,6 +351,13 @@ var (
 // ServeHTTP verifies the request and, if it is authentic, hands it on with
 // its body intact.
 func (m *MDXHMAC) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if m.signer != nil {
+		if rej, ok := m.sign(r); !ok {
+			countRejection("mdx_hmac", rej.reason)
+			return rej.respond(w, m.ErrorFormat)
+		}
+		return next.ServeHTTP(w, r)
+	}
 	if rej, ok := m.verify(r); !ok {
 		countRejection("mdx_hmac", rej.reason)
 		if ce := m.logger.Check(zapcore.InfoLevel, "MDX request refused"); ce != nil {
@@ -456,6 +484,40 @@ func (m *MDXHMAC) checkReplay(r *http.Request, key replay.Key) (fresh, deny bool
 func (m *MDXHMAC) Cleanup() error {
 	m.redis.release()
 	return nil
+}
+
+// sign sets Date, Content-MD5 and MDX-HMAC on r for the request as it
+// will be forwarded (after any rewrite in this site), from the same
+// canonical string verify checks. The body is buffered (up to MaxBody) and
+// forwarded byte for byte.
+func (m *MDXHMAC) sign(r *http.Request) (rejection, bool) {
+	if r.ContentLength > m.MaxBody {
+		return rejectTooLarge, false
+	}
+	resource, err := m.rule.Resource(r.URL.EscapedPath(), r.URL.RawQuery)
+	if err != nil {
+		return rejectPath, false
+	}
+	body, rej, ok := m.readBody(r)
+	if !ok {
+		return rej, false
+	}
+	req := hmac.Request{
+		Method:      r.Method,
+		ContentMD5:  hmac.ContentMD5(body),
+		ContentType: r.Header.Get(headerContentType),
+		Date:        hmac.FormatDate(m.now()),
+		Accept:      r.Header.Get(headerAccept),
+		SessionKey:  r.Header.Get(headerSessionKey),
+		Resource:    resource,
+	}
+	h := r.Header
+	h.Set(headerDate, req.Date)
+	h.Set(headerContentMD5, req.ContentMD5)
+	h.Set(headerHMAC, m.signer.Sign(&req))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	return rejection{}, true
 }
 
 // readBody reads the whole body, refusing one over MaxBody.
