@@ -23,6 +23,7 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("mx_auth", parseMXAuth)
 	httpcaddyfile.RegisterHandlerDirective("mx_jwe", parseMXJWE)
 	httpcaddyfile.RegisterHandlerDirective("mx_retry", parseRetry)
+	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", parseMXConnectToken)
 
 	// Each lands just before redir, after the ones before it, so the chain
 	// runs in this order: the IP check first, so a stranger gets nothing
@@ -30,7 +31,7 @@ func init() {
 	// may use); retries, so that every attempt draws a token; the rate
 	// limit; and encryption right next to the proxy. All come after
 	// `header`, so a site's security headers reach refusals too.
-	for _, dir := range []string{"mx_ip_allow", "mdx_hmac", "mx_auth", "mx_retry", "mx_rate_limit", "mx_jwe"} {
+	for _, dir := range []string{"mx_ip_allow", "mdx_hmac", "mx_auth", "mxconnect_token", "mx_retry", "mx_rate_limit", "mx_jwe"} {
 		httpcaddyfile.RegisterDirectiveOrder(dir, httpcaddyfile.Before, "redir")
 	}
 }
@@ -455,6 +456,74 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+func parseMXConnectToken(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(MXConnectToken)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mxconnect_token {
+//		endpoint <url>
+//		username <u>
+//		password <p>
+//		api_key <key>
+//		refresh_before <duration>
+//		timeout <duration>
+//		max_body <size>
+//	}
+func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "endpoint", "username", "password", "api_key":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch opt {
+			case "endpoint":
+				m.Endpoint = d.Val()
+			case "username":
+				m.Username = d.Val()
+			case "password":
+				m.Password = d.Val()
+			default:
+				m.APIKey = d.Val()
+			}
+		case "refresh_before", "timeout":
+			dur, err := parsePositiveDuration(d)
+			if err != nil {
+				return err
+			}
+			if opt == "timeout" {
+				m.Timeout = dur
+			} else {
+				m.RefreshBefore = dur
+			}
+		case "max_body":
+			n, err := parseSize(d)
+			if err != nil {
+				return err
+			}
+			m.MaxBody = n
+		default:
+			return d.Errf("unrecognized mxconnect_token option '%s'", opt)
+		}
+		if d.NextArg() {
+			return d.Errf("%s: too many arguments", opt)
+		}
+	}
+	if m.Username == "" || m.Password == "" || m.APIKey == "" {
+		return d.Err("mxconnect_token needs username, password and api_key")
+	}
+	return nil
+}
+
 // parseClassLimit reads `<n>/s [burst <b>]` or `unlimited`.
 func parseClassLimit(d *caddyfile.Dispenser) (*ClassLimit, error) {
 	class := d.Val()
@@ -707,4 +776,5 @@ var (
 	_ caddyfile.Unmarshaler = (*MXAuth)(nil)
 	_ caddyfile.Unmarshaler = (*MXJWE)(nil)
 	_ caddyfile.Unmarshaler = (*Retry)(nil)
+	_ caddyfile.Unmarshaler = (*MXConnectToken)(nil)
 )

@@ -1,0 +1,246 @@
+package mxconnect
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// clock is an injected time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// securityAPI is a stand-in for MX Connect's Security API.
+type securityAPI struct {
+	*httptest.Server
+	calls   atomic.Int32
+	status  atomic.Int32  // answer with this status when non-zero
+	gate    chan struct{} // when set, each call waits for it
+	clock   *clock
+	lastReq atomic.Value // of string: the request as seen
+}
+
+func newSecurityAPI(t *testing.T, c *clock) *securityAPI {
+	s := &securityAPI{clock: c}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := s.calls.Add(1)
+		if s.gate != nil {
+			<-s.gate
+		}
+		user, pass, _ := r.BasicAuth()
+		body, _ := io.ReadAll(r.Body)
+		s.lastReq.Store(fmt.Sprintf("%s %s %s:%s %s %s", r.Method, r.URL.Path, user, pass, r.Header.Get("Content-Type"), body))
+		if st := s.status.Load(); st != 0 {
+			w.WriteHeader(int(st))
+			return
+		}
+		if user != "user" || pass != "pass" || string(body) != `{"value":"API_key"}` {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]string{"token": jwt(c.Now().Add(10*time.Minute), n)})
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// jwt makes an unsigned-looking token with an exp claim.
+func jwt(exp time.Time, n int32) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	payload, _ := json.Marshal(map[string]any{"exp": exp.Unix(), "n": n})
+	return enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc(payload) + ".sig"
+}
+
+func newSource(api *securityAPI, c *clock) *Source {
+	return &Source{Endpoint: api.URL + "/security/v1/apiKey/authenticate", Username: "user", Password: "pass", APIKey: "API_key", Now: c.Now}
+}
+
+func TestFetchAndCache(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	api := newSecurityAPI(t, c)
+	s := newSource(api, c)
+	tok, err := s.Token(context.Background())
+	if err != nil || tok == "" {
+		t.Fatal(tok, err)
+	}
+	if got := api.lastReq.Load().(string); got != `POST /security/v1/apiKey/authenticate user:pass application/json {"value":"API_key"}` {
+		t.Fatalf("the Security API saw %q", got)
+	}
+	for range 100 {
+		c.Add(5 * time.Second) // up to 8m20s: before the refresh window
+		if again, _ := s.Token(context.Background()); again != tok {
+			t.Fatal("a cached token was not reused")
+		}
+	}
+	if api.calls.Load() != 1 {
+		t.Fatalf("%d calls", api.calls.Load())
+	}
+}
+
+// TestRefreshBeforeExpiry: inside RefreshBefore of exp the old token is
+// still served while one background refresh fetches the next.
+func TestRefreshBeforeExpiry(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	api := newSecurityAPI(t, c)
+	s := newSource(api, c)
+	first, _ := s.Token(context.Background())
+	c.Add(9*time.Minute + 30*time.Second) // 30s before exp, inside the 1m window
+	if tok, _ := s.Token(context.Background()); tok != first {
+		t.Fatal("the still-valid token was not served during the refresh")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tok, _ := s.Token(context.Background())
+		if tok != first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no refresh happened")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := api.calls.Load(); n != 2 {
+		t.Fatalf("%d calls, want 2", n)
+	}
+	// past exp with no refresh possible: the caller waits for a new one
+	c.Add(11 * time.Minute)
+	if tok, err := s.Token(context.Background()); err != nil || tok == first {
+		t.Fatalf("after expiry: %v", err)
+	}
+}
+
+// TestSingleFlight: a thousand callers at expiry make one Security API call.
+func TestSingleFlight(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	api := newSecurityAPI(t, c)
+	api.gate = make(chan struct{})
+	s := newSource(api, c)
+	var wg sync.WaitGroup
+	tokens := make([]string, 1000)
+	errs := make([]error, 1000)
+	for i := range tokens {
+		wg.Add(1)
+		go func() { defer wg.Done(); tokens[i], errs[i] = s.Token(context.Background()) }()
+	}
+	for api.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	close(api.gate)
+	wg.Wait()
+	for i := range tokens {
+		if errs[i] != nil || tokens[i] != tokens[0] {
+			t.Fatalf("caller %d: %q %v", i, tokens[i], errs[i])
+		}
+	}
+	if n := api.calls.Load(); n != 1 {
+		t.Fatalf("%d Security API calls for 1000 callers", n)
+	}
+}
+
+func TestInvalidate(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	api := newSecurityAPI(t, c)
+	s := newSource(api, c)
+	first, _ := s.Token(context.Background())
+	s.Invalidate("some-older-token") // not current: ignored
+	if tok, _ := s.Token(context.Background()); tok != first {
+		t.Fatal("invalidating another token dropped the current one")
+	}
+	s.Invalidate(first)
+	if tok, _ := s.Token(context.Background()); tok == first || api.calls.Load() != 2 {
+		t.Fatal("an invalidated token was served again")
+	}
+}
+
+// TestOutageFailsFastWithBackoff: failures are reported at once, the
+// Security API is not called again until the backoff has passed, and the
+// backoff doubles up to its bound.
+func TestOutageFailsFastWithBackoff(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	api := newSecurityAPI(t, c)
+	s := newSource(api, c)
+	s.MaxBackoff = 8 * time.Second
+	api.status.Store(503)
+	if _, err := s.Token(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("503: %v", err)
+	}
+	for range 100 {
+		if _, err := s.Token(context.Background()); !errors.Is(err, ErrUnavailable) {
+			t.Fatal(err)
+		}
+	}
+	if n := api.calls.Load(); n != 1 {
+		t.Fatalf("%d calls within the backoff", n)
+	}
+	waits := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second}
+	for i, w := range waits {
+		c.Add(w - time.Millisecond)
+		s.Token(context.Background())
+		if n := api.calls.Load(); n != int32(i+1) {
+			t.Fatalf("backoff %d: called after %v of %v", i, w-time.Millisecond, w)
+		}
+		c.Add(time.Millisecond)
+		s.Token(context.Background())
+		if n := api.calls.Load(); n != int32(i+2) {
+			t.Fatalf("backoff %d: not called after %v", i, w)
+		}
+	}
+	// credentials refused: a distinct error
+	api.status.Store(401)
+	c.Add(time.Minute)
+	if _, err := s.Token(context.Background()); !errors.Is(err, ErrRefused) {
+		t.Fatalf("401: %v", err)
+	}
+	// recovery
+	api.status.Store(0)
+	c.Add(time.Minute)
+	if tok, err := s.Token(context.Background()); err != nil || tok == "" {
+		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+func TestErrorsNeverCarryCredentials(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	for _, endpoint := range []string{"http://127.0.0.1:1/x", "http://user:pass@127.0.0.1:1/x", "http://no-such-host.invalid/x"} {
+		s := &Source{Endpoint: endpoint, Username: "user-secret", Password: "pass-secret", APIKey: "API_key", Now: c.Now, Client: &http.Client{Timeout: time.Second}}
+		_, err := s.Token(context.Background())
+		if err == nil || !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("%s: %v", endpoint, err)
+		}
+		for _, secret := range []string{"user-secret", "pass-secret", "API_key", "pass@"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q carries a credential", err)
+			}
+		}
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	for tok, want := range map[string]time.Time{
+		jwt(now.Add(7*time.Minute), 1): now.Add(7 * time.Minute),
+		"opaque-token":                 now.Add(DefaultLifetime),
+		jwt(now.Add(-time.Minute), 1):  now.Add(DefaultLifetime), // already past: our clock is off
+		jwt(now.Add(48*time.Hour), 1):  now.Add(DefaultLifetime), // implausibly far
+		"a.!!!.c":                      now.Add(DefaultLifetime),
+	} {
+		if got := expiry(tok, now); !got.Equal(want) {
+			t.Errorf("expiry(%.30q) = %v, want %v", tok, got, want)
+		}
+	}
+}
