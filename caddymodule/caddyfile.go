@@ -24,6 +24,7 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("mx_jwe", parseMXJWE)
 	httpcaddyfile.RegisterHandlerDirective("mx_retry", parseRetry)
 	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", parseMXConnectToken)
+	httpcaddyfile.RegisterHandlerDirective("mdx_sanitize", parseSanitize)
 
 	// Each lands just before redir, after the ones before it, so the chain
 	// runs in this order: the IP check first, so a stranger gets nothing
@@ -31,7 +32,7 @@ func init() {
 	// may use); retries, so that every attempt draws a token; the rate
 	// limit; and encryption right next to the proxy. All come after
 	// `header`, so a site's security headers reach refusals too.
-	for _, dir := range []string{"mx_ip_allow", "mdx_hmac", "mx_auth", "mxconnect_token", "mx_retry", "mx_rate_limit", "mx_jwe"} {
+	for _, dir := range []string{"mx_ip_allow", "mdx_hmac", "mx_auth", "mxconnect_token", "mx_retry", "mx_rate_limit", "mx_jwe", "mdx_sanitize"} {
 		httpcaddyfile.RegisterDirectiveOrder(dir, httpcaddyfile.Before, "redir")
 	}
 }
@@ -524,6 +525,56 @@ func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+func parseSanitize(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	s := new(Sanitize)
+	err := s.UnmarshalCaddyfile(h.Dispenser)
+	return s, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mdx_sanitize {
+//		action mask|block|report   # default mask
+//		fields <name>...           # default id name
+//		max_body <size>            # block mode's buffer; default 10MiB
+//	}
+func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "action":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if v := d.Val(); v != "mask" && v != "block" && v != "report" {
+				return d.Errf("action must be mask, block or report, not '%s'", v)
+			}
+			s.Action = d.Val()
+		case "fields":
+			s.Fields = d.RemainingArgs()
+			if len(s.Fields) == 0 {
+				return d.ArgErr()
+			}
+		case "max_body":
+			n, err := parseSize(d)
+			if err != nil {
+				return err
+			}
+			s.MaxBody = n
+		default:
+			return d.Errf("unrecognized mdx_sanitize option '%s'", opt)
+		}
+		if d.NextArg() {
+			return d.Errf("%s: too many arguments", opt)
+		}
+	}
+	return nil
+}
+
 // parseClassLimit reads `<n>/s [burst <b>]` or `unlimited`.
 func parseClassLimit(d *caddyfile.Dispenser) (*ClassLimit, error) {
 	class := d.Val()
@@ -777,4 +828,5 @@ var (
 	_ caddyfile.Unmarshaler = (*MXJWE)(nil)
 	_ caddyfile.Unmarshaler = (*Retry)(nil)
 	_ caddyfile.Unmarshaler = (*MXConnectToken)(nil)
+	_ caddyfile.Unmarshaler = (*Sanitize)(nil)
 )

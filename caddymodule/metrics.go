@@ -18,6 +18,8 @@ var metrics = struct {
 	rlAbandoned *prometheus.CounterVec
 	storeErrors *prometheus.CounterVec
 	retries     *prometheus.CounterVec
+
+	sanitizeFindings *prometheus.CounterVec
 }{}
 
 func initMetrics() {
@@ -48,6 +50,10 @@ func initMetrics() {
 			Namespace: "mxgate", Name: "retries_total",
 			Help: "Requests sent again by mx_retry, by the status that caused it.",
 		}, []string{"status"})
+		metrics.sanitizeFindings = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mxgate", Subsystem: "sanitize", Name: "findings_total",
+			Help: "Complete account or card numbers found in MDX responses, by rule and the action taken.",
+		}, []string{"rule", "action"})
 		metrics.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mxgate", Name: "store_errors_total",
 			Help: "Failed calls to a shared store (Redis), by directive.",
@@ -62,7 +68,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{metrics.rejections, metrics.rlAdmitted, metrics.rlRejected, metrics.rlWait, metrics.rlAbandoned, metrics.storeErrors, metrics.retries} {
+	for _, c := range []prometheus.Collector{metrics.rejections, metrics.rlAdmitted, metrics.rlRejected, metrics.rlWait, metrics.rlAbandoned, metrics.storeErrors, metrics.retries, metrics.sanitizeFindings} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -41,9 +41,10 @@ var (
 
 // Process copies src to dst, inspecting the configured fields of every
 // <account> element and, with opts.Mask, masking the numbers it finds. It
-// returns the findings. On malformed XML it passes the rest through
-// unchanged and returns ErrMalformed (wrapped); the output is then still
-// exactly the input but for masks made before the fault.
+// returns the findings. On malformed XML it passes the input through
+// unchanged and returns ErrMalformed (wrapped): masks already made are
+// undone, unless more than 32 KiB had been written since (the stream has
+// gone), in which case those stay.
 func Process(dst io.Writer, src io.Reader, opts Options) ([]Finding, error) {
 	p, err := process(dst, src, opts)
 	return p.findings, err
@@ -68,6 +69,9 @@ func process(dst io.Writer, src io.Reader, opts Options) (*processor, error) {
 	}
 	err := p.run(dec)
 	if err != nil && !errors.Is(err, io.EOF) {
+		if !errors.Is(err, errWrite) {
+			p.unmask()
+		}
 		if werr := p.flushAll(src); werr != nil {
 			return p, werr
 		}
@@ -88,6 +92,16 @@ func process(dst io.Writer, src io.Reader, opts Options) (*processor, error) {
 		return p, fmt.Errorf("%w (%v)", ErrMalformed, err)
 	}
 	return p, nil
+}
+
+// unmask restores the bytes of masks not yet written.
+func (p *processor) unmask() {
+	for _, m := range p.masks {
+		if i := p.rel(m.off); i >= 0 && i < len(p.raw) {
+			p.raw[i] = m.orig
+		}
+	}
+	p.masks = p.masks[:0]
 }
 
 var errWrite = errors.New("sanitize: write failed")
@@ -120,6 +134,14 @@ type processor struct {
 	stray    bool // text outside any element: with no element, not XML
 	werr     error
 	maxHeld  int // the most bytes held at once, for tests
+	masks    []maskRec
+}
+
+// maskRec remembers the bytes a mask replaced, so that a mask not yet
+// written can be undone if the document turns out malformed.
+type maskRec struct {
+	off  int64 // stream offset
+	orig byte
 }
 
 // flush writes raw up to stream offset upTo.
@@ -140,6 +162,7 @@ func (p *processor) flush(upTo int) error {
 	p.base += int64(upTo)
 	n := copy(p.raw, p.raw[upTo:])
 	p.raw = p.raw[:n]
+	p.masks = p.masks[:0] // written: no longer undoable
 	return nil
 }
 
@@ -173,7 +196,7 @@ type piece struct {
 }
 
 func (p *processor) run(dec *xml.Decoder) error {
-	var open []string  // names of the open elements, to check that tags match
+	var open []string // names of the open elements, to check that tags match
 	depth := 0
 	accountDepth := -1 // depth of the open <account>, or -1
 	field := ""        // the open inspected field
@@ -282,6 +305,7 @@ func (p *processor) inspect(field string, pieces []piece) {
 		for _, d := range sp.digits[:len(sp.digits)-4] {
 			w := where[d]
 			for k := w[0]; k < w[0]+w[1]; k++ {
+				p.masks = append(p.masks, maskRec{p.base + int64(k), p.raw[k]})
 				p.raw[k] = p.opts.MaskChar
 			}
 		}
