@@ -10,7 +10,7 @@ import (
 // libraries and the Caddy glue: only caddymodule (and the binaries and
 // tests built on it) may depend on Caddy.
 func TestLibrariesDoNotImportCaddy(t *testing.T) {
-	libs := []string{"./hmac", "./cidr", "./replay", "./ratelimit", "./jwe", "./mxconnect", "./sanitize"}
+	libs := []string{"./hmac", "./cidr", "./replay", "./ratelimit", "./jwe", "./mxconnect", "./sanitize", "./fdx"}
 	args := append([]string{"list", "-deps", "-f", "{{.ImportPath}}"}, libs...)
 	out, err := exec.Command("go", args...).CombinedOutput()
 	if err != nil {
