@@ -19,6 +19,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/mxgate
 
 run: build
+	./$(BIN) fdx-dev --dir .dev/fdx
 	MDX_HMAC_KEY="$${MDX_HMAC_KEY:-$(DEMO_MDX_HMAC_KEY)}" \
 	MX_CLIENT_ID="$${MX_CLIENT_ID:-$(DEMO_MX_CLIENT_ID)}" \
 	MX_API_KEY="$${MX_API_KEY:-$(DEMO_MX_API_KEY)}" \

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -58,6 +59,9 @@ func TestCaddyfileExample(t *testing.T) {
 // startExample runs Caddyfile.example as `make run` does, with its demo
 // credentials, on free ports; ports maps each port of the file to its
 // stand-in.
+// fdxDevDir is where the last startExample put the FDX files.
+var fdxDevDir string
+
 func startExample(t *testing.T) (map[string]int, *gateway) {
 	t.Helper()
 	raw, err := os.ReadFile("../Caddyfile.example")
@@ -70,13 +74,23 @@ func startExample(t *testing.T) (map[string]int, *gateway) {
 	}
 	cf = strings.ReplaceAll(cf, "admin 127.0.0.1:2019", "admin {ADMIN}")
 	ports := map[string]int{}
-	for _, p := range []string{"8480", "8481", "8490", "8491"} {
-		if !strings.Contains(cf, "127.0.0.1:"+p) {
+	for _, p := range []string{"8480", "8481", "8490", "8491", "8443", "8444", "8446"} {
+		if !strings.Contains(cf, ":"+p) {
 			t.Fatalf("Caddyfile.example no longer uses port %s", p)
 		}
 		ports[p] = freePort(t)
-		cf = strings.ReplaceAll(cf, "127.0.0.1:"+p, fmt.Sprintf("127.0.0.1:%d", ports[p]))
+		cf = strings.ReplaceAll(cf, ":"+p, fmt.Sprintf(":%d", ports[p]))
 	}
+	// the FDX site's files, made as `make run` makes them
+	dev := filepath.Join(t.TempDir(), "fdx")
+	if out, err := exec.Command(binary, "fdx-dev", "--dir", dev).CombinedOutput(); err != nil {
+		t.Fatalf("fdx-dev: %v\n%s", err, out)
+	}
+	if !strings.Contains(cf, ".dev/fdx") {
+		t.Fatal("Caddyfile.example no longer uses .dev/fdx")
+	}
+	cf = strings.ReplaceAll(cf, ".dev/fdx", dev)
+	fdxDevDir = dev
 	g := startGateway(t, cf, "MDX_HMAC_KEY="+demoKey, "MX_CLIENT_ID=CLIENT-1234", "MX_API_KEY=API-KEY-4567")
 	return ports, g
 }

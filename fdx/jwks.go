@@ -31,8 +31,13 @@ type JWKS struct {
 	mu      sync.Mutex
 	keys    map[string]jose.JSONWebKey
 	fetched time.Time // last fetch attempt
+	failed  bool      // the last fetch failed
 	fetches int
 }
+
+// retryAfterFailure is how soon a failed fetch may be tried again (or
+// MinRefresh, if shorter).
+const retryAfterFailure = time.Second
 
 // ErrUnknownKey is wrapped when no key matches a token's key id.
 var ErrUnknownKey = invalid("unknown signing key")
@@ -60,6 +65,9 @@ func (j *JWKS) Key(ctx context.Context, kid string, alg jose.SignatureAlgorithm)
 	minRefresh := j.MinRefresh
 	if minRefresh <= 0 {
 		minRefresh = 30 * time.Second
+	}
+	if j.failed {
+		minRefresh = min(minRefresh, retryAfterFailure)
 	}
 	due := j.fetched.IsZero() || j.now().Sub(j.fetched) >= minRefresh
 	j.mu.Unlock()
@@ -99,6 +107,14 @@ func (j *JWKS) Refresh(ctx context.Context) error {
 	j.fetched = j.now()
 	j.fetches++
 	j.mu.Unlock()
+	err := j.fetch(ctx)
+	j.mu.Lock()
+	j.failed = err != nil
+	j.mu.Unlock()
+	return err
+}
+
+func (j *JWKS) fetch(ctx context.Context) error {
 	client := j.Client
 	if client == nil {
 		client = &http.Client{Timeout: 5 * time.Second}

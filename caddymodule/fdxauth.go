@@ -1,0 +1,285 @@
+package caddymodule
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mxgate/mxgate/fdx"
+)
+
+func init() {
+	caddy.RegisterModule(FDXAuth{})
+}
+
+// FDXAuth protects an FDX v6 resource server: it validates the OAuth 2.0
+// access token of each request (a JWT against the authorization server's
+// JWKS, or an opaque token by introspection), checks that the token is
+// bound to the TLS client certificate that presented it, and enforces the
+// scope the endpoint requires. Failures answer as RFC 6750 says, with an
+// FDX error body. Mutual TLS itself is Caddy's: tls { client_auth { … } }.
+type FDXAuth struct {
+	// Issuer is the iss every token must carry.
+	Issuer string `json:"issuer,omitempty"`
+	// Audiences: a token's aud must hold one of them.
+	Audiences []string `json:"audiences,omitempty"`
+	// JWKSURL is the authorization server's key set, for JWT tokens.
+	JWKSURL string `json:"jwks_url,omitempty"`
+	// JWKSMinRefresh bounds refetches of the key set for unknown key ids.
+	// Default: 30s.
+	JWKSMinRefresh caddy.Duration `json:"jwks_min_refresh,omitempty"`
+	// Introspection checks opaque tokens (RFC 7662).
+	Introspection *FDXIntrospection `json:"introspection,omitempty"`
+	// Algorithms allowed for JWT tokens. Default: PS256, ES256. none and
+	// HMAC algorithms are refused.
+	Algorithms []string `json:"algorithms,omitempty"`
+	// Leeway for exp, nbf and iat. Default: 30s.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+	// CertBound requires cnf.x5t#S256 to match the client certificate
+	// (RFC 8705). Default: true.
+	CertBound *bool `json:"cert_bound,omitempty"`
+	// Scopes add rows to the default FDX v6 table, or replace rows with the
+	// same method and pattern. A path no row matches is refused.
+	Scopes []FDXScope `json:"scopes,omitempty"`
+	// ForwardClaims maps a claim to a request header for the upstream;
+	// incoming copies of those headers are always removed.
+	ForwardClaims map[string]string `json:"forward_claims,omitempty"`
+	// Realm of WWW-Authenticate. Default: fdx.
+	Realm string `json:"realm,omitempty"`
+
+	table      *fdx.Table
+	validator  *fdx.Validator
+	introspect *fdx.Introspector
+	logger     *zap.Logger
+}
+
+// FDXIntrospection configures RFC 7662 introspection.
+type FDXIntrospection struct {
+	URL          string         `json:"url"`
+	ClientID     string         `json:"client_id"`
+	ClientSecret string         `json:"client_secret"` // {env.*} and {file.*} work
+	CacheFor     caddy.Duration `json:"cache_for,omitempty"`
+}
+
+// FDXScope is one scope-table row: "a|b" scopes, or "authenticated".
+type FDXScope struct {
+	Method  string `json:"method"`
+	Pattern string `json:"pattern"`
+	Scopes  string `json:"scopes"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (FDXAuth) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.fdx_auth",
+		New: func() caddy.Module { return new(FDXAuth) },
+	}
+}
+
+// Provision builds the validator and the scope table.
+func (a *FDXAuth) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	if a.Issuer == "" || len(a.Audiences) == 0 {
+		return errors.New("fdx_auth: issuer and at least one audience are required")
+	}
+	if a.JWKSURL == "" && a.Introspection == nil {
+		return errors.New("fdx_auth: jwks_url or introspection is required")
+	}
+	if a.Realm == "" {
+		a.Realm = "fdx"
+	}
+	if a.CertBound == nil {
+		on := true
+		a.CertBound = &on
+	}
+	if len(a.Algorithms) == 0 {
+		a.Algorithms = []string{"PS256", "ES256"}
+	}
+	if a.Leeway == 0 {
+		a.Leeway = caddy.Duration(30 * time.Second)
+	}
+	if a.Leeway < 0 || a.JWKSMinRefresh < 0 {
+		return errors.New("fdx_auth: durations must be positive")
+	}
+	var algs []jose.SignatureAlgorithm
+	for _, s := range a.Algorithms {
+		alg, err := fdx.ParseAlgorithm(s)
+		if err != nil {
+			return fmt.Errorf("fdx_auth: %w", err)
+		}
+		algs = append(algs, alg)
+	}
+	var rows []fdx.Rule
+	for _, s := range a.Scopes {
+		r, err := fdx.NewRule(s.Method, s.Pattern, s.Scopes)
+		if err != nil {
+			return fmt.Errorf("fdx_auth: %w", err)
+		}
+		rows = append(rows, r)
+	}
+	a.table = fdx.DefaultTable().With(rows...)
+	if a.JWKSURL != "" {
+		jwks := &fdx.JWKS{URL: repl.ReplaceKnown(a.JWKSURL, ""), MinRefresh: time.Duration(a.JWKSMinRefresh)}
+		a.validator = &fdx.Validator{Issuer: a.Issuer, Audiences: a.Audiences, Algorithms: algs, Leeway: time.Duration(a.Leeway), Keys: jwks}
+		// Fetched on the first token: the key server may be this very process.
+	}
+	if in := a.Introspection; in != nil {
+		secret := repl.ReplaceKnown(in.ClientSecret, "")
+		if in.URL == "" || in.ClientID == "" || strings.TrimSpace(secret) == "" {
+			return errors.New("fdx_auth: introspection needs a URL, a client id and a secret")
+		}
+		a.introspect = &fdx.Introspector{URL: repl.ReplaceKnown(in.URL, ""), ClientID: in.ClientID, ClientSecret: secret,
+			Issuer: a.Issuer, Audiences: a.Audiences, CacheFor: time.Duration(in.CacheFor)}
+	}
+	for claim, header := range a.ForwardClaims {
+		if claim == "" || header == "" || strings.ContainsAny(header, " :") {
+			return fmt.Errorf("fdx_auth: bad forward_claims entry %q -> %q", claim, header)
+		}
+		a.ForwardClaims[claim] = textproto.CanonicalMIMEHeaderKey(header)
+	}
+	return registerMetrics(ctx.GetMetricsRegistry())
+}
+
+// fdxFailure is an RFC 6750 failure with an FDX error body.
+type fdxFailure struct {
+	status int
+	oauth  string // error attribute; "" for a request with no token
+	scope  string // required scope, with insufficient_scope
+	debug  string // the reason; never holds the token
+}
+
+// ServeHTTP authorizes the request.
+func (a *FDXAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	id := r.Header.Get("X-Fapi-Interaction-Id")
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		id = uuid.NewString()
+	}
+	r.Header.Set("X-Fapi-Interaction-Id", id)
+	w.Header().Set("X-Fapi-Interaction-Id", id)
+	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
+		extra.Add(zap.String("fapi_interaction_id", id))
+	}
+	for _, h := range a.ForwardClaims {
+		r.Header.Del(h)
+	}
+	claims, fail := a.authorize(r)
+	if fail != nil {
+		return a.refuse(w, r, fail, id)
+	}
+	for claim, h := range a.ForwardClaims {
+		if v, ok := claims.All[claim]; ok {
+			if s, isStr := v.(string); isStr {
+				r.Header.Set(h, s)
+			} else if b, err := json.Marshal(v); err == nil {
+				r.Header.Set(h, string(b))
+			}
+		}
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", claims.ClientID)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+func (a *FDXAuth) authorize(r *http.Request) (*fdx.Claims, *fdxFailure) {
+	q := r.URL.Query()
+	if q.Has("access_token") {
+		return nil, &fdxFailure{status: 400, oauth: "invalid_request", debug: "access tokens are accepted only in the Authorization header"}
+	}
+	auths := r.Header.Values("Authorization")
+	if len(auths) == 0 {
+		return nil, &fdxFailure{status: 401, debug: "no access token"}
+	}
+	scheme, tok, _ := strings.Cut(auths[0], " ")
+	if len(auths) > 1 || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
+		return nil, &fdxFailure{status: 401, oauth: "invalid_token", debug: "the Authorization header is not one Bearer token"}
+	}
+	var claims *fdx.Claims
+	var err error
+	switch {
+	case a.validator != nil && fdx.LooksLikeJWT(tok):
+		claims, err = a.validator.Validate(r.Context(), tok)
+	case a.introspect != nil:
+		claims, err = a.introspect.Introspect(r.Context(), tok)
+	default:
+		err = fmt.Errorf("%w: not a JWT", fdx.ErrInvalidToken)
+	}
+	if err != nil {
+		reason := strings.TrimPrefix(err.Error(), fdx.ErrInvalidToken.Error()+": ")
+		if !errors.Is(err, fdx.ErrInvalidToken) {
+			reason = "token could not be checked"
+		}
+		return nil, &fdxFailure{status: 401, oauth: "invalid_token", debug: reason}
+	}
+	if *a.CertBound {
+		cert := peerCert(r)
+		if cert == nil {
+			return nil, &fdxFailure{status: 401, oauth: "invalid_token", debug: "no client certificate to bind the token to"}
+		}
+		if !claims.BoundTo(cert) {
+			return nil, &fdxFailure{status: 401, oauth: "invalid_token", debug: "token is not bound to this client certificate"}
+		}
+	}
+	rule, err := a.table.Match(r.Method, r.URL.Path)
+	switch {
+	case err != nil:
+		return nil, &fdxFailure{status: 403, oauth: "insufficient_scope", debug: "request path is not canonical"}
+	case rule == nil:
+		return nil, &fdxFailure{status: 403, oauth: "insufficient_scope", debug: "no scope rule allows this endpoint"}
+	case !rule.Allows(claims.Scopes):
+		return nil, &fdxFailure{status: 403, oauth: "insufficient_scope", scope: rule.Required(), debug: "scope " + rule.Required() + " required"}
+	}
+	return claims, nil
+}
+
+func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *fdxFailure, id string) error {
+	countRejection("fdx_auth", strconv.Itoa(f.status)+"_"+cmp(f.oauth, "no_token"))
+	if ce := a.logger.Check(zapcore.InfoLevel, "FDX request refused"); ce != nil {
+		ce.Write(zap.Int("status", f.status), zap.String("reason", f.debug), zap.String("fapi_interaction_id", id),
+			zap.String("method", r.Method), zap.String("path", r.URL.Path))
+	}
+	challenge := `Bearer realm="` + a.Realm + `"`
+	if f.oauth != "" {
+		challenge += `, error="` + f.oauth + `", error_description="` + f.debug + `"`
+	}
+	if f.scope != "" {
+		challenge += `, scope="` + f.scope + `"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	message := map[int]string{400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}[f.status]
+	body, _ := json.Marshal(map[string]string{"code": strconv.Itoa(f.status), "message": message, "debugMessage": f.debug})
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(f.status)
+	_, err := w.Write(body)
+	return err
+}
+
+// peerCert returns the TLS client certificate of r, if any.
+func peerCert(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil
+	}
+	return r.TLS.PeerCertificates[0]
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*FDXAuth)(nil)
+	_ caddyhttp.MiddlewareHandler = (*FDXAuth)(nil)
+)
