@@ -13,6 +13,7 @@
 //	http.handlers.mx_retry      retry idempotent requests answered 429 or 503
 //	http.handlers.mxconnect_token  attach cached MX Connect bearer tokens
 //	http.handlers.mdx_sanitize  mask account and card numbers in MDX responses
+//	http.handlers.fdx_auth      FDX v6: certificate-bound OAuth 2.0 tokens and scopes per endpoint
 //
 // The Caddyfile directives of the same names are registered in caddyfile.go,
 // with their order, so a site needs no `order` option.

@@ -94,3 +94,34 @@ func startExample(t *testing.T) (map[string]int, *gateway) {
 	g := startGateway(t, cf, "MDX_HMAC_KEY="+demoKey, "MX_CLIENT_ID=CLIENT-1234", "MX_API_KEY=API-KEY-4567")
 	return ports, g
 }
+
+// TestWalkthroughFDX replays the README's FDX commands against
+// Caddyfile.example, with the files `mxgate fdx-dev` made.
+func TestWalkthroughFDX(t *testing.T) {
+	ports, _ := startExample(t)
+	dev := fdxDevDir
+	tok, err := os.ReadFile(filepath.Join(dev, "token.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("https://localhost:%d/fdx/v6/core/accounts", ports["8443"])
+	resolve := fmt.Sprintf("localhost:%d:127.0.0.1", ports["8443"])
+	curl := func(client string) (string, error) {
+		args := []string{"-sS", "-i", "--resolve", resolve, "--cacert", filepath.Join(dev, "ca.pem")}
+		if client != "" {
+			args = append(args, "--cert", filepath.Join(dev, client+".pem"), "--key", filepath.Join(dev, client+"-key.pem"),
+				"-H", "Authorization: Bearer "+strings.TrimSpace(string(tok)))
+		}
+		out, err := exec.Command("curl", append(args, url)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := curl("client"); err != nil || !strings.HasPrefix(out, "HTTP/2 200") || !strings.Contains(out, `"accounts":[`) {
+		t.Fatalf("bound token:\n%s", out)
+	}
+	if out, _ := curl("other-client"); !strings.HasPrefix(out, "HTTP/2 401") || !strings.Contains(out, "token is not bound to this client certificate") {
+		t.Fatalf("other certificate:\n%s", out)
+	}
+	if out, err := curl(""); err == nil && strings.HasPrefix(out, "HTTP/") {
+		t.Fatalf("no certificate got an answer:\n%s", out)
+	}
+}

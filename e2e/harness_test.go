@@ -222,3 +222,15 @@ func describeLine(line string) string {
 	}
 	return fmt.Sprintf("logger %q, message %q", m.Logger, m.Msg)
 }
+
+// waitForLog waits until the gateway's output holds s.
+func waitForLog(t *testing.T, g *gateway, s string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(g.Stderr.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway never logged %q", s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
