@@ -18,15 +18,15 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mx_ip_allow", parseIPAllow)
+	httpcaddyfile.RegisterHandlerDirective("mx_ip_allow", unmarshalHandler[IPAllow])
 	httpcaddyfile.RegisterHandlerDirective("mdx_hmac", parseMDXHMAC)
 	httpcaddyfile.RegisterHandlerDirective("mx_rate_limit", parseRateLimit)
-	httpcaddyfile.RegisterHandlerDirective("mx_auth", parseMXAuth)
-	httpcaddyfile.RegisterHandlerDirective("mx_jwe", parseMXJWE)
-	httpcaddyfile.RegisterHandlerDirective("mx_retry", parseRetry)
-	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", parseMXConnectToken)
-	httpcaddyfile.RegisterHandlerDirective("mdx_sanitize", parseSanitize)
-	httpcaddyfile.RegisterHandlerDirective("fdx_auth", parseFDXAuth)
+	httpcaddyfile.RegisterHandlerDirective("mx_auth", unmarshalHandler[MXAuth])
+	httpcaddyfile.RegisterHandlerDirective("mx_jwe", unmarshalHandler[MXJWE])
+	httpcaddyfile.RegisterHandlerDirective("mx_retry", unmarshalHandler[Retry])
+	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", unmarshalHandler[MXConnectToken])
+	httpcaddyfile.RegisterHandlerDirective("mdx_sanitize", unmarshalHandler[Sanitize])
+	httpcaddyfile.RegisterHandlerDirective("fdx_auth", unmarshalHandler[FDXAuth])
 
 	// Each lands just before redir, after the ones before it, so the chain
 	// runs in this order: the IP check first, so a stranger gets nothing
@@ -37,12 +37,6 @@ func init() {
 	for _, dir := range []string{"mx_ip_allow", "mdx_hmac", "fdx_auth", "mx_auth", "mxconnect_token", "mx_retry", "mx_rate_limit", "mx_jwe", "mdx_sanitize"} {
 		httpcaddyfile.RegisterDirectiveOrder(dir, httpcaddyfile.Before, "redir")
 	}
-}
-
-func parseIPAllow(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	a := new(IPAllow)
-	err := a.UnmarshalCaddyfile(h.Dispenser)
-	return a, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -86,6 +80,18 @@ func parseMDXHMAC(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 		m.Namespace = autoNamespace(h, "mdx_hmac", seg)
 	}
 	return m, nil
+}
+
+// unmarshalHandler is the parse function of a directive whose handler
+// needs nothing beyond its own UnmarshalCaddyfile.
+func unmarshalHandler[T any, PT interface {
+	*T
+	caddyhttp.MiddlewareHandler
+	caddyfile.Unmarshaler
+}](h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var v PT = new(T)
+	err := v.UnmarshalCaddyfile(h.Dispenser)
+	return v, err
 }
 
 // segment returns the directive's tokens, its name first.
@@ -232,12 +238,6 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func parseMXAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	a := new(MXAuth)
-	err := a.UnmarshalCaddyfile(h.Dispenser)
-	return a, err
-}
-
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	mx_auth attach {
@@ -318,12 +318,6 @@ func (a *MXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func parseMXJWE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	m := new(MXJWE)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
-}
-
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	mx_jwe decrypt {
@@ -383,12 +377,6 @@ func (m *MXJWE) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
-}
-
-func parseRetry(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	rt := new(Retry)
-	err := rt.UnmarshalCaddyfile(h.Dispenser)
-	return rt, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -459,12 +447,6 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func parseMXConnectToken(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	m := new(MXConnectToken)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
-}
-
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	mxconnect_token {
@@ -527,12 +509,6 @@ func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func parseSanitize(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	s := new(Sanitize)
-	err := s.UnmarshalCaddyfile(h.Dispenser)
-	return s, err
-}
-
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	mdx_sanitize {
@@ -575,12 +551,6 @@ func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
-}
-
-func parseFDXAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	a := new(FDXAuth)
-	err := a.UnmarshalCaddyfile(h.Dispenser)
-	return a, err
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
