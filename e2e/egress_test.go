@@ -467,3 +467,17 @@ http://127.0.0.1:%d {
 		t.Fatal("the second client shares the first one's budget")
 	}
 }
+
+// TestEgressReplyOverMaxBody: a reply larger than mx_jwe's max_body is a
+// 502, never a truncated body.
+func TestEgressReplyOverMaxBody(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"pad":"`+strings.Repeat("x", 5000)+`"}`)
+	})
+	base, _ := egressGateway(t, up.hostPort(), "", "max_body 1KiB")
+	status, _, body := do(t, mustRequest(t, "GET", base+"/users"))
+	if status != 502 || body != `{"error":{"message":"Bad gateway: the upstream reply is larger than max_body"}}` {
+		t.Fatalf("%d %.80q", status, body)
+	}
+}
