@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -50,6 +51,7 @@ type MXConnectToken struct {
 	MaxBody int64 `json:"max_body,omitempty"`
 
 	source *mxconnect.Source
+	down   *atomic.Bool // a Security API outage episode is under way
 	logger *zap.Logger
 }
 
@@ -64,6 +66,7 @@ func (MXConnectToken) CaddyModule() caddy.ModuleInfo {
 // Provision resolves the credentials.
 func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 	m.logger = ctx.Logger()
+	m.down = new(atomic.Bool)
 	repl := caddy.NewReplacer()
 	endpoint := repl.ReplaceKnown(m.Endpoint, "")
 	if endpoint == "" {
@@ -119,6 +122,9 @@ func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 		if err != nil {
 			return m.refuse(w, r, err)
 		}
+		if m.down.Load() && m.down.Swap(false) {
+			m.logger.Info("MX Connect tokens available again")
+		}
 		r.Header.Set("Authorization", "Bearer "+tok)
 		if body != nil {
 			r.Body = io.NopCloser(bytes.NewReader(body))
@@ -152,7 +158,9 @@ func (m *MXConnectToken) refuse(w http.ResponseWriter, r *http.Request, err erro
 		status, reason = http.StatusServiceUnavailable, "token_unavailable"
 	}
 	countRejection("mxconnect_token", reason)
-	m.logger.Warn("no MX Connect token", zap.Error(err)) // the reason only: errors carry no credential
+	if !m.down.Swap(true) { // once per episode; errors carry the reason, never a credential
+		m.logger.Error("no MX Connect token; failing requests fast until the Security API answers", zap.Error(err))
+	}
 	rej := rejection{status: status, reason: reason, message: "MX Connect token unavailable: " + strings.TrimPrefix(err.Error(), "mxconnect: ")}
 	return rej.respond(w, FormatJSON)
 }

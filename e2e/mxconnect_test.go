@@ -146,6 +146,9 @@ func TestMXConnectTokens(t *testing.T) {
 	}
 
 	logs := g.Stderr.String()
+	if n := strings.Count(logs, "no MX Connect token"); n != 1 {
+		t.Errorf("the outage was logged %d times, want once", n)
+	}
 	for _, secret := range []string{"mxc-pass-secret", "API_mxc-key-secret", "jwt-token-1-secret", "jwt-token-2-secret"} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("the logs carry a credential or token (%.8s…)", secret)
