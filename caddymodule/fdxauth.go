@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -247,7 +248,7 @@ func (a *FDXAuth) authorize(r *http.Request) (*fdx.Claims, *fdxFailure) {
 }
 
 func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *fdxFailure, id string) error {
-	countRejection("fdx_auth", strconv.Itoa(f.status)+"_"+cmp(f.oauth, "no_token"))
+	countRejection("fdx_auth", strconv.Itoa(f.status)+"_"+cmp.Or(f.oauth, "no_token"))
 	if ce := a.logger.Check(zapcore.InfoLevel, "FDX request refused"); ce != nil {
 		ce.Write(zap.Int("status", f.status), zap.String("reason", f.debug), zap.String("fapi_interaction_id", id),
 			zap.String("method", r.Method), zap.String("path", r.URL.Path))

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
@@ -105,10 +106,10 @@ func (m *MXJWE) Provision(ctx caddy.Context) error {
 		if m.ResponseType != "" {
 			return errors.New("mx_jwe decrypt: response_type belongs to mx_jwe encrypt")
 		}
-		if m.curve, err = jwe.ParseCurve(cmp(m.Curve, "p384")); err != nil {
+		if m.curve, err = jwe.ParseCurve(cmp.Or(m.Curve, "p384")); err != nil {
 			return fmt.Errorf("mx_jwe: %w", err)
 		}
-		if m.cipher, err = jwe.ParseCipher(cmp(m.Cipher, "a256gcm")); err != nil {
+		if m.cipher, err = jwe.ParseCipher(cmp.Or(m.Cipher, "a256gcm")); err != nil {
 			return fmt.Errorf("mx_jwe: %w", err)
 		}
 		m.allowed = []jwe.Suite{jwe.SuiteFor(jwe.A256GCM)}
@@ -138,13 +139,6 @@ func (m *MXJWE) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("mx_jwe: mode must be decrypt or encrypt, not %q", m.Mode)
 	}
 	return registerMetrics(ctx.GetMetricsRegistry())
-}
-
-func cmp(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 func (m *MXJWE) rotate() error {

@@ -429,7 +429,7 @@ func TestFDXScopeTable(t *testing.T) {
 				t.Errorf("%s %s with %s: %+v", r.method, r.path, s, a)
 			}
 		}
-		lacking := strings.Replace(allFDX, "", "", 1)
+		lacking := allFDX
 		for _, s := range r.scopes {
 			lacking = strings.Join(strings.Fields(strings.ReplaceAll(lacking, s, "")), " ")
 		}
