@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/freeport"
 )
 
 // Server is a redis-server process owned by a test.
@@ -35,12 +37,10 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip("redis-server is not installed; `make test` installs it")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	s := &Server{t: t, Port: port, dir: t.TempDir()}
 	s.Restart()
 	t.Cleanup(s.Stop)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/freeport"
 )
 
 // Build compiles cmd/mxgate into dir and returns the binary's path.
@@ -52,10 +54,9 @@ func (g *Gateway) Stop() {
 
 // FreePort returns a loopback port that was free a moment ago.
 func FreePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	Check(err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // WaitTCP waits until addr accepts connections.
