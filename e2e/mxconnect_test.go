@@ -127,7 +127,7 @@ func TestMXConnectTokens(t *testing.T) {
 		t.Fatalf("refused credentials: %d %q", status, body)
 	}
 	status, _, body = do(t, mustRequest(t, "GET", base+"/accounts"))
-	if status != 502 || body != `{"error":{"message":"MX Connect token unavailable: Security API refused the credentials (status 401)"}}` {
+	if status != 502 || body != `{"error":{"message":"MX Connect token unavailable: Security API refused the credentials: status 401"}}` {
 		t.Fatalf("refused credentials: %d %q", status, body)
 	}
 

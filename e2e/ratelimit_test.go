@@ -288,10 +288,10 @@ func TestRateLimitRedisOutage(t *testing.T) {
 	}
 	for name, g := range map[string]*gateway{"local": gLocal, "deny": gDeny} {
 		logs := g.Stderr.String()
-		if n := strings.Count(logs, "rate limit store unreachable"); n != 1 {
+		if n := strings.Count(logs, "shared store unreachable"); n != 1 {
 			t.Errorf("%s: outage logged %d times, want once", name, n)
 		}
-		if name == "deny" && !strings.Contains(logs, "rate limit store reachable again") {
+		if name == "deny" && !strings.Contains(logs, "shared store reachable again") {
 			t.Errorf("%s: recovery not logged", name)
 		}
 	}

@@ -252,6 +252,36 @@ func TestKeyRotationAndRefreshLimit(t *testing.T) {
 	}
 }
 
+// TestUnreachableAuthorizationServer: with no key ever fetched, or an
+// introspection endpoint that is down, a token cannot be checked: that is
+// ErrUnavailable (a 503 for the caller), never an invalid token.
+func TestUnreachableAuthorizationServer(t *testing.T) {
+	a := newAuthServer(t)
+	a.down.Store(true)
+	now := testNow
+	v := validator(a)
+	v.Keys = &JWKS{URL: a.URL + "/jwks", Now: func() time.Time { return now }}
+	v.Now = func() time.Time { return now }
+	ctx := context.Background()
+	_, err := v.Validate(ctx, a.sign(t, "es-1", goodClaims(), "at+jwt"))
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("JWKS never fetched: %v", err)
+	}
+	in := &Introspector{URL: a.URL + "/introspect", ClientID: "rs-client", ClientSecret: "rs-secret", Now: func() time.Time { return now }}
+	if _, err := in.Introspect(ctx, "opaque-good"); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("introspection down: %v", err)
+	}
+	var te *TokenError
+	if _, err := in.Introspect(ctx, "x"); errors.As(err, &te) {
+		t.Fatalf("an outage became a token error %q", te.Reason)
+	}
+	a.down.Store(false)
+	now = now.Add(2 * time.Second) // past the retry interval after a failure
+	if _, err := v.Validate(ctx, a.sign(t, "es-1", goodClaims(), "at+jwt")); err != nil {
+		t.Fatalf("after the outage: %v", err)
+	}
+}
+
 func TestIntrospection(t *testing.T) {
 	a := newAuthServer(t)
 	a.active["opaque-good"] = map[string]any{"active": true, "scope": "fdx:transactions:read", "client_id": "recipient-1", "sub": "user-1",

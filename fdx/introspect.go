@@ -118,11 +118,11 @@ func (in *Introspector) call(ctx context.Context, token string) (*Claims, error,
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, invalid("introspection endpoint unreachable"), false
+		return nil, fmt.Errorf("%w: introspection endpoint unreachable", ErrUnavailable), false
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, invalid(fmt.Sprintf("introspection endpoint answered %d", resp.StatusCode)), false
+		return nil, fmt.Errorf("%w: introspection endpoint answered %d", ErrUnavailable, resp.StatusCode), false
 	}
 	var v struct {
 		Active   bool            `json:"active"`
@@ -139,7 +139,7 @@ func (in *Introspector) call(ctx context.Context, token string) (*Claims, error,
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil || json.Unmarshal(raw, &v) != nil {
-		return nil, invalid("introspection answer does not parse"), false
+		return nil, fmt.Errorf("%w: introspection answer does not parse", ErrUnavailable), false
 	}
 	var all map[string]any
 	_ = json.Unmarshal(raw, &all)

@@ -39,7 +39,8 @@ type JWKS struct {
 // MinRefresh, if shorter).
 const retryAfterFailure = time.Second
 
-// ErrUnknownKey is wrapped when no key matches a token's key id.
+// ErrUnknownKey is returned when no key of a freshly fetched set matches a
+// token's key id.
 var ErrUnknownKey = invalid("unknown signing key")
 
 func (j *JWKS) now() time.Time {
@@ -76,6 +77,12 @@ func (j *JWKS) Key(ctx context.Context, kid string, alg jose.SignatureAlgorithm)
 		if k, ok := j.lookup(kid, alg); ok {
 			return k, nil
 		}
+	}
+	j.mu.Lock()
+	none := j.failed && len(j.keys) == 0
+	j.mu.Unlock()
+	if none { // no key at all: the set could not be fetched to know
+		return nil, fmt.Errorf("%w: the JWKS could not be fetched", ErrUnavailable)
 	}
 	return nil, ErrUnknownKey
 }

@@ -17,11 +17,26 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-// ErrInvalidToken is wrapped by every token failure. The wrapped reason
-// (expired, wrong audience, …) is safe to show: it never holds the token.
+// ErrInvalidToken matches every token failure (errors.Is); errors.As with
+// a *TokenError gives its reason.
 var ErrInvalidToken = errors.New("invalid token")
 
-func invalid(reason string) error { return fmt.Errorf("%w: %s", ErrInvalidToken, reason) }
+// ErrUnavailable is wrapped when a token cannot be checked because the
+// authorization server cannot be reached: the introspection endpoint is
+// down or answers wrongly, or the JWKS cannot be fetched and holds no key
+// for the token. The token may be valid; the caller should answer 503.
+var ErrUnavailable = errors.New("fdx: authorization server unavailable")
+
+// TokenError is a token failure. Its Reason (expired, wrong audience, …)
+// is safe to show: it never holds the token.
+type TokenError struct{ Reason string }
+
+func (e *TokenError) Error() string { return "invalid token: " + e.Reason }
+
+// Is makes every TokenError match ErrInvalidToken.
+func (e *TokenError) Is(target error) bool { return target == ErrInvalidToken }
+
+func invalid(reason string) error { return &TokenError{Reason: reason} }
 
 // Claims are what a valid access token says.
 type Claims struct {

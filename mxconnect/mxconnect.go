@@ -15,14 +15,17 @@ package mxconnect
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -43,6 +46,30 @@ var (
 	// ErrBadAnswer: the Security API answered, but not with a token.
 	ErrBadAnswer = errors.New("mxconnect: Security API answered without a token")
 )
+
+// Error is a failure to obtain a token. It matches its Kind (ErrUnavailable,
+// ErrRefused or ErrBadAnswer) with errors.Is; Reason says what happened,
+// and never holds a credential or anything the server said.
+type Error struct {
+	Kind   error
+	Reason string
+}
+
+func (e *Error) Error() string { return e.Kind.Error() + ": " + e.Reason }
+
+// Unwrap returns the Kind.
+func (e *Error) Unwrap() error { return e.Kind }
+
+// Message says what failed and why, for a caller to read.
+func (e *Error) Message() string { return kindText[e.Kind] + ": " + e.Reason }
+
+var kindText = map[error]string{
+	ErrUnavailable: "Security API unavailable",
+	ErrRefused:     "Security API refused the credentials",
+	ErrBadAnswer:   "Security API answered without a token",
+}
+
+func fail(kind error, reason string) error { return &Error{Kind: kind, Reason: reason} }
 
 // Source hands out MX Connect tokens. It is safe for concurrent use. The
 // zero value is not usable: fill the exported fields and call Token.
@@ -188,7 +215,7 @@ func (s *Source) call(ctx context.Context) (string, error) {
 	body, _ := json.Marshal(map[string]string{"value": s.APIKey})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
-		return "", fmt.Errorf("%w: bad endpoint", ErrUnavailable)
+		return "", fail(ErrUnavailable, "bad endpoint")
 	}
 	req.SetBasicAuth(s.Username, s.Password)
 	req.Header.Set("Content-Type", "application/json")
@@ -199,25 +226,25 @@ func (s *Source) call(ctx context.Context) (string, error) {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s", ErrUnavailable, transportReason(err))
+		return "", fail(ErrUnavailable, transportReason(err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	switch {
 	case err != nil:
-		return "", fmt.Errorf("%w: reading the answer failed", ErrUnavailable)
+		return "", fail(ErrUnavailable, "reading the answer failed")
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return "", fmt.Errorf("%w (status %d)", ErrRefused, resp.StatusCode)
+		return "", fail(ErrRefused, "status "+strconv.Itoa(resp.StatusCode))
 	case resp.StatusCode >= 500:
-		return "", fmt.Errorf("%w: status %d", ErrUnavailable, resp.StatusCode)
+		return "", fail(ErrUnavailable, "status "+strconv.Itoa(resp.StatusCode))
 	case resp.StatusCode != http.StatusOK:
-		return "", fmt.Errorf("%w: status %d", ErrBadAnswer, resp.StatusCode)
+		return "", fail(ErrBadAnswer, "status "+strconv.Itoa(resp.StatusCode))
 	}
 	var v struct {
 		Token string `json:"token"`
 	}
 	if json.Unmarshal(raw, &v) != nil || v.Token == "" || strings.ContainsAny(v.Token, " \r\n") {
-		return "", ErrBadAnswer
+		return "", fail(ErrBadAnswer, "no token in the answer")
 	}
 	return v.Token, nil
 }
@@ -225,14 +252,17 @@ func (s *Source) call(ctx context.Context) (string, error) {
 // transportReason describes a transport error without the URL (which
 // could carry credentials) or anything the server said.
 func transportReason(err error) string {
+	var dns *net.DNSError
+	var cert *tls.CertificateVerificationError
+	var ne net.Error
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timed out"
-	case strings.Contains(err.Error(), "connection refused"):
+	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
-	case strings.Contains(err.Error(), "no such host"):
+	case errors.As(err, &dns):
 		return "host not found"
-	case strings.Contains(err.Error(), "certificate"):
+	case errors.As(err, &cert):
 		return "TLS certificate not trusted"
 	}
 	return "transport error"

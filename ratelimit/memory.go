@@ -24,12 +24,19 @@ const evictSample = 8
 // It is safe for concurrent use. The zero value is not usable: call
 // NewMemory.
 type Memory struct {
-	policy   Policy
+	cfg      atomic.Pointer[memPolicy]
 	perShard int
-	idle     time.Duration // a key idle this long has every bucket full
 	seed     maphash.Seed
 	shards   [numShards]shard
 	evicted  atomic.Uint64
+}
+
+// memPolicy is a policy and its generation; buckets made under an older
+// generation are brought up to date when next used.
+type memPolicy struct {
+	p    Policy
+	gen  uint64
+	idle time.Duration // a key idle this long has every bucket full
 }
 
 type shard struct {
@@ -41,6 +48,7 @@ type shard struct {
 type buckets struct {
 	lim  [NumClasses]*rate.Limiter // nil for unlimited classes
 	last int64                     // unix nanoseconds of the last Take
+	gen  uint64                    // the policy generation lim follows
 }
 
 // NewMemory returns a Memory for policy holding at most maxKeys keys.
@@ -51,24 +59,47 @@ func NewMemory(policy Policy, maxKeys int) (*Memory, error) {
 	if maxKeys < 1 {
 		return nil, errors.New("ratelimit: max keys must be positive")
 	}
-	m := &Memory{policy: policy, perShard: max(1, (maxKeys+numShards-1)/numShards), seed: maphash.MakeSeed()}
-	for _, l := range policy {
-		if !l.Unlimited() {
-			m.idle = max(m.idle, time.Duration(float64(l.Burst)/l.Rate*float64(time.Second)))
-		}
-	}
+	m := &Memory{perShard: max(1, (maxKeys+numShards-1)/numShards), seed: maphash.MakeSeed()}
+	m.cfg.Store(newMemPolicy(policy, 1))
 	for i := range m.shards {
 		m.shards[i].m = make(map[string]*buckets)
 	}
 	return m, nil
 }
 
-// Policy returns the store's policy.
-func (m *Memory) Policy() Policy { return m.policy }
+func newMemPolicy(p Policy, gen uint64) *memPolicy {
+	mp := &memPolicy{p: p, gen: gen}
+	for _, l := range p {
+		if !l.Unlimited() {
+			mp.idle = max(mp.idle, time.Duration(float64(l.Burst)/l.Rate*float64(time.Second)))
+		}
+	}
+	return mp
+}
 
-func (m *Memory) newBuckets(now time.Time) *buckets {
-	b := &buckets{}
-	for c, l := range m.policy {
+// Policy returns the store's policy.
+func (m *Memory) Policy() Policy { return m.cfg.Load().p }
+
+// SetPolicy changes the budgets of every key, existing buckets included:
+// each keeps the tokens it has (at most the new burst) and refills at the
+// new rate from now on. A store that outlives a configuration change is
+// given the new policy rather than replaced, so that no budget is refilled
+// by the change.
+func (m *Memory) SetPolicy(policy Policy) error {
+	if err := policy.Validate(); err != nil {
+		return err
+	}
+	for {
+		old := m.cfg.Load()
+		if m.cfg.CompareAndSwap(old, newMemPolicy(policy, old.gen+1)) {
+			return nil
+		}
+	}
+}
+
+func newBuckets(p *memPolicy, now time.Time) *buckets {
+	b := &buckets{gen: p.gen}
+	for c, l := range p.p {
 		if !l.Unlimited() {
 			b.lim[c] = rate.NewLimiter(rate.Limit(l.Rate), l.Burst)
 			b.lim[c].AllowN(now, 0) // start the clock at now, full
@@ -77,18 +108,39 @@ func (m *Memory) newBuckets(now time.Time) *buckets {
 	return b
 }
 
-// get returns key's buckets, creating them (and evicting to make room).
-func (m *Memory) get(key string, now time.Time) *buckets {
+// update brings b to policy p (the shard's lock held).
+func (b *buckets) update(p *memPolicy, now time.Time) {
+	for c, l := range p.p {
+		switch {
+		case l.Unlimited():
+			b.lim[c] = nil
+		case b.lim[c] == nil:
+			b.lim[c] = rate.NewLimiter(rate.Limit(l.Rate), l.Burst)
+			b.lim[c].AllowN(now, 0)
+		default:
+			b.lim[c].SetLimitAt(now, rate.Limit(l.Rate))
+			b.lim[c].SetBurstAt(now, l.Burst)
+		}
+	}
+	b.gen = p.gen
+}
+
+// get returns key's buckets under p, creating them (and evicting to make
+// room).
+func (m *Memory) get(p *memPolicy, key string, now time.Time) *buckets {
 	s := &m.shards[maphash.String(m.seed, key)%numShards]
 	t := now.UnixNano()
 	s.mu.Lock()
 	b, ok := s.m[key]
-	if !ok {
+	switch {
+	case !ok:
 		if len(s.m) >= m.perShard {
 			m.evictOne(s)
 		}
-		b = m.newBuckets(now)
+		b = newBuckets(p, now)
 		s.m[key] = b
+	case b.gen < p.gen:
+		b.update(p, now)
 	}
 	b.last = t
 	s.mu.Unlock()
@@ -114,11 +166,12 @@ func (m *Memory) evictOne(s *shard) {
 
 // Take implements Store. It never returns an error.
 func (m *Memory) Take(_ context.Context, key string, c Class, now time.Time, maxWait time.Duration) (Result, error) {
-	l := m.policy[c]
+	p := m.cfg.Load()
+	l := p.p[c]
 	if l.Unlimited() {
 		return Result{Allowed: true}, nil
 	}
-	lim := m.get(key, now).lim[c]
+	lim := m.get(p, key, now).lim[c]
 	if maxWait <= 0 {
 		ok := lim.AllowN(now, 1)
 		return m.result(l, lim.TokensAt(now), ok), nil
@@ -155,7 +208,7 @@ func (mr memReservation) cancel(_ context.Context, now time.Time) { mr.r.CancelA
 // refilled, which loses nothing. Call it now and then (Caddy's module does
 // so every minute).
 func (m *Memory) Sweep(now time.Time) (removed int) {
-	cutoff := now.Add(-m.idle).UnixNano()
+	cutoff := now.Add(-m.cfg.Load().idle).UnixNano()
 	for i := range m.shards {
 		s := &m.shards[i]
 		s.mu.Lock()

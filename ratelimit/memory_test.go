@@ -255,3 +255,55 @@ func BenchmarkMemoryTakeParallel(b *testing.B) {
 		}
 	})
 }
+
+// TestSetPolicyKeepsBuckets: a new policy applies to existing buckets
+// without refilling them: tokens spent stay spent, and the new rate and
+// burst govern from then on.
+func TestSetPolicyKeepsBuckets(t *testing.T) {
+	p := MXPolicy()
+	p[Get] = Limit{Rate: 10, Burst: 10}
+	m, err := NewMemory(p, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	ctx := context.Background()
+	for i := range 10 {
+		if res, _ := m.Take(ctx, "k", Get, now, 0); !res.Allowed {
+			t.Fatalf("request %d refused within the burst", i)
+		}
+	}
+	if res, _ := m.Take(ctx, "k", Get, now, 0); res.Allowed {
+		t.Fatal("admitted past the burst")
+	}
+	// a reload with a larger budget: the spent bucket is not refilled
+	p[Get] = Limit{Rate: 100, Burst: 100}
+	if err := m.SetPolicy(p); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := m.Take(ctx, "k", Get, now, 0); res.Allowed || res.Limit != 100 {
+		t.Fatalf("a new policy refilled the bucket: %+v", res)
+	}
+	// and the new rate applies: 100/s gives a token every 10ms
+	if res, _ := m.Take(ctx, "k", Get, now.Add(10*time.Millisecond), 0); !res.Allowed {
+		t.Fatal("the new rate does not apply to the existing bucket")
+	}
+	// a smaller burst caps what an idle bucket holds
+	p[Get] = Limit{Rate: 1, Burst: 2}
+	if err := m.SetPolicy(p); err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(time.Hour)
+	admitted := 0
+	for range 5 {
+		if res, _ := m.Take(ctx, "k", Get, later, 0); res.Allowed {
+			admitted++
+		}
+	}
+	if admitted != 2 {
+		t.Fatalf("%d admitted after the burst shrank to 2", admitted)
+	}
+	if err := m.SetPolicy(Policy{}); err == nil {
+		t.Fatal("an invalid policy was taken")
+	}
+}

@@ -37,9 +37,10 @@ func NewRedis(client redis.Cmdable, prefix string, window time.Duration) (*Redis
 	return &Redis{client: client, prefix: prefix, window: window}, nil
 }
 
-// Check records key and reports whether it was fresh (not recorded within
-// the window, by any replica).
-func (c *Redis) Check(ctx context.Context, key Key) (bool, error) {
+// Check implements Store: it records key and reports whether it was fresh
+// (not recorded within the window, by any replica). Redis's clock, not
+// now, times the window.
+func (c *Redis) Check(ctx context.Context, key Key, _ time.Time) (bool, error) {
 	if !c.breaker.Allow() {
 		return false, ErrUnavailable
 	}
@@ -51,3 +52,33 @@ func (c *Redis) Check(ctx context.Context, key Key) (bool, error) {
 	c.breaker.Succeed()
 	return ok, nil
 }
+
+// Restore records entries (each for what is left of its window at now)
+// without overwriting a key already there, in one pipelined round trip.
+// It is how keys admitted while Redis was unreachable are written back.
+func (c *Redis) Restore(ctx context.Context, entries []Entry, now time.Time) error {
+	p := c.client.Pipeline()
+	n := 0
+	for _, e := range entries {
+		if ttl := e.Expires.Sub(now); ttl >= time.Millisecond {
+			p.SetNX(ctx, c.prefix+hex.EncodeToString(e.Key[:]), 1, ttl)
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		c.breaker.Fail()
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	c.breaker.Succeed()
+	return nil
+}
+
+// Healthy reports whether the last call to Redis succeeded.
+func (c *Redis) Healthy() bool { return c.breaker.Healthy() }
+
+// SetProbeInterval sets how long after a failure Check waits before
+// trying Redis again. Default: 1s.
+func (c *Redis) SetProbeInterval(d time.Duration) { c.breaker.Probe = d }

@@ -1,7 +1,6 @@
 package replay
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -20,19 +19,18 @@ func TestRedisSharedAcrossReplicas(t *testing.T) {
 	a, _ := NewRedis(c1, "test:replay:", 300*time.Millisecond)
 	b, _ := NewRedis(c2, "test:replay:", 300*time.Millisecond)
 	other, _ := NewRedis(c2, "test:other:", 300*time.Millisecond)
-	ctx := context.Background()
-	if fresh, err := a.Check(ctx, k(1)); !fresh || err != nil {
+	if fresh, err := a.Check(ctx, k(1), time.Time{}); !fresh || err != nil {
 		t.Fatalf("first: %v %v", fresh, err)
 	}
-	if fresh, err := b.Check(ctx, k(1)); fresh || err != nil {
+	if fresh, err := b.Check(ctx, k(1), time.Time{}); fresh || err != nil {
 		t.Fatalf("replay on another replica: %v %v", fresh, err)
 	}
-	if fresh, _ := other.Check(ctx, k(1)); !fresh {
+	if fresh, _ := other.Check(ctx, k(1), time.Time{}); !fresh {
 		t.Fatal("another prefix shares keys")
 	}
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		if fresh, _ := b.Check(ctx, k(1)); fresh {
+		if fresh, _ := b.Check(ctx, k(1), time.Time{}); fresh {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -41,10 +39,10 @@ func TestRedisSharedAcrossReplicas(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	srv.Stop()
-	if _, err := a.Check(ctx, k(2)); !errors.Is(err, ErrUnavailable) {
+	if _, err := a.Check(ctx, k(2), time.Time{}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("outage: %v", err)
 	}
-	if _, err := a.Check(ctx, k(3)); !errors.Is(err, ErrUnavailable) {
+	if _, err := a.Check(ctx, k(3), time.Time{}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("outage, breaker open: %v", err)
 	}
 }

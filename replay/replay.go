@@ -9,8 +9,10 @@
 package replay
 
 import (
+	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +20,20 @@ import (
 // unexpired entries. A caller must treat it as a refusal (fail closed): the
 // cache cannot vouch that the signature is fresh.
 var ErrFull = errors.New("replay: cache is full")
+
+// Store remembers keys for a window. Check records key as seen at now and
+// reports whether it was fresh: false means the key was recorded less than
+// the window ago. An error means freshness could not be established; the
+// caller must refuse (fail closed) unless it chose otherwise by name.
+type Store interface {
+	Check(ctx context.Context, key Key, now time.Time) (fresh bool, err error)
+}
+
+// Entry is a key and the time its record expires.
+type Entry struct {
+	Key     Key
+	Expires time.Time
+}
 
 // Key identifies a signature. Callers use the first bytes of the MAC, which
 // only the holder of the key can choose.
@@ -31,14 +47,15 @@ type entry struct {
 // Memory is a bounded in-memory replay cache. It is safe for concurrent use.
 // The zero value is not usable: call NewMemory.
 type Memory struct {
+	mu     sync.Mutex
 	window time.Duration
 	max    int
+	seen   map[Key]int64 // key -> expiry
 
-	mu   sync.Mutex
-	seen map[Key]int64 // key -> expiry
-	ring []entry       // FIFO by expiry; head at start, len n
-	head int
-	n    int
+	unsynced atomic.Int64 // keys admitted here alone, while a shared store was unreachable
+	ring     []entry      // FIFO by expiry; head at start, len n
+	head     int
+	n        int
 }
 
 // NewMemory returns a cache that remembers each key for window and holds at
@@ -54,12 +71,30 @@ func NewMemory(window time.Duration, max int) (*Memory, error) {
 }
 
 // Window returns how long a key is remembered.
-func (m *Memory) Window() time.Duration { return m.window }
+func (m *Memory) Window() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.window
+}
 
-// Check records key as seen at now and reports whether it was fresh: false
-// means the same key was recorded less than the window ago. It returns
-// ErrFull, recording nothing, when the cache is at its bound.
-func (m *Memory) Check(key Key, now time.Time) (fresh bool, err error) {
+// Resize changes the window and the bound for keys recorded from now on;
+// keys already held keep their expiry. A cache that outlives a
+// configuration change is resized rather than replaced, so that nothing it
+// remembers is forgotten.
+func (m *Memory) Resize(window time.Duration, max int) error {
+	if window <= 0 || max <= 0 {
+		return errors.New("replay: window and size must be positive")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.window, m.max = window, max
+	return nil
+}
+
+// Check implements Store: it records key as seen at now and reports whether
+// it was fresh. It returns ErrFull, recording nothing, when the cache is at
+// its bound. It never blocks on ctx.
+func (m *Memory) Check(_ context.Context, key Key, now time.Time) (fresh bool, err error) {
 	t := now.UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -74,6 +109,29 @@ func (m *Memory) Check(key Key, now time.Time) (fresh bool, err error) {
 	m.seen[key] = exp
 	m.push(entry{key: key, expires: exp})
 	return true, nil
+}
+
+// Seen reports whether key is recorded and unexpired at now, recording
+// nothing.
+func (m *Memory) Seen(key Key, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	exp, ok := m.seen[key]
+	return ok && exp > now.UnixNano()
+}
+
+// Entries returns the keys recorded and unexpired at now, with their expiry.
+func (m *Memory) Entries(now time.Time) []Entry {
+	t := now.UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Entry, 0, len(m.seen))
+	for k, exp := range m.seen {
+		if exp > t {
+			out = append(out, Entry{Key: k, Expires: time.Unix(0, exp)})
+		}
+	}
+	return out
 }
 
 // Len returns the number of keys held, expired ones not yet purged included.
@@ -106,7 +164,7 @@ func (m *Memory) expire(now int64) {
 func (m *Memory) push(e entry) {
 	if m.n == len(m.ring) {
 		size := max(16, 2*len(m.ring))
-		size = min(size, m.max)
+		size = max(min(size, m.max), m.n+1)
 		ring := make([]entry, size)
 		for i := 0; i < m.n; i++ {
 			ring[i] = m.ring[(m.head+i)%len(m.ring)]

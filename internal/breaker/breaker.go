@@ -18,7 +18,8 @@ type Breaker struct {
 // DefaultProbe is the wait after a failure when Probe is zero.
 const DefaultProbe = time.Second
 
-func (b *Breaker) probe() time.Duration {
+// Interval returns the wait after a failure before the next probe.
+func (b *Breaker) Interval() time.Duration {
 	if b.Probe > 0 {
 		return b.Probe
 	}
@@ -32,11 +33,11 @@ func (b *Breaker) Allow() bool {
 		return true
 	}
 	now := time.Now().UnixNano()
-	return now >= until && b.downUntil.CompareAndSwap(until, now+int64(b.probe()))
+	return now >= until && b.downUntil.CompareAndSwap(until, now+int64(b.Interval()))
 }
 
 // Fail records a failed call.
-func (b *Breaker) Fail() { b.downUntil.Store(time.Now().Add(b.probe()).UnixNano()) }
+func (b *Breaker) Fail() { b.downUntil.Store(time.Now().Add(b.Interval()).UnixNano()) }
 
 // Succeed records a successful call.
 func (b *Breaker) Succeed() {

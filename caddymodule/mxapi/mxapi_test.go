@@ -1,11 +1,14 @@
-package caddymodule
+package mxapi
 
 import (
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/jwe"
 )
 
@@ -22,8 +25,7 @@ func (c *countingComparer) Compare(hashed, plaintext []byte) (bool, error) {
 func TestUnknownClientCostsAWrongKey(t *testing.T) {
 	cc := &countingComparer{}
 	known := &clientCred{id: "known", hashed: []byte("hash-of-right"), comparer: cc}
-	a := &MXAuth{Mode: "check", clients: map[string]*clientCred{"known": known}, decoy: known}
-	a.okCache, a.cacheSize = newAuthCache()
+	a := &AuthCheck{clients: map[string]*clientCred{"known": known}, decoy: known, okCache: new(sync.Map), cacheSize: new(atomic.Int64)}
 	if a.authenticate("nobody", "right") {
 		t.Fatal("an unknown client with the decoy's secret was admitted")
 	}
@@ -42,12 +44,12 @@ func TestUnknownClientCostsAWrongKey(t *testing.T) {
 }
 
 func TestAttachReplacesAuthorization(t *testing.T) {
-	a := &MXAuth{Mode: "attach", ClientID: "CLIENT-1234", APIKey: "API-KEY-4567"}
-	provision(t, a)
+	a := &AuthAttach{ClientID: "CLIENT-1234", APIKey: "API-KEY-4567"}
+	handlertest.Provision(t, a)
 	r := httptest.NewRequest("GET", "/users", nil)
 	r.Header.Add("Authorization", "Bearer app")
 	r.Header.Add("Authorization", "Basic b3RoZXI6b3RoZXI=")
-	if err := a.ServeHTTP(httptest.NewRecorder(), r, nopHandler{}); err != nil {
+	if err := a.ServeHTTP(httptest.NewRecorder(), r, &handlertest.Next{}); err != nil {
 		t.Fatal(err)
 	}
 	// PROTOCOLS.md's example: CLIENT-1234:API-KEY-4567
@@ -61,7 +63,7 @@ func TestAttachReplacesAuthorization(t *testing.T) {
 
 func TestBackoff(t *testing.T) {
 	rt := &Retry{}
-	provision(t, rt)
+	handlertest.Provision(t, rt)
 	now := time.Unix(1_700_000_000, 0)
 	for attempt := 1; attempt <= 8; attempt++ {
 		ceiling := min(100*time.Millisecond<<(attempt-1), 2*time.Second)
@@ -116,14 +118,14 @@ func TestClaimsEncrypted(t *testing.T) {
 
 // BenchmarkAuthAttach is mx_auth attach's whole ServeHTTP.
 func BenchmarkAuthAttach(b *testing.B) {
-	a := &MXAuth{Mode: "attach", ClientID: "CLIENT-1234", APIKey: "API-KEY-4567"}
-	provision(&testing.T{}, a)
+	a := &AuthAttach{ClientID: "CLIENT-1234", APIKey: "API-KEY-4567"}
+	handlertest.Provision(b, a)
 	r := httptest.NewRequest("GET", "/users", nil)
 	w := httptest.NewRecorder()
 	b.ReportAllocs()
 	for b.Loop() {
 		r.Header.Del("Accept")
-		if err := a.ServeHTTP(w, r, nopHandler{}); err != nil {
+		if err := a.ServeHTTP(w, r, &handlertest.Next{}); err != nil {
 			b.Fatal(err)
 		}
 	}

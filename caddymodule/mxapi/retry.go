@@ -1,10 +1,9 @@
-package caddymodule
+package mxapi
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -15,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 )
 
 func init() {
@@ -72,7 +73,7 @@ func (rt *Retry) Provision(ctx caddy.Context) error {
 	}
 	for _, s := range rt.Statuses {
 		if s < 400 || s > 599 {
-			return fmt.Errorf("mx_retry: status %d is not an error status", s)
+			return fmt.Errorf("status %d is not an error status", s)
 		}
 	}
 	if rt.MaxTime == 0 {
@@ -92,50 +93,34 @@ func (rt *Retry) Provision(ctx caddy.Context) error {
 	}
 	switch {
 	case rt.MaxTime < 0, rt.BaseDelay < 0, rt.MaxDelay < 0, rt.MaxBody < 0:
-		return errors.New("mx_retry: durations and sizes must be positive")
+		return errors.New("durations and sizes must be positive")
 	case rt.MaxAttempts < 1:
-		return errors.New("mx_retry: max_attempts must be at least 1")
+		return errors.New("max_attempts must be at least 1")
 	case rt.MaxDelay < rt.BaseDelay:
-		return errors.New("mx_retry: max_delay must be at least base_delay")
+		return errors.New("max_delay must be at least base_delay")
 	}
-	return registerMetrics(ctx.GetMetricsRegistry())
-}
-
-func idempotent(method string) bool {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodOptions:
-		return true
-	}
-	return false
+	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
 // ServeHTTP runs the rest of the chain, again while it answers a
 // retryable status and time and attempts remain.
 func (rt *Retry) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !idempotent(r.Method) || r.ContentLength > rt.MaxBody {
+	if !gate.Idempotent(r.Method) {
 		return next.ServeHTTP(w, r)
 	}
-	var body []byte
-	if r.Body != nil && r.Body != http.NoBody {
-		b, err := io.ReadAll(io.LimitReader(r.Body, rt.MaxBody+1))
-		if err != nil {
-			return caddyhttp.Error(http.StatusBadRequest, err)
-		}
-		if int64(len(b)) > rt.MaxBody { // streamed and too large: send once
-			r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), r.Body))
-			return next.ServeHTTP(w, r)
-		}
-		body = b
+	replay, err := gate.Replayable(r, rt.MaxBody)
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	if replay == nil { // too large to hold: sent once
+		return next.ServeHTTP(w, r)
 	}
 	start := time.Now()
 	deadline := start.Add(time.Duration(rt.MaxTime))
 	header := w.Header().Clone() // what earlier handlers set, restored before each retry
 	buf := new(bytes.Buffer)
 	for attempt := 1; ; attempt++ {
-		if body != nil {
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			r.ContentLength = int64(len(body))
-		}
+		replay()
 		last := attempt >= rt.MaxAttempts
 		buf.Reset()
 		rec := caddyhttp.NewResponseRecorder(w, buf, func(status int, _ http.Header) bool {
@@ -151,11 +136,11 @@ func (rt *Retry) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		if time.Now().Add(delay).After(deadline) {
 			return rec.WriteResponse() // no time left: the client gets this answer
 		}
-		metrics.retries.WithLabelValues(strconv.Itoa(rec.Status())).Inc()
+		gate.Metrics.Retries.WithLabelValues(strconv.Itoa(rec.Status())).Inc()
 		if ce := rt.logger.Check(zapcore.DebugLevel, "retrying"); ce != nil {
 			ce.Write(zap.Int("status", rec.Status()), zap.Int("attempt", attempt), zap.Duration("delay", delay))
 		}
-		restoreHeader(w.Header(), header)
+		gate.RestoreHeader(w.Header(), header)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -191,13 +176,6 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		return max(0, t.Sub(now)), true
 	}
 	return 0, false
-}
-
-func restoreHeader(h, saved http.Header) {
-	clearHeader(h)
-	for k, v := range saved {
-		h[k] = slices.Clone(v)
-	}
 }
 
 // Interface guards

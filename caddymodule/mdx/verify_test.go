@@ -1,23 +1,21 @@
-package caddymodule
+package mdx
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/hmac"
 )
 
@@ -29,155 +27,17 @@ const (
 
 var testNow = time.Unix(1382975431, 0)
 
-func provision(t *testing.T, m caddy.Provisioner) {
-	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := m.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if v, ok := m.(caddy.Validator); ok {
-		if err := v.Validate(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// withClientIP returns r as Caddy's server hands it to handlers.
-func withClientIP(r *http.Request, ip string) *http.Request {
-	vars := map[string]any{}
-	if ip != "" {
-		vars[caddyhttp.ClientIPVarKey] = ip
-	}
-	ctx := context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars)
-	return r.WithContext(ctx)
-}
-
-// recorder is the next handler: it records what it receives.
-type recorder struct {
-	calls int
-	body  []byte
-	hdr   http.Header
-}
-
-func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
-	rec.calls++
-	rec.hdr = r.Header.Clone()
-	rec.body, _ = io.ReadAll(r.Body)
-	w.WriteHeader(http.StatusOK)
-	return nil
-}
-
-func TestIPAllow(t *testing.T) {
-	a := &IPAllow{Ranges: []string{"mdx", "2001:db8::/32"}}
-	provision(t, a)
-	cases := map[string]int{
-		"64.77.254.33":        200,
-		"64.77.254.64":        403,
-		"66.43.0.1":           403, // mx, not mdx
-		"::ffff:64.77.254.33": 200,
-		"2001:db8::7":         200,
-		"2001:db9::7":         403,
-		"":                    403,
-		"not-an-address":      403,
-		"64.77.254.33:1234":   403,
-	}
-	for ip, want := range cases {
-		rec := &recorder{}
-		w := httptest.NewRecorder()
-		r := withClientIP(httptest.NewRequest("GET", "/inst1/accounts", nil), ip)
-		if err := a.ServeHTTP(w, r, rec); err != nil {
-			t.Fatal(err)
-		}
-		if w.Code != want {
-			t.Errorf("client %q: status %d, want %d", ip, w.Code, want)
-		}
-		if (rec.calls == 1) != (want == 200) {
-			t.Errorf("client %q: next called %d times", ip, rec.calls)
-		}
-		if want == 403 {
-			if got := w.Body.String(); got != `<mdx version="5.0"><error><code></code><message>Forbidden: client address is not allowed</message></error></mdx>` {
-				t.Errorf("client %q: body %q", ip, got)
-			}
-			if ct := w.Header().Get("Content-Type"); ct != MDXContentType {
-				t.Errorf("Content-Type %q", ct)
-			}
-		}
-	}
-	// no vars in the context at all (not served by Caddy's server)
-	w := httptest.NewRecorder()
-	if err := a.ServeHTTP(w, httptest.NewRequest("GET", "/", nil), &recorder{}); err != nil || w.Code != 403 {
-		t.Errorf("request without vars: %d, %v", w.Code, err)
-	}
-}
-
-func TestIPAllowDefaultIsMX(t *testing.T) {
-	a := &IPAllow{}
-	provision(t, a)
-	for ip, want := range map[string]int{"66.43.0.1": 200, "170.178.151.255": 200, "127.0.0.1": 403} {
-		w := httptest.NewRecorder()
-		_ = a.ServeHTTP(w, withClientIP(httptest.NewRequest("GET", "/", nil), ip), &recorder{})
-		if w.Code != want {
-			t.Errorf("%s: %d, want %d", ip, w.Code, want)
-		}
-	}
-}
-
-func TestErrorFormats(t *testing.T) {
-	for format, want := range map[string]struct{ ctype, body string }{
-		FormatMDX:  {MDXContentType, `<mdx version="5.0"><error><code></code><message>Forbidden: client address is not allowed</message></error></mdx>`},
-		FormatJSON: {"application/json; charset=utf-8", `{"error":{"message":"Forbidden: client address is not allowed"}}`},
-		FormatText: {"text/plain; charset=utf-8", "Forbidden: client address is not allowed\n"},
-	} {
-		a := &IPAllow{Ranges: []string{"mx"}, ErrorFormat: format}
-		provision(t, a)
-		w := httptest.NewRecorder()
-		if err := a.ServeHTTP(w, withClientIP(httptest.NewRequest("GET", "/", nil), "10.0.0.1"), &recorder{}); err != nil {
-			t.Fatal(err)
-		}
-		if w.Code != 403 || w.Header().Get("Content-Type") != want.ctype || w.Body.String() != want.body {
-			t.Errorf("%s: %d %q %q", format, w.Code, w.Header().Get("Content-Type"), w.Body.String())
-		}
-		if w.Header().Get("Content-Length") != strconv.Itoa(len(want.body)) {
-			t.Errorf("%s: Content-Length %q", format, w.Header().Get("Content-Length"))
-		}
-	}
-	a := &IPAllow{ErrorFormat: FormatHandleErrors}
-	provision(t, a)
-	w := httptest.NewRecorder()
-	err := a.ServeHTTP(w, withClientIP(httptest.NewRequest("GET", "/", nil), "10.0.0.1"), &recorder{})
-	var he caddyhttp.HandlerError
-	if !errors.As(err, &he) || he.StatusCode != 403 || w.Body.Len() != 0 {
-		t.Errorf("handle_errors: err %v, body %q", err, w.Body.String())
-	}
-}
-
-func TestRenderErrorEscapes(t *testing.T) {
-	b, _ := renderError(FormatMDX, "4010", `a<b>&"c"`)
-	if string(b) != `<mdx version="5.0"><error><code>4010</code><message>a&lt;b&gt;&amp;&#34;c&#34;</message></error></mdx>` {
-		t.Errorf("%s", b)
-	}
-	b, _ = renderError(FormatJSON, "", `quote " and \`)
-	var v map[string]map[string]string
-	if err := json.Unmarshal(b, &v); err != nil || v["error"]["message"] != `quote " and \` {
-		t.Errorf("%s: %v", b, err)
-	}
-}
-
-func itoa(n int) string       { return strings.TrimSpace(strings.Repeat(" ", 0) + jsonNumber(n)) }
-func jsonNumber(n int) string { b, _ := json.Marshal(n); return string(b) }
-
 // newVerify returns a provisioned mdx_hmac verify with a fixed clock and a
 // log observer.
-func newVerify(t *testing.T, m *MDXHMAC) (*MDXHMAC, *observer.ObservedLogs) {
+func newVerify(t *testing.T, m *Verify) (*Verify, *observer.ObservedLogs) {
 	t.Helper()
 	if len(m.Keys) == 0 {
 		m.Keys = []string{testKey}
 	}
 	m.now = func() time.Time { return testNow }
-	provision(t, m)
-	core, logs := observer.New(zap.DebugLevel)
-	m.logger = zap.New(core)
+	handlertest.Provision(t, m)
+	var logs *observer.ObservedLogs
+	m.logger, logs = handlertest.Logs()
 	return m, logs
 }
 
@@ -197,10 +57,10 @@ func (s signed) request(t *testing.T) *http.Request {
 		s.path = "/inst1/sessions"
 	}
 	if s.accept == "" {
-		s.accept = MDXContentType
+		s.accept = gate.MDXContentType
 	}
 	if s.ctype == "" && s.body != "" {
-		s.ctype = MDXContentType
+		s.ctype = gate.MDXContentType
 	}
 	if s.date == "" {
 		s.date = hmac.FormatDate(testNow)
@@ -244,12 +104,12 @@ func (s signed) request(t *testing.T) *http.Request {
 	if !s.noSig {
 		r.Header.Set("MDX-HMAC", sig)
 	}
-	return withClientIP(r, "64.77.254.33")
+	return handlertest.Request(r, "64.77.254.33")
 }
 
-func serve(t *testing.T, m *MDXHMAC, r *http.Request) (*httptest.ResponseRecorder, *recorder) {
+func serve(t *testing.T, m *Verify, r *http.Request) (*httptest.ResponseRecorder, *handlertest.Next) {
 	t.Helper()
-	rec := &recorder{}
+	rec := &handlertest.Next{}
 	w := httptest.NewRecorder()
 	if err := m.ServeHTTP(w, r, rec); err != nil {
 		t.Fatal(err)
@@ -258,7 +118,7 @@ func serve(t *testing.T, m *MDXHMAC, r *http.Request) (*httptest.ResponseRecorde
 }
 
 func TestVerifyAccepts(t *testing.T) {
-	m, _ := newVerify(t, &MDXHMAC{})
+	m, _ := newVerify(t, &Verify{})
 	for name, s := range map[string]signed{
 		"golden session":    {body: session},
 		"get, md5 of empty": {method: "GET", path: "/inst1/accounts/7/transactions?page=2", session: strings.Repeat("s", 64)},
@@ -280,16 +140,16 @@ func TestVerifyAccepts(t *testing.T) {
 		}
 		wantHdr := r.Header.Clone()
 		w, rec := serve(t, m, r)
-		if w.Code != 200 || rec.calls != 1 {
-			t.Errorf("%s: status %d, next called %d times; body %s", name, w.Code, rec.calls, w.Body)
+		if w.Code != 200 || rec.Calls != 1 {
+			t.Errorf("%s: status %d, next called %d times; body %s", name, w.Code, rec.Calls, w.Body)
 			continue
 		}
-		if string(rec.body) != s.body {
-			t.Errorf("%s: upstream body %q, want %q", name, rec.body, s.body)
+		if string(rec.Got) != s.body {
+			t.Errorf("%s: upstream body %q, want %q", name, rec.Got, s.body)
 		}
 		for k := range wantHdr {
-			if rec.hdr.Get(k) != wantHdr.Get(k) {
-				t.Errorf("%s: header %s = %q, want %q", name, k, rec.hdr.Get(k), wantHdr.Get(k))
+			if rec.Received.Get(k) != wantHdr.Get(k) {
+				t.Errorf("%s: header %s = %q, want %q", name, k, rec.Received.Get(k), wantHdr.Get(k))
 			}
 		}
 	}
@@ -300,15 +160,15 @@ func signedEmptyMD5(t *testing.T, s signed) *http.Request {
 	r := httptest.NewRequest(s.method, s.path, nil)
 	k, _ := hmac.ParseKey(testKey)
 	date := hmac.FormatDate(testNow)
-	sig, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: s.method, Date: date, Accept: MDXContentType, Resource: "/accounts"})
-	r.Header.Set("Accept", MDXContentType)
+	sig, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: s.method, Date: date, Accept: gate.MDXContentType, Resource: "/accounts"})
+	r.Header.Set("Accept", gate.MDXContentType)
 	r.Header.Set("Date", date)
 	r.Header.Set("MDX-HMAC", sig)
-	return withClientIP(r, "64.77.254.33")
+	return handlertest.Request(r, "64.77.254.33")
 }
 
 func TestVerifyRejects(t *testing.T) {
-	m, logs := newVerify(t, &MDXHMAC{MaxBody: 1024, ReplayWindow: caddy.Duration(10 * time.Minute)})
+	m, logs := newVerify(t, &Verify{Signing: Signing{MaxBody: 1024}, ReplayWindow: caddy.Duration(10 * time.Minute)})
 	other := "QkJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI="
 	cases := []struct {
 		name   string
@@ -353,14 +213,15 @@ func TestVerifyRejects(t *testing.T) {
 		r := c.s.request(t)
 		if c.mutate != nil {
 			c.mutate(r)
+			r = handlertest.Request(r, "64.77.254.33") // as the client sent it
 		}
 		w, rec := serve(t, m, r)
-		if w.Code != c.status || rec.calls != 0 {
-			t.Errorf("%s: status %d (want %d), next called %d times", c.name, w.Code, c.status, rec.calls)
+		if w.Code != c.status || rec.Calls != 0 {
+			t.Errorf("%s: status %d (want %d), next called %d times", c.name, w.Code, c.status, rec.Calls)
 			continue
 		}
 		want := `<mdx version="5.0"><error><code></code><message>` + c.msg + `</message></error></mdx>`
-		if w.Body.String() != want || w.Header().Get("Content-Type") != MDXContentType {
+		if w.Body.String() != want || w.Header().Get("Content-Type") != gate.MDXContentType {
 			t.Errorf("%s: body %q", c.name, w.Body)
 		}
 	}
@@ -371,7 +232,7 @@ func TestVerifyRejects(t *testing.T) {
 	}
 	r := s.request(t)
 	r.Header.Set("MDX-HMAC", strings.ToUpper(r.Header.Get("MDX-HMAC")))
-	if w, rec := serve(t, m, r); w.Code != 412 || rec.calls != 0 || !strings.Contains(w.Body.String(), "MDX-HMAC already used") {
+	if w, rec := serve(t, m, r); w.Code != 412 || rec.Calls != 0 || !strings.Contains(w.Body.String(), "MDX-HMAC already used") {
 		t.Fatalf("replay: %d %s", w.Code, w.Body)
 	}
 	// nothing secret was logged
@@ -420,7 +281,7 @@ func fromHex(c byte) (byte, bool) {
 }
 
 func TestVerifyKeyRotation(t *testing.T) {
-	m, _ := newVerify(t, &MDXHMAC{Keys: []string{testKey, testKey2}, Algorithm: "sha512"})
+	m, _ := newVerify(t, &Verify{Signing: Signing{Keys: []string{testKey, testKey2}, Algorithm: "sha512"}})
 	for _, k := range []string{testKey, testKey2} {
 		if w, _ := serve(t, m, signed{body: session, key: k, alg: hmac.SHA512}.request(t)); w.Code != 200 {
 			t.Errorf("key %.4s…: %d %s", k, w.Code, w.Body)
@@ -429,7 +290,7 @@ func TestVerifyKeyRotation(t *testing.T) {
 }
 
 func TestVerifySkewOff(t *testing.T) {
-	m, _ := newVerify(t, &MDXHMAC{SkewCheckOff: true})
+	m, _ := newVerify(t, &Verify{SkewCheckOff: true})
 	if w, _ := serve(t, m, signed{body: session, date: "1000"}.request(t)); w.Code != 200 {
 		t.Errorf("old date with skew off: %d", w.Code)
 	}
@@ -439,16 +300,16 @@ func TestVerifySkewOff(t *testing.T) {
 }
 
 func TestVerifyPathResource(t *testing.T) {
-	m, _ := newVerify(t, &MDXHMAC{Resource: "path", BasePath: "/{institution_id}", ResourceQuery: true})
+	m, _ := newVerify(t, &Verify{Signing: Signing{Resource: "path", BasePath: "/{institution_id}", ResourceQuery: true}})
 	k, _ := hmac.ParseKey(testKey)
 	r := httptest.NewRequest("GET", "/inst1/accounts/7/transactions?start_date=2024-01-01&page=2", nil)
 	date := hmac.FormatDate(testNow)
-	sig, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: "GET", ContentMD5: hmac.EmptyBodyMD5, Date: date, Accept: MDXContentType, Resource: "/accounts/7/transactions?start_date=2024-01-01&page=2"})
-	r.Header.Set("Accept", MDXContentType)
+	sig, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: "GET", ContentMD5: hmac.EmptyBodyMD5, Date: date, Accept: gate.MDXContentType, Resource: "/accounts/7/transactions?start_date=2024-01-01&page=2"})
+	r.Header.Set("Accept", gate.MDXContentType)
 	r.Header.Set("Date", date)
 	r.Header.Set("Content-MD5", hmac.EmptyBodyMD5)
 	r.Header.Set("MDX-HMAC", sig)
-	if w, _ := serve(t, m, withClientIP(r, "64.77.254.33")); w.Code != 200 {
+	if w, _ := serve(t, m, handlertest.Request(r, "64.77.254.33")); w.Code != 200 {
 		t.Fatalf("path resource: %d %s", w.Code, w.Body)
 	}
 	r2 := r.Clone(r.Context())
@@ -464,7 +325,7 @@ func TestVerifyPathResource(t *testing.T) {
 }
 
 func TestReplayCacheFullFailsClosed(t *testing.T) {
-	m, logs := newVerify(t, &MDXHMAC{ReplayWindow: caddy.Duration(time.Hour), ReplayCacheSize: 2})
+	m, logs := newVerify(t, &Verify{ReplayWindow: caddy.Duration(time.Hour), ReplayCacheSize: 2})
 	for i, want := range []int{200, 200, 503, 503} {
 		s := signed{body: session, session: strings.Repeat("k", i+1)}
 		if w, _ := serve(t, m, s.request(t)); w.Code != want {
@@ -496,6 +357,63 @@ func TestAcceptsMDXv5(t *testing.T) {
 	} {
 		if got := acceptsMDXv5([]string{v}); got != want {
 			t.Errorf("acceptsMDXv5(%q) = %v", v, got)
+		}
+	}
+}
+
+// TestReloadKeepsReplayCache: a key rotation is a reload; the new
+// configuration, provisioned before the old one is cleaned up, shares the
+// old one's replay cache, so a replay stays refused.
+func TestReloadKeepsReplayCache(t *testing.T) {
+	old, _ := newVerify(t, &Verify{ReplayWindow: caddy.Duration(10 * time.Minute)})
+	s := signed{body: session, session: "reload-session"}
+	if w, _ := serve(t, old, s.request(t)); w.Code != 200 {
+		t.Fatalf("first use: %d %s", w.Code, w.Body)
+	}
+	// the rotated configuration: a second key, a larger cache
+	next, _ := newVerify(t, &Verify{Signing: Signing{Keys: []string{testKey2, testKey}}, ReplayWindow: caddy.Duration(10 * time.Minute), ReplayCacheSize: 5000})
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if w, rec := serve(t, next, s.request(t)); w.Code != 412 || rec.Calls != 0 {
+		t.Fatalf("replay after the reload: %d %s", w.Code, w.Body)
+	}
+	if w, _ := serve(t, next, signed{body: session, session: "another"}.request(t)); w.Code != 200 {
+		t.Fatalf("a fresh request after the reload: %d", w.Code)
+	}
+	// once every configuration using it is gone, the cache goes too
+	if err := next.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := newVerify(t, &Verify{ReplayWindow: caddy.Duration(10 * time.Minute)})
+	if w, _ := serve(t, fresh, s.request(t)); w.Code != 200 {
+		t.Fatalf("a new process-lifetime cache: %d", w.Code)
+	}
+}
+
+func TestVerifyProvisionErrors(t *testing.T) {
+	neg := caddy.Duration(-time.Second)
+	for name, v := range map[string]*Verify{
+		"skew and off":       {MaxSkew: new(caddy.Duration), SkewCheckOff: true},
+		"negative skew":      {MaxSkew: &neg},
+		"store, no window":   {Config: store.Config{Store: "redis", RedisURL: "redis://127.0.0.1:1"}},
+		"cache, no window":   {ReplayCacheSize: 5},
+		"bad store":          {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "disk"}},
+		"bad on_store_error": {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "redis", RedisURL: "redis://127.0.0.1:1", OnStoreError: "ignore"}},
+		"empty redis url":    {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "redis"}},
+		"bad redis url":      {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "redis", RedisURL: "http://x"}},
+		"bad algorithm":      {Signing: Signing{Algorithm: "md5"}},
+		"bad resource":       {Signing: Signing{Resource: "query"}},
+		"negative max_body":  {Signing: Signing{MaxBody: -1}},
+		"bad format":         {Signing: Signing{ErrorFormat: "html"}},
+	} {
+		if len(v.Keys) == 0 {
+			v.Keys = []string{testKey}
+		}
+		if err := handlertest.TryProvision(t, v); err == nil {
+			t.Errorf("%s: provisioned", name)
+		} else if strings.Contains(err.Error(), testKey) {
+			t.Errorf("%s: the error reveals the key", name)
 		}
 	}
 }

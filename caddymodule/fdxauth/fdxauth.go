@@ -1,4 +1,7 @@
-package caddymodule
+// Package fdxauth is the fdx_auth handler: an FDX v6 resource server's
+// certificate-bound OAuth 2.0 access tokens, and the scope each endpoint
+// requires.
+package fdxauth
 
 import (
 	"cmp"
@@ -19,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/fdx"
 )
 
@@ -61,6 +65,12 @@ type FDXAuth struct {
 	// Realm of WWW-Authenticate. Default: fdx.
 	Realm string `json:"realm,omitempty"`
 
+	// ErrorFormat is how a refusal is written: fdx
+	// ({"code","message","debugMessage"}), json, mdx, text or
+	// handle_errors. Default: fdx.
+	ErrorFormat string `json:"error_format,omitempty"`
+
+	format     gate.Format
 	table      *fdx.Table
 	validator  *fdx.Validator
 	introspect *fdx.Introspector
@@ -93,12 +103,15 @@ func (FDXAuth) CaddyModule() caddy.ModuleInfo {
 // Provision builds the validator and the scope table.
 func (a *FDXAuth) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	repl := caddy.NewReplacer()
+	var err error
+	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatFDX); err != nil {
+		return err
+	}
 	if a.Issuer == "" || len(a.Audiences) == 0 {
-		return errors.New("fdx_auth: issuer and at least one audience are required")
+		return errors.New("issuer and at least one audience are required")
 	}
 	if a.JWKSURL == "" && a.Introspection == nil {
-		return errors.New("fdx_auth: jwks_url or introspection is required")
+		return errors.New("jwks_url or introspection is required")
 	}
 	if a.Realm == "" {
 		a.Realm = "fdx"
@@ -114,13 +127,13 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 		a.Leeway = caddy.Duration(30 * time.Second)
 	}
 	if a.Leeway < 0 || a.JWKSMinRefresh < 0 {
-		return errors.New("fdx_auth: durations must be positive")
+		return errors.New("durations must be positive")
 	}
 	var algs []jose.SignatureAlgorithm
 	for _, s := range a.Algorithms {
 		alg, err := fdx.ParseAlgorithm(s)
 		if err != nil {
-			return fmt.Errorf("fdx_auth: %w", err)
+			return err
 		}
 		algs = append(algs, alg)
 	}
@@ -128,37 +141,37 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 	for _, s := range a.Scopes {
 		r, err := fdx.NewRule(s.Method, s.Pattern, s.Scopes)
 		if err != nil {
-			return fmt.Errorf("fdx_auth: %w", err)
+			return err
 		}
 		rows = append(rows, r)
 	}
 	a.table = fdx.DefaultTable().With(rows...)
 	if a.JWKSURL != "" {
-		jwks := &fdx.JWKS{URL: repl.ReplaceKnown(a.JWKSURL, ""), MinRefresh: time.Duration(a.JWKSMinRefresh)}
+		jwks := &fdx.JWKS{URL: gate.Resolve(a.JWKSURL), MinRefresh: time.Duration(a.JWKSMinRefresh)}
 		a.validator = &fdx.Validator{Issuer: a.Issuer, Audiences: a.Audiences, Algorithms: algs, Leeway: time.Duration(a.Leeway), Keys: jwks}
 		// Fetched on the first token: the key server may be this very process.
 	}
 	if in := a.Introspection; in != nil {
-		secret := repl.ReplaceKnown(in.ClientSecret, "")
-		if in.URL == "" || in.ClientID == "" || strings.TrimSpace(secret) == "" {
-			return errors.New("fdx_auth: introspection needs a URL, a client id and a secret")
+		secret, err := gate.Secret(in.ClientSecret)
+		if in.URL == "" || in.ClientID == "" || err != nil {
+			return errors.New("introspection needs a URL, a client id and a secret")
 		}
-		a.introspect = &fdx.Introspector{URL: repl.ReplaceKnown(in.URL, ""), ClientID: in.ClientID, ClientSecret: secret,
+		a.introspect = &fdx.Introspector{URL: gate.Resolve(in.URL), ClientID: in.ClientID, ClientSecret: secret,
 			Issuer: a.Issuer, Audiences: a.Audiences, CacheFor: time.Duration(in.CacheFor)}
 	}
 	for claim, header := range a.ForwardClaims {
 		if claim == "" || header == "" || strings.ContainsAny(header, " :") {
-			return fmt.Errorf("fdx_auth: bad forward_claims entry %q -> %q", claim, header)
+			return fmt.Errorf("bad forward_claims entry %q -> %q", claim, header)
 		}
 		a.ForwardClaims[claim] = textproto.CanonicalMIMEHeaderKey(header)
 	}
-	return registerMetrics(ctx.GetMetricsRegistry())
+	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
-// fdxFailure is an RFC 6750 failure with an FDX error body.
-type fdxFailure struct {
+// failure is an RFC 6750 failure with an FDX error body.
+type failure struct {
 	status int
-	oauth  string // error attribute; "" for a request with no token
+	oauth  string // error attribute; "" for a request with no token or an unavailable server
 	scope  string // required scope, with insufficient_scope
 	debug  string // the reason; never holds the token
 }
@@ -190,24 +203,22 @@ func (a *FDXAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 		}
 	}
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", claims.ClientID)
-	}
+	gate.SetUser(r, claims.ClientID)
 	return next.ServeHTTP(w, r)
 }
 
-func (a *FDXAuth) authorize(r *http.Request) (*fdx.Claims, *fdxFailure) {
+func (a *FDXAuth) authorize(r *http.Request) (*fdx.Claims, *failure) {
 	q := r.URL.Query()
 	if q.Has("access_token") {
-		return nil, &fdxFailure{status: 400, oauth: "invalid_request", debug: "access tokens are accepted only in the Authorization header"}
+		return nil, &failure{status: 400, oauth: "invalid_request", debug: "access tokens are accepted only in the Authorization header"}
 	}
 	auths := r.Header.Values("Authorization")
 	if len(auths) == 0 {
-		return nil, &fdxFailure{status: 401, debug: "no access token"}
+		return nil, &failure{status: 401, debug: "no access token"}
 	}
 	scheme, tok, _ := strings.Cut(auths[0], " ")
 	if len(auths) > 1 || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
-		return nil, &fdxFailure{status: 401, oauth: "invalid_token", debug: "the Authorization header is not one Bearer token"}
+		return nil, &failure{status: 401, oauth: "invalid_token", debug: "the Authorization header is not one Bearer token"}
 	}
 	var claims *fdx.Claims
 	var err error
@@ -217,58 +228,59 @@ func (a *FDXAuth) authorize(r *http.Request) (*fdx.Claims, *fdxFailure) {
 	case a.introspect != nil:
 		claims, err = a.introspect.Introspect(r.Context(), tok)
 	default:
-		err = fmt.Errorf("%w: not a JWT", fdx.ErrInvalidToken)
+		err = &fdx.TokenError{Reason: "not a JWT"}
 	}
-	if err != nil {
-		reason := strings.TrimPrefix(err.Error(), fdx.ErrInvalidToken.Error()+": ")
-		if !errors.Is(err, fdx.ErrInvalidToken) {
-			reason = "token could not be checked"
-		}
-		return nil, &fdxFailure{status: 401, oauth: "invalid_token", debug: reason}
+	var te *fdx.TokenError
+	switch {
+	case err == nil:
+	case errors.As(err, &te):
+		return nil, &failure{status: 401, oauth: "invalid_token", debug: te.Reason}
+	case errors.Is(err, fdx.ErrUnavailable):
+		return nil, &failure{status: 503, debug: "the authorization server cannot be reached to check the token"}
+	default:
+		return nil, &failure{status: 401, oauth: "invalid_token", debug: "token could not be checked"}
 	}
 	if *a.CertBound {
 		cert := peerCert(r)
 		if cert == nil {
-			return nil, &fdxFailure{status: 401, oauth: "invalid_token", debug: "no client certificate to bind the token to"}
+			return nil, &failure{status: 401, oauth: "invalid_token", debug: "no client certificate to bind the token to"}
 		}
 		if !claims.BoundTo(cert) {
-			return nil, &fdxFailure{status: 401, oauth: "invalid_token", debug: "token is not bound to this client certificate"}
+			return nil, &failure{status: 401, oauth: "invalid_token", debug: "token is not bound to this client certificate"}
 		}
 	}
 	rule, err := a.table.Match(r.Method, r.URL.Path)
 	switch {
 	case err != nil:
-		return nil, &fdxFailure{status: 403, oauth: "insufficient_scope", debug: "request path is not canonical"}
+		return nil, &failure{status: 403, oauth: "insufficient_scope", debug: "request path is not canonical"}
 	case rule == nil:
-		return nil, &fdxFailure{status: 403, oauth: "insufficient_scope", debug: "no scope rule allows this endpoint"}
+		return nil, &failure{status: 403, oauth: "insufficient_scope", debug: "no scope rule allows this endpoint"}
 	case !rule.Allows(claims.Scopes):
-		return nil, &fdxFailure{status: 403, oauth: "insufficient_scope", scope: rule.Required(), debug: "scope " + rule.Required() + " required"}
+		return nil, &failure{status: 403, oauth: "insufficient_scope", scope: rule.Required(), debug: "scope " + rule.Required() + " required"}
 	}
 	return claims, nil
 }
 
-func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *fdxFailure, id string) error {
-	countRejection("fdx_auth", strconv.Itoa(f.status)+"_"+cmp.Or(f.oauth, "no_token"))
+func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id string) error {
 	if ce := a.logger.Check(zapcore.InfoLevel, "FDX request refused"); ce != nil {
 		ce.Write(zap.Int("status", f.status), zap.String("reason", f.debug), zap.String("fapi_interaction_id", id),
 			zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
-	challenge := `Bearer realm="` + a.Realm + `"`
-	if f.oauth != "" {
-		challenge += `, error="` + f.oauth + `", error_description="` + f.debug + `"`
+	reason := strconv.Itoa(f.status) + "_" + cmp.Or(f.oauth, "no_token")
+	if f.status == http.StatusServiceUnavailable {
+		reason = "authorization_server_unavailable"
+		w.Header().Set("Retry-After", "1")
+	} else {
+		challenge := `Bearer realm="` + a.Realm + `"`
+		if f.oauth != "" {
+			challenge += `, error="` + f.oauth + `", error_description="` + f.debug + `"`
+		}
+		if f.scope != "" {
+			challenge += `, scope="` + f.scope + `"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
 	}
-	if f.scope != "" {
-		challenge += `, scope="` + f.scope + `"`
-	}
-	w.Header().Set("WWW-Authenticate", challenge)
-	message := map[int]string{400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}[f.status]
-	body, _ := json.Marshal(map[string]string{"code": strconv.Itoa(f.status), "message": message, "debugMessage": f.debug})
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(f.status)
-	_, err := w.Write(body)
-	return err
+	return gate.Refuse(w, "fdx_auth", a.format, gate.Refusal{Status: f.status, Reason: reason, Message: f.debug})
 }
 
 // peerCert returns the TLS client certificate of r, if any.

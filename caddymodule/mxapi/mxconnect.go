@@ -1,10 +1,8 @@
-package caddymodule
+package mxapi
 
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -14,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/mxconnect"
 )
 
@@ -50,8 +49,14 @@ type MXConnectToken struct {
 	// Default: 1 MiB.
 	MaxBody int64 `json:"max_body,omitempty"`
 
+	// ErrorFormat is how a refusal is written: json (MX's
+	// {"error":{"message":…}}), mdx, fdx, text or handle_errors.
+	// Default: json.
+	ErrorFormat string `json:"error_format,omitempty"`
+
 	source *mxconnect.Source
 	down   *atomic.Bool // a Security API outage episode is under way
+	format gate.Format
 	logger *zap.Logger
 }
 
@@ -67,23 +72,28 @@ func (MXConnectToken) CaddyModule() caddy.ModuleInfo {
 func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 	m.logger = ctx.Logger()
 	m.down = new(atomic.Bool)
-	repl := caddy.NewReplacer()
-	endpoint := repl.ReplaceKnown(m.Endpoint, "")
+	var err error
+	if m.format, err = gate.ParseFormat(m.ErrorFormat, gate.FormatJSON); err != nil {
+		return err
+	}
+	endpoint := gate.Resolve(m.Endpoint)
 	if endpoint == "" {
 		endpoint = mxconnect.DefaultEndpoint
 	}
 	if !strings.HasPrefix(endpoint, "https://") && !strings.HasPrefix(endpoint, "http://") {
-		return errors.New("mxconnect_token: endpoint must be an http(s) URL")
+		return errors.New("endpoint must be an http(s) URL")
 	}
-	user, pass, key := repl.ReplaceKnown(m.Username, ""), repl.ReplaceKnown(m.Password, ""), repl.ReplaceKnown(m.APIKey, "")
-	if strings.TrimSpace(user) == "" || strings.TrimSpace(pass) == "" || strings.TrimSpace(key) == "" {
-		return errors.New("mxconnect_token: username, password and api_key are required (an unset {env.*} variable?)")
+	creds := make([]string, 3)
+	for i, f := range []struct{ name, raw string }{{"username", m.Username}, {"password", m.Password}, {"api_key", m.APIKey}} {
+		if creds[i], err = gate.Secret(f.raw); err != nil {
+			return errors.New(f.name + " " + err.Error())
+		}
 	}
 	if m.RefreshBefore < 0 || m.Timeout < 0 || m.MaxBody < 0 {
-		return errors.New("mxconnect_token: durations and sizes must be positive")
+		return errors.New("durations and sizes must be positive")
 	}
 	if m.RefreshBefore >= caddy.Duration(mxconnect.DefaultLifetime) {
-		return fmt.Errorf("mxconnect_token: refresh_before must be shorter than a token's life (%v)", mxconnect.DefaultLifetime)
+		return errors.New("refresh_before must be shorter than a token's life (" + mxconnect.DefaultLifetime.String() + ")")
 	}
 	if m.Timeout == 0 {
 		m.Timeout = caddy.Duration(5 * time.Second)
@@ -92,27 +102,20 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 		m.MaxBody = 1 << 20
 	}
 	m.source = &mxconnect.Source{
-		Endpoint: endpoint, Username: strings.TrimSpace(user), Password: strings.TrimSpace(pass), APIKey: strings.TrimSpace(key),
+		Endpoint: endpoint, Username: creds[0], Password: creds[1], APIKey: creds[2],
 		RefreshBefore: time.Duration(m.RefreshBefore),
 		Client:        &http.Client{Timeout: time.Duration(m.Timeout)},
 	}
-	return registerMetrics(ctx.GetMetricsRegistry())
+	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
 // ServeHTTP attaches the token, and retries once after a 401.
 func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	var body []byte
-	retry := idempotent(r.Method) && r.ContentLength <= m.MaxBody
-	if retry && r.Body != nil && r.Body != http.NoBody {
-		b, err := io.ReadAll(io.LimitReader(r.Body, m.MaxBody+1))
-		if err != nil {
+	var replay func()
+	if gate.Idempotent(r.Method) {
+		var err error
+		if replay, err = gate.Replayable(r, m.MaxBody); err != nil {
 			return caddyhttp.Error(http.StatusBadRequest, err)
-		}
-		if int64(len(b)) > m.MaxBody {
-			retry = false
-			r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), r.Body))
-		} else {
-			body = b
 		}
 	}
 	header := w.Header().Clone()
@@ -126,11 +129,10 @@ func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 			m.logger.Info("MX Connect tokens available again")
 		}
 		r.Header.Set("Authorization", "Bearer "+tok)
-		if body != nil {
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			r.ContentLength = int64(len(body))
+		again := replay != nil && attempt == 1
+		if replay != nil {
+			replay()
 		}
-		again := retry && attempt == 1
 		buf.Reset()
 		rec := caddyhttp.NewResponseRecorder(w, buf, func(status int, _ http.Header) bool {
 			return again && status == http.StatusUnauthorized
@@ -145,7 +147,7 @@ func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 			return nil
 		}
 		m.logger.Debug("upstream refused the MX Connect token; retrying once with a fresh one")
-		restoreHeader(w.Header(), header)
+		gate.RestoreHeader(w.Header(), header)
 	}
 }
 
@@ -153,16 +155,19 @@ func (m *MXConnectToken) refuse(w http.ResponseWriter, r *http.Request, err erro
 	if r.Context().Err() != nil {
 		return caddyhttp.Error(499, r.Context().Err())
 	}
-	status, reason := http.StatusBadGateway, "token_refused"
+	rf := gate.Refusal{Status: http.StatusBadGateway, Reason: "token_refused", Message: "MX Connect token unavailable"}
 	if errors.Is(err, mxconnect.ErrUnavailable) {
-		status, reason = http.StatusServiceUnavailable, "token_unavailable"
+		rf.Status, rf.Reason = http.StatusServiceUnavailable, "token_unavailable"
+		w.Header().Set("Retry-After", "1")
 	}
-	countRejection("mxconnect_token", reason)
+	var me *mxconnect.Error
+	if errors.As(err, &me) {
+		rf.Message += ": " + me.Message()
+	}
 	if !m.down.Swap(true) { // once per episode; errors carry the reason, never a credential
 		m.logger.Error("no MX Connect token; failing requests fast until the Security API answers", zap.Error(err))
 	}
-	rej := rejection{status: status, reason: reason, message: "MX Connect token unavailable: " + strings.TrimPrefix(err.Error(), "mxconnect: ")}
-	return rej.respond(w, FormatJSON)
+	return gate.Refuse(w, "mxconnect_token", m.format, rf)
 }
 
 // Interface guards

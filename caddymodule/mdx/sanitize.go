@@ -1,4 +1,4 @@
-package caddymodule
+package mdx
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/sanitize"
 )
 
@@ -49,6 +50,9 @@ type Sanitize struct {
 	logger *zap.Logger
 }
 
+// DefaultSanitizeMaxBody bounds the response block mode holds.
+const DefaultSanitizeMaxBody = 10 << 20
+
 // CaddyModule returns the Caddy module information.
 func (Sanitize) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -65,23 +69,23 @@ func (s *Sanitize) Provision(ctx caddy.Context) error {
 		s.Action = "mask"
 	case "mask", "block", "report":
 	default:
-		return fmt.Errorf("mdx_sanitize: action must be mask, block or report, not %q", s.Action)
+		return fmt.Errorf("action must be mask, block or report, not %q", s.Action)
 	}
 	if len(s.Fields) == 0 {
 		s.Fields = []string{"id", "name"}
 	}
 	if s.MaxBody == 0 {
-		s.MaxBody = DefaultJWEMaxBody
+		s.MaxBody = DefaultSanitizeMaxBody
 	}
 	if s.MaxBody < 0 {
-		return errors.New("mdx_sanitize: max_body must be positive")
+		return errors.New("max_body must be positive")
 	}
-	return registerMetrics(ctx.GetMetricsRegistry())
+	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
 var (
-	rejectSanitized     = rejection{status: http.StatusBadGateway, reason: "account_number_in_response", message: "Bad gateway: the response carried a complete account or card number"}
-	rejectUninspectable = rejection{status: http.StatusBadGateway, reason: "response_too_large_to_inspect", message: "Bad gateway: the response is too large to inspect"}
+	refuseSanitized     = gate.Refusal{Status: http.StatusBadGateway, Reason: "account_number_in_response", Message: "Bad gateway: the response carried a complete account or card number"}
+	refuseUninspectable = gate.Refusal{Status: http.StatusBadGateway, Reason: "response_too_large_to_inspect", Message: "Bad gateway: the response is too large to inspect"}
 )
 
 // ServeHTTP inspects the response of the handlers after it.
@@ -194,7 +198,7 @@ func (sw *sanitizeWriter) process(pr io.Reader) error {
 
 func (sw *sanitizeWriter) report(findings []sanitize.Finding, err error) {
 	for _, f := range findings {
-		metrics.sanitizeFindings.WithLabelValues(f.Rule, sw.s.Action).Inc()
+		gate.Metrics.SanitizeFindings.WithLabelValues(f.Rule, sw.s.Action).Inc()
 		sw.s.logger.Warn("complete account or card number in an MDX response",
 			zap.Int("account", f.Account), zap.String("field", f.Field), zap.String("rule", f.Rule),
 			zap.String("action", sw.s.Action), zap.String("path", sw.r.URL.Path))
@@ -249,9 +253,8 @@ func (sw *sanitizeWriter) finish() error {
 
 func (sw *sanitizeWriter) decide() error {
 	if sw.overflow {
-		countRejection("mdx_sanitize", rejectUninspectable.reason)
-		clearHeader(sw.Header())
-		return rejectUninspectable.respond(sw.ResponseWriter, FormatMDX)
+		gate.ClearHeader(sw.Header())
+		return gate.Refuse(sw.ResponseWriter, "mdx_sanitize", gate.FormatMDX, refuseUninspectable)
 	}
 	var src io.Reader = bytes.NewReader(sw.held.Bytes())
 	if sw.gzipped {
@@ -266,9 +269,8 @@ func (sw *sanitizeWriter) decide() error {
 	findings, err := sanitize.Process(io.Discard, src, sanitize.Options{Fields: sw.s.Fields})
 	sw.report(findings, err)
 	if len(findings) > 0 {
-		countRejection("mdx_sanitize", rejectSanitized.reason)
-		clearHeader(sw.Header())
-		return rejectSanitized.respond(sw.ResponseWriter, FormatMDX)
+		gate.ClearHeader(sw.Header())
+		return gate.Refuse(sw.ResponseWriter, "mdx_sanitize", gate.FormatMDX, refuseSanitized)
 	}
 	sw.ResponseWriter.WriteHeader(sw.status)
 	_, werr := sw.ResponseWriter.Write(sw.held.Bytes())

@@ -1,0 +1,45 @@
+// Package caddymodule registers every mxgate Caddy module and Caddyfile
+// directive: `xcaddy build --with github.com/mxgate/mxgate` (or a blank
+// import of this package) brings them all. Each feature lives in a package
+// of its own, a thin layer over one of mxgate's plain Go libraries (hmac,
+// cidr, replay, ratelimit, jwe, mxconnect, sanitize, fdx), which never
+// import Caddy:
+//
+//	ipallow   mx_ip_allow                     admit only clients in an allow-list (MX's ranges by default)
+//	mdx       mdx_hmac verify|sign, mdx_sanitize   MDX On Demand signatures; account numbers in replies
+//	limit     mx_rate_limit                   per-verb budgets, in memory or shared through Redis
+//	mxapi     mx_auth attach|check, mx_jwe decrypt|encrypt, mx_retry, mxconnect_token
+//	                                          the MX Platform API and MX Connect, egress and serving side
+//	fdxauth   fdx_auth                        FDX v6: certificate-bound OAuth 2.0 tokens, scopes per endpoint
+//	cli       mxgate mdx-sign, mxgate fdx-dev
+//
+// Shared plumbing is in internal/gate (refusals, client address, bodies,
+// metrics, Caddyfile helpers) and internal/store (the store options, Redis
+// clients, outage handling, state that outlives reloads).
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	_ "github.com/mxgate/mxgate/caddymodule/cli"
+	_ "github.com/mxgate/mxgate/caddymodule/fdxauth"
+	_ "github.com/mxgate/mxgate/caddymodule/ipallow"
+	_ "github.com/mxgate/mxgate/caddymodule/limit"
+	_ "github.com/mxgate/mxgate/caddymodule/mdx"
+	_ "github.com/mxgate/mxgate/caddymodule/mxapi"
+)
+
+// Order is the place of mxgate's directives in a site's handler chain.
+// Each lands just before redir, after the ones before it, so the chain
+// runs in this order: the IP check first, so a stranger gets nothing but
+// 403; the signature; credentials (whose client id a rate-limit key may
+// use); retries, so that every attempt draws a token; the rate limit; and
+// encryption and the sanitizer right next to the proxy. All come after
+// `header`, so a site's security headers reach refusals too.
+var Order = []string{"mx_ip_allow", "mdx_hmac", "fdx_auth", "mx_auth", "mxconnect_token", "mx_retry", "mx_rate_limit", "mx_jwe", "mdx_sanitize"}
+
+func init() {
+	for _, dir := range Order {
+		httpcaddyfile.RegisterDirectiveOrder(dir, httpcaddyfile.Before, "redir")
+	}
+}

@@ -1,0 +1,180 @@
+package gate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+// UnmarshalHandler is the parse function of a directive whose handler
+// needs nothing beyond its own UnmarshalCaddyfile.
+func UnmarshalHandler[T any, PT interface {
+	*T
+	caddyhttp.MiddlewareHandler
+	caddyfile.Unmarshaler
+}](h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var v PT = new(T)
+	err := v.UnmarshalCaddyfile(h.Dispenser)
+	return v, err
+}
+
+// Segment returns the directive's tokens, its name first.
+func Segment(h httpcaddyfile.Helper) caddyfile.Segment {
+	h.Next()
+	return h.NextSegment()
+}
+
+// Mode reads a directive's mode, its one argument, which must be one of
+// modes; the dispenser is left on the directive's block.
+func Mode(d *caddyfile.Dispenser, dir string, modes ...string) (string, error) {
+	want := strings.Join(modes, " or ")
+	if !d.NextArg() {
+		return "", d.Errf("%s needs a mode: %s", dir, want)
+	}
+	mode := d.Val()
+	if !slices.Contains(modes, mode) {
+		return "", d.Errf("unknown %s mode '%s' (want %s)", dir, mode, want)
+	}
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return mode, nil
+}
+
+// String reads the current option's one argument.
+func String(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return d.Val(), nil
+}
+
+// OneOf reads the current option's one argument, which must be one of vals.
+func OneOf(d *caddyfile.Dispenser, vals ...string) (string, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	if !slices.Contains(vals, d.Val()) {
+		return "", d.Errf("%s must be %s, not '%s'", opt, either(vals), d.Val())
+	}
+	return d.Val(), nil
+}
+
+// either lists vals as "a, b or c".
+func either(vals []string) string {
+	if len(vals) < 2 {
+		return strings.Join(vals, "")
+	}
+	return strings.Join(vals[:len(vals)-1], ", ") + " or " + vals[len(vals)-1]
+}
+
+// PositiveDuration reads the current option's duration, which must be
+// positive.
+func PositiveDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: invalid duration '%s' (must be positive)", opt, d.Val())
+	}
+	return caddy.Duration(dur), nil
+}
+
+// PositiveInt reads the current option's whole number, at least 1.
+func PositiveInt(d *caddyfile.Dispenser) (int, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(d.Val())
+	if err != nil || n < 1 {
+		return 0, d.Errf("%s: invalid number '%s' (a whole number of at least 1)", opt, d.Val())
+	}
+	return n, nil
+}
+
+// Size reads the current option's size argument (1MiB, 64KiB, …).
+func Size(d *caddyfile.Dispenser) (int64, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := humanize.ParseBytes(d.Val())
+	if err != nil || n == 0 || n > 1<<40 {
+		return 0, d.Errf("%s: invalid size '%s'", opt, d.Val())
+	}
+	return int64(n), nil
+}
+
+// ErrorFormat reads the error_format option.
+func ErrorFormat(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	if _, err := ParseFormat(d.Val(), ""); err != nil {
+		return "", d.Err(err.Error())
+	}
+	return d.Val(), nil
+}
+
+// NoMoreArgs fails when the current option has arguments left.
+func NoMoreArgs(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.Errf("too many arguments: '%s'", d.Val())
+	}
+	return nil
+}
+
+// AutoNamespace names a directive's state (in memory across reloads, and
+// in Redis across replicas): a hash of the directive's name, the values of
+// the options that say what its state is about (identity), and its ordinal
+// among directives alike in these in this Caddyfile. Keys, limits and
+// other tuning are left out, so a key rotation or a change of limits keeps
+// the state; replicas that load the same Caddyfile agree; two directives
+// never share state by accident.
+func AutoNamespace(h httpcaddyfile.Helper, seg caddyfile.Segment, identity ...string) string {
+	var texts []string
+	d := caddyfile.NewDispenser(seg)
+	d.Next()
+	texts = append(texts, d.Val())
+	for d.NextBlock(0) {
+		if slices.Contains(identity, d.Val()) {
+			texts = append(texts, d.Val())
+			texts = append(texts, d.RemainingArgs()...)
+		}
+	}
+	base := hashTokens(texts)
+	counts, _ := h.State["mxgate_namespaces"].(map[string]int)
+	if counts == nil {
+		counts = map[string]int{}
+		h.State["mxgate_namespaces"] = counts
+	}
+	counts[base]++
+	return base + "-" + strconv.Itoa(counts[base])
+}
+
+func hashTokens(tokens []string) string {
+	s := sha256.New()
+	for _, t := range tokens {
+		s.Write([]byte(t))
+		s.Write([]byte{0})
+	}
+	return hex.EncodeToString(s.Sum(nil)[:8])
+}
+
+// DefaultNamespace is the namespace of a directive configured in JSON
+// without one: a hash of its name and identity values.
+func DefaultNamespace(directive string, identity ...string) string {
+	return hashTokens(append([]string{directive}, identity...)) + "-0"
+}

@@ -1,0 +1,85 @@
+package gate
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are mxgate's collectors. They are process-wide so that counts
+// survive config reloads; each config's registry gets them registered once
+// (RegisterMetrics).
+var Metrics = struct {
+	Rejections  *prometheus.CounterVec   // directive, reason
+	RLAdmitted  *prometheus.CounterVec   // class
+	RLRejected  *prometheus.CounterVec   // class
+	RLWait      *prometheus.HistogramVec // class
+	RLAbandoned *prometheus.CounterVec   // class
+	StoreErrors *prometheus.CounterVec   // directive
+	StoreUp     *prometheus.GaugeVec     // directive, namespace
+	Retries     *prometheus.CounterVec   // status
+
+	SanitizeFindings *prometheus.CounterVec // rule, action
+}{
+	Rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Name: "rejections_total",
+		Help: "Requests refused by an mxgate handler, by directive and reason.",
+	}, []string{"directive", "reason"}),
+	RLAdmitted: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Subsystem: "ratelimit", Name: "admitted_total",
+		Help: "Requests admitted by mx_rate_limit, by class.",
+	}, []string{"class"}),
+	RLRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Subsystem: "ratelimit", Name: "rejected_total",
+		Help: "Requests refused by mx_rate_limit for want of a token, by class.",
+	}, []string{"class"}),
+	RLWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "mxgate", Subsystem: "ratelimit", Name: "wait_seconds",
+		Help:    "How long admitted requests waited for a token in wait mode, by class.",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
+	}, []string{"class"}),
+	RLAbandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Subsystem: "ratelimit", Name: "abandoned_total",
+		Help: "Requests whose client went away while they waited for a token, by class; their tokens were given back.",
+	}, []string{"class"}),
+	StoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Name: "store_errors_total",
+		Help: "Failed calls to a shared store (Redis), by directive.",
+	}, []string{"directive"}),
+	StoreUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "mxgate", Name: "store_up",
+		Help: "Whether a directive's shared store (Redis) answered its last call: 1 up, 0 down.",
+	}, []string{"directive", "namespace"}),
+	Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Name: "retries_total",
+		Help: "Requests sent again by mx_retry, by the status that caused it.",
+	}, []string{"status"}),
+	SanitizeFindings: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Subsystem: "sanitize", Name: "findings_total",
+		Help: "Complete account or card numbers found in MDX responses, by rule and the action taken.",
+	}, []string{"rule", "action"}),
+}
+
+// RegisterMetrics registers mxgate's collectors with reg (a config's
+// registry), tolerating their registration by another module before.
+func RegisterMetrics(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	m := &Metrics
+	for _, c := range []prometheus.Collector{m.Rejections, m.RLAdmitted, m.RLRejected, m.RLWait, m.RLAbandoned,
+		m.StoreErrors, m.StoreUp, m.Retries, m.SanitizeFindings} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// CountRejection counts one refusal.
+func CountRejection(directive, reason string) {
+	Metrics.Rejections.WithLabelValues(directive, reason).Inc()
+}

@@ -1,0 +1,205 @@
+// Package store is the one configuration of a directive's state, kept in
+// this process or shared among replicas through Redis: the Caddyfile
+// options (store, on_store_error, redis_timeout, namespace), the pooled
+// Redis clients, the outage observer that logs once per episode and keeps
+// the store metrics, and the usage pool that keeps security state (replay
+// caches, rate-limit buckets) alive across configuration reloads.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+)
+
+// Kinds of store.
+const (
+	Memory = "memory" // this process
+	Redis  = "redis"  // shared by every replica using the same Redis and namespace
+)
+
+// What a directive does while its Redis store is unreachable.
+const (
+	OnErrorLocal = "local" // this replica's own state decides
+	OnErrorDeny  = "deny"  // refuse with 503
+)
+
+// DefaultRedisTimeout bounds every Redis dial, read, write and pool wait.
+const DefaultRedisTimeout = 250 * time.Millisecond
+
+// Config is where a directive keeps its state. Handlers embed it, so its
+// fields appear inline in their JSON.
+type Config struct {
+	// Store is "memory" (this process) or "redis" (shared by every replica
+	// using the same Redis and Namespace). Default: memory.
+	Store string `json:"store,omitempty"`
+
+	// RedisURL is the Redis server of a Redis store:
+	// redis://[user:password@]host:port[/db] or rediss://… ; {env.*} and
+	// {file.*} placeholders work.
+	RedisURL string `json:"redis_url,omitempty"`
+
+	// RedisTimeout bounds each Redis call. Default: 250ms.
+	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
+
+	// OnStoreError is what happens while Redis is unreachable: "local"
+	// (this replica's own state decides) or "deny" (503). Default: local.
+	OnStoreError string `json:"on_store_error,omitempty"`
+
+	// Namespace names the directive's state: in Redis, and in this process
+	// across configuration reloads. The Caddyfile sets one per directive
+	// from the options that say what the state is about (never keys or
+	// limits, so a key rotation or a change of limits keeps the state);
+	// without one, the directive's identity options are hashed.
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// UnmarshalOption reads the store option d is on, if it is one:
+//
+//	store memory | redis <url>
+//	on_store_error local|deny
+//	redis_timeout <duration>
+//	namespace <name>
+func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
+	var err error
+	switch d.Val() {
+	case "store":
+		args := d.RemainingArgs()
+		switch {
+		case len(args) == 1 && args[0] == Memory:
+			c.Store = Memory
+		case len(args) == 2 && args[0] == Redis:
+			c.Store, c.RedisURL = Redis, args[1]
+		default:
+			return true, d.Err("store takes `memory` or `redis <url>`")
+		}
+	case "on_store_error":
+		c.OnStoreError, err = gate.OneOf(d, OnErrorLocal, OnErrorDeny)
+	case "redis_timeout":
+		c.RedisTimeout, err = gate.PositiveDuration(d)
+	case "namespace":
+		c.Namespace, err = gate.String(d)
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
+// Provisioned is a directive's store, ready to use.
+type Provisioned struct {
+	Namespace string
+	Client    redis.UniversalClient // nil for a memory store
+	FailOpen  bool                  // on_store_error local
+	Health    *Health               // nil for a memory store
+
+	poolKey string
+}
+
+// Provision checks c, fills its defaults and, for a Redis store, takes a
+// pooled client. identity are the values that say what the directive's
+// state is about, for a default namespace. Errors never hold the URL.
+func (c *Config) Provision(ctx caddy.Context, directive string, identity ...string) (*Provisioned, error) {
+	if c.Store == "" {
+		c.Store = Memory
+	}
+	if c.Namespace == "" {
+		c.Namespace = gate.DefaultNamespace(directive, identity...)
+	}
+	p := &Provisioned{Namespace: c.Namespace}
+	switch c.Store {
+	case Memory:
+		if c.RedisURL != "" || c.OnStoreError != "" || c.RedisTimeout != 0 {
+			return nil, errors.New("redis_url, on_store_error and redis_timeout need `store redis <url>`")
+		}
+		return p, nil
+	case Redis:
+	default:
+		return nil, fmt.Errorf("store must be memory or redis, not %q", c.Store)
+	}
+	switch c.OnStoreError {
+	case "":
+		c.OnStoreError = OnErrorLocal
+	case OnErrorLocal, OnErrorDeny:
+	default:
+		return nil, fmt.Errorf("on_store_error must be local or deny, not %q", c.OnStoreError)
+	}
+	if c.RedisTimeout < 0 {
+		return nil, errors.New("redis_timeout must be positive")
+	}
+	timeout := time.Duration(c.RedisTimeout)
+	if timeout == 0 {
+		timeout = DefaultRedisTimeout
+	}
+	client, key, addr, err := openRedis(c.RedisURL, timeout)
+	if err != nil {
+		return nil, err
+	}
+	p.Client, p.poolKey, p.FailOpen = client, key, c.OnStoreError == OnErrorLocal
+	p.Health = newHealth(ctx.Logger(), directive, c.Namespace, addr, c.OnStoreError)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := client.Ping(pctx).Err(); err != nil {
+		p.Health.Failed(err)
+	} else {
+		p.Health.Succeeded()
+	}
+	return p, nil
+}
+
+// Release drops the directive's reference to its Redis client.
+func (p *Provisioned) Release() {
+	if p != nil && p.poolKey != "" {
+		_, _ = redisClients.Delete(p.poolKey)
+	}
+}
+
+// Healthy reports whether the store answered its last call (always true
+// for a memory store).
+func (p *Provisioned) Healthy() bool { return p.Health == nil || !p.Health.down.Load() }
+
+// Health observes a Redis store's calls: it counts failures, keeps the
+// mxgate_store_up gauge, and logs an outage once when it starts and once
+// when it ends. It is safe for concurrent use.
+type Health struct {
+	logger *zap.Logger
+	up     prometheus.Gauge
+	errs   prometheus.Counter
+	addr   string // host list, never credentials
+	policy string
+	down   atomic.Bool
+}
+
+func newHealth(logger *zap.Logger, directive, namespace, addr, policy string) *Health {
+	h := &Health{logger: logger, addr: addr, policy: policy,
+		up:   gate.Metrics.StoreUp.WithLabelValues(directive, namespace),
+		errs: gate.Metrics.StoreErrors.WithLabelValues(directive)}
+	return h
+}
+
+// Failed records a failed call.
+func (h *Health) Failed(err error) {
+	h.errs.Inc()
+	h.up.Set(0)
+	if !h.down.Swap(true) { // errors carry the cause, never the URL or a password
+		h.logger.Error("shared store unreachable", zap.String("redis", h.addr),
+			zap.String("on_store_error", h.policy), zap.Error(err))
+	}
+}
+
+// Succeeded records a successful call.
+func (h *Health) Succeeded() {
+	if h.down.Load() && h.down.Swap(false) {
+		h.logger.Info("shared store reachable again", zap.String("redis", h.addr))
+	}
+	h.up.Set(1)
+}

@@ -1,0 +1,127 @@
+package limit
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/ratelimit"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mx_rate_limit", parseRateLimit)
+}
+
+func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	rl := new(RateLimit)
+	seg := gate.Segment(h)
+	if err := rl.UnmarshalCaddyfile(caddyfile.NewDispenser(seg)); err != nil {
+		return nil, err
+	}
+	if rl.Namespace == "" {
+		rl.Namespace = gate.AutoNamespace(h, seg, "key")
+	}
+	return rl, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mx_rate_limit {
+//		get <n>/s|/m|/h [burst <b>] | unlimited     # default 2000/s
+//		write <n>/s [burst <b>] | unlimited         # default 750/s
+//		delete <n>/s [burst <b>] | unlimited        # default 150/s
+//		other <n>/s [burst <b>] | unlimited         # default unlimited
+//		key <placeholder>
+//		mode reject|wait
+//		max_wait <duration>
+//		store memory | redis <url>
+//		on_store_error local|deny
+//		redis_timeout <duration>
+//		namespace <name>
+//		max_keys <n>
+//		error_format mdx|json|fdx|text|handle_errors
+//	}
+func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		if ok, err := rl.Config.UnmarshalOption(d); ok {
+			if err != nil {
+				return err
+			}
+			if err := gate.NoMoreArgs(d); err != nil {
+				return err
+			}
+			continue
+		}
+		var err error
+		switch opt := d.Val(); opt {
+		case "get", "write", "delete", "other":
+			var cl *ClassLimit
+			if cl, err = parseClassLimit(d); err != nil {
+				return err
+			}
+			if rl.Limits == nil {
+				rl.Limits = map[string]*ClassLimit{}
+			}
+			if _, dup := rl.Limits[opt]; dup {
+				return d.Errf("%s given twice", opt)
+			}
+			rl.Limits[opt] = cl
+		case "key":
+			rl.Key, err = gate.String(d)
+		case "mode":
+			rl.Mode, err = gate.OneOf(d, "reject", "wait")
+		case "max_wait":
+			rl.MaxWait, err = gate.PositiveDuration(d)
+		case "max_keys":
+			rl.MaxKeys, err = gate.PositiveInt(d)
+		case "error_format":
+			rl.ErrorFormat, err = gate.ErrorFormat(d)
+		default:
+			return d.Errf("unrecognized mx_rate_limit option '%s'", opt)
+		}
+		if err != nil {
+			return err
+		}
+		if err := gate.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseClassLimit reads `<n>/s [burst <b>]` or `unlimited`.
+func parseClassLimit(d *caddyfile.Dispenser) (*ClassLimit, error) {
+	class := d.Val()
+	if !d.NextArg() {
+		return nil, d.Errf("%s needs a rate such as 100/s, or unlimited", class)
+	}
+	if d.Val() == "unlimited" {
+		return &ClassLimit{Unlimited: true}, nil
+	}
+	r, err := ratelimit.ParseRate(d.Val())
+	if err != nil {
+		return nil, d.Errf("%s: %v", class, err)
+	}
+	cl := &ClassLimit{Rate: r}
+	if d.NextArg() {
+		if d.Val() != "burst" || !d.NextArg() {
+			return nil, d.Errf("%s: after the rate, only `burst <n>`", class)
+		}
+		b, err := strconv.Atoi(d.Val())
+		if err != nil || b < 1 {
+			return nil, d.Errf("%s: burst must be a whole number of at least 1, not '%s'", class, d.Val())
+		}
+		cl.Burst = b
+	}
+	return cl, nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*RateLimit)(nil)

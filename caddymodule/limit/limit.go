@@ -1,0 +1,281 @@
+// Package limit is the mx_rate_limit handler: per-verb token-bucket
+// budgets, by default MX's per-client limits, kept in this process or
+// shared among replicas through Redis.
+package limit
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/store"
+	"github.com/mxgate/mxgate/ratelimit"
+)
+
+func init() {
+	caddy.RegisterModule(RateLimit{})
+}
+
+// RateLimit applies per-verb token-bucket budgets, by default MX's
+// per-client limits (2000 GET, 750 POST+PUT+PATCH, 150 DELETE a second).
+// A request over budget is refused with 429 and Retry-After, or, in wait
+// mode, held until a token is free if that is within MaxWait. Admitted and
+// refused requests carry RateLimit-Limit, RateLimit-Remaining and
+// RateLimit-Reset.
+//
+// With a Redis store, every replica pointing at the same Redis and
+// Namespace shares one budget exactly. The in-memory buckets (the store,
+// or a Redis store's fallback) outlive configuration reloads: a reload
+// neither refills them nor forgets them, and new limits apply to them.
+type RateLimit struct {
+	// Limits maps a class (get, write, delete, other) to its budget.
+	// Default: get 2000/s, write 750/s, delete 150/s, each with a burst of
+	// one second's worth; other unlimited.
+	Limits map[string]*ClassLimit `json:"limits,omitempty"`
+
+	// Key selects the budget a request draws on; placeholders are
+	// evaluated per request, e.g. {http.vars.client_ip} or
+	// {http.request.header.X-Client}. A key that evaluates to empty draws
+	// on the shared empty-key budget. Default: one budget for the whole site.
+	Key string `json:"key,omitempty"`
+
+	// Mode is "reject" (refuse at once) or "wait" (hold the request until a
+	// token is free, if within MaxWait). Default: reject.
+	Mode string `json:"mode,omitempty"`
+
+	// MaxWait, in wait mode, is the longest a request is held; one that
+	// would wait longer is refused at once. Default: 2s.
+	MaxWait caddy.Duration `json:"max_wait,omitempty"`
+
+	// Where the buckets are kept: this process (default) or Redis.
+	store.Config
+
+	// MaxKeys caps the keys held in memory (rounded up to a multiple of
+	// 64); the least recently used are evicted. A change takes effect with
+	// fresh buckets. Default: 100000.
+	MaxKeys int `json:"max_keys,omitempty"`
+
+	// ErrorFormat is how a refusal is written: mdx, json, fdx, text or
+	// handle_errors. Default: mdx.
+	ErrorFormat string `json:"error_format,omitempty"`
+
+	policy  ratelimit.Policy
+	store   ratelimit.Store
+	shared  *store.Provisioned
+	release func()
+	format  gate.Format
+	logger  *zap.Logger
+	maxWait time.Duration
+	now     func() time.Time
+}
+
+// ClassLimit is one class's budget.
+type ClassLimit struct {
+	// Rate is tokens per second.
+	Rate float64 `json:"rate,omitempty"`
+	// Burst is the bucket size. Default: one second's worth, at least 1.
+	Burst int `json:"burst,omitempty"`
+	// Unlimited admits every request of the class.
+	Unlimited bool `json:"unlimited,omitempty"`
+}
+
+// Defaults of RateLimit.
+const (
+	DefaultMaxWait = 2 * time.Second
+	DefaultMaxKeys = 100_000
+)
+
+// CaddyModule returns the Caddy module information.
+func (RateLimit) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mx_rate_limit",
+		New: func() caddy.Module { return new(RateLimit) },
+	}
+}
+
+// Provision builds the policy and takes the buckets.
+func (rl *RateLimit) Provision(ctx caddy.Context) error {
+	rl.logger = ctx.Logger()
+	if rl.now == nil {
+		rl.now = time.Now
+	}
+	var err error
+	if rl.format, err = gate.ParseFormat(rl.ErrorFormat, gate.FormatMDX); err != nil {
+		return err
+	}
+	if rl.MaxKeys == 0 {
+		rl.MaxKeys = DefaultMaxKeys
+	}
+	if rl.MaxKeys < 0 {
+		return fmt.Errorf("max_keys must be positive")
+	}
+	switch rl.Mode {
+	case "", "reject":
+		rl.Mode = "reject"
+		if rl.MaxWait != 0 {
+			return fmt.Errorf("max_wait applies only to mode wait")
+		}
+	case "wait":
+		rl.maxWait = time.Duration(rl.MaxWait)
+		if rl.maxWait == 0 {
+			rl.maxWait = DefaultMaxWait
+		}
+		if rl.maxWait < 0 {
+			return fmt.Errorf("max_wait must be positive")
+		}
+	default:
+		return fmt.Errorf("mode must be reject or wait, not %q", rl.Mode)
+	}
+	if rl.policy, err = buildPolicy(rl.Limits); err != nil {
+		return err
+	}
+	if rl.shared, err = rl.Config.Provision(ctx, "mx_rate_limit", rl.Key); err != nil {
+		return err
+	}
+	local, release, err := store.State(fmt.Sprintf("ratelimit:%s:%d", rl.shared.Namespace, rl.MaxKeys), func() (*ratelimit.Memory, func(), error) {
+		m, err := ratelimit.NewMemory(rl.policy, rl.MaxKeys)
+		if err != nil {
+			return nil, nil, err
+		}
+		return m, sweepEvery(m, time.Minute), nil
+	})
+	if err != nil {
+		return err // Caddy calls Cleanup after a failed Provision
+	}
+	rl.release = release
+	if err := local.SetPolicy(rl.policy); err != nil {
+		return err
+	}
+	rl.store = local
+	if rl.shared.Client != nil {
+		shared, err := ratelimit.NewRedis(rl.shared.Client, "mxgate:rl:"+rl.shared.Namespace+":", rl.policy)
+		if err != nil {
+			return err
+		}
+		rl.store = &ratelimit.Fallback{Shared: shared, Local: local, FailClosed: !rl.shared.FailOpen, Observer: rl.shared.Health}
+	}
+	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+}
+
+// buildPolicy fills the defaults into the configured limits.
+func buildPolicy(limits map[string]*ClassLimit) (ratelimit.Policy, error) {
+	p := ratelimit.MXPolicy()
+	for name, cl := range limits {
+		c, ok := ratelimit.ParseClass(name)
+		if !ok {
+			return p, fmt.Errorf("unknown class %q (want get, write, delete or other)", name)
+		}
+		if cl == nil {
+			return p, fmt.Errorf("%s: empty limit", name)
+		}
+		if cl.Unlimited {
+			if cl.Rate != 0 || cl.Burst != 0 {
+				return p, fmt.Errorf("%s: unlimited takes no rate or burst", name)
+			}
+			p[c] = ratelimit.Limit{Rate: ratelimit.Inf}
+			continue
+		}
+		burst := cl.Burst
+		if burst == 0 {
+			burst = max(1, int(math.Ceil(cl.Rate)))
+		}
+		p[c] = ratelimit.Limit{Rate: cl.Rate, Burst: burst}
+	}
+	return p, p.Validate()
+}
+
+// sweepEvery drops refilled buckets of m every period until the returned
+// stop is called.
+func sweepEvery(m *ratelimit.Memory, period time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				m.Sweep(now)
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+var (
+	refuseRateLimited = gate.Refusal{Status: http.StatusTooManyRequests, Reason: "rate_limited", Message: "Too many requests"}
+	refuseStoreDown   = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "Service unavailable: rate limit store unreachable"}
+)
+
+// ServeHTTP admits, delays or refuses the request.
+func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	class := ratelimit.ClassOf(r.Method)
+	if rl.policy[class].Unlimited() {
+		return next.ServeHTTP(w, r)
+	}
+	key := ""
+	if rl.Key != "" {
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			key = repl.ReplaceAll(rl.Key, "")
+		}
+	}
+	res, err := rl.store.Take(r.Context(), key, class, rl.now(), rl.maxWait)
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseStoreDown)
+	}
+	h := w.Header()
+	h.Set("RateLimit-Limit", strconv.Itoa(res.Limit))
+	h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
+	h.Set("RateLimit-Reset", strconv.FormatInt(res.ResetSeconds(), 10))
+	cls := class.String()
+	if !res.Allowed {
+		gate.Metrics.RLRejected.WithLabelValues(cls).Inc()
+		h.Set("Retry-After", strconv.FormatInt(res.RetryAfterSeconds(), 10))
+		if ce := rl.logger.Check(zapcore.DebugLevel, "rate limited"); ce != nil {
+			ce.Write(zap.String("class", cls), zap.Duration("retry_after", res.RetryAfter))
+		}
+		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseRateLimited)
+	}
+	if res.Delay > 0 {
+		t := time.NewTimer(res.Delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			res.Cancel(r.Context(), rl.now())
+			gate.Metrics.RLAbandoned.WithLabelValues(cls).Inc()
+			// The client is gone: nobody reads an answer.
+			return caddyhttp.Error(499, r.Context().Err())
+		}
+		gate.Metrics.RLWait.WithLabelValues(cls).Observe(res.Delay.Seconds())
+	}
+	gate.Metrics.RLAdmitted.WithLabelValues(cls).Inc()
+	return next.ServeHTTP(w, r)
+}
+
+// Cleanup lets go of the buckets and the Redis client.
+func (rl *RateLimit) Cleanup() error {
+	if rl.release != nil {
+		rl.release()
+	}
+	rl.shared.Release()
+	rl.release, rl.shared = nil, nil
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*RateLimit)(nil)
+	_ caddy.CleanerUpper          = (*RateLimit)(nil)
+	_ caddyhttp.MiddlewareHandler = (*RateLimit)(nil)
+)

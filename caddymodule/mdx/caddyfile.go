@@ -1,0 +1,189 @@
+package mdx
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mdx_hmac", parseMDXHMAC)
+	httpcaddyfile.RegisterHandlerDirective("mdx_sanitize", gate.UnmarshalHandler[Sanitize])
+}
+
+// parseMDXHMAC reads `mdx_hmac verify {…}` into a Verify and `mdx_hmac
+// sign {…}` into a Sign.
+func parseMDXHMAC(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	seg := gate.Segment(h)
+	d := caddyfile.NewDispenser(seg)
+	d.Next()
+	mode, err := gate.Mode(d, "mdx_hmac", "verify", "sign")
+	if err != nil {
+		return nil, err
+	}
+	if mode == "sign" {
+		s := new(Sign)
+		return s, s.UnmarshalCaddyfile(caddyfile.NewDispenser(seg))
+	}
+	v := new(Verify)
+	if err := v.UnmarshalCaddyfile(caddyfile.NewDispenser(seg)); err != nil {
+		return nil, err
+	}
+	if v.ReplayWindow != 0 && v.Namespace == "" {
+		v.Namespace = gate.AutoNamespace(h, seg, "resource", "base_path")
+	}
+	return v, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mdx_hmac verify {
+//		key <base64>                  # repeatable; {env.*} and {file.*} work
+//		algorithm sha1|sha224|sha256|sha384|sha512
+//		max_skew <duration>|off
+//		max_body <size>
+//		resource final|path [query]
+//		base_path <prefix>
+//		replay_window <duration>
+//		replay_cache_size <n>
+//		store memory | redis <url>      # where replay_window remembers signatures
+//		on_store_error local|deny
+//		redis_timeout <duration>
+//		namespace <name>
+//		error_format mdx|json|fdx|text|handle_errors
+//	}
+func (v *Verify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if _, err := gate.Mode(d, "mdx_hmac", "verify"); err != nil {
+		return err
+	}
+	for d.NextBlock(0) {
+		if ok, err := v.Signing.unmarshalOption(d); ok {
+			if err != nil {
+				return err
+			}
+			if err := gate.NoMoreArgs(d); err != nil {
+				return err
+			}
+			continue
+		}
+		if ok, err := v.Config.UnmarshalOption(d); ok {
+			if err != nil {
+				return err
+			}
+			if err := gate.NoMoreArgs(d); err != nil {
+				return err
+			}
+			continue
+		}
+		var err error
+		switch d.Val() {
+		case "max_skew":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if d.Val() == "off" {
+				v.SkewCheckOff = true
+				break
+			}
+			dur, perr := caddy.ParseDuration(d.Val())
+			switch {
+			case perr != nil:
+				return d.Errf("max_skew: %v", perr)
+			case dur <= 0:
+				return d.Err("max_skew must be positive; to drop the bound write `max_skew off`")
+			}
+			md := caddy.Duration(dur)
+			v.MaxSkew = &md
+		case "replay_window":
+			v.ReplayWindow, err = gate.PositiveDuration(d)
+		case "replay_cache_size":
+			v.ReplayCacheSize, err = gate.PositiveInt(d)
+		default:
+			return d.Errf("unrecognized mdx_hmac verify option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+		if err := gate.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mdx_hmac sign {
+//		key <base64>
+//		algorithm sha1|sha224|sha256|sha384|sha512
+//		resource final|path [query]
+//		base_path <prefix>
+//		max_body <size>
+//		error_format mdx|json|fdx|text|handle_errors
+//	}
+func (sg *Sign) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if _, err := gate.Mode(d, "mdx_hmac", "sign"); err != nil {
+		return err
+	}
+	for d.NextBlock(0) {
+		ok, err := sg.Signing.unmarshalOption(d)
+		if !ok {
+			return d.Errf("unrecognized mdx_hmac sign option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+		if err := gate.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mdx_sanitize {
+//		action mask|block|report   # default mask
+//		fields <name>...           # default id name
+//		max_body <size>            # block mode's buffer; default 10MiB
+//	}
+func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "action":
+			s.Action, err = gate.OneOf(d, "mask", "block", "report")
+		case "fields":
+			if s.Fields = d.RemainingArgs(); len(s.Fields) == 0 {
+				return d.ArgErr()
+			}
+		case "max_body":
+			s.MaxBody, err = gate.Size(d)
+		default:
+			return d.Errf("unrecognized mdx_sanitize option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+		if err := gate.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*Verify)(nil)
+	_ caddyfile.Unmarshaler = (*Sign)(nil)
+	_ caddyfile.Unmarshaler = (*Sanitize)(nil)
+)

@@ -1,0 +1,278 @@
+// Package mxapi holds the handlers for the MX Platform API and MX Connect:
+// on the egress side, mx_auth attach (Basic credentials), mxconnect_token
+// (bearer tokens), mx_jwe decrypt (encrypted responses) and mx_retry; on a
+// serving side (MX's webhooks, a local stand-in for MX), mx_auth check and
+// mx_jwe encrypt.
+package mxapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+)
+
+func init() {
+	caddy.RegisterModule(AuthAttach{})
+	caddy.RegisterModule(AuthCheck{})
+}
+
+// MX Platform API versions and the headers they need.
+const (
+	APIVersion20111101 = "v20111101" // Accept: application/vnd.mx.api.v1+json
+	APIVersion20250224 = "v20250224" // Accept: application/json, Accept-Version: v20250224
+)
+
+// AuthAttach (the egress sidecar) sets Authorization: Basic
+// base64(client_id:api_key) on every request, replacing whatever the app
+// sent, and the Accept headers of the configured API version, so that the
+// app never holds an MX secret.
+type AuthAttach struct {
+	// ClientID and APIKey are the MX credentials; {env.*} and {file.*}
+	// placeholders are resolved at provisioning.
+	ClientID string `json:"client_id,omitempty"`
+	APIKey   string `json:"api_key,omitempty"`
+
+	// APIVersion is v20111101 (Accept application/vnd.mx.api.v1+json when
+	// the app sent none) or v20250224 (Accept application/json when the app
+	// sent none, and Accept-Version v20250224). Default: v20111101.
+	APIVersion string `json:"api_version,omitempty"`
+
+	authorization string
+	accept        string
+	acceptVersion string
+}
+
+// CaddyModule returns the Caddy module information.
+func (AuthAttach) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mx_auth_attach",
+		New: func() caddy.Module { return new(AuthAttach) },
+	}
+}
+
+// Provision resolves the credentials.
+func (a *AuthAttach) Provision(caddy.Context) error {
+	id, err := gate.Secret(a.ClientID)
+	if err != nil {
+		return fmt.Errorf("client_id %w", err)
+	}
+	key, err := gate.Secret(a.APIKey)
+	if err != nil {
+		return fmt.Errorf("api_key %w", err)
+	}
+	if strings.Contains(id, ":") {
+		return errors.New("client_id must not contain ':'")
+	}
+	a.authorization = "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+key))
+	switch a.APIVersion {
+	case "", APIVersion20111101:
+		a.APIVersion = APIVersion20111101
+		a.accept = "application/vnd.mx.api.v1+json"
+	case APIVersion20250224:
+		a.accept, a.acceptVersion = "application/json", APIVersion20250224
+	default:
+		return fmt.Errorf("api_version must be %s or %s, not %q", APIVersion20111101, APIVersion20250224, a.APIVersion)
+	}
+	return nil
+}
+
+// ServeHTTP attaches the credentials.
+func (a *AuthAttach) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	h := r.Header
+	h.Set("Authorization", a.authorization)
+	if len(h.Values("Accept")) == 0 {
+		h.Set("Accept", a.accept)
+	}
+	if a.acceptVersion != "" {
+		h.Set("Accept-Version", a.acceptVersion)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// AuthCheck (serving side: MX's webhooks, which carry no signature, or a
+// local stand-in for MX) admits only requests with the Basic credentials
+// of a configured client, and exposes the client id as {http.auth.user.id}
+// (usable as a rate-limit key). An unknown client costs the same time as a
+// wrong secret.
+type AuthCheck struct {
+	// Clients are the accepted credentials.
+	Clients []AuthClient `json:"clients,omitempty"`
+
+	// Failure is the status of a refusal: 401 (with WWW-Authenticate) or
+	// 404, which hides what exists. Default: 401.
+	Failure int `json:"failure,omitempty"`
+
+	// Realm is the WWW-Authenticate realm. Default: mxgate.
+	Realm string `json:"realm,omitempty"`
+
+	// ErrorFormat is how a refusal is written: json (MX's
+	// {"error":{"message":…}}), mdx, fdx, text or handle_errors.
+	// Default: json.
+	ErrorFormat string `json:"error_format,omitempty"`
+
+	clients   map[string]*clientCred
+	decoy     *clientCred // an unknown client is compared against this
+	okCache   *sync.Map   // sha256(id:secret) of credentials that passed
+	cacheSize *atomic.Int64
+	format    gate.Format
+	logger    *zap.Logger
+}
+
+// AuthClient is one accepted client of mx_auth check.
+type AuthClient struct {
+	// ID is the client id (the Basic user name); placeholders work.
+	ID string `json:"id"`
+	// Secret is a bcrypt or argon2id hash (as `mxgate hash-password`
+	// prints), or a placeholder such as {env.MX_WEBHOOK_SECRET} that
+	// resolves to the secret itself. A plain secret is refused: it would
+	// sit in the configuration.
+	Secret string `json:"secret"`
+}
+
+type clientCred struct {
+	id       string
+	hashed   []byte             // bcrypt or argon2id
+	comparer caddyauth.Comparer // nil for a plain secret
+	digest   [32]byte           // sha256 of a plain secret
+}
+
+func (c *clientCred) matches(secret []byte) bool {
+	if c.comparer == nil {
+		d := sha256.Sum256(secret)
+		return subtle.ConstantTimeCompare(d[:], c.digest[:]) == 1
+	}
+	ok, err := c.comparer.Compare(c.hashed, secret)
+	return err == nil && ok
+}
+
+// CaddyModule returns the Caddy module information.
+func (AuthCheck) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mx_auth_check",
+		New: func() caddy.Module { return new(AuthCheck) },
+	}
+}
+
+// Provision resolves the clients' secrets.
+func (a *AuthCheck) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	var err error
+	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatJSON); err != nil {
+		return err
+	}
+	if len(a.Clients) == 0 {
+		return errors.New("at least one client is required")
+	}
+	switch a.Failure {
+	case 0:
+		a.Failure = http.StatusUnauthorized
+	case http.StatusUnauthorized, http.StatusNotFound:
+	default:
+		return fmt.Errorf("failure must be 401 or 404, not %d", a.Failure)
+	}
+	if a.Realm == "" {
+		a.Realm = "mxgate"
+	}
+	a.clients = make(map[string]*clientCred, len(a.Clients))
+	for i, c := range a.Clients {
+		cred, err := parseClientCred(c)
+		if err != nil {
+			return fmt.Errorf("client %d (%s): %w", i+1, c.ID, err)
+		}
+		if _, dup := a.clients[cred.id]; dup {
+			return fmt.Errorf("client %s given twice", cred.id)
+		}
+		a.clients[cred.id] = cred
+		if a.decoy == nil {
+			a.decoy = cred
+		}
+	}
+	a.okCache, a.cacheSize = new(sync.Map), new(atomic.Int64)
+	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+}
+
+func parseClientCred(c AuthClient) (*clientCred, error) {
+	id, err := gate.Secret(c.ID)
+	if err != nil || strings.Contains(id, ":") {
+		return nil, errors.New("the id must be non-empty and hold no ':'")
+	}
+	s := c.Secret
+	switch {
+	case strings.HasPrefix(s, "$2a$"), strings.HasPrefix(s, "$2b$"), strings.HasPrefix(s, "$2y$"):
+		return &clientCred{id: id, hashed: []byte(s), comparer: caddyauth.BcryptHash{}}, nil
+	case strings.HasPrefix(s, "$argon2id$"):
+		if _, _, err := caddyauth.DecodeHash([]byte(s)); err != nil {
+			return nil, errors.New("the argon2id hash is malformed")
+		}
+		return &clientCred{id: id, hashed: []byte(s), comparer: caddyauth.Argon2idHash{}}, nil
+	case strings.Contains(s, "{"):
+		plain, err := gate.Secret(s)
+		if err != nil {
+			return nil, errors.New("the secret placeholder resolved to nothing (an unset {env.*} variable?)")
+		}
+		return &clientCred{id: id, digest: sha256.Sum256([]byte(plain))}, nil
+	}
+	return nil, errors.New("the secret must be a bcrypt or argon2id hash (mxgate hash-password) or a placeholder such as {env.NAME}; a plain secret does not belong in the configuration")
+}
+
+// ServeHTTP checks the credentials.
+func (a *AuthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	id, secret, ok := r.BasicAuth()
+	if ok && a.authenticate(id, secret) {
+		gate.SetUser(r, id)
+		return next.ServeHTTP(w, r)
+	}
+	rf := gate.Refusal{Status: a.Failure, Reason: "credentials_missing", Message: "Unauthorized"}
+	if ok {
+		rf.Reason = "credentials_invalid"
+	}
+	if ce := a.logger.Check(zapcore.InfoLevel, "MX credentials refused"); ce != nil {
+		ce.Write(zap.String("reason", rf.Reason), zap.String("client_ip", gate.ClientIP(r)))
+	}
+	if a.Failure == http.StatusNotFound {
+		rf.Message = "Not Found"
+	} else {
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+a.Realm+`", charset="UTF-8"`)
+	}
+	return gate.Refuse(w, "mx_auth", a.format, rf)
+}
+
+// authenticate compares secret with id's; an unknown id is compared with a
+// configured client's hash, so it costs what a wrong secret costs.
+func (a *AuthCheck) authenticate(id, secret string) bool {
+	sum := sha256.Sum256([]byte(id + ":" + secret))
+	if _, ok := a.okCache.Load(sum); ok {
+		return true
+	}
+	cred, known := a.clients[id]
+	if !known {
+		cred = a.decoy
+	}
+	ok := cred.matches([]byte(secret)) && known
+	if ok && a.cacheSize.Add(1) <= 1000 {
+		a.okCache.Store(sum, struct{}{})
+	}
+	return ok
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*AuthAttach)(nil)
+	_ caddyhttp.MiddlewareHandler = (*AuthAttach)(nil)
+	_ caddy.Provisioner           = (*AuthCheck)(nil)
+	_ caddyhttp.MiddlewareHandler = (*AuthCheck)(nil)
+)

@@ -1,0 +1,276 @@
+package mxapi
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mx_auth", parseMXAuth)
+	httpcaddyfile.RegisterHandlerDirective("mx_jwe", parseMXJWE)
+	httpcaddyfile.RegisterHandlerDirective("mx_retry", gate.UnmarshalHandler[Retry])
+	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", gate.UnmarshalHandler[MXConnectToken])
+}
+
+// dualMode reads the mode of a directive with two, and has the handler of
+// that mode unmarshal the directive.
+func dualMode(h httpcaddyfile.Helper, dir string, modes [2]string, handlers [2]interface {
+	caddyhttp.MiddlewareHandler
+	caddyfile.Unmarshaler
+}) (caddyhttp.MiddlewareHandler, error) {
+	seg := gate.Segment(h)
+	d := caddyfile.NewDispenser(seg)
+	d.Next()
+	mode, err := gate.Mode(d, dir, modes[0], modes[1])
+	if err != nil {
+		return nil, err
+	}
+	handler := handlers[0]
+	if mode == modes[1] {
+		handler = handlers[1]
+	}
+	return handler, handler.UnmarshalCaddyfile(caddyfile.NewDispenser(seg))
+}
+
+func parseMXAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	return dualMode(h, "mx_auth", [2]string{"attach", "check"}, [2]interface {
+		caddyhttp.MiddlewareHandler
+		caddyfile.Unmarshaler
+	}{new(AuthAttach), new(AuthCheck)})
+}
+
+func parseMXJWE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	return dualMode(h, "mx_jwe", [2]string{"decrypt", "encrypt"}, [2]interface {
+		caddyhttp.MiddlewareHandler
+		caddyfile.Unmarshaler
+	}{new(JWEDecrypt), new(JWEEncrypt)})
+}
+
+// block runs opt for every option of the directive's block, after
+// checking its mode, and fails on arguments opt leaves unread.
+func block(d *caddyfile.Dispenser, dir, mode string, opt func(name string) error) error {
+	d.Next() // directive name
+	if mode != "" {
+		if _, err := gate.Mode(d, dir, mode); err != nil {
+			return err
+		}
+	} else if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		if err := opt(d.Val()); err != nil {
+			return err
+		}
+		if err := gate.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unrecognized(d *caddyfile.Dispenser, dir string) error {
+	return d.Errf("unrecognized %s option '%s'", dir, d.Val())
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mx_auth attach {
+//		client_id <id>
+//		api_key <key>
+//		api_version v20111101|v20250224
+//	}
+func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return block(d, "mx_auth", "attach", func(opt string) (err error) {
+		switch opt {
+		case "client_id":
+			a.ClientID, err = gate.String(d)
+		case "api_key":
+			a.APIKey, err = gate.String(d)
+		case "api_version":
+			a.APIVersion, err = gate.OneOf(d, APIVersion20111101, APIVersion20250224)
+		default:
+			return unrecognized(d, "mx_auth attach")
+		}
+		return err
+	})
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mx_auth check {
+//		client <id> <hash|placeholder>   # repeatable
+//		failure 401|404
+//		realm <realm>
+//		error_format json|mdx|fdx|text|handle_errors
+//	}
+func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return block(d, "mx_auth", "check", func(opt string) (err error) {
+		switch opt {
+		case "client":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Err("client takes an id and a hash or placeholder")
+			}
+			a.Clients = append(a.Clients, AuthClient{ID: args[0], Secret: args[1]})
+		case "failure":
+			var s string
+			if s, err = gate.OneOf(d, "401", "404"); err == nil {
+				a.Failure, _ = strconv.Atoi(s)
+			}
+		case "realm":
+			a.Realm, err = gate.String(d)
+		case "error_format":
+			a.ErrorFormat, err = gate.ErrorFormat(d)
+		default:
+			return unrecognized(d, "mx_auth check")
+		}
+		return err
+	})
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mx_jwe decrypt {
+//		curve p384|p256
+//		cipher a256gcm|a128gcm
+//		a128_key_algorithm <ECDH-ES…>
+//		rotate <duration>
+//		max_body <size>
+//	}
+func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return block(d, "mx_jwe", "decrypt", func(opt string) (err error) {
+		switch opt {
+		case "curve":
+			m.Curve, err = gate.OneOf(d, "p384", "p256")
+		case "cipher":
+			m.Cipher, err = gate.OneOf(d, "a256gcm", "a128gcm")
+		case "a128_key_algorithm":
+			m.A128KeyAlgorithm, err = gate.String(d)
+		case "rotate":
+			m.Rotate, err = gate.PositiveDuration(d)
+		case "max_body":
+			m.MaxBody, err = gate.Size(d)
+		default:
+			return unrecognized(d, "mx_jwe decrypt")
+		}
+		return err
+	})
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mx_jwe encrypt {
+//		a128_key_algorithm <ECDH-ES…>
+//		response_type <media type>
+//		max_body <size>
+//	}
+func (m *JWEEncrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return block(d, "mx_jwe", "encrypt", func(opt string) (err error) {
+		switch opt {
+		case "a128_key_algorithm":
+			m.A128KeyAlgorithm, err = gate.String(d)
+		case "response_type":
+			m.ResponseType, err = gate.String(d)
+		case "max_body":
+			m.MaxBody, err = gate.Size(d)
+		default:
+			return unrecognized(d, "mx_jwe encrypt")
+		}
+		return err
+	})
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mx_retry {
+//		statuses <code>...      # default 429 503
+//		max_time <duration>     # default 10s
+//		max_attempts <n>        # default 5
+//		base_delay <duration>   # default 100ms
+//		max_delay <duration>    # default 2s
+//		max_body <size>         # default 1MiB
+//	}
+func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return block(d, "mx_retry", "", func(opt string) (err error) {
+		switch opt {
+		case "statuses":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				n, err := strconv.Atoi(a)
+				if err != nil || n < 400 || n > 599 {
+					return d.Errf("statuses: '%s' is not an error status", a)
+				}
+				rt.Statuses = append(rt.Statuses, n)
+			}
+		case "max_time":
+			rt.MaxTime, err = gate.PositiveDuration(d)
+		case "base_delay":
+			rt.BaseDelay, err = gate.PositiveDuration(d)
+		case "max_delay":
+			rt.MaxDelay, err = gate.PositiveDuration(d)
+		case "max_attempts":
+			rt.MaxAttempts, err = gate.PositiveInt(d)
+		case "max_body":
+			rt.MaxBody, err = gate.Size(d)
+		default:
+			return unrecognized(d, "mx_retry")
+		}
+		return err
+	})
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mxconnect_token {
+//		endpoint <url>
+//		username <u>
+//		password <p>
+//		api_key <key>
+//		refresh_before <duration>
+//		timeout <duration>
+//		max_body <size>
+//		error_format json|mdx|fdx|text|handle_errors
+//	}
+func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return block(d, "mxconnect_token", "", func(opt string) (err error) {
+		switch opt {
+		case "endpoint":
+			m.Endpoint, err = gate.String(d)
+		case "username":
+			m.Username, err = gate.String(d)
+		case "password":
+			m.Password, err = gate.String(d)
+		case "api_key":
+			m.APIKey, err = gate.String(d)
+		case "refresh_before":
+			m.RefreshBefore, err = gate.PositiveDuration(d)
+		case "timeout":
+			m.Timeout, err = gate.PositiveDuration(d)
+		case "max_body":
+			m.MaxBody, err = gate.Size(d)
+		case "error_format":
+			m.ErrorFormat, err = gate.ErrorFormat(d)
+		default:
+			return unrecognized(d, "mxconnect_token")
+		}
+		return err
+	})
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*AuthAttach)(nil)
+	_ caddyfile.Unmarshaler = (*AuthCheck)(nil)
+	_ caddyfile.Unmarshaler = (*JWEDecrypt)(nil)
+	_ caddyfile.Unmarshaler = (*JWEEncrypt)(nil)
+	_ caddyfile.Unmarshaler = (*Retry)(nil)
+	_ caddyfile.Unmarshaler = (*MXConnectToken)(nil)
+)
