@@ -22,4 +22,3 @@ func BenchmarkIPAllowHandler(b *testing.B) {
 		}
 	}
 }
-

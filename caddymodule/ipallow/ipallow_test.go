@@ -95,4 +95,3 @@ func TestErrorFormats(t *testing.T) {
 		t.Errorf("handle_errors: err %v, body %q", err, w.Body.String())
 	}
 }
-

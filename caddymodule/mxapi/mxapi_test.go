@@ -2,9 +2,9 @@ package mxapi
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
-	"net/http/httptest"
 	"testing"
 	"time"
 

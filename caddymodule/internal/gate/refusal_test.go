@@ -16,4 +16,3 @@ func TestRenderErrorEscapes(t *testing.T) {
 		t.Errorf("%s: %v", b, err)
 	}
 }
-
