@@ -25,6 +25,7 @@ import (
 	_ "github.com/mxgate/mxgate/caddymodule/fdxauth"
 	_ "github.com/mxgate/mxgate/caddymodule/ipallow"
 	_ "github.com/mxgate/mxgate/caddymodule/limit"
+	_ "github.com/mxgate/mxgate/caddymodule/listen"
 	_ "github.com/mxgate/mxgate/caddymodule/mdx"
 	_ "github.com/mxgate/mxgate/caddymodule/mxapi"
 )

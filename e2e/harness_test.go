@@ -146,6 +146,20 @@ func startGateway(t testing.TB, caddyfile string, env ...string) *gateway {
 	}
 }
 
+// reload loads caddyfile ({ADMIN} as in startGateway) into the running
+// gateway with `mxgate reload`, as an operator rotating a key does.
+func (g *gateway) reload(t testing.TB, caddyfile string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(caddyfile, "{ADMIN}", g.admin)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "reload", "--config", path, "--adapter", "caddyfile", "--address", g.admin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mxgate reload: %v\n%s", err, out)
+	}
+}
+
 // stop ends the process gracefully, then forcefully.
 func (g *gateway) stop() {
 	_ = g.cmd.Process.Signal(syscall.SIGTERM)

@@ -9,7 +9,9 @@ import (
 
 // Observer hears how a shared store's calls go: Failed for each failed
 // call, Succeeded for each successful one. Implementations log an outage
-// once per episode and keep health metrics.
+// once per episode and keep health metrics. An Observer that also has a
+// method WroteBack(n int) hears of each completed write-back, with the
+// number of entries written.
 type Observer interface {
 	Failed(err error)
 	Succeeded()
@@ -131,6 +133,7 @@ func (t *Tiered) writeBack() bool {
 	}
 	now := t.now()
 	entries := t.local.Entries(now)
+	total := len(entries)
 	for len(entries) > 0 {
 		n := min(len(entries), restoreBatch)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -143,6 +146,9 @@ func (t *Tiered) writeBack() bool {
 		entries = entries[n:]
 	}
 	t.observe(nil)
+	if wb, ok := t.obs.(interface{ WroteBack(int) }); ok {
+		wb.WroteBack(total)
+	}
 	// Keys admitted alone while this ran are owed still.
 	return t.local.unsynced.CompareAndSwap(owed, 0)
 }

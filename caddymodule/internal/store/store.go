@@ -196,6 +196,13 @@ func (h *Health) Failed(err error) {
 	}
 }
 
+// WroteBack records that n entries kept by this replica alone during an
+// outage (with the others it holds) were written to the shared store.
+func (h *Health) WroteBack(n int) {
+	h.logger.Info("wrote back to the shared store what this replica admitted during the outage",
+		zap.String("redis", h.addr), zap.Int("entries", n))
+}
+
 // Succeeded records a successful call.
 func (h *Health) Succeeded() {
 	if h.down.Load() && h.down.Swap(false) {
