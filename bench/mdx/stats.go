@@ -14,7 +14,9 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	if n == 0 {
 		return 0
 	}
-	rank := int(math.Ceil(p / 100 * float64(n)))
+	// The tolerance keeps float error (99.9 % of 1000 is 999.0000000000001)
+	// from moving the rank up by one.
+	rank := int(math.Ceil(p*float64(n)/100 - 1e-9))
 	rank = min(max(rank, 1), n)
 	return sorted[rank-1]
 }
