@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -27,11 +29,62 @@ type conn struct {
 }
 
 func dial(addr string, timeout time.Duration) (*conn, error) {
-	nc, err := net.DialTimeout("tcp", addr, timeout)
+	return dialBy(addr, time.Now().Add(timeout))
+}
+
+// dialError is a failure to connect, told apart from a connection that
+// failed later.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "dial: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// dialBy connects to addr, giving up at deadline (at once if it has
+// passed).
+func dialBy(addr string, deadline time.Time) (*conn, error) {
+	if !time.Now().Before(deadline) {
+		return nil, &dialError{errDeadline}
+	}
+	d := net.Dialer{Deadline: deadline}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
-		return nil, err
+		noteDialError(err)
+		return nil, &dialError{err}
 	}
 	return &conn{nc: nc, br: newReader(nc)}, nil
+}
+
+var errDeadline = errors.New("deadline passed before the request could be sent")
+
+// dialErrors keeps the first few distinct dial errors, to tell a target
+// that refuses connections from a client out of ports or descriptors.
+var dialErrors struct {
+	sync.Mutex
+	seen map[string]int
+}
+
+func noteDialError(err error) {
+	dialErrors.Lock()
+	defer dialErrors.Unlock()
+	if dialErrors.seen == nil {
+		dialErrors.seen = map[string]int{}
+	}
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:] // drop the addresses, keep the cause
+	}
+	if _, ok := dialErrors.seen[msg]; ok || len(dialErrors.seen) < 20 {
+		dialErrors.seen[msg]++
+	}
+}
+
+// takeDialErrors returns and forgets the dial errors seen so far.
+func takeDialErrors() map[string]int {
+	dialErrors.Lock()
+	defer dialErrors.Unlock()
+	m := dialErrors.seen
+	dialErrors.seen = nil
+	return m
 }
 
 // newReader buffers a connection's answers; 4 KiB holds any status line

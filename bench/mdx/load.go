@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,7 +183,8 @@ type failure uint8
 
 const (
 	answered    failure = iota
-	failError           // connection error, or no answer before the deadline
+	failDial            // could not connect before the deadline
+	failError           // connection cut, or no answer before the deadline
 	failExpired         // never sent: its deadline passed while it waited for a free connection
 	failCap             // never sent: the client already had its maximum of connections open
 )
@@ -260,6 +260,8 @@ func finish(lat time.Duration, status int, err error) outcome {
 	switch {
 	case errors.Is(err, errCap):
 		return outcome{lat: lat, fail: failCap}
+	case errors.As(err, new(*dialError)):
+		return outcome{lat: lat, fail: failDial}
 	case err != nil:
 		return outcome{lat: lat, status: status, fail: failError}
 	}
@@ -272,6 +274,7 @@ type openResult struct {
 	ok       int // answered 200
 	shed     int // answered 429 or 503
 	other    int // answered with another status
+	dials    int // failDial
 	errors   int // failError
 	expired  int // failExpired
 	capped   int // failCap
@@ -282,13 +285,15 @@ type openResult struct {
 	recovered bool
 }
 
-func (r *openResult) failed() int { return r.other + r.errors + r.expired + r.capped }
+func (r *openResult) failed() int { return r.other + r.dials + r.errors + r.expired + r.capped }
 
 func summariseOpen(out []outcome) openResult {
 	r := openResult{offered: len(out)}
 	lat := make([]time.Duration, 0, len(out))
 	for _, o := range out {
 		switch {
+		case o.fail == failDial:
+			r.dials++
 		case o.fail == failError:
 			r.errors++
 		case o.fail == failExpired:
@@ -316,7 +321,7 @@ func pooledSender(addr string, reqs [][]byte, workers int) (sendFunc, func()) {
 		c := conns[w]
 		if c == nil {
 			var err error
-			if c, err = dial(addr, time.Until(deadline)); err != nil {
+			if c, err = dialBy(addr, deadline); err != nil {
 				return 0, err
 			}
 			conns[w] = c
@@ -359,12 +364,11 @@ func stormSender(addr string, reqs [][]byte, maxIdle int, maxOpen int64) (sendFu
 				open.Add(-1)
 				return 0, errCap
 			}
-			nc, err := net.DialTimeout("tcp", addr, time.Until(deadline))
-			if err != nil {
+			var err error
+			if c, err = dialBy(addr, deadline); err != nil {
 				open.Add(-1)
 				return 0, err
 			}
-			c = &conn{nc: nc, br: newReader(nc)}
 		}
 		_ = c.nc.SetDeadline(deadline)
 		status, keep, err := c.roundTrip(reqs[i%len(reqs)], nil)

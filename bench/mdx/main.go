@@ -151,6 +151,10 @@ func main() {
 	for _, k := range kinds {
 		closed[k] = b.closed(k)
 	}
+	var prof *profiles
+	if *cpuProfile != "" || *memProfile != "" {
+		prof = b.profile(targetNamed(targets, *profTarget), bin)
+	}
 	capBase, capacity := b.capacityBase(closed[trafficGET])
 	var open []*openRow
 	for _, r := range rates {
@@ -171,11 +175,6 @@ func main() {
 			open = append(open, b.open(t, rate, r, true))
 		}
 	}
-	var prof *profiles
-	if *cpuProfile != "" || *memProfile != "" {
-		prof = b.profile(targetNamed(targets, *profTarget), bin)
-	}
-
 	rep := report{
 		command: commandLine(), cpus: harness.NumCPU(), when: time.Now(),
 		kinds: kinds, closed: closed, open: open, capBase: capBase, capacity: capacity,
@@ -307,6 +306,7 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 			p := startNginx(dir, "nginx-peer", filepath.Join(peer, "nginx-peer.conf.tmpl"), upPort, port)
 			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
 			t.pids = []int{p.pid()}
+			t.verifies = true
 		case "caddy":
 			port := harness.FreePort()
 			tmpl, err := os.ReadFile(filepath.Join(peer, "caddy-bare.Caddyfile.tmpl"))
@@ -325,7 +325,7 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
 			t.pids = []int{g.Pid()}
 			t.admin = g.Admin
-			t.unique = true
+			t.unique, t.verifies = true, true
 		}
 		ts = append(ts, t)
 	}
@@ -399,6 +399,12 @@ func (b *bench) warm(t *target, k traffic) {
 				t.name, k, status, body, req)
 		}
 	}
+	if t.verifies {
+		bad := tamper(b.gen.build(k, t.addr, 1)[0])
+		if status, body := try(bad); status != 412 {
+			harness.Fatalf("%s answered a request with a wrong MDX-HMAC with %d, not 412: does it verify? %s", t.name, status, body)
+		}
+	}
 	if t.unique {
 		if status, body := try(reqs[0]); status != 412 {
 			harness.Fatalf("%s answered a replayed request with %d, not 412: is replay_window on? %s", t.name, status, body)
@@ -413,6 +419,13 @@ func (b *bench) warm(t *target, k traffic) {
 	}
 	b.seen(t, k, r.rps())
 	log.Printf("warm-up %-12s %-3s %8.0f req/s", t.name, k, r.rps())
+}
+
+// logDialErrors logs the causes of failed connects since the last call.
+func logDialErrors() {
+	for msg, n := range takeDialErrors() {
+		log.Printf("  %d connects failed: %s", n, msg)
+	}
 }
 
 func statusList(s *statusCounts) string {
@@ -452,6 +465,7 @@ func (b *bench) closed(k traffic) []*closedRow {
 			b.seen(t, k, res.rps())
 			log.Printf("closed %-3s round %d %-12s %8.0f req/s  p50 %-9v p99 %-9v non-200 %d errors %d",
 				k, r+1, t.name, res.rps(), res.lat.p50, res.lat.p99, res.non200(), res.errors)
+			logDialErrors()
 			if res.exhausted {
 				log.Printf("  %s used up its %d unique requests before %v; the round ran %v", t.name, len(p.reqs), *duration, res.elapsed.Round(time.Millisecond))
 			}
@@ -528,5 +542,6 @@ func (b *bench) open(t *target, rate int, spec rateSpec, storm bool) *openRow {
 	}
 	log.Printf("open %-9s %6d/s %-12s 200: %d shed: %d failed: %d  p50 %v p99 %v  recovered: %v %v",
 		mode, rate, t.name, res.ok, res.shed, res.failed(), res.admitted.p50, res.admitted.p99, res.recovered, res.recovery)
+	logDialErrors()
 	return &openRow{t: t, storm: storm, spec: spec, rate: rate, res: res, d: *openDur}
 }

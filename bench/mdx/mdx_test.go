@@ -94,6 +94,28 @@ func TestRequestsVerify(t *testing.T) {
 	}
 }
 
+func TestTamper(t *testing.T) {
+	g, err := newGenerator(func() time.Time { return fakeNow })
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := hmac.ParseKey(demoKey)
+	v, _ := hmac.NewVerifier(hmac.SHA1, key)
+	for _, raw := range g.build(trafficMix, "h", 2) {
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(tamper(raw))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := req.Header
+		hr := &hmac.Request{Method: req.Method, ContentMD5: h.Get("Content-MD5"), ContentType: h.Get("Content-Type"),
+			Date: h.Get("Date"), Accept: h.Get("Accept"), SessionKey: h.Get("MDX-Session-Key")}
+		hr.Resource, _ = hmac.FinalSegment().Resource(req.URL.EscapedPath(), "")
+		if err := v.Verify(hr, h.Get("MDX-HMAC")); !errors.Is(err, hmac.ErrSignatureMismatch) {
+			t.Errorf("tampered %s verified: %v", req.Method, err)
+		}
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	var hundred []time.Duration
 	for i := 1; i <= 100; i++ {

@@ -32,7 +32,9 @@ func (b *bench) profile(t *target, bin string) *profiles {
 	pr := &profiles{target: t.name, seconds: secs}
 	base := "http://" + t.admin + "/debug/pprof/"
 	if *memProfile != "" {
-		harness.Check(fetch(base+"allocs", *memProfile+".base", 30*time.Second))
+		// The heap profile is as of the last GC; gc=1 runs one first, so
+		// that the difference is exactly what the round allocated.
+		harness.Check(fetch(base+"heap?gc=1", *memProfile+".base", 30*time.Second))
 	}
 	p := b.pool(t, trafficGET, b.need(t, trafficGET, time.Duration(secs+1)*time.Second))
 	runtime.GC()
@@ -49,7 +51,7 @@ func (b *bench) profile(t *target, bin string) *profiles {
 	pr.rps = res.rps()
 	log.Printf("profiled %s for %ds at %.0f req/s (non-200 %d)", t.name, secs, res.rps(), res.non200())
 	if *memProfile != "" {
-		harness.Check(fetch(base+"allocs", *memProfile, 30*time.Second))
+		harness.Check(fetch(base+"heap?gc=1", *memProfile, 30*time.Second))
 		pr.memTop = pprofTop(bin, "-sample_index=alloc_space", "-base", *memProfile+".base", *memProfile)
 	}
 	if *cpuProfile != "" {
@@ -91,9 +93,8 @@ func pprofTop(bin string, args ...string) string {
 	// Drop pprof's header lines up to the column titles.
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	for i, l := range lines {
-		if strings.Contains(l, "flat%") {
-			start := max(0, i-2)
-			return strings.Join(lines[start:], "\n")
+		if strings.HasPrefix(l, "Showing nodes") {
+			return strings.Join(lines[i:], "\n")
 		}
 	}
 	return strings.Join(lines, "\n")

@@ -155,7 +155,7 @@ func (rep *report) markdown() string {
 	w("pre-built request bytes to its connections and parses answers itself;\n")
 	w("the upstream-alone row shows what it can drive. *Server CPU* is the\n")
 	w("target's own processes' CPU time (from /proc) per answered request,\n")
-	w("not counting the upstream's.\n\n")
+	w("not counting the upstream's; *client CPU* is the load generator's.\n\n")
 
 	for _, k := range rep.kinds {
 		rows := rep.closed[k]
@@ -165,15 +165,15 @@ func (rep *report) markdown() string {
 		w("### Closed loop, %s\n\n", trafficTitles[k])
 		w("%d connections, %d rounds of %v each per target, the targets taking turns\n", *connections, len(rows[0].rounds), *duration)
 		w("within each round; req/s, p50 and p99 are the medians of the rounds.\n\n")
-		w("| target | req/s (each round) | req/s | p50 | p99 | server CPU per request | not 200 |\n")
-		w("|---|---|---|---|---|---|---|\n")
+		w("| target | req/s (each round) | req/s | p50 | p99 | server CPU per request | client CPU per request | not 200 |\n")
+		w("|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rows {
 			var each []string
 			for i := range r.rounds {
 				each = append(each, kilo(r.rounds[i].rps()))
 			}
-			w("| %s | %s | %.0f | %s | %s | %s | %d |\n", r.t.title, strings.Join(each, ", "), r.medianRPS(),
-				ms(r.medianP50()), ms(r.medianP99()), us(r.cpuPerRequest(r.serverCPU)), r.failures())
+			w("| %s | %s | %.0f | %s | %s | %s | %s | %d |\n", r.t.title, strings.Join(each, ", "), r.medianRPS(),
+				ms(r.medianP50()), ms(r.medianP99()), us(r.cpuPerRequest(r.serverCPU)), us(r.cpuPerRequest(r.clientCPU)), r.failures())
 		}
 		w("\n")
 		rep.ratios(&b, rows)
@@ -218,7 +218,7 @@ func (rep *report) markdown() string {
 				for _, p := range []struct {
 					n    int
 					what string
-				}{{o.res.errors, "errors/timeouts"}, {o.res.expired, "expired in the client"}, {o.res.capped, "client at its connection cap"}, {o.res.other, "other statuses"}} {
+				}{{o.res.dials, "could not connect"}, {o.res.errors, "cut or timed out"}, {o.res.expired, "expired in the client"}, {o.res.capped, "client at its connection cap"}, {o.res.other, "other statuses"}} {
 					if p.n > 0 {
 						parts = append(parts, fmt.Sprintf("%d %s", p.n, p.what))
 					}

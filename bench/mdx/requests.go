@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -165,4 +166,21 @@ func (g *generator) post(host, date string) []byte {
 		"\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
 	b := append(g.alloc(len(head)+len(body)), head...)
 	return append(b, body...)
+}
+
+// tamper returns a copy of req with the first digit of its MDX-HMAC
+// changed, which no verifier may accept.
+func tamper(req []byte) []byte {
+	out := append([]byte(nil), req...)
+	i := bytes.Index(out, []byte("\r\nMDX-HMAC: "))
+	if i < 0 {
+		panic("no MDX-HMAC in the request")
+	}
+	i += len("\r\nMDX-HMAC: ")
+	if out[i] == '0' {
+		out[i] = '1'
+	} else {
+		out[i] = '0'
+	}
+	return out
 }

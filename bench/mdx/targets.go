@@ -15,12 +15,13 @@ import (
 
 // A target is one server the load is driven through.
 type target struct {
-	name   string // as in -targets
-	title  string // in the tables
-	addr   string // 127.0.0.1:port
-	unique bool   // keeps a replay cache: every request must be new
-	admin  string // mxgate's admin address, for profiles; "" if none
-	pids   []int  // the processes whose CPU time is the target's own
+	name     string // as in -targets
+	title    string // in the tables
+	addr     string // 127.0.0.1:port
+	unique   bool   // keeps a replay cache: every request must be new
+	verifies bool   // checks MDX-HMAC: a wrong one must get 412
+	admin    string // mxgate's admin address, for profiles; "" if none
+	pids     []int  // the processes whose CPU time is the target's own
 }
 
 // The targets, in the order the tables list them.

@@ -60,13 +60,24 @@ func Start(bin, dir string, port int, caddyfile string, env ...string) *Gateway 
 // Pid returns the process id.
 func (g *Gateway) Pid() int { return g.cmd.Process.Pid }
 
-// Stop ends the process. Stopping twice is harmless.
+// Stop ends the process, killing it if it has not stopped 10 s after
+// an interrupt. Stopping twice is harmless.
 func (g *Gateway) Stop() {
 	if g.cmd.ProcessState != nil {
 		return
 	}
 	_ = g.cmd.Process.Signal(os.Interrupt)
-	_ = g.cmd.Wait()
+	done := make(chan struct{})
+	go func() {
+		_ = g.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = g.cmd.Process.Kill()
+		<-done
+	}
 }
 
 // FreePort returns a loopback port that was free a moment ago.
