@@ -60,6 +60,7 @@ var (
 	peerDir     = flag.String("peer", filepath.Join("..", "shared", "peer"), "the peer's templates, relative to the repository root")
 	cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the -profile-target process, taken through Caddy's admin endpoint during an extra closed-loop GET round")
 	memProfile  = flag.String("memprofile", "", "write an allocation profile of the -profile-target process over the same extra round")
+	note        = flag.String("note", "", "a paragraph put under the heading of the BENCHMARKS.md section")
 	profTarget  = flag.String("profile-target", "mxgate", "the mxgate target to profile: mxgate or mxgate-redis")
 )
 
@@ -178,7 +179,7 @@ func main() {
 	rep := report{
 		command: commandLine(), cpus: harness.NumCPU(), when: time.Now(),
 		kinds: kinds, closed: closed, open: open, capBase: capBase, capacity: capacity,
-		profiles: prof,
+		profiles: prof, note: *note,
 	}
 	section := rep.markdown()
 	fmt.Println(section)
@@ -316,14 +317,18 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
 			t.pids = []int{g.Pid()}
 		case "mxgate", "mxgate-redis":
-			store := ""
+			store, redisPid := "", 0
 			if n == "mxgate-redis" {
-				store = harness.StartRedis(dir).URL()
+				r := harness.StartRedis(dir)
+				store, redisPid = r.URL(), r.Pid()
 			}
 			port := harness.FreePort()
 			g := harness.Start(bin, dir, port, chainCaddyfile(port, upPort, store))
 			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
 			t.pids = []int{g.Pid()}
+			if redisPid != 0 {
+				t.pids = append(t.pids, redisPid) // its store is part of its cost
+			}
 			t.admin = g.Admin
 			t.unique, t.verifies = true, true
 		}
@@ -534,6 +539,7 @@ func (b *bench) open(t *target, rate int, spec rateSpec, storm bool) *openRow {
 		closeAll()
 	}
 	rv := <-recovered
+	time.Sleep(time.Second) // let the target settle before the next run
 	res := summariseOpen(out)
 	res.recovery, res.recovered = rv.at, rv.ok
 	mode := fmt.Sprintf("%d conns", *connections)

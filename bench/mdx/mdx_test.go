@@ -211,15 +211,16 @@ func TestPooledLatencyFromSchedule(t *testing.T) {
 	})
 	for i, o := range out {
 		want := time.Duration(2*i+3) * time.Millisecond
-		if o.lat != want || o.status != 200 || o.fail != answered {
-			t.Errorf("request %d: %+v, want latency %v", i, o, want)
+		late := time.Duration(2*i) * time.Millisecond
+		if o.lat != want || o.late != late || o.status != 200 || o.fail != answered {
+			t.Errorf("request %d: %+v, want latency %v, %v of it in the client", i, o, want, late)
 		}
 	}
 	if len(sent) != 5 {
 		t.Errorf("sent %v", sent)
 	}
 	r := summariseOpen(out)
-	if r.ok != 5 || r.admitted.p50 != 7*time.Millisecond || r.admitted.max != 11*time.Millisecond {
+	if r.ok != 5 || r.admitted.p50 != 7*time.Millisecond || r.admitted.max != 11*time.Millisecond || r.late.max != 8*time.Millisecond {
 		t.Errorf("summary %+v", r)
 	}
 }
@@ -258,15 +259,16 @@ func TestPooledExpires(t *testing.T) {
 	// at 15 ms, 10 ms late: expired, and so is none after it until the
 	// lateness drops: 6 starts at 15 ms (9 ms late), answered at 18; 7
 	// starts at 18 ms, 11 ms late: expired.
+	ms := time.Millisecond
 	want := []outcome{
-		{3 * time.Millisecond, 429, answered},
-		{5 * time.Millisecond, 0, failError},
-		{7 * time.Millisecond, 429, answered},
-		{9 * time.Millisecond, 429, answered},
-		{11 * time.Millisecond, 429, answered},
-		{10 * time.Millisecond, 0, failExpired},
-		{12 * time.Millisecond, 429, answered},
-		{11 * time.Millisecond, 0, failExpired},
+		{lat: 3 * ms, late: 0, status: 429},
+		{lat: 5 * ms, late: 2 * ms, fail: failError},
+		{lat: 7 * ms, late: 4 * ms, status: 429},
+		{lat: 9 * ms, late: 6 * ms, status: 429},
+		{lat: 11 * ms, late: 8 * ms, status: 429},
+		{lat: 10 * ms, late: 10 * ms, fail: failExpired},
+		{lat: 12 * ms, late: 9 * ms, status: 429},
+		{lat: 11 * ms, late: 11 * ms, fail: failExpired},
 	}
 	for i := range want {
 		if out[i] != want[i] {
@@ -274,7 +276,7 @@ func TestPooledExpires(t *testing.T) {
 		}
 	}
 	r := summariseOpen(out)
-	if r.shed != 5 || r.errors != 1 || r.expired != 2 || r.ok != 0 || r.failed() != 3 {
+	if r.shed != 5 || r.errors != 1 || r.expired != 2 || r.ok != 0 || r.failed() != 3 || r.late.n != 6 {
 		t.Errorf("summary %+v", r)
 	}
 }

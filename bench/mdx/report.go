@@ -103,6 +103,7 @@ type report struct {
 	capBase  string
 	capacity float64
 	profiles *profiles
+	note     string
 }
 
 func (rep *report) closedFailures() int64 {
@@ -144,6 +145,9 @@ func (rep *report) markdown() string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("## The MDX chain side by side with bare Caddy and an nginx gateway\n\n")
 	w("```sh\n%s\n```\n\n", rep.command)
+	if rep.note != "" {
+		w("%s\n\n", rep.note)
+	}
 	w("One run on %s, %d CPUs (`nproc`), shared by the load generator, every\n", rep.when.UTC().Format("2006-01-02"), rep.cpus)
 	w("target, the upstream and Redis; all on loopback. `bench/mdx` builds\n")
 	w("`cmd/mxgate` and starts every target itself (see its package comment).\n")
@@ -155,7 +159,8 @@ func (rep *report) markdown() string {
 	w("pre-built request bytes to its connections and parses answers itself;\n")
 	w("the upstream-alone row shows what it can drive. *Server CPU* is the\n")
 	w("target's own processes' CPU time (from /proc) per answered request,\n")
-	w("not counting the upstream's; *client CPU* is the load generator's.\n\n")
+	w("not counting the upstream's (for the Redis chain, Redis's included);\n")
+	w("*client CPU* is the load generator's.\n\n")
 
 	for _, k := range rep.kinds {
 		rows := rep.closed[k]
@@ -191,14 +196,17 @@ func (rep *report) markdown() string {
 		w("answered 200 (admitted); *shed* are 429 and 503 answers; *failed* are\n")
 		w("errors, timeouts and other statuses. *Recovered after*: from the end of\n")
 		w("the schedule until %d probes in a row, one every %v on a fresh\n", recoveryRun, recoveryEvery)
-		w("connection, were answered 200 within %v.", recoveryLatency)
+		w("connection, were answered 200 within %v. *Client lateness* is how long\n", recoveryLatency)
+		w("after its scheduled time a request was started (a free connection, the\n")
+		w("client's timer and its share of the CPU): part of every latency, and the\n")
+		w("same for every target at a rate the client keeps up with.")
 		if rep.capBase != "" {
 			w(" Rates written *N×* are N times the\n%s's closed-loop GET capacity in this run (%.0f req/s).\n\n", targetTitles[rep.capBase], rep.capacity)
 		} else {
 			w("\n\n")
 		}
-		w("| target | client | rate | sent | 200 | shed | failed | p50 | p99 | max | recovered after |\n")
-		w("|---|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| target | client | rate | sent | 200 | shed | failed | p50 | p99 | max | client lateness p50 / p99 | recovered after |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, o := range rep.open {
 			mode := fmt.Sprintf("%d conns", *connections)
 			if o.storm {
@@ -218,15 +226,15 @@ func (rep *report) markdown() string {
 				for _, p := range []struct {
 					n    int
 					what string
-				}{{o.res.dials, "could not connect"}, {o.res.errors, "cut or timed out"}, {o.res.expired, "expired in the client"}, {o.res.capped, "client at its connection cap"}, {o.res.other, "other statuses"}} {
+				}{{o.res.dials, "not connected in time"}, {o.res.errors, "cut or timed out"}, {o.res.expired, "expired in the client"}, {o.res.capped, "client at its connection cap"}, {o.res.other, "other statuses"}} {
 					if p.n > 0 {
 						parts = append(parts, fmt.Sprintf("%d %s", p.n, p.what))
 					}
 				}
 				failed += " (" + strings.Join(parts, ", ") + ")"
 			}
-			w("| %s | %s | %s | %d | %d | %d | %s | %s | %s | %s | %s |\n", o.t.title, mode, rate, o.res.offered, o.res.ok, o.res.shed,
-				failed, ms(o.res.admitted.p50), ms(o.res.admitted.p99), ms(o.res.admitted.max), rec)
+			w("| %s | %s | %s | %d | %d | %d | %s | %s | %s | %s | %s / %s | %s |\n", o.t.title, mode, rate, o.res.offered, o.res.ok, o.res.shed,
+				failed, ms(o.res.admitted.p50), ms(o.res.admitted.p99), ms(o.res.admitted.max), ms(o.res.late.p50), ms(o.res.late.p99), rec)
 		}
 		w("\n")
 		rep.openVsPeer(&b)
