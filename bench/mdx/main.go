@@ -382,7 +382,7 @@ func (b *bench) warm(t *target, k traffic) {
 	reqs := b.gen.build(k, t.addr, 20)
 	c, err := dial(t.addr, 5*time.Second)
 	harness.Check(err)
-	defer c.close()
+	defer func() { c.close() }() // the last connection: try may replace c
 	try := func(req []byte) (int, string) {
 		var body []byte
 		_ = c.nc.SetDeadline(time.Now().Add(10 * time.Second))
@@ -458,7 +458,9 @@ func (b *bench) closed(k traffic) []*closedRow {
 		rows[i] = &closedRow{t: t}
 	}
 	for r := range *rounds {
-		for i, t := range b.targets {
+		for j := range b.targets {
+			i := (r + j) % len(b.targets) // each round starts one target further on
+			t := b.targets[i]
 			p := b.pool(t, k, b.need(t, k, *duration))
 			runtime.GC()
 			s0, c0 := cpuOf(t.pids), selfCPU()

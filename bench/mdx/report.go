@@ -154,8 +154,9 @@ func (rep *report) markdown() string {
 	w("The upstream is the peer's nginx `return 200`; every gateway proxies to\n")
 	w("it. Requests are pre-signed with the demo key before each round (signing\n")
 	w("is not measured), each with its own signature, so that a replay cache\n")
-	w("accepts every one; a warm-up checks that each target answers them 200\n")
-	w("and that mxgate refuses a replay with 412. The load generator writes\n")
+	w("accepts every one; a warm-up checks that each target answers them 200,\n")
+	w("that each gateway refuses a wrong MDX-HMAC and mxgate a replayed\n")
+	w("request with 412. The load generator writes\n")
 	w("pre-built request bytes to its connections and parses answers itself;\n")
 	w("the upstream-alone row shows what it can drive. *Server CPU* is the\n")
 	w("target's own processes' CPU time (from /proc) per answered request,\n")
@@ -168,8 +169,9 @@ func (rep *report) markdown() string {
 			continue
 		}
 		w("### Closed loop, %s\n\n", trafficTitles[k])
-		w("%d connections, %d rounds of %v each per target, the targets taking turns\n", *connections, len(rows[0].rounds), *duration)
-		w("within each round; req/s, p50 and p99 are the medians of the rounds.\n\n")
+		w("%d connections, %s of %v per target, the targets taking turns within\n", *connections, plural(len(rows[0].rounds), "round"), *duration)
+		w("each round (each round starting one target further on); req/s, p50\n")
+		w("and p99 are the medians of the rounds.\n\n")
 		w("| target | req/s (each round) | req/s | p50 | p99 | server CPU per request | client CPU per request | not 200 |\n")
 		w("|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rows {
@@ -324,4 +326,11 @@ func signedMS(d time.Duration) string {
 		return ms(-d) + " under"
 	}
 	return ms(d) + " over"
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
