@@ -315,6 +315,7 @@ type openResult struct {
 	ok       int // answered 200
 	shed     int // answered 429 or 503
 	other    int // answered with another status
+	others   statusCounts
 	dials    int // failDial
 	errors   int // failError
 	expired  int // failExpired
@@ -355,6 +356,9 @@ func summariseOpen(out []outcome) openResult {
 			r.shed++
 		default:
 			r.other++
+			if o.status >= 0 && o.status < len(r.others) {
+				r.others[o.status]++
+			}
 		}
 	}
 	r.admitted = summarise(lat)

@@ -228,7 +228,7 @@ func (rep *report) markdown() string {
 				for _, p := range []struct {
 					n    int
 					what string
-				}{{o.res.dials, "not connected in time"}, {o.res.errors, "cut or timed out"}, {o.res.expired, "expired in the client"}, {o.res.capped, "client at its connection cap"}, {o.res.other, "other statuses"}} {
+				}{{o.res.dials, "not connected in time"}, {o.res.errors, "cut or timed out"}, {o.res.expired, "expired in the client"}, {o.res.capped, "client at its connection cap"}, {o.res.other, "other statuses: " + statusList(&o.res.others)}} {
 					if p.n > 0 {
 						parts = append(parts, fmt.Sprintf("%d %s", p.n, p.what))
 					}
@@ -245,7 +245,7 @@ func (rep *report) markdown() string {
 	if p := rep.profiles; p != nil {
 		w("### Profile of the %s\n\n", targetTitles[p.target])
 		w("Taken through Caddy's admin endpoint (`/debug/pprof/profile?seconds=%d`,\n", p.seconds)
-		w("and `/debug/pprof/allocs` before and after) during one more closed-loop\n")
+		w("and the heap profile, after a GC, before and after) during one more closed-loop\n")
 		w("GET round, not counted above (%.0f req/s).\n\n", p.rps)
 		if p.cpuTop != "" {
 			w("CPU:\n\n```\n%s\n```\n\n", p.cpuTop)
