@@ -3,6 +3,8 @@
 #   make run    run the gateway on Caddyfile.example (offline, loopback)
 #   make test   run every test: vet, unit, fuzz seeds, end to end, race detector
 #   make bench  run the benchmarks
+#   make bench-mdx  the MDX chain beside bare Caddy and an nginx gateway (minutes;
+#               installs nginx-light, libnginx-mod-http-js, redis-server if missing)
 #   make fuzz   fuzz every parser of untrusted input for FUZZTIME each
 
 GO       ?= go
@@ -13,7 +15,7 @@ DEMO_MDX_HMAC_KEY := QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI=
 DEMO_MX_CLIENT_ID := CLIENT-1234
 DEMO_MX_API_KEY   := API-KEY-4567
 
-.PHONY: build run test bench fuzz clean
+.PHONY: build run test bench bench-mdx fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/mxgate
@@ -30,6 +32,9 @@ test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+bench-mdx:
+	$(GO) run ./bench/mdx
 
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)

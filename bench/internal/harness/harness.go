@@ -7,8 +7,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mxgate/mxgate/internal/freeport"
@@ -25,15 +28,20 @@ func Build(dir string) string {
 
 // Gateway is a running mxgate.
 type Gateway struct {
-	cmd  *exec.Cmd
-	Base string // http://127.0.0.1:port of its first site
+	cmd   *exec.Cmd
+	Base  string // http://127.0.0.1:port of its first site
+	Admin string // host:port of its admin endpoint, when the Caddyfile said {ADMIN}
 }
 
 // Start runs bin on a Caddyfile whose first site listens on port; {ADMIN}
 // in the Caddyfile stands for a free admin address. Its logs go to a file
 // beside the Caddyfile.
 func Start(bin, dir string, port int, caddyfile string, env ...string) *Gateway {
-	caddyfile = strings.ReplaceAll(caddyfile, "{ADMIN}", fmt.Sprintf("127.0.0.1:%d", FreePort()))
+	admin := ""
+	if strings.Contains(caddyfile, "{ADMIN}") {
+		admin = fmt.Sprintf("127.0.0.1:%d", FreePort())
+		caddyfile = strings.ReplaceAll(caddyfile, "{ADMIN}", admin)
+	}
 	path := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", port))
 	Check(os.WriteFile(path, []byte(caddyfile), 0o600))
 	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
@@ -41,15 +49,35 @@ func Start(bin, dir string, port int, caddyfile string, env ...string) *Gateway 
 	logf, err := os.Create(path + ".log")
 	Check(err)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = childAttr()
 	Check(cmd.Start())
+	g := &Gateway{cmd: cmd, Base: fmt.Sprintf("http://127.0.0.1:%d", port), Admin: admin}
+	OnExit(g.Stop)
 	WaitTCP(fmt.Sprintf("127.0.0.1:%d", port))
-	return &Gateway{cmd: cmd, Base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	return g
 }
 
-// Stop ends the process.
+// Pid returns the process id.
+func (g *Gateway) Pid() int { return g.cmd.Process.Pid }
+
+// Stop ends the process, killing it if it has not stopped 10 s after
+// an interrupt. Stopping twice is harmless.
 func (g *Gateway) Stop() {
+	if g.cmd.ProcessState != nil {
+		return
+	}
 	_ = g.cmd.Process.Signal(os.Interrupt)
-	_ = g.cmd.Wait()
+	done := make(chan struct{})
+	go func() {
+		_ = g.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = g.cmd.Process.Kill()
+		<-done
+	}
 }
 
 // FreePort returns a loopback port that was free a moment ago.
@@ -69,7 +97,7 @@ func WaitTCP(addr string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	log.Fatalf("%s never listened", addr)
+	Fatalf("%s never listened", addr)
 }
 
 // NumCPU returns what nproc says.
@@ -83,9 +111,67 @@ func NumCPU() int {
 	return n
 }
 
-// Check ends the program on an error.
+// Check ends the program on an error, after the OnExit functions.
 func Check(err error) {
 	if err != nil {
-		log.Fatal(err)
+		Fatalf("%v", err)
 	}
+}
+
+var (
+	exitMu    sync.Mutex
+	exitFuncs []func()
+)
+
+// OnExit registers f to run, in reverse order of registration, when Fatalf
+// or Exit ends the program, so that the processes a harness started do not
+// outlive it.
+func OnExit(f func()) {
+	exitMu.Lock()
+	defer exitMu.Unlock()
+	exitFuncs = append(exitFuncs, f)
+}
+
+// Exit runs the OnExit functions, once, and ends the program with code.
+func Exit(code int) {
+	exitMu.Lock()
+	fs := exitFuncs
+	exitFuncs = nil
+	exitMu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+	os.Exit(code)
+}
+
+// Fatalf logs, runs the OnExit functions and ends the program.
+func Fatalf(format string, args ...any) {
+	log.Printf(format, args...)
+	Exit(1)
+}
+
+// ExitOnSignal makes an interrupt or termination end the program through
+// Exit, so that Ctrl-C stops the processes a harness started.
+func ExitOnSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-ch
+		log.Printf("%v: stopping", s)
+		Exit(1)
+	}()
+}
+
+// childAttr makes a child process receive SIGTERM if the harness dies
+// without running its OnExit functions (killed, or a panic).
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+}
+
+// Command is exec.Command for a child process that is signalled when the
+// harness dies.
+func Command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = childAttr()
+	return cmd
 }

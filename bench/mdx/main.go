@@ -1,0 +1,555 @@
+// Command mdx measures mxgate's MDX ingress chain side by side with what
+// an FI would otherwise run, in one run on loopback:
+//
+//   - the upstream alone (nginx `return 200`), which shows what the load
+//     generator itself can drive;
+//   - the peer: a hand-built nginx + njs MDX gateway (../shared/peer);
+//   - bare Caddy `reverse_proxy`, the mxgate binary with none of its
+//     handlers (the peer's caddy-bare template);
+//   - the mxgate chain: mx_ip_allow, mdx_hmac verify with replay_window,
+//     mx_rate_limit with limits far above the load, reverse_proxy;
+//   - the same chain with the replay cache and the rate limit in Redis.
+//
+// Load is pre-signed MDX traffic (GETs, and GETs alternating with 1 KiB
+// signed POSTs), every request unique so that a replay cache accepts it.
+// Closed loop: N connections for D in several rounds, the targets taking
+// turns within each round; throughput, p50, p99, the medians of the
+// rounds. Open loop: fixed rates over a bounded pool of connections, and a
+// connection storm that opens connections freely; latency counts from each
+// request's scheduled send time. The tables go to stdout and into
+// BENCHMARKS.md between the bench/mdx markers.
+//
+//	go run ./bench/mdx [-quick] [-rounds 3] [-duration 8s] [-connections 64]
+//	                   [-targets upstream,nginx,caddy,mxgate,mxgate-redis]
+//	                   [-rates 2900,2x] [-storm 2x] [-cpuprofile f] [-memprofile f]
+//
+// It installs nginx-light, libnginx-mod-http-js and redis-server from
+// Debian's packages when they are missing, as `make test` does.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mxgate/mxgate/bench/internal/harness"
+)
+
+var (
+	rounds      = flag.Int("rounds", 3, "closed-loop rounds; the targets take turns within each")
+	duration    = flag.Duration("duration", 8*time.Second, "length of one closed-loop round")
+	connections = flag.Int("connections", 64, "connections of the closed loop and of the open loop's bounded pool")
+	targetsFlag = flag.String("targets", strings.Join(targetNames, ","), "targets to measure, from "+strings.Join(targetNames, ","))
+	trafficFlag = flag.String("traffic", "get,mix", "closed-loop traffic: get (signed GETs) and/or mix (GETs alternating with signed 1 KiB POSTs)")
+	ratesFlag   = flag.String("rates", "2900,2x", "open-loop rates over the bounded pool, comma-separated; Nx is N times the mxgate chain's closed-loop GET capacity; empty for none")
+	stormFlag   = flag.String("storm", "2x", "rate of the connection storm (an open-loop client opening connections freely); empty for none")
+	openDur     = flag.Duration("open-duration", 0, "length of one open-loop run (default: -duration)")
+	timeout     = flag.Duration("timeout", 10*time.Second, "an open-loop request with no answer this long after its scheduled time has failed")
+	maxOpen     = flag.Int("max-open", 16000, "the storm client's most connections open at once (the file-descriptor limit bounds it)")
+	recoverMax  = flag.Duration("recover-max", 30*time.Second, "longest wait for a target to recover after an open-loop run")
+	warmup      = flag.Duration("warmup", time.Second, "closed-loop warm-up per target and traffic, which must see only 200s")
+	quick       = flag.Bool("quick", false, "a short smoke run: 1 round of 2s, open loop 2s, BENCHMARKS.md left alone unless -benchmarks is given")
+	benchFile   = flag.String("benchmarks", "BENCHMARKS.md", "file whose bench/mdx section gets the tables; empty for none")
+	peerDir     = flag.String("peer", filepath.Join("..", "shared", "peer"), "the peer's templates, relative to the repository root")
+	cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the -profile-target process, taken through Caddy's admin endpoint during an extra closed-loop GET round")
+	memProfile  = flag.String("memprofile", "", "write an allocation profile of the -profile-target process over the same extra round")
+	note        = flag.String("note", "", "a paragraph put under the heading of the BENCHMARKS.md section")
+	profTarget  = flag.String("profile-target", "mxgate", "the mxgate target to profile: mxgate or mxgate-redis")
+)
+
+func main() {
+	flag.Parse()
+	log.SetFlags(0)
+	harness.ExitOnSignal()
+	explicit := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if *quick {
+		set := func(name string, v string) {
+			if !explicit[name] {
+				harness.Check(flag.Set(name, v))
+			}
+		}
+		set("rounds", "1")
+		set("duration", "2s")
+		set("open-duration", "2s")
+		set("timeout", "3s")
+		set("recover-max", "5s")
+		set("warmup", "500ms")
+		set("benchmarks", "")
+	}
+	if *openDur == 0 {
+		*openDur = *duration
+	}
+	if *rounds < 1 || *duration <= 0 || *connections < 1 || *timeout <= 0 || *maxOpen < 1 || *warmup <= 0 {
+		harness.Fatalf("-rounds, -duration, -connections, -timeout, -max-open and -warmup must be positive")
+	}
+	names, err := parseTargets(*targetsFlag)
+	harness.Check(err)
+	var kinds []traffic
+	for _, s := range splitList(*trafficFlag) {
+		k, err := parseTraffic(s)
+		harness.Check(err)
+		kinds = append(kinds, k)
+	}
+	rates, err := parseRates(*ratesFlag)
+	harness.Check(err)
+	storm, err := parseRates(*stormFlag)
+	harness.Check(err)
+	if len(storm) > 1 {
+		harness.Fatalf("-storm takes one rate")
+	}
+	if (*cpuProfile != "" || *memProfile != "") && !slices.Contains(names, *profTarget) {
+		harness.Fatalf("-profile-target %s is not among -targets", *profTarget)
+	}
+	if *profTarget != "mxgate" && *profTarget != "mxgate-redis" {
+		harness.Fatalf("-profile-target must be mxgate or mxgate-redis")
+	}
+
+	if _, err := os.Stat("go.mod"); err != nil {
+		harness.Fatalf("run from the repository root: go run ./bench/mdx")
+	}
+	peer, err := filepath.Abs(*peerDir)
+	harness.Check(err)
+	for _, f := range []string{"upstream.conf.tmpl", "nginx-peer.conf.tmpl", "mdx.js", "caddy-bare.Caddyfile.tmpl"} {
+		if _, err := os.Stat(filepath.Join(peer, f)); err != nil {
+			harness.Fatalf("the peer's %s is not in %s (in CI, shared/ is beside the repository; -peer sets the place): %v", f, peer, err)
+		}
+	}
+
+	needs := []harness.Need{
+		{Package: "nginx-light", File: "nginx"},
+		{Package: "libnginx-mod-http-js", File: "/usr/lib/nginx/modules/ngx_http_js_module.so"},
+	}
+	if slices.Contains(names, "mxgate-redis") {
+		needs = append(needs, harness.Need{Package: "redis-server", File: "redis-server"})
+	}
+	harness.Check(harness.Install(needs...))
+
+	dir, err := os.MkdirTemp("", "mxgate-bench-mdx-")
+	harness.Check(err)
+	harness.OnExit(func() { os.RemoveAll(dir) })
+	log.Printf("building mxgate")
+	bin := harness.Build(dir)
+
+	targets := startTargets(names, dir, peer, bin)
+	gen, err := newGenerator(time.Now)
+	harness.Check(err)
+	b := &bench{gen: gen, targets: targets, capacity: map[string]float64{}}
+
+	for _, k := range kinds {
+		for _, t := range targets {
+			b.warm(t, k)
+		}
+	}
+	closed := map[traffic][]*closedRow{}
+	for _, k := range kinds {
+		closed[k] = b.closed(k)
+	}
+	var prof *profiles
+	if *cpuProfile != "" || *memProfile != "" {
+		prof = b.profile(targetNamed(targets, *profTarget), bin)
+	}
+	capBase, capacity := b.capacityBase(closed[trafficGET])
+	var open []*openRow
+	for _, r := range rates {
+		rate := r.resolve(capacity)
+		if rate < 1 {
+			harness.Fatalf("open-loop rate %s needs the closed-loop GET capacity; add get to -traffic", r)
+		}
+		for _, t := range targets {
+			open = append(open, b.open(t, rate, r, false))
+		}
+	}
+	for _, r := range storm {
+		rate := r.resolve(capacity)
+		if rate < 1 {
+			harness.Fatalf("storm rate %s needs the closed-loop GET capacity; add get to -traffic", r)
+		}
+		for _, t := range targets {
+			open = append(open, b.open(t, rate, r, true))
+		}
+	}
+	rep := report{
+		command: commandLine(), cpus: harness.NumCPU(), when: time.Now(),
+		kinds: kinds, closed: closed, open: open, capBase: capBase, capacity: capacity,
+		profiles: prof, note: *note,
+	}
+	section := rep.markdown()
+	fmt.Println(section)
+	if *benchFile != "" {
+		harness.Check(replaceSection(*benchFile, section))
+		log.Printf("wrote the tables into %s", *benchFile)
+	}
+	if rep.closedFailures() > 0 {
+		log.Printf("WARNING: %d closed-loop requests were not answered 200; the figures above are not comparable", rep.closedFailures())
+		harness.Exit(1)
+	}
+	harness.Exit(0)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// parseTargets returns the named targets in the tables' order.
+func parseTargets(s string) ([]string, error) {
+	want := splitList(s)
+	for _, n := range want {
+		if !slices.Contains(targetNames, n) {
+			return nil, fmt.Errorf("unknown target %q (want some of %s)", n, strings.Join(targetNames, ","))
+		}
+	}
+	var out []string
+	for _, n := range targetNames {
+		if slices.Contains(want, n) {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no targets")
+	}
+	return out, nil
+}
+
+// rateSpec is an open-loop rate: a number a second, or a multiple of the
+// measured capacity.
+type rateSpec struct {
+	perSecond int
+	times     float64
+}
+
+func (r rateSpec) String() string {
+	if r.times > 0 {
+		return strconv.FormatFloat(r.times, 'f', -1, 64) + "x"
+	}
+	return strconv.Itoa(r.perSecond)
+}
+
+func (r rateSpec) resolve(capacity float64) int {
+	if r.times > 0 {
+		return int(r.times * capacity)
+	}
+	return r.perSecond
+}
+
+func parseRates(s string) ([]rateSpec, error) {
+	var out []rateSpec
+	for _, f := range splitList(s) {
+		if f == "off" {
+			continue
+		}
+		if m, ok := strings.CutSuffix(f, "x"); ok {
+			x, err := strconv.ParseFloat(m, 64)
+			if err != nil || x <= 0 || x > 100 {
+				return nil, fmt.Errorf("bad rate %q: want a positive multiple such as 2x", f)
+			}
+			out = append(out, rateSpec{times: x})
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 1_000_000 {
+			return nil, fmt.Errorf("bad rate %q: want requests a second (1 to 1000000) or a multiple such as 2x", f)
+		}
+		out = append(out, rateSpec{perSecond: n})
+	}
+	return out, nil
+}
+
+func commandLine() string {
+	args := []string{"go", "run", "./bench/mdx"}
+	for _, a := range os.Args[1:] {
+		if strings.ContainsAny(a, " \t'\"") {
+			a = strconv.Quote(a)
+		}
+		args = append(args, a)
+	}
+	return strings.Join(args, " ")
+}
+
+func targetNamed(ts []*target, name string) *target {
+	for _, t := range ts {
+		if t.name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// startTargets starts the upstream and every named target.
+func startTargets(names []string, dir, peer, bin string) []*target {
+	upPort := harness.FreePort()
+	up := startNginx(dir, "upstream", filepath.Join(peer, "upstream.conf.tmpl"), upPort, upPort)
+	var ts []*target
+	for _, n := range names {
+		t := &target{name: n, title: targetTitles[n]}
+		switch n {
+		case "upstream":
+			t.addr = fmt.Sprintf("127.0.0.1:%d", upPort)
+			t.pids = []int{up.pid()}
+		case "nginx":
+			port := harness.FreePort()
+			js, err := os.ReadFile(filepath.Join(peer, "mdx.js"))
+			harness.Check(err)
+			harness.Check(os.WriteFile(filepath.Join(dir, "mdx.js"), js, 0o644))
+			p := startNginx(dir, "nginx-peer", filepath.Join(peer, "nginx-peer.conf.tmpl"), upPort, port)
+			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
+			t.pids = []int{p.pid()}
+			t.verifies = true
+		case "caddy":
+			port := harness.FreePort()
+			tmpl, err := os.ReadFile(filepath.Join(peer, "caddy-bare.Caddyfile.tmpl"))
+			harness.Check(err)
+			cf := strings.NewReplacer("@PORT@", strconv.Itoa(port), "@UP@", strconv.Itoa(upPort), "@DIR@", dir).Replace(string(tmpl))
+			g := harness.Start(bin, dir, port, cf)
+			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
+			t.pids = []int{g.Pid()}
+		case "mxgate", "mxgate-redis":
+			store, redisPid := "", 0
+			if n == "mxgate-redis" {
+				r := harness.StartRedis(dir)
+				store, redisPid = r.URL(), r.Pid()
+			}
+			port := harness.FreePort()
+			g := harness.Start(bin, dir, port, chainCaddyfile(port, upPort, store))
+			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
+			t.pids = []int{g.Pid()}
+			if redisPid != 0 {
+				t.pids = append(t.pids, redisPid) // its store is part of its cost
+			}
+			t.admin = g.Admin
+			t.unique, t.verifies = true, true
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+// bench holds what the phases share.
+type bench struct {
+	gen      *generator
+	targets  []*target
+	capacity map[string]float64 // target/traffic -> estimated req/s, for sizing pools
+}
+
+// cyclicPool is the size of a pool for a target without a replay cache.
+const cyclicPool = 1 << 15
+
+// maxUnique bounds a pool of unique requests (about 350 bytes a GET).
+const maxUnique = 2_000_000
+
+// pool returns requests for need sends to t: need unique ones if t keeps a
+// replay cache, else up to cyclicPool reused in turn.
+func (b *bench) pool(t *target, k traffic, need int) *pool {
+	if t.unique {
+		need = min(need, maxUnique)
+		return &pool{reqs: b.gen.build(k, t.addr, need)}
+	}
+	return &pool{reqs: b.gen.build(k, t.addr, min(need, cyclicPool)), cyclic: true}
+}
+
+// need returns how many requests a closed-loop run of d against t should
+// have ready: half as many again as the best rate seen so far would send.
+func (b *bench) need(t *target, k traffic, d time.Duration) int {
+	est := b.capacity[t.name+"/"+k.String()]
+	if est == 0 {
+		est = 150_000
+	}
+	return int(est*d.Seconds()*1.5) + 10_000
+}
+
+func (b *bench) seen(t *target, k traffic, rps float64) {
+	key := t.name + "/" + k.String()
+	b.capacity[key] = max(b.capacity[key], rps)
+}
+
+// warm checks that t answers k's requests with 200 (and, for a target
+// with a replay cache, that a replayed request is refused), then runs a
+// short closed loop, which must see only 200s, to estimate t's capacity.
+func (b *bench) warm(t *target, k traffic) {
+	reqs := b.gen.build(k, t.addr, 20)
+	c, err := dial(t.addr, 5*time.Second)
+	harness.Check(err)
+	defer func() { c.close() }() // the last connection: try may replace c
+	try := func(req []byte) (int, string) {
+		var body []byte
+		_ = c.nc.SetDeadline(time.Now().Add(10 * time.Second))
+		status, keep, err := c.roundTrip(req, &body)
+		if err != nil {
+			harness.Fatalf("%s: warm-up request failed: %v", t.name, err)
+		}
+		if !keep {
+			c.close()
+			if c, err = dial(t.addr, 5*time.Second); err != nil {
+				harness.Fatalf("%s: %v", t.name, err)
+			}
+		}
+		return status, string(body)
+	}
+	for _, req := range reqs {
+		if status, body := try(req); status != 200 {
+			harness.Fatalf("%s refused a pre-signed %s request with %d: %s\nrequest:\n%s\nA benchmark of refusals measures nothing; fix the requests or the configuration.",
+				t.name, k, status, body, req)
+		}
+	}
+	if t.verifies {
+		bad := tamper(b.gen.build(k, t.addr, 1)[0])
+		if status, body := try(bad); status != 412 {
+			harness.Fatalf("%s answered a request with a wrong MDX-HMAC with %d, not 412: does it verify? %s", t.name, status, body)
+		}
+	}
+	if t.unique {
+		if status, body := try(reqs[0]); status != 412 {
+			harness.Fatalf("%s answered a replayed request with %d, not 412: is replay_window on? %s", t.name, status, body)
+		}
+	}
+	p := b.pool(t, k, b.need(t, k, *warmup))
+	runtime.GC()
+	r := closedLoop(t.addr, p, *connections, *warmup, *timeout)
+	if r.non200() > 0 || r.errors > 0 || r.ok() == 0 {
+		harness.Fatalf("%s: warm-up (%s) saw %d non-200 answers and %d errors in %d answers: %s",
+			t.name, k, r.non200(), r.errors, r.lat.n, statusList(&r.statuses))
+	}
+	b.seen(t, k, r.rps())
+	log.Printf("warm-up %-12s %-3s %8.0f req/s", t.name, k, r.rps())
+}
+
+// logDialErrors logs the causes of failed connects since the last call.
+func logDialErrors() {
+	for msg, n := range takeDialErrors() {
+		log.Printf("  %d connects failed: %s", n, msg)
+	}
+}
+
+func statusList(s *statusCounts) string {
+	var parts []string
+	for st, n := range s {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d×%d", n, st))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// closedRow is one target's closed-loop rounds.
+type closedRow struct {
+	t         *target
+	rounds    []closedResult
+	serverCPU []time.Duration // the target's processes, per round
+	clientCPU []time.Duration // this process, per round
+}
+
+// closed runs the closed-loop rounds of traffic k.
+func (b *bench) closed(k traffic) []*closedRow {
+	rows := make([]*closedRow, len(b.targets))
+	for i, t := range b.targets {
+		rows[i] = &closedRow{t: t}
+	}
+	for r := range *rounds {
+		for j := range b.targets {
+			i := (r + j) % len(b.targets) // each round starts one target further on
+			t := b.targets[i]
+			p := b.pool(t, k, b.need(t, k, *duration))
+			runtime.GC()
+			s0, c0 := cpuOf(t.pids), selfCPU()
+			res := closedLoop(t.addr, p, *connections, *duration, *timeout)
+			s1, c1 := cpuOf(t.pids), selfCPU()
+			rows[i].rounds = append(rows[i].rounds, res)
+			rows[i].serverCPU = append(rows[i].serverCPU, s1-s0)
+			rows[i].clientCPU = append(rows[i].clientCPU, c1-c0)
+			b.seen(t, k, res.rps())
+			log.Printf("closed %-3s round %d %-12s %8.0f req/s  p50 %-9v p99 %-9v non-200 %d errors %d",
+				k, r+1, t.name, res.rps(), res.lat.p50, res.lat.p99, res.non200(), res.errors)
+			logDialErrors()
+			if res.exhausted {
+				log.Printf("  %s used up its %d unique requests before %v; the round ran %v", t.name, len(p.reqs), *duration, res.elapsed.Round(time.Millisecond))
+			}
+		}
+	}
+	return rows
+}
+
+// capacityBase picks the closed-loop GET capacity that Nx rates multiply:
+// the mxgate chain's, or failing that bare Caddy's, or the first target's.
+func (b *bench) capacityBase(rows []*closedRow) (string, float64) {
+	for _, name := range []string{"mxgate", "caddy", ""} {
+		for _, r := range rows {
+			if name == "" || r.t.name == name {
+				return r.t.name, r.medianRPS()
+			}
+		}
+	}
+	return "", 0
+}
+
+// openRow is one open-loop run against one target.
+type openRow struct {
+	t     *target
+	storm bool
+	spec  rateSpec
+	rate  int
+	res   openResult
+	d     time.Duration
+}
+
+// open runs one open-loop run of GETs at rate against t, over the bounded
+// pool of connections or as a storm, then measures the time to recover.
+func (b *bench) open(t *target, rate int, spec rateSpec, storm bool) *openRow {
+	count := int(float64(rate) * openDur.Seconds())
+	probes := int(*recoverMax/recoveryEvery) + recoveryRun + 1
+	p := b.pool(t, trafficGET, count+probes)
+	reqs := p.reqs
+	probeReqs := reqs[len(reqs)-probes:]
+	if !t.unique {
+		probeReqs = reqs[:probes]
+	}
+	runtime.GC()
+	s := schedule{start: time.Now().Add(50 * time.Millisecond), rate: rate, count: count}
+	type rec struct {
+		at time.Duration
+		ok bool
+	}
+	recovered := make(chan rec, 1)
+	go func() {
+		time.Sleep(time.Until(s.end()))
+		at, ok := probeRecovery(t.addr, probeReqs, s.end(), *recoverMax)
+		recovered <- rec{at, ok}
+	}()
+	var out []outcome
+	if storm {
+		send, closeAll := stormSender(t.addr, reqs, 4096, int64(*maxOpen))
+		out = make([]outcome, count)
+		var wg waitGroup
+		runStorm(realClock{}, s, *timeout, wg.spawn, send, out)
+		wg.Wait()
+		closeAll()
+	} else {
+		send, closeAll := pooledSender(t.addr, reqs, *connections)
+		out = runPooled(realClock{}, s, *connections, *timeout, send)
+		closeAll()
+	}
+	rv := <-recovered
+	time.Sleep(time.Second) // let the target settle before the next run
+	res := summariseOpen(out)
+	res.recovery, res.recovered = rv.at, rv.ok
+	mode := fmt.Sprintf("%d conns", *connections)
+	if storm {
+		mode = "storm"
+	}
+	log.Printf("open %-9s %6d/s %-12s 200: %d shed: %d failed: %d  p50 %v p99 %v  recovered: %v %v",
+		mode, rate, t.name, res.ok, res.shed, res.failed(), res.admitted.p50, res.admitted.p99, res.recovered, res.recovery)
+	logDialErrors()
+	return &openRow{t: t, storm: storm, spec: spec, rate: rate, res: res, d: *openDur}
+}

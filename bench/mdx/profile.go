@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/mxgate/mxgate/bench/internal/harness"
+)
+
+// profiles is what -cpuprofile and -memprofile captured.
+type profiles struct {
+	target  string
+	seconds int
+	rps     float64
+	cpuTop  string // go tool pprof -top of the CPU profile
+	memTop  string // the same for the allocations made during the round
+}
+
+// profile runs one more closed-loop GET round against t (not counted in
+// the tables) while Caddy's admin endpoint takes a CPU profile of it, and
+// snapshots its allocation profile before and after, so the difference is
+// what the round allocated.
+func (b *bench) profile(t *target, bin string) *profiles {
+	secs := max(1, int(duration.Seconds()))
+	pr := &profiles{target: t.name, seconds: secs}
+	base := "http://" + t.admin + "/debug/pprof/"
+	if *memProfile != "" {
+		// The heap profile is as of the last GC; gc=1 runs one first, so
+		// that the difference is exactly what the round allocated.
+		harness.Check(fetch(base+"heap?gc=1", *memProfile+".base", 30*time.Second))
+	}
+	p := b.pool(t, trafficGET, b.need(t, trafficGET, time.Duration(secs+1)*time.Second))
+	runtime.GC()
+	cpuDone := make(chan error, 1)
+	if *cpuProfile != "" {
+		go func() {
+			cpuDone <- fetch(fmt.Sprintf("%sprofile?seconds=%d", base, secs), *cpuProfile, time.Duration(secs+30)*time.Second)
+		}()
+	} else {
+		cpuDone <- nil
+	}
+	res := closedLoop(t.addr, p, *connections, time.Duration(secs+1)*time.Second, *timeout)
+	harness.Check(<-cpuDone)
+	pr.rps = res.rps()
+	log.Printf("profiled %s for %ds at %.0f req/s (non-200 %d)", t.name, secs, res.rps(), res.non200())
+	if *memProfile != "" {
+		harness.Check(fetch(base+"heap?gc=1", *memProfile, 30*time.Second))
+		pr.memTop = pprofTop(bin, "-sample_index=alloc_space", "-base", *memProfile+".base", *memProfile)
+	}
+	if *cpuProfile != "" {
+		pr.cpuTop = pprofTop(bin, *cpuProfile)
+	}
+	return pr
+}
+
+// fetch saves url's body to path.
+func fetch(url, path string, timeout time.Duration) error {
+	c := &http.Client{Timeout: timeout}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// pprofTop returns the head of `go tool pprof -top` for the profile.
+func pprofTop(bin string, args ...string) string {
+	cmd := exec.Command("go", append([]string{"tool", "pprof", "-top", "-nodecount=20"}, append(args[:len(args)-1:len(args)-1], bin, args[len(args)-1])...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("go tool pprof failed: %v\n%s", err, out)
+	}
+	// Drop pprof's header lines up to the column titles.
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "Showing nodes") {
+			return strings.Join(lines[i:], "\n")
+		}
+	}
+	return strings.Join(lines, "\n")
+}

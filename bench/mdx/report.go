@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+const (
+	beginMarker = "<!-- bench/mdx begin -->"
+	endMarker   = "<!-- bench/mdx end -->"
+)
+
+// replaceSection puts section between the bench/mdx markers of the file at
+// path, replacing what was there, or appends it with the markers.
+func replaceSection(path, section string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	out, err := spliceSection(old, section)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return os.WriteFile(path, out, 0o644)
+}
+
+// spliceSection returns doc with section between the markers.
+func spliceSection(doc []byte, section string) ([]byte, error) {
+	block := beginMarker + "\n" + strings.TrimSpace(section) + "\n" + endMarker
+	b, e := bytes.Index(doc, []byte(beginMarker)), bytes.Index(doc, []byte(endMarker))
+	switch {
+	case b < 0 && e < 0:
+		doc = bytes.TrimRight(doc, "\n")
+		if len(doc) > 0 {
+			doc = append(doc, "\n\n"...)
+		}
+		return append(doc, block+"\n"...), nil
+	case b < 0 || e < b:
+		return nil, fmt.Errorf("the %s and %s markers are not in order", beginMarker, endMarker)
+	}
+	var out []byte
+	out = append(out, doc[:b]...)
+	out = append(out, block...)
+	out = append(out, doc[e+len(endMarker):]...)
+	return out, nil
+}
+
+func (r *closedRow) medianRPS() float64 {
+	xs := make([]float64, len(r.rounds))
+	for i := range r.rounds {
+		xs[i] = r.rounds[i].rps()
+	}
+	return median(xs)
+}
+
+func (r *closedRow) medianP50() time.Duration {
+	ds := make([]time.Duration, len(r.rounds))
+	for i := range r.rounds {
+		ds[i] = r.rounds[i].lat.p50
+	}
+	return medianDuration(ds)
+}
+
+func (r *closedRow) medianP99() time.Duration {
+	ds := make([]time.Duration, len(r.rounds))
+	for i := range r.rounds {
+		ds[i] = r.rounds[i].lat.p99
+	}
+	return medianDuration(ds)
+}
+
+// cpuPerRequest is the median over rounds of the CPU time of cpu per
+// answered request.
+func (r *closedRow) cpuPerRequest(cpu []time.Duration) time.Duration {
+	ds := make([]time.Duration, 0, len(r.rounds))
+	for i := range r.rounds {
+		if n := r.rounds[i].lat.n; n > 0 {
+			ds = append(ds, cpu[i]/time.Duration(n))
+		}
+	}
+	return medianDuration(ds)
+}
+
+func (r *closedRow) failures() int64 {
+	var n int64
+	for i := range r.rounds {
+		n += r.rounds[i].non200() + r.rounds[i].errors
+	}
+	return n
+}
+
+// report is the whole run's results.
+type report struct {
+	command  string
+	cpus     int
+	when     time.Time
+	kinds    []traffic
+	closed   map[traffic][]*closedRow
+	open     []*openRow
+	capBase  string
+	capacity float64
+	profiles *profiles
+	note     string
+}
+
+func (rep *report) closedFailures() int64 {
+	var n int64
+	for _, rows := range rep.closed {
+		for _, r := range rows {
+			n += r.failures()
+		}
+	}
+	return n
+}
+
+func ms(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	case d >= time.Second:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)) }
+
+func kilo(x float64) string {
+	if x >= 1000 {
+		return fmt.Sprintf("%.1fk", x/1000)
+	}
+	return fmt.Sprintf("%.0f", x)
+}
+
+var trafficTitles = map[traffic]string{
+	trafficGET: "pre-signed GETs",
+	trafficMix: "GETs alternating with signed 1 KiB POSTs",
+}
+
+func (rep *report) markdown() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("## The MDX chain side by side with bare Caddy and an nginx gateway\n\n")
+	w("```sh\n%s\n```\n\n", rep.command)
+	if rep.note != "" {
+		w("%s\n\n", rep.note)
+	}
+	w("One run on %s, %d CPUs (`nproc`), shared by the load generator, every\n", rep.when.UTC().Format("2006-01-02"), rep.cpus)
+	w("target, the upstream and Redis; all on loopback. `bench/mdx` builds\n")
+	w("`cmd/mxgate` and starts every target itself (see its package comment).\n")
+	w("The upstream is the peer's nginx `return 200`; every gateway proxies to\n")
+	w("it. Requests are pre-signed with the demo key before each round (signing\n")
+	w("is not measured), each with its own signature, so that a replay cache\n")
+	w("accepts every one; a warm-up checks that each target answers them 200,\n")
+	w("that each gateway refuses a wrong MDX-HMAC and mxgate a replayed\n")
+	w("request with 412. The load generator writes\n")
+	w("pre-built request bytes to its connections and parses answers itself;\n")
+	w("the upstream-alone row shows what it can drive. *Server CPU* is the\n")
+	w("target's own processes' CPU time (from /proc) per answered request,\n")
+	w("not counting the upstream's (for the Redis chain, Redis's included);\n")
+	w("*client CPU* is the load generator's.\n\n")
+
+	for _, k := range rep.kinds {
+		rows := rep.closed[k]
+		if len(rows) == 0 {
+			continue
+		}
+		w("### Closed loop, %s\n\n", trafficTitles[k])
+		w("%d connections, %s of %v per target, the targets taking turns within\n", *connections, plural(len(rows[0].rounds), "round"), *duration)
+		w("each round (each round starting one target further on); req/s, p50\n")
+		w("and p99 are the medians of the rounds.\n\n")
+		w("| target | req/s (each round) | req/s | p50 | p99 | server CPU per request | client CPU per request | not 200 |\n")
+		w("|---|---|---|---|---|---|---|---|\n")
+		for _, r := range rows {
+			var each []string
+			for i := range r.rounds {
+				each = append(each, kilo(r.rounds[i].rps()))
+			}
+			w("| %s | %s | %.0f | %s | %s | %s | %s | %d |\n", r.t.title, strings.Join(each, ", "), r.medianRPS(),
+				ms(r.medianP50()), ms(r.medianP99()), us(r.cpuPerRequest(r.serverCPU)), us(r.cpuPerRequest(r.clientCPU)), r.failures())
+		}
+		w("\n")
+		rep.ratios(&b, rows)
+	}
+
+	if len(rep.open) > 0 {
+		w("### Open loop\n\n")
+		w("GETs sent on a fixed schedule for %v, whether or not earlier ones were\n", rep.open[0].d)
+		w("answered; latency counts from each request's scheduled send time, so\n")
+		w("time spent queued in the client behind a slow target counts. *%d conns*:\n", *connections)
+		w("a bounded pool, a request waits for a free connection. *storm*: a\n")
+		w("connection is opened whenever none is idle, as a client with no\n")
+		w("per-host limit does (at most %d open). A request with no answer %v\n", *maxOpen, *timeout)
+		w("after its scheduled time has failed. p50 and p99 are of the requests\n")
+		w("answered 200 (admitted); *shed* are 429 and 503 answers; *failed* are\n")
+		w("errors, timeouts and other statuses. *Recovered after*: from the end of\n")
+		w("the schedule until %d probes in a row, one every %v on a fresh\n", recoveryRun, recoveryEvery)
+		w("connection, were answered 200 within %v. *Client lateness* is how long\n", recoveryLatency)
+		w("after its scheduled time a request was started (a free connection, the\n")
+		w("client's timer and its share of the CPU): part of every latency, and the\n")
+		w("same for every target at a rate the client keeps up with.")
+		if rep.capBase != "" {
+			w(" Rates written *N×* are N times the\n%s's closed-loop GET capacity in this run (%.0f req/s).\n\n", targetTitles[rep.capBase], rep.capacity)
+		} else {
+			w("\n\n")
+		}
+		w("| target | client | rate | sent | 200 | shed | failed | p50 | p99 | max | client lateness p50 / p99 | recovered after |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, o := range rep.open {
+			mode := fmt.Sprintf("%d conns", *connections)
+			if o.storm {
+				mode = "storm"
+			}
+			rate := fmt.Sprintf("%d/s", o.rate)
+			if o.spec.times > 0 {
+				rate = fmt.Sprintf("%d/s (%s×)", o.rate, strings.TrimSuffix(o.spec.String(), "x"))
+			}
+			rec := "not within " + recoverMax.String()
+			if o.res.recovered {
+				rec = ms(o.res.recovery)
+			}
+			failed := fmt.Sprint(o.res.failed())
+			if o.res.failed() > 0 {
+				var parts []string
+				for _, p := range []struct {
+					n    int
+					what string
+				}{{o.res.dials, "not connected in time"}, {o.res.errors, "cut or timed out"}, {o.res.expired, "expired in the client"}, {o.res.capped, "client at its connection cap"}, {o.res.other, "other statuses: " + statusList(&o.res.others)}} {
+					if p.n > 0 {
+						parts = append(parts, fmt.Sprintf("%d %s", p.n, p.what))
+					}
+				}
+				failed += " (" + strings.Join(parts, ", ") + ")"
+			}
+			w("| %s | %s | %s | %d | %d | %d | %s | %s | %s | %s | %s / %s | %s |\n", o.t.title, mode, rate, o.res.offered, o.res.ok, o.res.shed,
+				failed, ms(o.res.admitted.p50), ms(o.res.admitted.p99), ms(o.res.admitted.max), ms(o.res.late.p50), ms(o.res.late.p99), rec)
+		}
+		w("\n")
+		rep.openVsPeer(&b)
+	}
+
+	if p := rep.profiles; p != nil {
+		w("### Profile of the %s\n\n", targetTitles[p.target])
+		w("Taken through Caddy's admin endpoint (`/debug/pprof/profile?seconds=%d`,\n", p.seconds)
+		w("and the heap profile, after a GC, before and after) during one more closed-loop\n")
+		w("GET round, not counted above (%.0f req/s).\n\n", p.rps)
+		if p.cpuTop != "" {
+			w("CPU:\n\n```\n%s\n```\n\n", p.cpuTop)
+		}
+		if p.memTop != "" {
+			w("Allocations during the round (`-sample_index=alloc_space`):\n\n```\n%s\n```\n\n", p.memTop)
+		}
+	}
+	return b.String()
+}
+
+// ratios lists each target's throughput and p99 against bare Caddy's and
+// the nginx gateway's.
+func (rep *report) ratios(b *strings.Builder, rows []*closedRow) {
+	var caddy, peer *closedRow
+	for _, r := range rows {
+		switch r.t.name {
+		case "caddy":
+			caddy = r
+		case "nginx":
+			peer = r
+		}
+	}
+	if caddy == nil && peer == nil {
+		return
+	}
+	fmt.Fprintf(b, "| target | req/s ÷ bare Caddy's | p99 ÷ bare Caddy's | req/s ÷ nginx gateway's | p99 ÷ nginx gateway's |\n|---|---|---|---|---|\n")
+	ratio := func(x, y float64) string {
+		if y == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.3f", x/y)
+	}
+	for _, r := range rows {
+		if r.t.name == "upstream" {
+			continue
+		}
+		cells := []string{"–", "–", "–", "–"}
+		if caddy != nil && r != caddy {
+			cells[0] = ratio(r.medianRPS(), caddy.medianRPS())
+			cells[1] = ratio(float64(r.medianP99()), float64(caddy.medianP99()))
+		}
+		if peer != nil && r != peer {
+			cells[2] = ratio(r.medianRPS(), peer.medianRPS())
+			cells[3] = ratio(float64(r.medianP99()), float64(peer.medianP99()))
+		}
+		fmt.Fprintf(b, "| %s | %s |\n", r.t.title, strings.Join(cells, " | "))
+	}
+	b.WriteString("\n")
+}
+
+// openVsPeer states each gateway's admitted p99 against the nginx
+// gateway's at the same rate and client.
+func (rep *report) openVsPeer(b *strings.Builder) {
+	var lines []string
+	for _, o := range rep.open {
+		if o.t.name == "nginx" || o.t.name == "upstream" {
+			continue
+		}
+		for _, p := range rep.open {
+			if p.t.name == "nginx" && p.rate == o.rate && p.storm == o.storm {
+				mode := "over the bounded pool"
+				if o.storm {
+					mode = "in the storm"
+				}
+				lines = append(lines, fmt.Sprintf("- %d/s %s: %s's p99 is %s the nginx gateway's (%s against %s)",
+					o.rate, mode, o.t.title, signedMS(o.res.admitted.p99-p.res.admitted.p99), ms(o.res.admitted.p99), ms(p.res.admitted.p99)))
+			}
+		}
+	}
+	if len(lines) > 0 {
+		b.WriteString(strings.Join(lines, "\n") + "\n\n")
+	}
+}
+
+func signedMS(d time.Duration) string {
+	if d < 0 {
+		return ms(-d) + " under"
+	}
+	return ms(d) + " over"
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

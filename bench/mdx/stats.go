@@ -1,0 +1,63 @@
+package main
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// percentile returns the p-th percentile (0 < p <= 100) of sorted by the
+// nearest-rank method: the smallest sample such that at least p % of the
+// samples are less than or equal to it. It returns 0 for no samples.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	// The tolerance keeps float error (99.9 % of 1000 is 999.0000000000001)
+	// from moving the rank up by one.
+	rank := int(math.Ceil(p*float64(n)/100 - 1e-9))
+	rank = min(max(rank, 1), n)
+	return sorted[rank-1]
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count), or 0 for none. xs is not changed.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
+}
+
+// medianDuration is median for durations.
+func medianDuration(ds []time.Duration) time.Duration {
+	xs := make([]float64, len(ds))
+	for i, d := range ds {
+		xs[i] = float64(d)
+	}
+	return time.Duration(median(xs))
+}
+
+// latencies summarises a sample of latencies.
+type latencies struct {
+	n             int
+	p50, p99, max time.Duration
+	p999          time.Duration
+}
+
+// summarise sorts ds in place and summarises it.
+func summarise(ds []time.Duration) latencies {
+	slices.Sort(ds)
+	l := latencies{n: len(ds), p50: percentile(ds, 50), p99: percentile(ds, 99), p999: percentile(ds, 99.9)}
+	if len(ds) > 0 {
+		l.max = ds[len(ds)-1]
+	}
+	return l
+}
