@@ -75,6 +75,7 @@ func encryptingMX(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestEgressHeadersOnTheWire(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		version, extra, accept, acceptVersion string
 	}{
@@ -126,6 +127,7 @@ func TestEgressHeadersOnTheWire(t *testing.T) {
 }
 
 func TestEgressDecryptsEveryCipherAndCurve(t *testing.T) {
+	t.Parallel()
 	for _, c := range []string{"curve p256\n\t\tcipher a128gcm", "curve p384\n\t\tcipher a128gcm", "curve p256", ""} {
 		up := newUpstream(t, encryptingMX)
 		base, _ := egressGateway(t, up.hostPort(), "", c)
@@ -143,6 +145,7 @@ func TestEgressDecryptsEveryCipherAndCurve(t *testing.T) {
 }
 
 func TestEgressReplyHandling(t *testing.T) {
+	t.Parallel()
 	var mode atomic.Value
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		switch mode.Load().(string) {
@@ -274,6 +277,7 @@ http://127.0.0.1:%d {
 }
 
 func TestStandInEncryptionRefusals(t *testing.T) {
+	t.Parallel()
 	base, _ := standIn(t, "")
 	k, _ := jwe.GenerateKey(jwe.P384)
 	p521 := "MIGbMBAGByqGSM49AgEGBSuBBAAjA4GGAAQBgc4HZz+/fBbC7lmEww0AO3NK9wVZPDZ0VEnsaUFLEYpTzb90nITtJUcPUbvOsdZIZ1Q8fnbquAYgxXL5UgHMoywAib476MkyyYgPk0BXZq3mq4zImTRNuaU9slj9TVJ3ScT3L1bXwVuPJDzpr5GOFpaj+WwMAl8G7CqwoJOsW7Kddns="
@@ -318,6 +322,7 @@ func TestStandInEncryptionRefusals(t *testing.T) {
 }
 
 func TestStandInAuthCheck(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"401", "404"} {
 		base, _ := standIn(t, "failure "+mode)
 		try := func(id, secret string, set bool) (int, http.Header, string) {
@@ -357,6 +362,7 @@ func TestStandInAuthCheck(t *testing.T) {
 // TestEgressLoopLogsNoSecrets runs app -> sidecar -> stand-in, both at
 // DEBUG, and searches every log line for the secrets.
 func TestEgressLoopLogsNoSecrets(t *testing.T) {
+	t.Parallel()
 	app := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, userJSON)
@@ -399,6 +405,7 @@ func TestEgressLoopLogsNoSecrets(t *testing.T) {
 // TestWalkthroughEgress replays the README's egress commands against
 // Caddyfile.example.
 func TestWalkthroughEgress(t *testing.T) {
+	t.Parallel()
 	ports, _ := startExample(t)
 	out, err := exec.Command("curl", "-sS", "-i", fmt.Sprintf("http://127.0.0.1:%d/users", ports["8490"])).CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "HTTP/1.1 200") || !strings.Contains(string(out), "Content-Type: application/json") || !strings.Contains(string(out), `"users":[`) {
@@ -413,6 +420,7 @@ func TestWalkthroughEgress(t *testing.T) {
 // TestEgressRotationKeepsInFlightReplies: a reply that arrives after the
 // key pair rotated still decrypts with the pair its request carried.
 func TestEgressRotationKeepsInFlightReplies(t *testing.T) {
+	t.Parallel()
 	var keys sync.Map
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		keys.Store(r.Header.Get("X-Public-Key"), true)
@@ -437,6 +445,7 @@ func TestEgressRotationKeepsInFlightReplies(t *testing.T) {
 // TestCheckedClientIsARateLimitKey: the client id mx_auth check admits
 // keys mx_rate_limit, so each client has its own budget.
 func TestCheckedClientIsARateLimitKey(t *testing.T) {
+	t.Parallel()
 	port := freePort(t)
 	startGateway(t, fmt.Sprintf(`{
 	admin {ADMIN}
@@ -471,6 +480,7 @@ http://127.0.0.1:%d {
 // TestEgressReplyOverMaxBody: a reply larger than mx_jwe's max_body is a
 // 502, never a truncated body.
 func TestEgressReplyOverMaxBody(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"pad":"`+strings.Repeat("x", 5000)+`"}`)

@@ -13,6 +13,7 @@ import (
 // ports), and replays the README's walkthrough: two signed requests
 // accepted, an unsigned one refused.
 func TestCaddyfileExample(t *testing.T) {
+	t.Parallel()
 	ports, g := startExample(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", ports["8480"])
 
@@ -98,6 +99,7 @@ func startExample(t *testing.T) (map[string]int, *gateway) {
 // TestWalkthroughFDX replays the README's FDX commands against
 // Caddyfile.example, with the files `mxgate fdx-dev` made.
 func TestWalkthroughFDX(t *testing.T) {
+	t.Parallel()
 	ports, _ := startExample(t)
 	dev := fdxDevDir
 	tok, err := os.ReadFile(filepath.Join(dev, "token.txt"))

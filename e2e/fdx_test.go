@@ -254,6 +254,7 @@ func (e *fdxEnv) do(cert *tls.Certificate, method, path, token string, hdr ...st
 const allFDX = "fdx:accountbasic:read fdx:accountdetailed:read fdx:transactions:read fdx:customercontact:read fdx:customerpersonal:read fdx:paymentsupport:read fdx:notifications:subscribe"
 
 func TestFDXMutualTLSAndBinding(t *testing.T) {
+	t.Parallel()
 	e := newFDXEnv(t)
 	// no client certificate: refused in the handshake
 	req, _ := http.NewRequest("GET", e.base+"/fdx/v6/core/accounts", nil)
@@ -297,6 +298,7 @@ func TestFDXMutualTLSAndBinding(t *testing.T) {
 }
 
 func TestFDXTokenRefusals(t *testing.T) {
+	t.Parallel()
 	e := newFDXEnv(t)
 	k := e.as.key("es-1")
 	pubDER, _ := x509.MarshalPKIXPublicKey(k.Public().Key)
@@ -356,6 +358,7 @@ func TestFDXTokenRefusals(t *testing.T) {
 }
 
 func TestFDXKeyRotationAndOutage(t *testing.T) {
+	t.Parallel()
 	e := newFDXEnv(t)
 	if a := e.do(&e.clientA, "GET", "/fdx/v6/core/accounts", e.token("es-1", allFDX, nil)); a.status != 200 {
 		t.Fatalf("first key: %+v", a)
@@ -398,6 +401,7 @@ func TestFDXKeyRotationAndOutage(t *testing.T) {
 // TestFDXScopeTable checks every row of the FDX tables, with a token that
 // has the scope and one that lacks it.
 func TestFDXScopeTable(t *testing.T) {
+	t.Parallel()
 	e := newFDXEnv(t)
 	rows := []struct {
 		method, path string

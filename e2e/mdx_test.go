@@ -136,6 +136,7 @@ func mdxError(msg string) string {
 }
 
 func TestMDXIngressAcceptsSignedRequests(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t, nil)
 	base, _, _ := mdxGateway(t, up, "")
 
@@ -179,6 +180,7 @@ func TestMDXIngressAcceptsSignedRequests(t *testing.T) {
 }
 
 func TestMDXIngressRejections(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t, nil)
 	base, metricsURL, g := mdxGateway(t, up, "")
 	otherKey := "QkJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI="
@@ -290,6 +292,7 @@ func TestMDXIngressRejections(t *testing.T) {
 
 // TestMDXSignCommand signs with `mxgate mdx-sign` and sends the result.
 func TestMDXSignCommand(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t, nil)
 	base, _, _ := mdxGateway(t, up, "")
 	bodyFile := t.TempDir() + "/session.xml"
@@ -339,6 +342,7 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 // TestHandleErrorsFormat: with error_format handle_errors the site's own
 // error routes render the refusal.
 func TestHandleErrorsFormat(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t, nil)
 	port := freePort(t)
 	startGateway(t, fmt.Sprintf(`{
@@ -366,6 +370,7 @@ http://127.0.0.1:%d {
 // TestReplayCaughtAcrossReplicas: two gateways share a Redis replay store;
 // a signature accepted by one is refused by the other.
 func TestReplayCaughtAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	up := newUpstream(t, nil)
 	extra := "store redis " + srv.URL() + "\n\t\tnamespace fi-prod"

@@ -61,6 +61,7 @@ http://127.0.0.1:%d {
 }
 
 func TestMXConnectTokens(t *testing.T) {
+	t.Parallel()
 	api := newSecurityAPI(t)
 	var mu sync.Mutex
 	revoked := map[string]bool{}

@@ -104,6 +104,7 @@ func getRaw(t *testing.T, url string, gz bool) (int, http.Header, string) {
 }
 
 func TestSanitizeMask(t *testing.T) {
+	t.Parallel()
 	base, app, g := sanitizeGateway(t, "mask")
 	status, hdr, body := getRaw(t, base+"/inst1/accounts", false)
 	if status != 200 || body != maskedAccounts || hdr.Get("Content-Length") != fmt.Sprint(len(dirtyAccounts)) {
@@ -152,6 +153,7 @@ func TestSanitizeMask(t *testing.T) {
 }
 
 func TestSanitizeBlockAndReport(t *testing.T) {
+	t.Parallel()
 	base, app, _ := sanitizeGateway(t, "block")
 	status, hdr, body := getRaw(t, base+"/inst1/accounts", false)
 	if status != 502 || body != mdxError("Bad gateway: the response carried a complete account or card number") || hdr.Get("Content-Type") != mdxType {

@@ -15,6 +15,7 @@ import (
 // algorithm and both resource modes; a request altered between them is
 // refused.
 func TestSignAndVerifyAcrossTwoGateways(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t, nil)
 	type pair struct {
 		name, alg, resource  string

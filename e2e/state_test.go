@@ -194,6 +194,7 @@ func TestReloadUnderLoadKeepsReplaysRefused(t *testing.T) {
 // TestReloadDoesNotRefillBudget: a spent budget stays spent through a
 // reload, also one that changes the limits.
 func TestReloadDoesNotRefillBudget(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t, nil)
 	base, g := rateGateway(t, up, "get 5/h burst 5\n\t\terror_format text")
 	for i := range 5 {
@@ -233,6 +234,7 @@ http://127.0.0.1:%s {
 // outage, what a replica admitted alone is written back, so the other
 // replica refuses it too.
 func TestReplayAcrossRedisOutage(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	up := newUpstream(t, nil)
 	extra := "store redis " + srv.URL() + "\n\t\tnamespace outage\n\t\tredis_timeout 100ms"
@@ -280,6 +282,7 @@ func TestReplayAcrossRedisOutage(t *testing.T) {
 // TestReplayDenyDuringOutage: with on_store_error deny nothing is admitted
 // while Redis is down (503), and service resumes when it is back.
 func TestReplayDenyDuringOutage(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	up := newUpstream(t, nil)
 	port := freePort(t)

@@ -7,9 +7,11 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -215,9 +217,13 @@ func TestCipherFromContentType(t *testing.T) {
 
 func TestKeyNeverPrinted(t *testing.T) {
 	k := mustKey(t, P384)
-	d := k.priv.D.String()
+	raw, err := k.priv.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := new(big.Int).SetBytes(raw)
 	for _, s := range []string{fmt.Sprint(k), fmt.Sprintf("%v %+v %#v %s", k, k, k, k)} {
-		if strings.Contains(s, d) || strings.Contains(s, k.priv.D.Text(16)) {
+		if strings.Contains(s, d.String()) || strings.Contains(s, d.Text(16)) || strings.Contains(s, hex.EncodeToString(raw)) {
 			t.Fatalf("printing a key reveals it: %s", s)
 		}
 	}

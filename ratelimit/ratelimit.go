@@ -82,9 +82,6 @@ func (l Limit) Validate() error {
 	return nil
 }
 
-// interval is the time one token takes to arrive.
-func (l Limit) interval() time.Duration { return time.Duration(float64(time.Second) / l.Rate) }
-
 // ParseRate parses "<n>/s", "<n>/m" or "<n>/h" (n may be fractional) into
 // tokens per second.
 func ParseRate(s string) (float64, error) {

@@ -35,8 +35,10 @@ func TestUnknownClientCostsAWrongKey(t *testing.T) {
 	if len(cc.compared) != 2 || cc.compared[0] != cc.compared[1] {
 		t.Fatalf("comparisons %q: the unknown client did not cost a comparison", cc.compared)
 	}
-	if !a.authenticate("known", "right") || !a.authenticate("known", "right") {
-		t.Fatal("the right secret was refused")
+	for range 2 { // the second time from the cache
+		if !a.authenticate("known", "right") {
+			t.Fatal("the right secret was refused")
+		}
 	}
 	if len(cc.compared) != 3 {
 		t.Fatalf("%d comparisons: a verified credential is not cached", len(cc.compared))

@@ -64,7 +64,7 @@ func Install(needs ...Need) error {
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("Debian package %s has no installation candidate (apt-cache policy %s)", p, p)
+			return fmt.Errorf("no installation candidate for the Debian package %s (apt-cache policy %s)", p, p)
 		}
 	}
 	args := append(append(sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "--no-install-recommends"), missing...)
