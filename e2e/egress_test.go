@@ -406,7 +406,7 @@ func TestEgressLoopLogsNoSecrets(t *testing.T) {
 // Caddyfile.example.
 func TestWalkthroughEgress(t *testing.T) {
 	t.Parallel()
-	ports, _ := startExample(t)
+	ports, _, _ := startExample(t)
 	out, err := exec.Command("curl", "-sS", "-i", fmt.Sprintf("http://127.0.0.1:%d/users", ports["8490"])).CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "HTTP/1.1 200") || !strings.Contains(string(out), "Content-Type: application/json") || !strings.Contains(string(out), `"users":[`) {
 		t.Fatalf("curl through the sidecar: %v\n%s", err, out)

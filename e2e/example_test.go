@@ -14,7 +14,7 @@ import (
 // accepted, an unsigned one refused.
 func TestCaddyfileExample(t *testing.T) {
 	t.Parallel()
-	ports, g := startExample(t)
+	ports, g, _ := startExample(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", ports["8480"])
 
 	sign := func(args ...string) string {
@@ -60,10 +60,9 @@ func TestCaddyfileExample(t *testing.T) {
 // startExample runs Caddyfile.example as `make run` does, with its demo
 // credentials, on free ports; ports maps each port of the file to its
 // stand-in.
-// fdxDevDir is where the last startExample put the FDX files.
-var fdxDevDir string
-
-func startExample(t *testing.T) (map[string]int, *gateway) {
+// startExample runs Caddyfile.example on free ports; it returns the ports
+// by the example's own numbers, the gateway, and where the FDX files are.
+func startExample(t *testing.T) (map[string]int, *gateway, string) {
 	t.Helper()
 	raw, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
@@ -91,17 +90,15 @@ func startExample(t *testing.T) (map[string]int, *gateway) {
 		t.Fatal("Caddyfile.example no longer uses .dev/fdx")
 	}
 	cf = strings.ReplaceAll(cf, ".dev/fdx", dev)
-	fdxDevDir = dev
 	g := startGateway(t, cf, "MDX_HMAC_KEY="+demoKey, "MX_CLIENT_ID=CLIENT-1234", "MX_API_KEY=API-KEY-4567")
-	return ports, g
+	return ports, g, dev
 }
 
 // TestWalkthroughFDX replays the README's FDX commands against
 // Caddyfile.example, with the files `mxgate fdx-dev` made.
 func TestWalkthroughFDX(t *testing.T) {
 	t.Parallel()
-	ports, _ := startExample(t)
-	dev := fdxDevDir
+	ports, _, dev := startExample(t)
 	tok, err := os.ReadFile(filepath.Join(dev, "token.txt"))
 	if err != nil {
 		t.Fatal(err)
