@@ -6,19 +6,26 @@
 #   make bench-mdx  the MDX chain beside bare Caddy and an nginx gateway (minutes;
 #               installs nginx-light, libnginx-mod-http-js, redis-server if missing)
 #   make fuzz   fuzz every parser of untrusted input for FUZZTIME each
+#   make image-test  build the container image and run it (needs buildah,
+#               podman and runc; installs them from Debian's packages)
 
 GO       ?= go
 BIN      := bin/mxgate
+# mxgate's version and commit, stamped into the binary (`mxgate version`).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X github.com/mxgate/mxgate/internal/version.Version=$(VERSION) \
+            -X github.com/mxgate/mxgate/internal/version.Commit=$(COMMIT)
 FUZZTIME ?= 20s
 # Demo credentials from MX's documentation; never use them for real.
 DEMO_MDX_HMAC_KEY := QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI=
 DEMO_MX_CLIENT_ID := CLIENT-1234
 DEMO_MX_API_KEY   := API-KEY-4567
 
-.PHONY: build run test bench bench-mdx fuzz clean
+.PHONY: build run test bench bench-mdx fuzz image-test clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/mxgate
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/mxgate
 
 run: build
 	./$(BIN) fdx-dev --dir .dev/fdx
@@ -38,6 +45,9 @@ bench-mdx:
 
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
+
+image-test:
+	./scripts/image-test.sh
 
 clean:
 	rm -rf bin

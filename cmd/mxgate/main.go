@@ -4,12 +4,18 @@
 // Run it as you would run caddy:
 //
 //	mxgate run --config Caddyfile.example
-//	mxgate list-modules
+//	mxgate validate --config Caddyfile.example
+//	mxgate version
 //	mxgate mdx-sign --url https://fi.example/inst1/accounts
+//
+// Its command line is Caddy's, under mxgate's name, less the commands that
+// would replace the binary with a stock Caddy (upgrade, add-package,
+// remove-package), with mxgate's own version and build-info, and a
+// healthcheck command for container runtimes.
 package main
 
 import (
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"os"
 
 	// Caddy's standard modules
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -19,5 +25,5 @@ import (
 )
 
 func main() {
-	caddycmd.Main()
+	os.Exit(execute(newRootCommand(), os.Args[1:]))
 }

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+	"github.com/spf13/cobra/doc"
+
+	"github.com/mxgate/mxgate/internal/version"
+)
+
+// versionCommand replaces Caddy's, which prints only Caddy's version.
+var versionCommand = caddycmd.Command{
+	Name:  "version",
+	Short: "Prints mxgate's version, commit, and the Caddy version it embeds",
+	Long: `
+Prints one line each for mxgate's version, the commit it was built from (with
+-dirty when the work tree had uncommitted changes), the Caddy version it
+embeds, and the Go version that built it.
+
+The Makefile and the container image set mxgate's version from
+'git describe --tags --always --dirty'; a binary built otherwise takes it from
+the Go build information, or says unknown.
+`,
+	Func: func(caddycmd.Flags) (int, error) {
+		fmt.Print(version.Get().String())
+		return caddy.ExitCodeSuccess, nil
+	},
+}
+
+// buildInfoCommand replaces Caddy's, so that a binary built by the Makefile
+// shows mxgate's version rather than "(devel)".
+var buildInfoCommand = caddycmd.Command{
+	Name:  "build-info",
+	Short: "Prints information about this build",
+	Long: `
+Prints the Go build information of this binary: the Go version, mxgate's
+module with its version, every module linked in with its version and checksum,
+and the build settings.
+
+When the Go toolchain recorded no version for mxgate's module ("(devel)", as
+when building from a work tree), the version set by the Makefile or the image
+build is shown in its place.
+`,
+	Func: func(caddycmd.Flags) (int, error) {
+		bi, ok := version.BuildInfo()
+		if !ok {
+			return caddy.ExitCodeFailedStartup, errors.New("no build information")
+		}
+		fmt.Println(bi)
+		return caddy.ExitCodeSuccess, nil
+	},
+}
+
+// manpageCommand writes man pages for every command of root, as Caddy's
+// root does for its own.
+func manpageCommand(root *cobra.Command) caddycmd.Command {
+	return caddycmd.Command{
+		Name:  "manpage",
+		Usage: "--directory <path>",
+		Short: "Generates the manual pages for mxgate's commands",
+		Long: `
+Generates the manual pages for mxgate's commands into the directory given by
+--directory, in section 8 (System Administration). The directory is created if
+it does not exist.
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.Flags().StringP("directory", "o", "", "The output directory where the manpages are generated")
+			cmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+				dir := strings.TrimSpace(fl.String("directory"))
+				if dir == "" {
+					return caddy.ExitCodeFailedQuit, errors.New("the output directory (--directory) is required")
+				}
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return caddy.ExitCodeFailedQuit, err
+				}
+				if err := doc.GenManTree(root, &doc.GenManHeader{Title: binaryName, Section: "8"}, dir); err != nil {
+					return caddy.ExitCodeFailedQuit, err
+				}
+				return caddy.ExitCodeSuccess, nil
+			})
+		},
+	}
+}
+
+// completionCommand prints shell completion scripts for mxgate.
+func completionCommand() caddycmd.Command {
+	return caddycmd.Command{
+		Name:  "completion",
+		Usage: "[bash|zsh|fish|powershell]",
+		Short: "Generate completion script",
+		Long: fmt.Sprintf(`
+Prints a completion script for the given shell. To load completions:
+
+	Bash:   source <(%[1]s completion bash)
+	        or once: %[1]s completion bash > /etc/bash_completion.d/%[1]s
+	Zsh:    %[1]s completion zsh > "${fpath[1]}/_%[1]s"
+	fish:   %[1]s completion fish > ~/.config/fish/completions/%[1]s.fish
+	PowerShell:
+	        %[1]s completion powershell | Out-String | Invoke-Expression
+`, binaryName),
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.DisableFlagsInUseLine = true
+			cmd.ValidArgs = []string{"bash", "zsh", "fish", "powershell"}
+			cmd.Args = cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs)
+			cmd.RunE = func(cmd *cobra.Command, args []string) error {
+				out := cmd.OutOrStdout()
+				switch args[0] {
+				case "bash":
+					return cmd.Root().GenBashCompletion(out)
+				case "zsh":
+					return cmd.Root().GenZshCompletion(out)
+				case "fish":
+					return cmd.Root().GenFishCompletion(out, true)
+				default:
+					return cmd.Root().GenPowerShellCompletionWithDesc(out)
+				}
+			}
+		},
+	}
+}

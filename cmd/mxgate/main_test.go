@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// The binary under test, built once by TestMain with the linker flags the
+// Makefile passes.
+var binary string
+
+const (
+	testVersion = "v9.8.7-3-gabcdef0-dirty"
+	testCommit  = "abcdef0123456789abcdef0123456789abcdef01"
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mxgate-cmd-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "mxgate")
+	ldflags := "-X github.com/mxgate/mxgate/internal/version.Version=" + testVersion +
+		" -X github.com/mxgate/mxgate/internal/version.Commit=" + testCommit
+	build := exec.Command("go", "build", "-ldflags", ldflags, "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building mxgate:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// mxgate runs the binary with args and returns its stdout, stderr and exit
+// status.
+func mxgate(t *testing.T, env []string, args ...string) (stdout, stderr string, status int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		return out.String(), errOut.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), 0
+}
+
+func TestVersion(t *testing.T) {
+	out, _, status := mxgate(t, nil, "version")
+	if status != 0 {
+		t.Fatalf("version exited %d", status)
+	}
+	for _, want := range []string{
+		"mxgate " + testVersion + "\n",
+		"commit " + testCommit + "\n",
+		"caddy  v2.11.9\n",
+		"go     go1.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("version output lacks %q:\n%s", want, out)
+		}
+	}
+
+	out, _, _ = mxgate(t, nil, "--version")
+	want := "mxgate " + testVersion + " (commit abcdef012345, caddy v2.11.9)\n"
+	if out != want {
+		t.Errorf("--version = %q, want %q", out, want)
+	}
+}
+
+func TestBuildInfoShowsVersion(t *testing.T) {
+	out, _, status := mxgate(t, nil, "build-info")
+	if status != 0 {
+		t.Fatalf("build-info exited %d", status)
+	}
+	if !strings.Contains(out, "mod\tgithub.com/mxgate/mxgate\t"+testVersion) {
+		t.Errorf("build-info does not show mxgate's version:\n%.400s", out)
+	}
+	if strings.Contains(out, "(devel)") {
+		t.Errorf("build-info still says (devel):\n%.400s", out)
+	}
+}
+
+// everyCommand is every command mxgate offers: Caddy's, less the three
+// that would replace the binary with a stock Caddy, and mxgate's own.
+var everyCommand = []string{
+	"adapt", "build-info", "completion", "environ", "fdx-dev", "file-server",
+	"fmt", "hash-password", "healthcheck", "list-modules", "manpage",
+	"mdx-sign", "reload", "respond", "reverse-proxy", "run", "start", "stop",
+	"storage", "trust", "untrust", "validate", "version",
+}
+
+func TestHelpNamesMxgate(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--help"}, {}} {
+		out, _, status := mxgate(t, nil, args...)
+		if status != 0 {
+			t.Fatalf("%v exited %d", args, status)
+		}
+		if !strings.Contains(out, "Usage:\n  mxgate [command]") {
+			t.Errorf("%v: usage does not name mxgate:\n%s", args, out)
+		}
+		for _, bad := range []string{"caddyserver.com", "xcaddy", "$ caddy", "'caddy "} {
+			if strings.Contains(out, bad) {
+				t.Errorf("%v: help mentions %q", args, bad)
+			}
+		}
+		// The command list says mxgate where Caddy's says Caddy (only
+		// version speaks of the Caddy version it embeds).
+		list := out[strings.Index(out, "Available Commands:"):]
+		list = list[:strings.Index(list, "Flags:")]
+		for _, line := range strings.Split(list, "\n") {
+			if !strings.HasPrefix(line, "  version ") && regexp.MustCompile(`(?i)\bcaddy\b`).MatchString(line) {
+				t.Errorf("%v: the command list speaks of Caddy: %s", args, line)
+			}
+		}
+		for _, name := range everyCommand {
+			if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(name) + ` `).MatchString(list) {
+				t.Errorf("%v: command %s is not listed", args, name)
+			}
+		}
+		for _, name := range []string{"upgrade", "add-package", "remove-package"} {
+			if strings.Contains(list, "  "+name+" ") {
+				t.Errorf("%v: %s is offered", args, name)
+			}
+		}
+	}
+
+	out, _, _ := mxgate(t, nil, "help", "run")
+	if strings.Contains(out, "caddy run") || strings.Contains(out, "Caddy process") {
+		t.Errorf("help run speaks of caddy:\n%s", out)
+	}
+	if !strings.Contains(out, "mxgate run") || !strings.Contains(out, "mxgate process") {
+		t.Errorf("help run does not name mxgate:\n%s", out)
+	}
+}
+
+func TestBinaryReplacingCommandsAreUnknown(t *testing.T) {
+	for _, name := range []string{"upgrade", "add-package", "remove-package"} {
+		_, errOut, status := mxgate(t, nil, name, "github.com/example/plugin")
+		if status == 0 {
+			t.Errorf("%s exited 0", name)
+		}
+		if want := `unknown command "` + name + `" for "mxgate"`; !strings.Contains(errOut, want) {
+			t.Errorf("%s: stderr lacks %q:\n%s", name, want, errOut)
+		}
+	}
+}
+
+func TestExitStatusOfCaddyCommands(t *testing.T) {
+	// manpage without --directory fails with Caddy's ExitCodeFailedQuit (3),
+	// reported through caddycmd's own wrapper.
+	if _, _, status := mxgate(t, nil, "manpage"); status != 3 {
+		t.Errorf("manpage without --directory exited %d, want 3", status)
+	}
+	// validate of a missing file: status 1.
+	if _, _, status := mxgate(t, nil, "validate", "--config", filepath.Join(t.TempDir(), "none")); status != 1 {
+		t.Errorf("validate of a missing file exited %d, want 1", status)
+	}
+}
+
+func TestManpageAndCompletionNameMxgate(t *testing.T) {
+	dir := t.TempDir()
+	if _, errOut, status := mxgate(t, nil, "manpage", "--directory", dir); status != 0 {
+		t.Fatalf("manpage exited %d: %s", status, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mxgate-run.8")); err != nil {
+		t.Errorf("no mxgate-run.8: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mxgate-upgrade.8")); err == nil {
+		t.Error("a man page for upgrade was written")
+	}
+	out, _, status := mxgate(t, nil, "completion", "bash")
+	if status != 0 || !strings.Contains(out, "__start_mxgate") {
+		t.Errorf("completion bash (status %d) is not mxgate's:\n%.300s", status, out)
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	e := &exitError{ExitCode: 3}
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{errors.New("plain"), 1},
+		{fmt.Errorf("wrapped: %w", e), 3},
+		{e, 3},
+		{exitError{ExitCode: 2}, 2},
+		{&exitError{ExitCode: 0}, 1},
+	} {
+		if got := exitStatus(tc.err); got != tc.want {
+			t.Errorf("exitStatus(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}
+
+// exitError stands in for caddycmd's unexported type in TestExitStatus.
+type exitError struct {
+	ExitCode int
+	Err      error
+}
+
+func (e exitError) Error() string { return fmt.Sprint("status ", e.ExitCode) }
