@@ -1,7 +1,3 @@
-// Package deploy holds what operators install besides the binary: the
-// systemd unit, the container image's files, the Prometheus alert rules
-// and the Grafana dashboard. Its tests check them with the tools that
-// read them.
 package deploy
 
 import (

@@ -9,11 +9,16 @@ if ! command -v go >/dev/null 2>&1; then
 	exit 1
 fi
 
-# The Redis tests start their own redis-server on a free loopback port, the
-# README's walkthrough is replayed with curl, and the JWE interop tests run
-# Node.js; all come from Debian's packages when missing.
+# The Redis tests start their own redis-server on a free loopback port
+# (redis-cli joins the Cluster), the README's walkthrough is replayed with
+# curl, the JWE interop tests run Node.js, the systemd unit is checked with
+# systemd-analyze and the alert rules with promtool; all come from Debian's
+# packages when missing.
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v redis-cli >/dev/null 2>&1 || missing="$missing redis-tools"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
@@ -35,7 +40,8 @@ if [ ! -f jwe/testdata/interop/node_modules/jose/package.json ]; then
 	npm ci --prefix jwe/testdata/interop --no-audit --no-fund --silent
 fi
 
-# Under CI the Redis tests fail, never skip, if redis-server cannot be found.
+# Under CI the Redis, systemd and promtool tests fail, never skip, if their
+# programs cannot be found.
 export CI="${CI:-}"
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
