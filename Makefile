@@ -12,8 +12,8 @@
 GO       ?= go
 BIN      := bin/mxgate
 # mxgate's version and commit, stamped into the binary (`mxgate version`).
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
-COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT   := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X github.com/mxgate/mxgate/internal/version.Version=$(VERSION) \
             -X github.com/mxgate/mxgate/internal/version.Commit=$(COMMIT)
 FUZZTIME ?= 20s
