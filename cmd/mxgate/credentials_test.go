@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,8 +69,8 @@ http://127.0.0.1:%d {
 	ctx, cancel := context.WithCancel(context.Background())
 	run := exec.CommandContext(ctx, binary, "run", "--config", caddyfile, "--adapter", "caddyfile")
 	run.Env = append(os.Environ(), env...)
-	var logs strings.Builder
-	run.Stderr = &logs
+	logs := new(syncBuffer)
+	run.Stderr = logs
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -126,4 +127,22 @@ http://127.0.0.1:%d {
 			t.Error("mxgate logged a key")
 		}
 	}
+}
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
