@@ -137,8 +137,26 @@ func (g *SentinelGroup) Failover() string {
 		}
 		return ""
 	})
+	return g.awaitNewMaster(old, 2*startTimeout)
+}
+
+// KillMaster kills the master process, as a crash would, waits until the
+// sentinels have agreed that it is down and promoted the replica, swaps
+// Master and Replica (the old master stays stopped), and returns the new
+// master's address.
+func (g *SentinelGroup) KillMaster() string {
+	g.t.Helper()
+	old := g.MasterAddr()
+	g.Master.Stop()
+	return g.awaitNewMaster(old, 3*startTimeout)
+}
+
+// awaitNewMaster waits until every sentinel names a master other than old
+// and that server acts as master, then swaps Master and Replica.
+func (g *SentinelGroup) awaitNewMaster(old string, timeout time.Duration) string {
+	g.t.Helper()
 	var now string
-	waitFor(g.t, 2*startTimeout, "every sentinel names the new master", func() string {
+	waitFor(g.t, timeout, "every sentinel names the new master", func() string {
 		addrs := g.masterAddrs()
 		for _, a := range addrs {
 			if a == old || a != addrs[0] {
