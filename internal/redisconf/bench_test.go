@@ -28,7 +28,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 			return srv.URL(), Options{TLS: TLSOptions{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}}
 		}},
 		{"sentinel", func(b *testing.B) (string, Options) { return redistest.StartSentinel(b, "bench").URL(), Options{} }},
-		{"cluster", func(b *testing.B) (string, Options) { return redistest.StartCluster(b, 3).URL(), Options{} }},
+		{"cluster", func(b *testing.B) (string, Options) { return redistest.StartCluster(b, 3, nil).URL(), Options{} }},
 	}
 	for _, topo := range topologies {
 		b.Run(topo.name, func(b *testing.B) {

@@ -361,7 +361,7 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 // Cluster: each call names one key, so the script and SET NX go to the
 // node owning its slot, and the keys spread over every node.
 func TestCluster(t *testing.T) {
-	cl := redistest.StartCluster(t, 3)
+	cl := redistest.StartCluster(t, 3, nil)
 	ctx := context.Background()
 	for _, url := range []string{cl.URL(), "redis+cluster://" + cl.Addrs()[0]} {
 		c := newClient(t, url, Options{})
@@ -392,6 +392,23 @@ func TestCluster(t *testing.T) {
 	}
 	if len(slots) < 50 {
 		t.Errorf("the keys landed on %d slots only", len(slots))
+	}
+}
+
+// TestTLSCluster runs the stores through rediss+cluster:// against a
+// Cluster whose nodes speak only TLS, to clients and to each other.
+func TestTLSCluster(t *testing.T) {
+	pki := redistest.NewPKI(t)
+	cl := redistest.StartCluster(t, 3, pki)
+	opts := Options{TLS: TLSOptions{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}}
+	c := newClient(t, cl.URL(), opts)
+	if _, ok := c.(*redis.ClusterClient); !ok {
+		t.Fatalf("client is %T, want *redis.ClusterClient", c)
+	}
+	checkStores(t, newStores(t, c, "tlscluster:"), 20)
+	// Without TLS nothing answers.
+	if err := newClient(t, strings.Replace(cl.URL(), "rediss+", "redis+", 1), Options{}).Ping(context.Background()).Err(); err == nil {
+		t.Error("redis+cluster:// to a TLS cluster connected")
 	}
 }
 
