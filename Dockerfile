@@ -29,12 +29,12 @@
 # example
 #
 #   http://127.0.0.1:2020 {
-#   	handle /ready {
-#   		mx_health
-#   	}
+#   	respond /ready 200
 #   }
 #
-# or set MXGATE_HEALTH_URL to the endpoint your configuration has.
+# (a readiness handler that answers 503 while a shared store is down is a
+# better answer than a fixed 200), or set MXGATE_HEALTH_URL to the endpoint
+# your configuration has.
 
 # The Go toolchain image; pin it by digest for reproducible builds.
 ARG GO_IMAGE=golang:1.26-bookworm
