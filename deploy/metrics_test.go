@@ -27,8 +27,8 @@ func TestPromtool(t *testing.T) {
 	}
 }
 
-// metricsWeExpose are mxgate's metrics (caddymodule's metrics.go, and three
-// the store health and credential work adds) and the Caddy metrics the
+// metricsWeExpose are mxgate's metrics (caddymodule/internal/gate's
+// metrics.go, and two the credential work adds) and the Caddy metrics the
 // rules and the dashboard read, with their label names.
 var metricsWeExpose = map[string][]string{
 	"mxgate_rejections_total":              {"directive", "reason"},
@@ -41,8 +41,8 @@ var metricsWeExpose = map[string][]string{
 	"mxgate_store_errors_total":            {"directive"},
 	"mxgate_retries_total":                 {"status"},
 	"mxgate_sanitize_findings_total":       {"action", "rule"},
-	// To be added with the readiness handler and the credential metrics.
-	"mxgate_store_up":                     {"directive", "store"},
+	"mxgate_store_up":                      {"directive", "namespace"},
+	// To be added with the credential metrics.
 	"mxgate_token_refresh_failures_total": nil,
 	"mxgate_jwe_decrypt_failures_total":   nil,
 	// Caddy's.

@@ -44,7 +44,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 				lat := make([]time.Duration, 0, b.N)
 				for b.Loop() {
 					t0 := time.Now()
-					if _, err := s.replay.Check(ctx, randomKey()); err != nil {
+					if _, err := s.replay.Check(ctx, randomKey(), time.Now()); err != nil {
 						b.Fatal(err)
 					}
 					lat = append(lat, time.Since(t0))

@@ -61,6 +61,7 @@ func newStores(t testing.TB, c redis.UniversalClient, prefix string) gatewayStor
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.SetProbeInterval(time.Millisecond)
 	return gatewayStores{l, r}
 }
 
@@ -78,11 +79,11 @@ func checkStores(t *testing.T, s gatewayStores, keys int) {
 	ctx := context.Background()
 	for i := range keys {
 		k := randomKey()
-		fresh, err := s.replay.Check(ctx, k)
+		fresh, err := s.replay.Check(ctx, k, time.Now())
 		if err != nil || !fresh {
 			t.Fatalf("replay key %d: fresh %v, %v", i, fresh, err)
 		}
-		fresh, err = s.replay.Check(ctx, k)
+		fresh, err = s.replay.Check(ctx, k, time.Now())
 		if err != nil || fresh {
 			t.Fatalf("replay key %d replayed: fresh %v, %v", i, fresh, err)
 		}
@@ -190,8 +191,9 @@ func TestSentinelFailover(t *testing.T) {
 	s := newStores(t, c, "sentinel:")
 	checkStores(t, s, 3)
 
+	plain := func(ctx context.Context, k replay.Key) (bool, error) { return s.replay.Check(ctx, k, time.Now()) }
 	t.Run("SET NX, SENTINEL FAILOVER", func(t *testing.T) {
-		st := failoverUnderTraffic(t, g, "sentinel:replay:", s.replay.Check, g.Failover, false)
+		st := failoverUnderTraffic(t, g, "sentinel:replay:", plain, g.Failover, false)
 		t.Logf("%s; %d acknowledged keys lost in the switch", st, st.lost)
 		g.Rejoin()
 	})
@@ -217,7 +219,7 @@ func TestSentinelFailover(t *testing.T) {
 	// The master crashes: the sentinels notice (down-after 1s), agree, and
 	// promote the replica; the client follows.
 	t.Run("SET NX, master killed", func(t *testing.T) {
-		st := failoverUnderTraffic(t, g, "sentinel:replay:", s.replay.Check, g.KillMaster, false)
+		st := failoverUnderTraffic(t, g, "sentinel:replay:", plain, g.KillMaster, false)
 		t.Logf("%s; %d acknowledged keys lost", st, st.lost)
 	})
 	checkStores(t, s, 3)
