@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/internal/redisconf"
 )
 
 // redisClients shares one client per Redis URL and timeout among every
@@ -20,26 +21,27 @@ type pooledRedis struct{ redis.UniversalClient }
 
 func (p pooledRedis) Destruct() error { return p.UniversalClient.Close() }
 
-// openRedis resolves placeholders in rawURL and returns a pooled client,
-// its pool key and a log-safe address. Its errors never hold the URL.
-func openRedis(rawURL string, timeout time.Duration) (redis.UniversalClient, string, string, error) {
+// openRedis resolves placeholders in rawURL and the TLS file names and
+// returns a pooled client (one Redis, a Sentinel group or a Cluster, as the
+// URL says), its pool key and a log-safe description. Its errors never
+// hold the URL or a credential.
+func openRedis(rawURL string, tlsOpts redisconf.TLSOptions, timeout time.Duration) (redis.UniversalClient, string, string, error) {
 	u := strings.TrimSpace(gate.Resolve(rawURL))
 	if u == "" {
 		return nil, "", "", errors.New("redis URL is empty (an unset {env.*} variable?)")
 	}
-	opts, err := redis.ParseURL(u)
+	tlsOpts = redisconf.TLSOptions{CAFile: gate.Resolve(tlsOpts.CAFile), CertFile: gate.Resolve(tlsOpts.CertFile),
+		KeyFile: gate.Resolve(tlsOpts.KeyFile), ServerName: gate.Resolve(tlsOpts.ServerName)}
+	opts, err := redisconf.Parse(u, redisconf.Options{TLS: tlsOpts, Timeout: timeout})
 	if err != nil {
-		return nil, "", "", errors.New("redis URL is invalid; want redis://[user:password@]host:port[/db] or rediss://…")
+		return nil, "", "", err // redisconf's errors name the part, never the URL
 	}
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = timeout, timeout, timeout, timeout
-	opts.MaxRetries = -1 // a retry doubles the worst case; the breaker handles outages
-	opts.ContextTimeoutEnabled = true
-	key := u + "\x00" + timeout.String()
+	key := strings.Join([]string{u, tlsOpts.CAFile, tlsOpts.CertFile, tlsOpts.KeyFile, tlsOpts.ServerName, timeout.String()}, "\x00")
 	v, _, err := redisClients.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return pooledRedis{redis.NewClient(opts)}, nil
+		return pooledRedis{redis.NewUniversalClient(opts)}, nil
 	})
 	if err != nil {
 		return nil, "", "", fmt.Errorf("redis client: %w", err)
 	}
-	return v.(pooledRedis).UniversalClient, key, opts.Addr, nil
+	return v.(pooledRedis).UniversalClient, key, redisconf.Describe(u), nil
 }

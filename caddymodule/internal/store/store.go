@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/internal/redisconf"
 )
 
 // Kinds of store.
@@ -44,10 +45,16 @@ type Config struct {
 	// using the same Redis and Namespace). Default: memory.
 	Store string `json:"store,omitempty"`
 
-	// RedisURL is the Redis server of a Redis store:
-	// redis://[user:password@]host:port[/db] or rediss://… ; {env.*} and
-	// {file.*} placeholders work.
+	// RedisURL is the Redis of a Redis store: one server
+	// (redis://[user:password@]host:port[/db], rediss:// for TLS), a
+	// Sentinel group (redis+sentinel://[user:password@]s1:26379,s2/master[/db])
+	// or a Cluster (redis+cluster://[user:password@]n1,n2,n3), the last two
+	// also over TLS (rediss+…); {env.*} and {file.*} placeholders work.
 	RedisURL string `json:"redis_url,omitempty"`
+
+	// RedisTLS configures TLS for a rediss URL: a CA file, a client
+	// certificate and key, a server name. Default: the system's roots.
+	RedisTLS *RedisTLS `json:"redis_tls,omitempty"`
 
 	// RedisTimeout bounds each Redis call. Default: 250ms.
 	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
@@ -64,15 +71,52 @@ type Config struct {
 	Namespace string `json:"namespace,omitempty"`
 }
 
+// RedisTLS is the TLS of a rediss URL; file names may hold placeholders.
+type RedisTLS struct {
+	CAFile     string `json:"ca_file,omitempty"`
+	CertFile   string `json:"cert_file,omitempty"`
+	KeyFile    string `json:"key_file,omitempty"`
+	ServerName string `json:"server_name,omitempty"`
+}
+
 // UnmarshalOption reads the store option d is on, if it is one:
 //
 //	store memory | redis <url>
 //	on_store_error local|deny
 //	redis_timeout <duration>
+//	redis_tls {
+//		ca <file>
+//		cert <file> <key file>
+//		server_name <name>
+//	}
 //	namespace <name>
 func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 	var err error
 	switch d.Val() {
+	case "redis_tls":
+		if d.NextArg() {
+			return true, d.ArgErr()
+		}
+		c.RedisTLS = new(RedisTLS)
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			switch d.Val() {
+			case "ca":
+				c.RedisTLS.CAFile, err = gate.String(d)
+			case "cert":
+				args := d.RemainingArgs()
+				if len(args) != 2 {
+					return true, d.Err("cert takes a certificate file and a key file")
+				}
+				c.RedisTLS.CertFile, c.RedisTLS.KeyFile = args[0], args[1]
+			case "server_name":
+				c.RedisTLS.ServerName, err = gate.String(d)
+			default:
+				return true, d.Errf("unrecognized redis_tls option '%s'", d.Val())
+			}
+			if err != nil {
+				return true, err
+			}
+		}
 	case "store":
 		args := d.RemainingArgs()
 		switch {
@@ -118,8 +162,8 @@ func (c *Config) Provision(ctx caddy.Context, directive string, identity ...stri
 	p := &Provisioned{Namespace: c.Namespace}
 	switch c.Store {
 	case Memory:
-		if c.RedisURL != "" || c.OnStoreError != "" || c.RedisTimeout != 0 {
-			return nil, errors.New("redis_url, on_store_error and redis_timeout need `store redis <url>`")
+		if c.RedisURL != "" || c.OnStoreError != "" || c.RedisTimeout != 0 || c.RedisTLS != nil {
+			return nil, errors.New("redis_url, on_store_error, redis_timeout and redis_tls need `store redis <url>`")
 		}
 		return p, nil
 	case Redis:
@@ -140,7 +184,11 @@ func (c *Config) Provision(ctx caddy.Context, directive string, identity ...stri
 	if timeout == 0 {
 		timeout = DefaultRedisTimeout
 	}
-	client, key, addr, err := openRedis(c.RedisURL, timeout)
+	var tlsOpts redisconf.TLSOptions
+	if t := c.RedisTLS; t != nil {
+		tlsOpts = redisconf.TLSOptions{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName}
+	}
+	client, key, addr, err := openRedis(c.RedisURL, tlsOpts, timeout)
 	if err != nil {
 		return nil, err
 	}
