@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -279,5 +278,3 @@ func TestResolve(t *testing.T) {
 		t.Errorf("unset: %q", got)
 	}
 }
-
-var _ = caddy.Duration(0)
