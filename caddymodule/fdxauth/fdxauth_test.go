@@ -382,6 +382,9 @@ func TestFDXAuthProvision(t *testing.T) {
 		"bad header":          {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ForwardClaims: map[string]string{"sub": "X Sub"}}, `bad forward_claims entry "sub" -> "X Sub"`},
 		"empty claim":         {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ForwardClaims: map[string]string{"": "X-Sub"}}, "bad forward_claims entry"},
 		"format":              {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ErrorFormat: "xml"}, "unknown error_format"},
+		"jwks, no scheme":     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: "as.example/jwks"}, "jwks_url must be an http(s) URL"},
+		"jwks, unset env":     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: "{env.MXGATE_TEST_EMPTY}"}, "jwks_url must be an http(s) URL"},
+		"introspection, url":  {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://%zz/i", ClientID: "rs", ClientSecret: "s"}}, "the introspection URL must be an http(s) URL"},
 	} {
 		err := handlertest.TryProvision(t, &c.a)
 		if err == nil || !strings.Contains(err.Error(), c.msg) {
