@@ -179,3 +179,41 @@ func TestSanitizeProvisionErrors(t *testing.T) {
 		t.Errorf("defaults %+v", s)
 	}
 }
+
+// flushing writes its reply in two parts and flushes between them.
+type flushing struct{ ctype string }
+
+func (f flushing) ServeHTTP(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", f.ctype)
+	_, _ = io.WriteString(w, accounts[:40])
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, accounts[40:])
+	return err
+}
+
+// TestSanitizeFlush: a flush reaches the client when the reply passes
+// through or is only reported on, and never while the masking goroutine
+// writes to the client.
+func TestSanitizeFlush(t *testing.T) {
+	for _, c := range []struct {
+		action, ctype string
+		flushed       bool
+		body          string
+	}{
+		{"mask", "application/json", true, accounts},
+		{"report", gate.MDXContentType, true, accounts},
+		{"mask", gate.MDXContentType, false, masked},
+		{"block", gate.MDXContentType, false, ""},
+	} {
+		s, _ := newSanitize(t, &Sanitize{Action: c.action})
+		w, err := handlertest.Serve(t, s, handlertest.Request(httptest.NewRequest("GET", "/inst1/accounts", nil), ""), flushing{c.ctype})
+		if err != nil || w.Flushed != c.flushed {
+			t.Errorf("%s %s: flushed %v, err %v", c.action, c.ctype, w.Flushed, err)
+		}
+		if c.body != "" && w.Body.String() != c.body {
+			t.Errorf("%s %s: body %q", c.action, c.ctype, w.Body)
+		}
+	}
+}
