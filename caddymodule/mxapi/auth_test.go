@@ -194,3 +194,18 @@ func TestAttachProvisionErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestAttachKeyWithBraces: a key given through a placeholder may hold
+// braces of its own.
+func TestAttachKeyWithBraces(t *testing.T) {
+	t.Setenv("MXGATE_TEST_API_KEY", "k{e}y}")
+	a := &AuthAttach{ClientID: "c", APIKey: "{env.MXGATE_TEST_API_KEY}"}
+	if err := handlertest.TryProvision(t, a); err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/users", nil)
+	_, _ = handlertest.Serve(t, a, r, &handlertest.Next{})
+	if id, key, ok := r.BasicAuth(); !ok || id != "c" || key != "k{e}y}" {
+		t.Errorf("credentials %q %q", id, key)
+	}
+}

@@ -235,6 +235,7 @@ func TestDefaultNamespace(t *testing.T) {
 func TestSecret(t *testing.T) {
 	t.Setenv("MXGATE_GATE_SECRET", "  s3cret-value\n")
 	t.Setenv("MXGATE_GATE_EMPTY", "")
+	t.Setenv("MXGATE_GATE_BRACES", "pa{s}s-w0rd{")
 	file := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(file, []byte("file-s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -244,6 +245,7 @@ func TestSecret(t *testing.T) {
 		"{file." + file + "}":          "file-s3cret",
 		"literal-value":                "literal-value",
 		"pre-{env.MXGATE_GATE_SECRET}": "pre-  s3cret-value",
+		"{env.MXGATE_GATE_BRACES}":     "pa{s}s-w0rd{", // a value's braces are its own
 	} {
 		if got, err := Secret(raw); err != nil || got != want {
 			t.Errorf("Secret(%q) = %q, %v; want %q", raw, got, err, want)
@@ -256,6 +258,10 @@ func TestSecret(t *testing.T) {
 		"{env.MXGATE_GATE_NOT_SET}": ErrSecretEmpty,
 		"{vars.user}":               ErrSecretUnresolved,
 		"x{http.request.uri}y":      ErrSecretUnresolved,
+		"{env.MXGATE_GATE_SECRET":   ErrSecretUnresolved, // mistyped
+		"pass}word":                 ErrSecretUnresolved,
+		"a{}b":                      ErrSecretUnresolved,
+		"{env.MXGATE_GATE_EMPTY}{":  ErrSecretUnresolved,
 	} {
 		got, err := Secret(raw)
 		if err != want || got != "" {
