@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -147,7 +148,11 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 	}
 	a.table = fdx.DefaultTable().With(rows...)
 	if a.JWKSURL != "" {
-		jwks := &fdx.JWKS{URL: gate.Resolve(a.JWKSURL), MinRefresh: time.Duration(a.JWKSMinRefresh)}
+		u := gate.Resolve(a.JWKSURL)
+		if !isHTTPURL(u) {
+			return errors.New("jwks_url must be an http(s) URL")
+		}
+		jwks := &fdx.JWKS{URL: u, MinRefresh: time.Duration(a.JWKSMinRefresh)}
 		a.validator = &fdx.Validator{Issuer: a.Issuer, Audiences: a.Audiences, Algorithms: algs, Leeway: time.Duration(a.Leeway), Keys: jwks}
 		// Fetched on the first token: the key server may be this very process.
 	}
@@ -156,7 +161,11 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 		if in.URL == "" || in.ClientID == "" || err != nil {
 			return errors.New("introspection needs a URL, a client id and a secret")
 		}
-		a.introspect = &fdx.Introspector{URL: gate.Resolve(in.URL), ClientID: in.ClientID, ClientSecret: secret,
+		u := gate.Resolve(in.URL)
+		if !isHTTPURL(u) {
+			return errors.New("the introspection URL must be an http(s) URL")
+		}
+		a.introspect = &fdx.Introspector{URL: u, ClientID: in.ClientID, ClientSecret: secret,
 			Issuer: a.Issuer, Audiences: a.Audiences, CacheFor: time.Duration(in.CacheFor)}
 	}
 	for claim, header := range a.ForwardClaims {
@@ -166,6 +175,14 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 		a.ForwardClaims[claim] = textproto.CanonicalMIMEHeaderKey(header)
 	}
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+}
+
+// isHTTPURL reports whether s is an absolute http or https URL. One that is
+// not would fail every request at run time: a JWKS as 503, an
+// introspection endpoint as 401 invalid_token.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // failure is an RFC 6750 failure with an FDX error body.

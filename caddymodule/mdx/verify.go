@@ -121,8 +121,8 @@ func (v *Verify) Provision(ctx caddy.Context) error {
 		return errors.New("replay_window must be positive")
 	case v.ReplayCacheSize < 0:
 		return errors.New("replay_cache_size must be positive")
-	case v.ReplayWindow == 0 && (v.ReplayCacheSize != 0 || v.Store != "" || v.RedisURL != "" || v.Namespace != ""):
-		return errors.New("replay_cache_size, store and namespace need replay_window")
+	case v.ReplayWindow == 0 && (v.ReplayCacheSize != 0 || v.Config != store.Config{}):
+		return errors.New("replay_cache_size, store, on_store_error, redis_timeout and namespace need replay_window")
 	case v.ReplayWindow == 0:
 		return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 	}

@@ -394,18 +394,21 @@ func TestReloadKeepsReplayCache(t *testing.T) {
 func TestVerifyProvisionErrors(t *testing.T) {
 	neg := caddy.Duration(-time.Second)
 	for name, v := range map[string]*Verify{
-		"skew and off":       {MaxSkew: new(caddy.Duration), SkewCheckOff: true},
-		"negative skew":      {MaxSkew: &neg},
-		"store, no window":   {Config: store.Config{Store: "redis", RedisURL: "redis://127.0.0.1:1"}},
-		"cache, no window":   {ReplayCacheSize: 5},
-		"bad store":          {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "disk"}},
-		"bad on_store_error": {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "redis", RedisURL: "redis://127.0.0.1:1", OnStoreError: "ignore"}},
-		"empty redis url":    {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "redis"}},
-		"bad redis url":      {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "redis", RedisURL: "http://x"}},
-		"bad algorithm":      {Signing: Signing{Algorithm: "md5"}},
-		"bad resource":       {Signing: Signing{Resource: "query"}},
-		"negative max_body":  {Signing: Signing{MaxBody: -1}},
-		"bad format":         {Signing: Signing{ErrorFormat: "html"}},
+		"skew and off":         {MaxSkew: new(caddy.Duration), SkewCheckOff: true},
+		"negative skew":        {MaxSkew: &neg},
+		"store, no window":     {Config: store.Config{Store: "redis", RedisURL: "redis://127.0.0.1:1"}},
+		"cache, no window":     {ReplayCacheSize: 5},
+		"policy, no window":    {Config: store.Config{OnStoreError: "deny"}},
+		"timeout, no window":   {Config: store.Config{RedisTimeout: caddy.Duration(time.Second)}},
+		"namespace, no window": {Config: store.Config{Namespace: "ns"}},
+		"bad store":            {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "disk"}},
+		"bad on_store_error":   {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "redis", RedisURL: "redis://127.0.0.1:1", OnStoreError: "ignore"}},
+		"empty redis url":      {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "redis"}},
+		"bad redis url":        {ReplayWindow: caddy.Duration(time.Minute), Config: store.Config{Store: "redis", RedisURL: "http://x"}},
+		"bad algorithm":        {Signing: Signing{Algorithm: "md5"}},
+		"bad resource":         {Signing: Signing{Resource: "query"}},
+		"negative max_body":    {Signing: Signing{MaxBody: -1}},
+		"bad format":           {Signing: Signing{ErrorFormat: "html"}},
 	} {
 		if len(v.Keys) == 0 {
 			v.Keys = []string{testKey}

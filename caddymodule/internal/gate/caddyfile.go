@@ -148,6 +148,7 @@ func AutoNamespace(h httpcaddyfile.Helper, seg caddyfile.Segment, identity ...st
 	d := caddyfile.NewDispenser(seg)
 	d.Next()
 	texts = append(texts, d.Val())
+	d.RemainingArgs() // a mode (mdx_hmac verify): the block follows it
 	for d.NextBlock(0) {
 		if slices.Contains(identity, d.Val()) {
 			texts = append(texts, d.Val())

@@ -2,7 +2,16 @@ package gate
 
 import (
 	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 )
 
 func TestRenderErrorEscapes(t *testing.T) {
@@ -15,4 +24,125 @@ func TestRenderErrorEscapes(t *testing.T) {
 	if err := json.Unmarshal(b, &v); err != nil || v["error"]["message"] != `quote " and \` {
 		t.Errorf("%s: %v", b, err)
 	}
+}
+
+func TestRenderFormats(t *testing.T) {
+	rf := Refusal{Status: http.StatusForbidden, Reason: "r", Code: "<1>", Message: `no "way" & <never>`}
+	for _, c := range []struct {
+		format      Format
+		body, ctype string
+	}{
+		{FormatMDX, `<mdx version="5.0"><error><code>&lt;1&gt;</code><message>no &#34;way&#34; &amp; &lt;never&gt;</message></error></mdx>`, MDXContentType},
+		{FormatJSON, `{"error":{"message":"no \"way\" \u0026 \u003cnever\u003e"}}`, "application/json; charset=utf-8"},
+		{FormatFDX, `{"code":"403","message":"Forbidden","debugMessage":"no \"way\" \u0026 \u003cnever\u003e"}`, "application/json; charset=UTF-8"},
+		{FormatText, "no \"way\" & <never>\n", "text/plain; charset=utf-8"},
+	} {
+		body, ctype := Render(c.format, rf)
+		if string(body) != c.body || ctype != c.ctype {
+			t.Errorf("%s: %q %q, want %q %q", c.format, body, ctype, c.body, c.ctype)
+		}
+	}
+	// The JSON bodies decode to the message as given.
+	body, _ := Render(FormatFDX, rf)
+	var fdx struct{ Code, Message, DebugMessage string }
+	if err := json.Unmarshal(body, &fdx); err != nil || fdx.DebugMessage != rf.Message || fdx.Code != "403" {
+		t.Errorf("fdx body %s: %+v %v", body, fdx, err)
+	}
+}
+
+func TestParseFormat(t *testing.T) {
+	if f, err := ParseFormat("", FormatFDX); err != nil || f != FormatFDX {
+		t.Errorf("empty: %q %v, want the default", f, err)
+	}
+	for _, f := range formats {
+		if got, err := ParseFormat(string(f), FormatMDX); err != nil || got != f {
+			t.Errorf("%s: %q %v", f, got, err)
+		}
+	}
+	_, err := ParseFormat("html", FormatMDX)
+	if err == nil || !strings.Contains(err.Error(), `unknown error_format "html"`) || !strings.Contains(err.Error(), "mdx, json, fdx, text, handle_errors") {
+		t.Errorf("unknown format: %v", err)
+	}
+}
+
+func TestRefuseWritesBodyAndKeepsHeaders(t *testing.T) {
+	rf := Refusal{Status: http.StatusUnauthorized, Reason: "test_refuse_body", Message: "Unauthorized"}
+	before := rejections(t, "test_dir", rf.Reason)
+	w := httptest.NewRecorder()
+	w.Header().Set("WWW-Authenticate", `Basic realm="x"`)
+	w.Header().Set("Content-Type", "text/html")
+	if err := Refuse(w, "test_dir", FormatJSON, rf); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != 401 || w.Body.String() != `{"error":{"message":"Unauthorized"}}` {
+		t.Errorf("%d %q", w.Code, w.Body)
+	}
+	for k, want := range map[string]string{
+		"Content-Type":           "application/json; charset=utf-8",
+		"Content-Length":         "36",
+		"Cache-Control":          "no-store",
+		"X-Content-Type-Options": "nosniff",
+		"Www-Authenticate":       `Basic realm="x"`,
+	} {
+		if got := w.Header().Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+	if got := rejections(t, "test_dir", rf.Reason); got != before+1 {
+		t.Errorf("rejections counted %v, want %v", got, before+1)
+	}
+}
+
+func TestRefuseHandleErrors(t *testing.T) {
+	rf := Refusal{Status: http.StatusTooManyRequests, Reason: "test_refuse_he", Message: "Too many requests"}
+	before := rejections(t, "test_dir", rf.Reason)
+	w := httptest.NewRecorder()
+	w.Header().Set("Retry-After", "3")
+	err := Refuse(w, "test_dir", FormatHandleErrors, rf)
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != 429 {
+		t.Fatalf("error %#v, want a caddyhttp.HandlerError with 429", err)
+	}
+	var got Refusal
+	if !errors.As(err, &got) || got != rf || got.Error() != "Too many requests" {
+		t.Errorf("the handler error does not carry the refusal: %#v", he.Err)
+	}
+	if w.Body.Len() != 0 || w.Header().Get("Content-Type") != "" || w.Header().Get("Retry-After") != "3" {
+		t.Errorf("handle_errors wrote a response: %q %v", w.Body, w.Header())
+	}
+	if n := rejections(t, "test_dir", rf.Reason); n != before+1 {
+		t.Errorf("rejections %v, want %v", n, before+1)
+	}
+}
+
+func TestRegisterMetrics(t *testing.T) {
+	if err := RegisterMetrics(nil); err != nil {
+		t.Errorf("nil registry: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	for i := range 2 { // a second module's registration is tolerated
+		if err := RegisterMetrics(reg); err != nil {
+			t.Fatalf("registration %d: %v", i+1, err)
+		}
+	}
+	CountRejection("test_metrics", "reason")
+	families, err := reg.Gather()
+	found := false
+	for _, f := range families {
+		found = found || f.GetName() == "mxgate_rejections_total"
+	}
+	if err != nil || !found {
+		t.Errorf("mxgate_rejections_total not gathered: %v", err)
+	}
+	// a different collector under one of the names is a real conflict
+	clash := prometheus.NewRegistry()
+	clash.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "mxgate_rejections_total", Help: "another"}))
+	if err := RegisterMetrics(clash); err == nil {
+		t.Error("a conflicting collector was tolerated")
+	}
+}
+
+func rejections(t *testing.T, directive, reason string) float64 {
+	t.Helper()
+	return handlertest.MetricValue(t, Metrics.Rejections, map[string]string{"directive": directive, "reason": reason})
 }

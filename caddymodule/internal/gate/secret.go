@@ -15,17 +15,25 @@ var (
 
 // Secret resolves Caddy's global placeholders ({env.*}, {file.*}) in raw
 // at provisioning and trims surrounding white space (a file's final
-// newline). An empty result, or one still holding a placeholder, is an
-// error.
+// newline). An empty result is an error, and so is a placeholder that
+// cannot be resolved or a brace in raw outside a placeholder (a mistyped
+// one); braces in a resolved value are the secret's own.
 func Secret(raw string) (string, error) {
-	s := strings.TrimSpace(caddy.NewReplacer().ReplaceKnown(raw, ""))
-	switch {
-	case s == "":
-		return "", ErrSecretEmpty
-	case strings.ContainsAny(s, "{}") && strings.ContainsAny(raw, "{}"):
+	s, err := caddy.NewReplacer().ReplaceOrErr(raw, false, true)
+	if err != nil || strings.ContainsAny(withoutPlaceholders(raw), "{}") {
 		return "", ErrSecretUnresolved
 	}
+	if s = strings.TrimSpace(s); s == "" {
+		return "", ErrSecretEmpty
+	}
 	return s, nil
+}
+
+// withoutPlaceholders returns raw with every placeholder removed.
+func withoutPlaceholders(raw string) string {
+	r := caddy.NewEmptyReplacer()
+	r.Map(func(string) (any, bool) { return "", true })
+	return r.ReplaceAll(raw, "")
 }
 
 // Resolve replaces global placeholders in a setting that is not secret

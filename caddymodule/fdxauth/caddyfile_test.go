@@ -1,0 +1,96 @@
+package fdxauth
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+)
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	input := `fdx_auth {
+		issuer https://as.fdx.example
+		audience https://fdx.example https://fdx.example/v6
+		audience https://api.example
+		jwks_url https://as.fdx.example/jwks
+		jwks_min_refresh 1m
+		introspection https://as.fdx.example/introspect rs-client {env.RS_SECRET}
+		introspection_cache 45s
+		algorithms PS256 ES256 RS256
+		leeway 10s
+		cert_bound off
+		scopes {
+			get /fdx/v6/core/accounts/{accountId}/statements fdx:statements:read
+			POST /fdx/v6/payments fdx:payments:write|fdx:payments:admin
+		}
+		forward_claims {
+			client_id X-Fdx-Client
+			sub X-Fdx-Subject
+		}
+		realm bank
+		error_format json
+	}`
+	h, err := gate.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := false
+	want := &FDXAuth{
+		Issuer: "https://as.fdx.example", Audiences: []string{"https://fdx.example", "https://fdx.example/v6", "https://api.example"},
+		JWKSURL: "https://as.fdx.example/jwks", JWKSMinRefresh: caddy.Duration(time.Minute),
+		Introspection: &FDXIntrospection{URL: "https://as.fdx.example/introspect", ClientID: "rs-client", ClientSecret: "{env.RS_SECRET}", CacheFor: caddy.Duration(45 * time.Second)},
+		Algorithms:    []string{"PS256", "ES256", "RS256"}, Leeway: caddy.Duration(10 * time.Second), CertBound: &off,
+		Scopes: []FDXScope{{Method: "GET", Pattern: "/fdx/v6/core/accounts/{accountId}/statements", Scopes: "fdx:statements:read"},
+			{Method: "POST", Pattern: "/fdx/v6/payments", Scopes: "fdx:payments:write|fdx:payments:admin"}},
+		ForwardClaims: map[string]string{"client_id": "X-Fdx-Client", "sub": "X-Fdx-Subject"},
+		Realm:         "bank", ErrorFormat: "json",
+	}
+	if !reflect.DeepEqual(h, want) {
+		t.Errorf("got  %+v\nwant %+v", h, want)
+	}
+	var on FDXAuth
+	if err := on.UnmarshalCaddyfile(caddyfile.NewTestDispenser("fdx_auth {\n\tcert_bound on\n}")); err != nil || on.CertBound == nil || !*on.CertBound {
+		t.Errorf("cert_bound on: %v %v", on.CertBound, err)
+	}
+}
+
+func TestUnmarshalErrors(t *testing.T) {
+	for body, msg := range map[string]string{
+		"issuer":                         "wrong argument count",
+		"realm":                          "wrong argument count",
+		"issuer a b":                     "issuer: too many arguments",
+		"audience":                       "wrong argument count",
+		"introspection https://x rs":     "introspection takes a URL, a client id and a secret",
+		"introspection_cache 30s":        "introspection_cache needs introspection first",
+		"jwks_min_refresh 0s":            "jwks_min_refresh: invalid duration '0s'",
+		"leeway soon":                    "leeway: invalid duration 'soon'",
+		"algorithms":                     "wrong argument count",
+		"algorithms ES256 none":          "none",
+		"algorithms HS256":               "HS256",
+		"cert_bound":                     "wrong argument count",
+		"cert_bound maybe":               "cert_bound must be on or off, not 'maybe'",
+		"cert_bound on off":              "cert_bound: too many arguments",
+		"scopes {\n\t\tGET /a\n\t}":      "scope row: want <METHOD> <pattern> <scopes>, got GET /a",
+		"scopes {\n\t\tGET a x\n\t}":     "Testfile:",
+		"forward_claims {\n\t\tsub\n\t}": "forward_claims: claim sub needs a header",
+		"forward_claims {\n\t\tsub X-Sub X-Other\n\t}": "wrong argument count",
+		"error_format xml":     `unknown error_format "xml"`,
+		"jwks https://as/jwks": "unrecognized fdx_auth option 'jwks'",
+	} {
+		var a FDXAuth
+		err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("fdx_auth {\n\t" + body + "\n}"))
+		if err == nil || !strings.Contains(err.Error(), msg) || !strings.Contains(err.Error(), "Testfile:") {
+			t.Errorf("%q: %v, want %q", body, err, msg)
+		}
+	}
+	var a FDXAuth
+	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("fdx_auth strict")); err == nil || !strings.Contains(err.Error(), "wrong argument count") {
+		t.Errorf("an argument on the directive: %v", err)
+	}
+}

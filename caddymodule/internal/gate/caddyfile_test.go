@@ -1,0 +1,286 @@
+package gate
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// option returns a dispenser on the first option of input's block.
+func option(t *testing.T, input string) *caddyfile.Dispenser {
+	t.Helper()
+	d := caddyfile.NewTestDispenser(input)
+	d.Next()
+	if !d.NextBlock(0) {
+		t.Fatalf("no option in %q", input)
+	}
+	return d
+}
+
+// wantErr fails unless err holds every one of parts.
+func wantErr(t *testing.T, input string, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%q: accepted", input)
+		return
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("%q: error %q does not say %q", input, err, p)
+		}
+	}
+}
+
+func TestMode(t *testing.T) {
+	mode := func(input string) (string, error) {
+		d := caddyfile.NewTestDispenser(input)
+		d.Next()
+		return Mode(d, "dir", "verify", "sign")
+	}
+	if m, err := mode("dir sign {\n}"); err != nil || m != "sign" {
+		t.Errorf("sign: %q %v", m, err)
+	}
+	_, err := mode("dir")
+	wantErr(t, "dir", err, "dir needs a mode: verify or sign", "Testfile:1")
+	_, err = mode("dir check")
+	wantErr(t, "dir check", err, "unknown dir mode 'check' (want verify or sign)")
+	_, err = mode("dir verify extra")
+	wantErr(t, "dir verify extra", err, "wrong argument count")
+}
+
+func TestOptionHelpers(t *testing.T) {
+	// good values
+	d := option(t, "dir {\n\tname value\n}")
+	if s, err := String(d); err != nil || s != "value" {
+		t.Errorf("String: %q %v", s, err)
+	}
+	d = option(t, "dir {\n\tpick b\n}")
+	if s, err := OneOf(d, "a", "b", "c"); err != nil || s != "b" {
+		t.Errorf("OneOf: %q %v", s, err)
+	}
+	d = option(t, "dir {\n\twait 1m30s\n}")
+	if v, err := PositiveDuration(d); err != nil || time.Duration(v) != 90*time.Second {
+		t.Errorf("PositiveDuration: %v %v", v, err)
+	}
+	d = option(t, "dir {\n\twait 2d\n}")
+	if v, err := PositiveDuration(d); err != nil || time.Duration(v) != 48*time.Hour {
+		t.Errorf("PositiveDuration in days: %v %v", v, err)
+	}
+	d = option(t, "dir {\n\tcount 12\n}")
+	if n, err := PositiveInt(d); err != nil || n != 12 {
+		t.Errorf("PositiveInt: %d %v", n, err)
+	}
+	for in, want := range map[string]int64{"64KiB": 64 << 10, "1MiB": 1 << 20, "1000": 1000, "1kb": 1000} {
+		d = option(t, "dir {\n\tmax_body "+in+"\n}")
+		if n, err := Size(d); err != nil || n != want {
+			t.Errorf("Size(%s): %d %v, want %d", in, n, err, want)
+		}
+	}
+	d = option(t, "dir {\n\terror_format fdx\n}")
+	if f, err := ErrorFormat(d); err != nil || f != "fdx" {
+		t.Errorf("ErrorFormat: %q %v", f, err)
+	}
+	d = option(t, "dir {\n\tflag\n}")
+	if err := NoMoreArgs(d); err != nil {
+		t.Errorf("NoMoreArgs: %v", err)
+	}
+
+	// bad values: the error names the option, the value and the line
+	type parse func(*caddyfile.Dispenser) error
+	str := func(d *caddyfile.Dispenser) error { _, err := String(d); return err }
+	oneOf := func(d *caddyfile.Dispenser) error { _, err := OneOf(d, "a", "b", "c"); return err }
+	oneOf1 := func(d *caddyfile.Dispenser) error { _, err := OneOf(d, "only"); return err }
+	dur := func(d *caddyfile.Dispenser) error { _, err := PositiveDuration(d); return err }
+	num := func(d *caddyfile.Dispenser) error { _, err := PositiveInt(d); return err }
+	size := func(d *caddyfile.Dispenser) error { _, err := Size(d); return err }
+	format := func(d *caddyfile.Dispenser) error { _, err := ErrorFormat(d); return err }
+	for _, c := range []struct {
+		input string
+		parse parse
+		parts []string
+	}{
+		{"dir {\n\tname\n}", str, []string{"wrong argument count", "Testfile:2"}},
+		{"dir {\n\tpick\n}", oneOf, []string{"wrong argument count"}},
+		{"dir {\n\tpick d\n}", oneOf, []string{"pick must be a, b or c, not 'd'", "Testfile:2"}},
+		{"dir {\n\tpick d\n}", oneOf1, []string{"pick must be only, not 'd'"}},
+		{"dir {\n\twait\n}", dur, []string{"wrong argument count"}},
+		{"dir {\n\twait soon\n}", dur, []string{"wait: invalid duration 'soon' (must be positive)"}},
+		{"dir {\n\twait 0s\n}", dur, []string{"wait: invalid duration '0s'"}},
+		{"dir {\n\twait -1s\n}", dur, []string{"wait: invalid duration '-1s'"}},
+		{"dir {\n\tcount\n}", num, []string{"wrong argument count"}},
+		{"dir {\n\tcount 0\n}", num, []string{"count: invalid number '0' (a whole number of at least 1)"}},
+		{"dir {\n\tcount 1.5\n}", num, []string{"count: invalid number '1.5'"}},
+		{"dir {\n\tmax_body\n}", size, []string{"wrong argument count"}},
+		{"dir {\n\tmax_body lots\n}", size, []string{"max_body: invalid size 'lots'"}},
+		{"dir {\n\tmax_body 0\n}", size, []string{"max_body: invalid size '0'"}},
+		{"dir {\n\tmax_body 2TiB\n}", size, []string{"max_body: invalid size '2TiB'"}},
+		{"dir {\n\terror_format\n}", format, []string{"wrong argument count"}},
+		{"dir {\n\terror_format html\n}", format, []string{`unknown error_format "html"`, "Testfile:2"}},
+		{"dir {\n\tflag extra\n}", NoMoreArgs, []string{"too many arguments: 'extra'", "Testfile:2"}},
+	} {
+		wantErr(t, c.input, c.parse(option(t, c.input)), c.parts...)
+	}
+}
+
+// unmarshaled is a handler that records the tokens its UnmarshalCaddyfile saw.
+type unmarshaled struct{ args []string }
+
+func (u *unmarshaled) ServeHTTP(http.ResponseWriter, *http.Request, caddyhttp.Handler) error {
+	return nil
+}
+
+func (u *unmarshaled) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	u.args = d.RemainingArgs()
+	if len(u.args) == 0 {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func helper(input string) httpcaddyfile.Helper {
+	return httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input), State: map[string]any{}}
+}
+
+func TestUnmarshalHandler(t *testing.T) {
+	h, err := UnmarshalHandler[unmarshaled](helper("thing a b"))
+	if err != nil || h.(*unmarshaled).args[1] != "b" {
+		t.Errorf("%v %v", h, err)
+	}
+	if _, err := UnmarshalHandler[unmarshaled](helper("thing")); err == nil {
+		t.Error("the handler's error was dropped")
+	}
+}
+
+func TestSegment(t *testing.T) {
+	seg := Segment(helper("dir verify {\n\tkey k\n}\nother"))
+	var got []string
+	for _, tok := range seg {
+		got = append(got, tok.Text)
+	}
+	if strings.Join(got, " ") != "dir verify { key k }" {
+		t.Errorf("segment %q", got)
+	}
+}
+
+// namespace returns the AutoNamespace of each directive of input in turn,
+// as one Caddyfile adaptation would.
+func namespaces(input string, identity ...string) []string {
+	state := map[string]any{}
+	d := caddyfile.NewTestDispenser(input)
+	var out []string
+	for d.Next() {
+		seg := d.NextSegment()
+		out = append(out, AutoNamespace(httpcaddyfile.Helper{State: state}, seg, identity...))
+	}
+	return out
+}
+
+func TestAutoNamespace(t *testing.T) {
+	// Keys and limits are not identity: a rotation or a change of limits
+	// keeps the namespace.
+	a := namespaces("mdx_hmac verify {\n\tkey K1\n\tresource path\n\tbase_path /x\n\treplay_window 10m\n}", "resource", "base_path")
+	b := namespaces("mdx_hmac verify {\n\tkey K2\n\tkey K3\n\tresource path\n\tbase_path /x\n\treplay_window 1h\n}", "resource", "base_path")
+	if len(a) != 1 || a[0] != b[0] {
+		t.Errorf("a key rotation changed the namespace: %v, %v", a, b)
+	}
+	if !strings.HasSuffix(a[0], "-1") || len(a[0]) != 16+2 {
+		t.Errorf("namespace %q: want 16 hex digits and the ordinal", a[0])
+	}
+	// Another identity is another namespace.
+	c := namespaces("mdx_hmac verify {\n\tkey K1\n\tresource path\n\tbase_path /y\n}", "resource", "base_path")
+	if c[0] == a[0] {
+		t.Error("another base_path shares the namespace")
+	}
+	// So is another directive with the same options.
+	if d := namespaces("mx_rate_limit {\n\tresource path\n\tbase_path /x\n}", "resource", "base_path"); d[0] == a[0] {
+		t.Error("another directive shares the namespace")
+	}
+	// Directives alike in identity in one Caddyfile get ordinals, stable
+	// from one adaptation to the next.
+	twice := "mx_rate_limit {\n\tkey {ip}\n\tget 5/s\n}\nmx_rate_limit {\n\tkey {ip}\n\tget 10/s\n}\nmx_rate_limit {\n\tkey {user}\n}"
+	first, again := namespaces(twice, "key"), namespaces(twice, "key")
+	base0, ord0, _ := strings.Cut(first[0], "-")
+	base1, ord1, _ := strings.Cut(first[1], "-")
+	if base0 != base1 || ord0 != "1" || ord1 != "2" {
+		t.Errorf("identical directives: %v", first)
+	}
+	if strings.HasPrefix(first[2], base0) || !strings.HasSuffix(first[2], "-1") {
+		t.Errorf("a directive with another key: %v", first)
+	}
+	if strings.Join(first, ",") != strings.Join(again, ",") {
+		t.Errorf("not stable: %v then %v", first, again)
+	}
+}
+
+func TestDefaultNamespace(t *testing.T) {
+	a := DefaultNamespace("mx_rate_limit", "{ip}")
+	if a != DefaultNamespace("mx_rate_limit", "{ip}") || !strings.HasSuffix(a, "-0") {
+		t.Errorf("%q is not stable or lacks -0", a)
+	}
+	for _, other := range []string{DefaultNamespace("mx_rate_limit", "{user}"), DefaultNamespace("mdx_hmac", "{ip}"), DefaultNamespace("mx_rate_limit", "{i", "p}")} {
+		if other == a {
+			t.Errorf("%q collides", other)
+		}
+	}
+}
+
+func TestSecret(t *testing.T) {
+	t.Setenv("MXGATE_GATE_SECRET", "  s3cret-value\n")
+	t.Setenv("MXGATE_GATE_EMPTY", "")
+	t.Setenv("MXGATE_GATE_BRACES", "pa{s}s-w0rd{")
+	file := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(file, []byte("file-s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for raw, want := range map[string]string{
+		"{env.MXGATE_GATE_SECRET}":     "s3cret-value",
+		"{file." + file + "}":          "file-s3cret",
+		"literal-value":                "literal-value",
+		"pre-{env.MXGATE_GATE_SECRET}": "pre-  s3cret-value",
+		"{env.MXGATE_GATE_BRACES}":     "pa{s}s-w0rd{", // a value's braces are its own
+	} {
+		if got, err := Secret(raw); err != nil || got != want {
+			t.Errorf("Secret(%q) = %q, %v; want %q", raw, got, err, want)
+		}
+	}
+	for raw, want := range map[string]error{
+		"":                          ErrSecretEmpty,
+		"   ":                       ErrSecretEmpty,
+		"{env.MXGATE_GATE_EMPTY}":   ErrSecretEmpty,
+		"{env.MXGATE_GATE_NOT_SET}": ErrSecretEmpty,
+		"{vars.user}":               ErrSecretUnresolved,
+		"x{http.request.uri}y":      ErrSecretUnresolved,
+		"{env.MXGATE_GATE_SECRET":   ErrSecretUnresolved, // mistyped
+		"pass}word":                 ErrSecretUnresolved,
+		"a{}b":                      ErrSecretUnresolved,
+		"{env.MXGATE_GATE_EMPTY}{":  ErrSecretUnresolved,
+	} {
+		got, err := Secret(raw)
+		if err != want || got != "" {
+			t.Errorf("Secret(%q) = %q, %v; want %v", raw, got, err, want)
+		}
+	}
+	for _, err := range []error{ErrSecretEmpty, ErrSecretUnresolved} {
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("error %q reveals the value", err)
+		}
+	}
+}
+
+func TestResolve(t *testing.T) {
+	t.Setenv("MXGATE_GATE_HOST", "redis.internal")
+	if got := Resolve("redis://{env.MXGATE_GATE_HOST}:6379/{vars.db}"); got != "redis://redis.internal:6379/{vars.db}" {
+		t.Errorf("%q", got)
+	}
+	if got := Resolve("{env.MXGATE_GATE_UNSET}"); got != "" {
+		t.Errorf("unset: %q", got)
+	}
+}

@@ -1,0 +1,101 @@
+package limit
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/store"
+)
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	input := `mx_rate_limit {
+		get 100/s burst 200
+		write 30/m
+		delete unlimited
+		other 1/h burst 1
+		key {http.auth.user.id}
+		mode wait
+		max_wait 500ms
+		store redis redis://cache:6379/2
+		on_store_error deny
+		redis_timeout 50ms
+		namespace api
+		max_keys 5000
+		error_format json
+	}`
+	var rl RateLimit
+	if err := rl.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
+		t.Fatal(err)
+	}
+	want := RateLimit{
+		Limits: map[string]*ClassLimit{"get": {Rate: 100, Burst: 200}, "write": {Rate: 0.5}, "delete": {Unlimited: true}, "other": {Rate: 1.0 / 3600, Burst: 1}},
+		Key:    "{http.auth.user.id}", Mode: "wait", MaxWait: caddy.Duration(500 * time.Millisecond), MaxKeys: 5000, ErrorFormat: "json",
+		Config: store.Config{Store: "redis", RedisURL: "redis://cache:6379/2", OnStoreError: "deny", RedisTimeout: caddy.Duration(50 * time.Millisecond), Namespace: "api"},
+	}
+	if !reflect.DeepEqual(rl, want) {
+		t.Errorf("got  %+v\nwant %+v", rl, want)
+	}
+}
+
+func TestUnmarshalErrors(t *testing.T) {
+	for body, msg := range map[string]string{
+		"get":                   "get needs a rate such as 100/s, or unlimited",
+		"get fast":              "get: ",
+		"get 5/s burst":         "get: after the rate, only `burst <n>`",
+		"get 5/s size 3":        "get: after the rate, only `burst <n>`",
+		"get 5/s burst 0":       "get: burst must be a whole number of at least 1, not '0'",
+		"get 5/s burst many":    "burst must be a whole number of at least 1, not 'many'",
+		"get 5/s burst 3 extra": "too many arguments: 'extra'",
+		"get 5/s\n\tget 6/s":    "get given twice",
+		"key":                   "wrong argument count",
+		"mode later":            "mode must be reject or wait, not 'later'",
+		"max_wait 0s":           "max_wait: invalid duration '0s'",
+		"max_keys 0":            "max_keys: invalid number '0'",
+		"error_format xml":      `unknown error_format "xml"`,
+		"store redis":           "store takes `memory` or `redis <url>`",
+		"on_store_error open":   "on_store_error must be local or deny",
+		"namespace a b":         "too many arguments: 'b'",
+		"patch 5/s":             "unrecognized mx_rate_limit option 'patch'",
+	} {
+		var rl RateLimit
+		err := rl.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mx_rate_limit {\n\t" + body + "\n}"))
+		if err == nil || !strings.Contains(err.Error(), msg) || !strings.Contains(err.Error(), "Testfile:") {
+			t.Errorf("%q: %v, want %q", body, err, msg)
+		}
+	}
+	var rl RateLimit
+	if err := rl.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mx_rate_limit 5/s")); err == nil || !strings.Contains(err.Error(), "wrong argument count") {
+		t.Errorf("an argument on the directive: %v", err)
+	}
+}
+
+// TestParseRateLimit: the directive gets a namespace from its key, not its
+// limits, an ordinal among alike directives, and keeps one it was given.
+func TestParseRateLimit(t *testing.T) {
+	state := map[string]any{}
+	parse := func(input string) (*RateLimit, error) {
+		h, err := parseRateLimit(httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input), State: state})
+		if err != nil {
+			return nil, err
+		}
+		return h.(*RateLimit), nil
+	}
+	a, _ := parse("mx_rate_limit {\n\tget 5/s\n\tkey {ip}\n}")
+	b, _ := parse("mx_rate_limit {\n\tget 50/s\n\tkey {ip}\n}")
+	c, _ := parse("mx_rate_limit {\n\tkey {user}\n}")
+	d, _ := parse("mx_rate_limit {\n\tnamespace mine\n}")
+	baseA, ordA, _ := strings.Cut(a.Namespace, "-")
+	baseB, ordB, _ := strings.Cut(b.Namespace, "-")
+	if baseA != baseB || ordA != "1" || ordB != "2" || strings.HasPrefix(c.Namespace, baseA) || d.Namespace != "mine" {
+		t.Errorf("namespaces %q %q %q %q", a.Namespace, b.Namespace, c.Namespace, d.Namespace)
+	}
+	if _, err := parse("mx_rate_limit {\n\tget\n}"); err == nil {
+		t.Error("a parse error was dropped")
+	}
+}

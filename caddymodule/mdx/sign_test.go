@@ -1,0 +1,161 @@
+package mdx
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+	"github.com/mxgate/mxgate/hmac"
+)
+
+// then runs h in front of next, as one handler.
+type then struct {
+	h    caddyhttp.MiddlewareHandler
+	next caddyhttp.Handler
+}
+
+func (c then) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	return c.h.ServeHTTP(w, r, c.next)
+}
+
+func newSign(t *testing.T, s *Sign) *Sign {
+	t.Helper()
+	if len(s.Keys) == 0 {
+		s.Keys = []string{testKey}
+	}
+	s.now = func() time.Time { return testNow }
+	handlertest.Provision(t, s)
+	return s
+}
+
+// TestSignThenVerify: what mdx_hmac sign produces, mdx_hmac verify with the
+// same key and rules accepts, and the body reaches the upstream byte for
+// byte.
+func TestSignThenVerify(t *testing.T) {
+	for name, c := range map[string]struct {
+		signing      Signing
+		method, path string
+		body         string
+	}{
+		"final, session":      {Signing{}, "POST", "/inst1/sessions", session},
+		"final, get":          {Signing{}, "GET", "/inst1/accounts/7/transactions?page=2", ""},
+		"path, query, sha256": {Signing{Resource: "path", BasePath: "/mdx/{institution_id}", ResourceQuery: true, Algorithm: "sha256"}, "GET", "/mdx/inst1/accounts/7/transactions?start=2024-01-01&page=2", ""},
+		"path, binary body":   {Signing{Resource: "path", Algorithm: "sha512"}, "PUT", "/users/u-1", "\x00\xff<a>\r\n</a>"},
+	} {
+		sg := newSign(t, &Sign{Signing: c.signing})
+		v, _ := newVerify(t, &Verify{Signing: c.signing})
+		upstream := &handlertest.Next{Body: "ok"}
+		var body io.Reader
+		if c.body != "" {
+			body = strings.NewReader(c.body)
+		}
+		r := httptest.NewRequest(c.method, c.path, body)
+		r.Header.Set("Accept", gate.MDXContentType)
+		r.Header.Set("MDX-Session-Key", "a-session-key")
+		r.Header.Set("MDX-HMAC", "stale")
+		r = handlertest.Request(r, "192.0.2.1")
+		w, err := handlertest.Serve(t, sg, r, then{v, upstream})
+		if err != nil || w.Code != 200 || upstream.Calls != 1 {
+			t.Errorf("%s: %d %v %s", name, w.Code, err, w.Body)
+			continue
+		}
+		if string(upstream.Got) != c.body {
+			t.Errorf("%s: upstream body %q", name, upstream.Got)
+		}
+		got := upstream.Received
+		alg, _ := hmac.ParseAlgorithm(sg.Algorithm)
+		if got.Get("Date") != "1382975431" || got.Get("Content-MD5") != hmac.ContentMD5([]byte(c.body)) || len(got.Get("MDX-HMAC")) != 2*alg.Size() {
+			t.Errorf("%s: signed headers %v", name, got)
+		}
+	}
+}
+
+// TestSignMatchesLibrary: the handler's signature is the library's over
+// the same canonical request.
+func TestSignMatchesLibrary(t *testing.T) {
+	sg := newSign(t, &Sign{})
+	next := &handlertest.Next{}
+	r := httptest.NewRequest("POST", "/inst1/sessions", strings.NewReader(session))
+	r.Header.Set("Accept", gate.MDXContentType)
+	r.Header.Set("Content-Type", gate.MDXContentType)
+	if _, err := handlertest.Serve(t, sg, handlertest.Request(r, ""), next); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := hmac.ParseKey(testKey)
+	want, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: "POST", ContentMD5: hmac.ContentMD5([]byte(session)),
+		ContentType: gate.MDXContentType, Date: "1382975431", Accept: gate.MDXContentType, Resource: "/sessions"})
+	if got := next.Received.Get("MDX-HMAC"); got != want {
+		t.Errorf("MDX-HMAC %q, want %q", got, want)
+	}
+}
+
+func TestSignRefuses(t *testing.T) {
+	sg := newSign(t, &Sign{Signing: Signing{MaxBody: 16, Resource: "path", BasePath: "/mdx"}})
+	for _, c := range []struct {
+		name   string
+		r      *http.Request
+		status int
+		msg    string
+	}{
+		{"too large", httptest.NewRequest("POST", "/mdx/sessions", strings.NewReader(strings.Repeat("x", 17))), 413, "Request body too large"},
+		{"outside the base path", httptest.NewRequest("GET", "/other/accounts", nil), 412, "MDX-HMAC invalid: request path is outside the signed base path"},
+	} {
+		next := &handlertest.Next{}
+		w, err := handlertest.Serve(t, sg, handlertest.Request(c.r, ""), next)
+		want := `<mdx version="5.0"><error><code></code><message>` + c.msg + `</message></error></mdx>`
+		if err != nil || w.Code != c.status || w.Body.String() != want || next.Calls != 0 {
+			t.Errorf("%s: %d %v %q, next called %d times", c.name, w.Code, err, w.Body, next.Calls)
+		}
+	}
+	// a client gone mid-body; handle_errors gets the status
+	he := newSign(t, &Sign{Signing: Signing{ErrorFormat: "handle_errors"}})
+	r := httptest.NewRequest("POST", "/mdx/sessions", io.MultiReader(strings.NewReader("<a>"), errReader{}))
+	r.ContentLength = -1
+	_, err := handlertest.Serve(t, he, handlertest.Request(r, ""), &handlertest.Next{})
+	var herr caddyhttp.HandlerError
+	if !errors.As(err, &herr) || herr.StatusCode != 400 {
+		t.Errorf("unreadable body: %v", err)
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+
+func TestSignProvisionErrors(t *testing.T) {
+	t.Setenv("MXGATE_MDX_UNSET", "")
+	for name, c := range map[string]struct {
+		s   Sign
+		msg string
+	}{
+		"no key":              {Sign{}, "at least one key is required"},
+		"two keys":            {Sign{Signing: Signing{Keys: []string{testKey, testKey2}}}, "exactly one key"},
+		"short key":           {Sign{Signing: Signing{Keys: []string{"c2hvcnQ="}}}, "key 1: "},
+		"unset key":           {Sign{Signing: Signing{Keys: []string{"{env.MXGATE_MDX_UNSET}"}}}, "key 1: is empty"},
+		"base_path, final":    {Sign{Signing: Signing{Keys: []string{testKey}, BasePath: "/x"}}, "apply only to `resource path`"},
+		"query, final":        {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "final", ResourceQuery: true}}, "apply only to `resource path`"},
+		"bad base_path":       {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "path", BasePath: "relative"}}, ""},
+		"bad resource":        {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "query"}}, `unknown resource "query"`},
+		"bad algorithm":       {Sign{Signing: Signing{Keys: []string{testKey}, Algorithm: "md5"}}, ""},
+		"negative max_body":   {Sign{Signing: Signing{Keys: []string{testKey}, MaxBody: -1}}, "max_body must be positive"},
+		"unknown errorformat": {Sign{Signing: Signing{Keys: []string{testKey}, ErrorFormat: "xml"}}, "unknown error_format"},
+	} {
+		err := handlertest.TryProvision(t, &c.s)
+		switch {
+		case err == nil:
+			t.Errorf("%s: provisioned", name)
+		case !strings.Contains(err.Error(), c.msg):
+			t.Errorf("%s: %v, want %q", name, err, c.msg)
+		case strings.Contains(err.Error(), "c2hvcnQ=") || strings.Contains(err.Error(), testKey):
+			t.Errorf("%s: the error reveals the key: %v", name, err)
+		}
+	}
+}

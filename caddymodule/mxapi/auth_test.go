@@ -1,0 +1,211 @@
+package mxapi
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+)
+
+// Cheap hashes (bcrypt cost 4, argon2id with 64 KiB) of the test secrets,
+// made with golang.org/x/crypto as `mxgate hash-password` makes them.
+const (
+	bcryptHash   = "$2a$04$2eTtp6bJAA6ExDd4RLJCfO.tYgBxUimMARBQZZRAWsxDcZ8WFrCZ2"                                   // webhook-s3cret
+	argon2idHash = "$argon2id$v=19$m=64,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$TzuLNS1YIdov3KFCdNLM0sIzvJApw42SHADLnNqD4/4" // other-s3cret
+)
+
+// userNext records {http.auth.user.id} as the next handler sees it.
+type userNext struct {
+	handlertest.Next
+	user string
+}
+
+func (u *userNext) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	u.user = repl.ReplaceAll("{http.auth.user.id}", "")
+	return u.Next.ServeHTTP(w, r)
+}
+
+func newCheck(t *testing.T, a *AuthCheck) (*AuthCheck, *observer.ObservedLogs) {
+	t.Helper()
+	handlertest.Provision(t, a)
+	var logs *observer.ObservedLogs
+	a.logger, logs = handlertest.Logs()
+	return a, logs
+}
+
+func basic(id, secret string) *http.Request {
+	r := httptest.NewRequest("POST", "/webhooks/mx", strings.NewReader(`{"event":"x"}`))
+	if id != "" || secret != "" {
+		r.SetBasicAuth(id, secret)
+	}
+	return handlertest.Request(r, "198.51.100.7")
+}
+
+func TestAuthCheck(t *testing.T) {
+	t.Setenv("MXGATE_TEST_WEBHOOK", "plain-s3cret\n")
+	a, logs := newCheck(t, &AuthCheck{Clients: []AuthClient{
+		{ID: "mx-webhooks", Secret: bcryptHash},
+		{ID: "other", Secret: argon2idHash},
+		{ID: "from-env", Secret: "{env.MXGATE_TEST_WEBHOOK}"},
+	}})
+	for _, c := range []struct{ id, secret string }{{"mx-webhooks", "webhook-s3cret"}, {"other", "other-s3cret"}, {"from-env", "plain-s3cret"}} {
+		for range 2 { // the second time from the cache of verified credentials
+			next := &userNext{}
+			w, err := handlertest.Serve(t, a, basic(c.id, c.secret), next)
+			if err != nil || w.Code != 200 || next.Calls != 1 || string(next.Got) != `{"event":"x"}` {
+				t.Errorf("%s: %d %v", c.id, w.Code, err)
+			}
+			if next.user != c.id {
+				t.Errorf("%s: {http.auth.user.id} = %q", c.id, next.user)
+			}
+		}
+	}
+	for name, r := range map[string]*http.Request{
+		"no credentials":  basic("", ""),
+		"wrong secret":    basic("mx-webhooks", "other-s3cret"),
+		"unknown client":  basic("nobody", "webhook-s3cret"),
+		"another's hash":  basic("other", "webhook-s3cret"),
+		"bearer":          func() *http.Request { r := basic("", ""); r.Header.Set("Authorization", "Bearer x"); return r }(),
+		"env secret, bad": basic("from-env", "plain-s3cret\n"),
+	} {
+		next := &userNext{}
+		w, err := handlertest.Serve(t, a, r, next)
+		if err != nil || w.Code != 401 || next.Calls != 0 {
+			t.Errorf("%s: %d %v, next called %d times", name, w.Code, err, next.Calls)
+		}
+		if got := w.Header().Get("WWW-Authenticate"); got != `Basic realm="mxgate", charset="UTF-8"` {
+			t.Errorf("%s: WWW-Authenticate %q", name, got)
+		}
+		if w.Body.String() != `{"error":{"message":"Unauthorized"}}` || w.Header().Get("Content-Type") != "application/json; charset=utf-8" {
+			t.Errorf("%s: body %q", name, w.Body)
+		}
+	}
+	reasons := map[string]int{}
+	for _, e := range logs.FilterMessage("MX credentials refused").All() {
+		f := e.ContextMap()
+		reasons[f["reason"].(string)]++
+		if f["client_ip"] != "198.51.100.7" {
+			t.Errorf("log fields %v", f)
+		}
+	}
+	if reasons["credentials_missing"] != 2 || reasons["credentials_invalid"] != 4 {
+		t.Errorf("reasons logged %v", reasons)
+	}
+	for _, e := range logs.All() {
+		for _, v := range e.ContextMap() {
+			if s, ok := v.(string); ok && strings.Contains(s, "s3cret") {
+				t.Errorf("the log holds a secret: %v", e.ContextMap())
+			}
+		}
+	}
+}
+
+func TestAuthCheck404AndRealm(t *testing.T) {
+	a, _ := newCheck(t, &AuthCheck{Clients: []AuthClient{{ID: "mx", Secret: bcryptHash}}, Failure: 404, ErrorFormat: "text"})
+	w, err := handlertest.Serve(t, a, basic("mx", "wrong"), &handlertest.Next{})
+	if err != nil || w.Code != 404 || w.Body.String() != "Not Found\n" || w.Header().Get("WWW-Authenticate") != "" {
+		t.Errorf("404: %d %v %q %v", w.Code, err, w.Body, w.Header())
+	}
+	realm, _ := newCheck(t, &AuthCheck{Clients: []AuthClient{{ID: "mx", Secret: bcryptHash}}, Realm: "webhooks", ErrorFormat: "handle_errors"})
+	w = httptest.NewRecorder()
+	err = realm.ServeHTTP(w, basic("", ""), &handlertest.Next{})
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != 401 || w.Header().Get("WWW-Authenticate") != `Basic realm="webhooks", charset="UTF-8"` {
+		t.Errorf("handle_errors: %v %v", err, w.Header())
+	}
+}
+
+func TestAuthCheckProvisionErrors(t *testing.T) {
+	t.Setenv("MXGATE_TEST_EMPTY", "")
+	for name, c := range map[string]struct {
+		a   AuthCheck
+		msg string
+	}{
+		"no clients":       {AuthCheck{}, "at least one client is required"},
+		"failure 403":      {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: bcryptHash}}, Failure: 403}, "failure must be 401 or 404, not 403"},
+		"twice":            {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: bcryptHash}, {ID: "a", Secret: argon2idHash}}}, "client a given twice"},
+		"plain secret":     {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: "hunter2"}}}, "a plain secret does not belong in the configuration"},
+		"bad argon2id":     {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: "$argon2id$hunter2"}}}, "the argon2id hash is malformed"},
+		"unset env secret": {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: "{env.MXGATE_TEST_EMPTY}"}}}, "resolved to nothing"},
+		"colon in id":      {AuthCheck{Clients: []AuthClient{{ID: "a:b", Secret: bcryptHash}}}, "the id must be non-empty and hold no ':'"},
+		"empty id":         {AuthCheck{Clients: []AuthClient{{ID: "", Secret: bcryptHash}}}, "the id must be non-empty"},
+		"bad format":       {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: bcryptHash}}, ErrorFormat: "xml"}, "unknown error_format"},
+	} {
+		err := handlertest.TryProvision(t, &c.a)
+		if err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: %v, want %q", name, err, c.msg)
+		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: the error reveals the secret: %v", name, err)
+		}
+	}
+}
+
+func TestAttachVersions(t *testing.T) {
+	t.Setenv("MXGATE_TEST_CLIENT", "CLIENT-1234")
+	t.Setenv("MXGATE_TEST_API_KEY", "API-KEY-4567")
+	a := &AuthAttach{ClientID: "{env.MXGATE_TEST_CLIENT}", APIKey: "{env.MXGATE_TEST_API_KEY}", APIVersion: APIVersion20250224}
+	handlertest.Provision(t, a)
+	next := &handlertest.Next{}
+	r := httptest.NewRequest("GET", "/users", nil)
+	if _, err := handlertest.Serve(t, a, r, next); err != nil {
+		t.Fatal(err)
+	}
+	h := next.Received
+	if h.Get("Authorization") != "Basic Q0xJRU5ULTEyMzQ6QVBJLUtFWS00NTY3" || h.Get("Accept") != "application/json" || h.Get("Accept-Version") != "v20250224" {
+		t.Errorf("v20250224: %v", h)
+	}
+	// the app's own Accept is kept
+	r = httptest.NewRequest("GET", "/users", nil)
+	r.Header.Set("Accept", "application/vnd.mx.api.v1+json")
+	next = &handlertest.Next{}
+	_, _ = handlertest.Serve(t, a, r, next)
+	if next.Received.Get("Accept") != "application/vnd.mx.api.v1+json" {
+		t.Errorf("the app's Accept was replaced: %v", next.Received)
+	}
+	v1 := &AuthAttach{ClientID: "c", APIKey: "k"}
+	handlertest.Provision(t, v1)
+	if v1.APIVersion != APIVersion20111101 {
+		t.Errorf("default version %q", v1.APIVersion)
+	}
+}
+
+func TestAttachProvisionErrors(t *testing.T) {
+	t.Setenv("MXGATE_TEST_EMPTY", "")
+	for name, c := range map[string]struct {
+		a   AuthAttach
+		msg string
+	}{
+		"no client id":  {AuthAttach{APIKey: "k"}, "client_id is empty"},
+		"unset api key": {AuthAttach{ClientID: "c", APIKey: "{env.MXGATE_TEST_EMPTY}"}, "api_key is empty"},
+		"colon":         {AuthAttach{ClientID: "c:d", APIKey: "hunter2"}, "client_id must not contain ':'"},
+		"version":       {AuthAttach{ClientID: "c", APIKey: "hunter2", APIVersion: "v3"}, `api_version must be v20111101 or v20250224, not "v3"`},
+	} {
+		err := handlertest.TryProvision(t, &c.a)
+		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: %v, want %q", name, err, c.msg)
+		}
+	}
+}
+
+// TestAttachKeyWithBraces: a key given through a placeholder may hold
+// braces of its own.
+func TestAttachKeyWithBraces(t *testing.T) {
+	t.Setenv("MXGATE_TEST_API_KEY", "k{e}y}")
+	a := &AuthAttach{ClientID: "c", APIKey: "{env.MXGATE_TEST_API_KEY}"}
+	if err := handlertest.TryProvision(t, a); err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/users", nil)
+	_, _ = handlertest.Serve(t, a, r, &handlertest.Next{})
+	if id, key, ok := r.BasicAuth(); !ok || id != "c" || key != "k{e}y}" {
+		t.Errorf("credentials %q %q", id, key)
+	}
+}

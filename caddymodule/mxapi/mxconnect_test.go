@@ -1,0 +1,314 @@
+package mxapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+)
+
+// securityAPI is a stand-in for MX Connect's Security API: it hands out
+// tok-1, tok-2, … to the right credentials, or answers status while that
+// is set.
+type securityAPI struct {
+	*httptest.Server
+	issued atomic.Int32
+	status atomic.Int32  // non-zero: answer this instead of a token
+	hold   chan struct{} // non-nil: wait for it before answering
+}
+
+func newSecurityAPI(t *testing.T) *securityAPI {
+	s := &securityAPI{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.hold != nil {
+			<-s.hold
+		}
+		var body struct{ Value string }
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		user, pass, _ := r.BasicAuth()
+		switch {
+		case s.status.Load() != 0:
+			w.WriteHeader(int(s.status.Load()))
+		case r.Method != "POST" || user != "mx-user" || pass != "mx-pa55word" || body.Value != "mx-api-k3y":
+			w.WriteHeader(http.StatusUnauthorized)
+		default:
+			_ = json.NewEncoder(w).Encode(map[string]string{"token": "tok-" + strconv.Itoa(int(s.issued.Add(1)))})
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// clock is a settable time for the token source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func newToken(t *testing.T, endpoint string, m *MXConnectToken) (*MXConnectToken, *observer.ObservedLogs, *clock) {
+	t.Helper()
+	t.Setenv("MXGATE_TEST_MXC_PASSWORD", "mx-pa55word")
+	m.Endpoint = endpoint
+	m.Username, m.Password, m.APIKey = "mx-user", "{env.MXGATE_TEST_MXC_PASSWORD}", "mx-api-k3y"
+	handlertest.Provision(t, m)
+	var logs *observer.ObservedLogs
+	m.logger, logs = handlertest.Logs()
+	c := &clock{now: time.Unix(1_800_000_000, 0)}
+	m.source.Now = c.Now
+	return m, logs, c
+}
+
+// upstream answers 401 to the tokens in refuse, and records the
+// Authorization and body of every request.
+type upstream struct {
+	refuse map[string]bool
+	auths  []string
+	bodies []string
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	auth := r.Header.Get("Authorization")
+	b, _ := io.ReadAll(r.Body)
+	u.auths, u.bodies = append(u.auths, auth), append(u.bodies, string(b))
+	w.Header().Set("X-Token-Seen", auth)
+	if u.refuse[strings.TrimPrefix(auth, "Bearer ")] {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"error":"token expired"}`)
+		return nil
+	}
+	_, _ = io.WriteString(w, `{"ok":true}`)
+	return nil
+}
+
+func assertNoSecrets(t *testing.T, logs *observer.ObservedLogs) {
+	t.Helper()
+	for _, e := range logs.All() {
+		line := e.Message
+		for k, v := range e.ContextMap() {
+			line += " " + k + "=" + toString(v)
+		}
+		for _, s := range []string{"mx-pa55word", "mx-api-k3y", "tok-"} {
+			if strings.Contains(line, s) {
+				t.Errorf("log line holds a secret: %s", line)
+			}
+		}
+	}
+}
+
+func toString(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestMXConnectTokenAttached(t *testing.T) {
+	api := newSecurityAPI(t)
+	m, logs, _ := newToken(t, api.URL, &MXConnectToken{})
+	up := &upstream{}
+	for i := range 3 {
+		r := httptest.NewRequest("GET", "/accounts", nil)
+		r.Header.Set("Authorization", "Bearer the-apps-own")
+		w, err := handlertest.Serve(t, m, r, up)
+		if err != nil || w.Code != 200 || w.Body.String() != `{"ok":true}` {
+			t.Fatalf("request %d: %d %v %q", i, w.Code, err, w.Body)
+		}
+	}
+	if strings.Join(up.auths, ",") != "Bearer tok-1,Bearer tok-1,Bearer tok-1" || m.source.Refreshes() != 1 {
+		t.Errorf("tokens %v after %d fetches", up.auths, m.source.Refreshes())
+	}
+	assertNoSecrets(t, logs)
+}
+
+// TestMXConnectToken401: an upstream 401 drops the token; an idempotent
+// request is sent once more, body and all, with a fresh one, and the client
+// sees only the second answer. A POST is not sent again.
+func TestMXConnectToken401(t *testing.T) {
+	api := newSecurityAPI(t)
+	m, logs, _ := newToken(t, api.URL, &MXConnectToken{})
+	up := &upstream{refuse: map[string]bool{"tok-1": true}}
+	w := httptest.NewRecorder()
+	w.Header().Set("X-Early", "kept")
+	if err := m.ServeHTTP(w, httptest.NewRequest("PUT", "/accounts/1", strings.NewReader(`{"account":{}}`)), up); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != 200 || w.Body.String() != `{"ok":true}` || strings.Join(up.auths, ",") != "Bearer tok-1,Bearer tok-2" {
+		t.Fatalf("%d %q, tokens %v", w.Code, w.Body, up.auths)
+	}
+	if up.bodies[0] != `{"account":{}}` || up.bodies[1] != up.bodies[0] {
+		t.Errorf("bodies %q", up.bodies)
+	}
+	if got := w.Header().Values("X-Token-Seen"); len(got) != 1 || got[0] != "Bearer tok-2" || w.Header().Get("X-Early") != "kept" {
+		t.Errorf("headers %v", w.Header())
+	}
+
+	// a second 401 is the answer: one retry only
+	up = &upstream{refuse: map[string]bool{"tok-2": true, "tok-3": true}}
+	w, _ = handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil), up)
+	if w.Code != 401 || strings.Join(up.auths, ",") != "Bearer tok-2,Bearer tok-3" {
+		t.Errorf("second 401: %d, tokens %v", w.Code, up.auths)
+	}
+
+	// POST: not sent again, but the token is dropped (tok-3 was dropped
+	// by its own 401 above)
+	up = &upstream{refuse: map[string]bool{"tok-4": true}}
+	w, _ = handlertest.Serve(t, m, httptest.NewRequest("POST", "/accounts", strings.NewReader(`{}`)), up)
+	if w.Code != 401 || strings.Join(up.auths, ",") != "Bearer tok-4" || w.Body.String() != `{"error":"token expired"}` {
+		t.Errorf("POST: %d %q, tokens %v", w.Code, w.Body, up.auths)
+	}
+	up = &upstream{}
+	_, _ = handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil), up)
+	if up.auths[0] != "Bearer tok-5" {
+		t.Errorf("after the POST's 401: %v", up.auths)
+	}
+	assertNoSecrets(t, logs)
+}
+
+// TestMXConnectTokenOutage: while the Security API fails, requests fail
+// fast with 503, Retry-After and a JSON error, logged once per episode;
+// once it answers (after the source's backoff, on its clock), tokens flow
+// again and the end is logged.
+func TestMXConnectTokenOutage(t *testing.T) {
+	api := newSecurityAPI(t)
+	api.status.Store(http.StatusBadGateway)
+	m, logs, clk := newToken(t, api.URL, &MXConnectToken{})
+	up := &upstream{}
+	for i := range 3 {
+		w, err := handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil), up)
+		if err != nil || w.Code != 503 || w.Header().Get("Retry-After") != "1" {
+			t.Fatalf("request %d: %d %v %v", i, w.Code, err, w.Header())
+		}
+		if w.Body.String() != `{"error":{"message":"MX Connect token unavailable: Security API unavailable: status 502"}}` {
+			t.Errorf("body %q", w.Body)
+		}
+	}
+	if len(up.auths) != 0 || m.source.Refreshes() != 1 {
+		t.Errorf("upstream reached %d times; Security API called %d times", len(up.auths), m.source.Refreshes())
+	}
+	if n := logs.FilterMessageSnippet("no MX Connect token").Len(); n != 1 {
+		t.Errorf("outage logged %d times", n)
+	}
+	api.status.Store(0)
+	clk.Add(2 * time.Second)
+	w, _ := handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil), up)
+	if w.Code != 200 || up.auths[0] != "Bearer tok-1" {
+		t.Fatalf("after the outage: %d %v", w.Code, up.auths)
+	}
+	if n := logs.FilterMessage("MX Connect tokens available again").Len(); n != 1 {
+		t.Errorf("recovery logged %d times", n)
+	}
+	assertNoSecrets(t, logs)
+
+	// a Security API that cannot be reached at all
+	api.Close()
+	m2, _, _ := newToken(t, api.URL, &MXConnectToken{ErrorFormat: "text"})
+	w, _ = handlertest.Serve(t, m2, httptest.NewRequest("GET", "/accounts", nil), up)
+	if w.Code != 503 || w.Body.String() != "MX Connect token unavailable: Security API unavailable: connection refused\n" {
+		t.Errorf("unreachable: %d %q", w.Code, w.Body)
+	}
+}
+
+func TestMXConnectTokenRefused(t *testing.T) {
+	api := newSecurityAPI(t)
+	m, logs, _ := newToken(t, api.URL, &MXConnectToken{})
+	m.source.Password = "wrong-pa55word"
+	w, err := handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil), &upstream{})
+	if err != nil || w.Code != 502 || w.Header().Get("Retry-After") != "" {
+		t.Fatalf("%d %v %v", w.Code, err, w.Header())
+	}
+	if w.Body.String() != `{"error":{"message":"MX Connect token unavailable: Security API refused the credentials: status 401"}}` {
+		t.Errorf("body %q", w.Body)
+	}
+	if logs.FilterMessageSnippet("no MX Connect token").Len() != 1 {
+		t.Error("refusal not logged")
+	}
+	for _, e := range logs.All() {
+		if strings.Contains(toString(e.ContextMap()), "pa55word") {
+			t.Errorf("log holds the password: %v", e.ContextMap())
+		}
+	}
+}
+
+// TestMXConnectTokenClientGone: a client that goes away while the token is
+// fetched gets 499, not a Security API error.
+func TestMXConnectTokenClientGone(t *testing.T) {
+	api := newSecurityAPI(t)
+	api.hold = make(chan struct{})
+	m, _, _ := newToken(t, api.URL, &MXConnectToken{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil).WithContext(ctx), &upstream{})
+	close(api.hold)
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != 499 {
+		t.Errorf("%v", err)
+	}
+}
+
+func TestMXConnectTokenBodyAndErrors(t *testing.T) {
+	api := newSecurityAPI(t)
+	m, _, _ := newToken(t, api.URL, &MXConnectToken{})
+	r := httptest.NewRequest("PUT", "/accounts/1", io.MultiReader(strings.NewReader("{"), errReader{}))
+	r.ContentLength = -1
+	_, err := handlertest.Serve(t, m, r, &upstream{})
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != 400 {
+		t.Errorf("unreadable body: %v", err)
+	}
+	boom := errors.New("upstream down")
+	if _, err := handlertest.Serve(t, m, httptest.NewRequest("GET", "/", nil), failing{boom}); !errors.Is(err, boom) {
+		t.Errorf("error %v", err)
+	}
+}
+
+func TestMXConnectTokenProvisionErrors(t *testing.T) {
+	t.Setenv("MXGATE_TEST_EMPTY", "")
+	creds := func(m MXConnectToken) *MXConnectToken {
+		if m.Username == "" {
+			m.Username = "u"
+		}
+		if m.Password == "" {
+			m.Password = "hunter2"
+		}
+		if m.APIKey == "" {
+			m.APIKey = "k"
+		}
+		return &m
+	}
+	for name, c := range map[string]struct {
+		m   *MXConnectToken
+		msg string
+	}{
+		"ftp endpoint":   {creds(MXConnectToken{Endpoint: "ftp://mx"}), "endpoint must be an http(s) URL"},
+		"no username":    {&MXConnectToken{Password: "hunter2", APIKey: "k"}, "username is empty"},
+		"unset password": {creds(MXConnectToken{Password: "{env.MXGATE_TEST_EMPTY}"}), "password is empty"},
+		"refresh":        {creds(MXConnectToken{RefreshBefore: 1 << 62}), "refresh_before must be shorter than a token's life (10m0s)"},
+		"negative":       {creds(MXConnectToken{Timeout: -1}), "durations and sizes must be positive"},
+		"format":         {creds(MXConnectToken{ErrorFormat: "xml"}), "unknown error_format"},
+	} {
+		err := handlertest.TryProvision(t, c.m)
+		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: %v, want %q", name, err, c.msg)
+		}
+	}
+	m := creds(MXConnectToken{})
+	handlertest.Provision(t, m)
+	if m.source.Endpoint != "https://api.mxconnect.com/security/v1/apiKey/authenticate" || m.source.Client.Timeout != 5*time.Second || m.MaxBody != 1<<20 {
+		t.Errorf("defaults: %+v", m.source)
+	}
+}
