@@ -212,7 +212,7 @@ func TestProvisionRedisDown(t *testing.T) {
 	if p.Healthy() || p.FailOpen || storeUp(t, "test_down", "redis-down") != 0 {
 		t.Errorf("a store down at start-up: healthy %v, fail open %v", p.Healthy(), p.FailOpen)
 	}
-	if p.Health.addr != addr {
+	if !strings.Contains(p.Health.addr, addr) || strings.Contains(p.Health.addr, "hunter2") || strings.Contains(p.Health.addr, "app") {
 		t.Errorf("log address %q (want %q without credentials)", p.Health.addr, addr)
 	}
 }
