@@ -169,7 +169,7 @@ func (d *detector) begin() {
 	}
 	s := d.s
 	d.field = s.fieldDepth > 0
-	top := len(s.stack) - 1
+	top := s.depth - 1
 	if d.field {
 		top = s.fieldTop
 	}
@@ -188,7 +188,8 @@ func (d *detector) digit(v int, off int64, size int) {
 		d.head = (d.head + 1) & (ringSize - 1)
 		d.n--
 	}
-	d.ring[(d.head+d.n)&(ringSize-1)] = digitRec{off: off, size: uint8(size), val: uint8(v), gstart: !d.inGroup}
+	r := &d.ring[(d.head+d.n)&(ringSize-1)]
+	r.off, r.size, r.val, r.gstart = off, uint8(size), uint8(v), !d.inGroup
 	d.n++
 	d.inGroup = true
 	d.total++

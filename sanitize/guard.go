@@ -60,6 +60,7 @@ type Guard struct {
 	account  []string // lower-case names of fields inside <account>
 	anywhere []string // lower-case names of fields anywhere
 	byLen    [65][]fieldName
+	first    [65]uint32 // by length: a bit for each field's first letter (and account's)
 	pool     sync.Pool
 	gzr      sync.Pool
 	gzw      sync.Pool
@@ -89,6 +90,9 @@ func New(opts Options) (*Guard, error) {
 	}
 	for _, f := range g.anywhere {
 		g.byLen[len(f)] = append(g.byLen[len(f)], fieldName{f, false})
+	}
+	for _, f := range append(append([]string{"account"}, g.account...), g.anywhere...) {
+		g.first[len(f)] |= 1 << (f[0] & 31)
 	}
 	return g, nil
 }
