@@ -57,6 +57,8 @@ type Options struct {
 type Guard struct {
 	maxField int
 	allow    bool
+	slack    int      // the buffer's room beyond twice maxField; tests make it small
+	minRead  int      // the least room a read is given
 	account  []string // lower-case names of fields inside <account>
 	anywhere []string // lower-case names of fields anywhere
 	byLen    [65][]fieldName
@@ -68,7 +70,7 @@ type Guard struct {
 
 // New checks opts and returns a Guard.
 func New(opts Options) (*Guard, error) {
-	g := &Guard{maxField: opts.MaxField, allow: opts.AllowMalformed}
+	g := &Guard{maxField: opts.MaxField, allow: opts.AllowMalformed, slack: slack, minRead: minRead}
 	switch {
 	case g.maxField == 0:
 		g.maxField = DefaultMaxField

@@ -216,9 +216,10 @@ func (c chunkReader) Read(b []byte) (int, error) {
 }
 
 func TestTinyReadsGiveTheSameResult(t *testing.T) {
-	g := newGuard(t, Options{})
+	g := tinyGuard(t, Options{MaxField: 128})
 	for _, in := range []string{
 		accounts("<id>4111 1111 1111 1111</id>", "<name><![CDATA[Checking ]]>123456789012</name>", "<id>x&#x34;&#52;1111111111111111</id>", "<name>１２３４５６７８９</name>"),
+		accounts("<name>"+strings.Repeat("4111 1111 1111 1111 ", 6)+"</name>", "<memo>"+strings.Repeat("4111 ", 20)+"</memo>"),
 		accounts("<name>a&b</name>"),
 		`<?xml version="1.0" encoding="latin1"?><a/>`,
 	} {

@@ -9,6 +9,7 @@ import (
 )
 
 const (
+	slack      = 64 << 10 // the buffer's room beyond twice the field bound
 	minRead    = 16 << 10 // the least room a read is given
 	writeBatch = 32 << 10 // mask mode writes once this much is final
 	refMax     = 32       // the longest reference looked at, from & to ;
@@ -131,7 +132,7 @@ type scanner struct {
 }
 
 func newScanner(g *Guard) *scanner {
-	s := &scanner{g: g, buf: make([]byte, 2*g.maxField+64<<10), names: make([]byte, g.maxField+8), intern: make(map[string]string)}
+	s := &scanner{g: g, buf: make([]byte, 2*g.maxField+g.slack), names: make([]byte, g.maxField+8), intern: make(map[string]string)}
 	s.text.s, s.text.isText = s, true
 	s.aux.s = s
 	return s
@@ -185,6 +186,11 @@ func (s *scanner) run() error {
 		}
 		var err error
 		if b, i := s.buf[:s.n], s.pos; b[i] == '<' && !s.tail {
+			// markup is looked at no further than its bound: beyond it is
+			// ErrFieldTooLarge (see more), whatever comes there
+			if lim := i + s.g.maxField + 1; lim < len(b) {
+				b = b[:lim]
+			}
 			switch {
 			case i+1 == len(b):
 				err = s.more(i, "markup")
@@ -274,7 +280,7 @@ func (s *scanner) flush() error {
 
 // fill reads more input, making room first if need be.
 func (s *scanner) fill() error {
-	if len(s.buf)-s.n < minRead {
+	if len(s.buf)-s.n < s.g.minRead {
 		if err := s.flush(); err != nil {
 			return err
 		}
@@ -311,6 +317,17 @@ func (s *scanner) fill() error {
 		}
 	}
 	return &causeError{ErrRead, io.ErrNoProgress}
+}
+
+// runLimit returns the index in buf of the first byte beyond the bound of
+// the current text run, or the end of the buffer: the text loops stop
+// there, so that what comes after the bound is never looked at, however
+// the input was cut into reads.
+func (s *scanner) runLimit() int {
+	if l := s.runStart - s.base + s.maxField + 1; l < int64(s.n) {
+		return int(max(l, 0))
+	}
+	return s.n
 }
 
 // checkRun bounds the current text run.
@@ -405,12 +422,13 @@ func (s *scanner) textLoop() error {
 	b := s.buf[:s.n]
 	i := s.pos
 	d := &s.text
-	for i < len(b) {
+	lim := s.runLimit()
+	for i < lim {
 		if !d.active {
-			for i < len(b) && class[b[i]] <= cSep {
+			for i < lim && class[b[i]] <= cSep {
 				i++
 			}
-			if i == len(b) {
+			if i == lim {
 				break
 			}
 		}
@@ -451,9 +469,10 @@ func (s *scanner) textLoop() error {
 func (s *scanner) outside() error {
 	b := s.buf[:s.n]
 	i := s.pos
-	for i < len(b) {
+	for lim := s.runLimit(); i < lim; {
 		c := b[i]
 		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			s.text.sep() // a number open with AllowMalformed
 			i++
 			continue
 		}
@@ -467,10 +486,10 @@ func (s *scanner) outside() error {
 					s.pos = i
 					return errMore
 				}
-				return &spotError{ErrInvalidUTF8, "outside the root element"}
+				return &spotError{ErrInvalidUTF8, "in text"}
 			}
 			if r == 0xFEFF {
-				return &spotError{ErrBOM, "outside the root element"}
+				return &spotError{ErrBOM, "in text"}
 			}
 		}
 		if err := s.bad(ErrMalformed, "text outside the root element"); err != nil {
