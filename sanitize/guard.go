@@ -1,6 +1,7 @@
 package sanitize
 
 import (
+	"bufio"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -63,9 +64,8 @@ type Guard struct {
 	anywhere []string // lower-case names of fields anywhere
 	byLen    [65][]fieldName
 	first    [65]uint32 // by length: a bit for each field's first letter (and account's)
-	pool     sync.Pool
-	gzr      sync.Pool
-	gzw      sync.Pool
+	pool     sync.Pool  // of *scanner
+	gzPool   sync.Pool  // of *gzipState
 }
 
 // New checks opts and returns a Guard.
@@ -187,25 +187,22 @@ func (g *Guard) Inspect(src io.Reader, c Coding) (Report, error) {
 func (g *Guard) run(dst io.Writer, src io.Reader, c Coding, masking bool) (Report, error) {
 	var zw *gzip.Writer
 	if c == Gzip {
-		rr := &readRecorder{r: src}
-		zr, _ := g.gzr.Get().(*gzip.Reader)
-		if zr == nil {
-			zr = new(gzip.Reader)
+		z, _ := g.gzPool.Get().(*gzipState)
+		if z == nil {
+			z = &gzipState{br: bufio.NewReader(nil)}
+			z.zw, _ = gzip.NewWriterLevel(nil, gzip.BestSpeed)
 		}
-		defer g.gzr.Put(zr)
-		if err := zr.Reset(rr); err != nil {
-			return Report{}, decodeError(rr, err)
+		defer g.gzPool.Put(z)
+		defer z.release()
+		z.rr = readRecorder{r: src}
+		z.br.Reset(&z.rr)
+		if err := z.zr.Reset(z.br); err != nil {
+			return Report{}, z.decodeError(err)
 		}
-		src = &gunzipReader{zr: zr, rr: rr}
+		src = z
 		if masking {
-			zw, _ = g.gzw.Get().(*gzip.Writer)
-			if zw == nil {
-				zw, _ = gzip.NewWriterLevel(dst, gzip.BestSpeed)
-			} else {
-				zw.Reset(dst)
-			}
-			defer g.gzw.Put(zw)
-			dst = zw
+			z.zw.Reset(dst)
+			dst, zw = z.zw, z.zw
 		}
 	}
 	s, _ := g.pool.Get().(*scanner)
@@ -240,22 +237,36 @@ func (r *readRecorder) Read(b []byte) (int, error) {
 	return n, err
 }
 
-type gunzipReader struct {
-	zr *gzip.Reader
-	rr *readRecorder
+// gzipState is what a gzip-encoded reply needs besides the scanner,
+// pooled as one: the decoder reads through a bufio.Reader of its own
+// (gzip.Reader would otherwise make one per reply), which reads through a
+// readRecorder.
+type gzipState struct {
+	zr gzip.Reader
+	br *bufio.Reader
+	rr readRecorder
+	zw *gzip.Writer
 }
 
-func (g *gunzipReader) Read(b []byte) (int, error) {
-	n, err := g.zr.Read(b)
+// Read reads the decoded reply.
+func (z *gzipState) Read(b []byte) (int, error) {
+	n, err := z.zr.Read(b)
 	if err != nil && err != io.EOF {
-		err = decodeError(g.rr, err)
+		err = z.decodeError(err)
 	}
 	return n, err
 }
 
-func decodeError(rr *readRecorder, err error) error {
-	if rr.err != nil {
-		return &causeError{ErrRead, rr.err}
+func (z *gzipState) decodeError(err error) error {
+	if z.rr.err != nil {
+		return &causeError{ErrRead, z.rr.err}
 	}
 	return &spotError{ErrContentEncoding, "the body is not valid gzip"}
+}
+
+// release drops the reply's reader and writer.
+func (z *gzipState) release() {
+	z.rr = readRecorder{}
+	z.br.Reset(nil)
+	z.zw.Reset(io.Discard)
 }

@@ -359,8 +359,11 @@ func (s *scanner) found(d *detector, rule string) {
 	if len(s.findings) >= MaxFindings {
 		return
 	}
-	if s.findings == nil {
+	switch len(s.findings) {
+	case 0:
 		s.findings = make([]Finding, 0, 16)
+	case 16:
+		s.findings = append(make([]Finding, 0, MaxFindings), s.findings...)
 	}
 	s.findings = append(s.findings, Finding{Account: int(d.account), Field: s.where(d), Rule: rule})
 }
