@@ -50,6 +50,11 @@ type Options struct {
 	// finds, and Report.Malformed says what was let through. Every other
 	// condition is still refused. Default: false, refuse.
 	AllowMalformed bool
+
+	// Mask is read only by Process.
+	//
+	// Deprecated: call Guard.Mask.
+	Mask bool
 }
 
 // Guard finds and masks card and account numbers in MDX replies. Make one

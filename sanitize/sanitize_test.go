@@ -620,3 +620,24 @@ func TestWellFormedness(t *testing.T) {
 		}
 	}
 }
+
+func TestProcess(t *testing.T) {
+	in := accounts("<id>4111111111111111</id>", "<name>Checking 123456789</name>") +
+		"<!-- --><transactions><transaction><id>123456789012</id></transaction></transactions>"
+	in = strings.Replace(in, "</mdx>\n<!-- -->", "<!-- -->", 1) + "</mdx>"
+	var out bytes.Buffer
+	f, err := Process(&out, strings.NewReader(in), Options{Fields: []string{"id", "name"}, Mask: true})
+	if err != nil || len(f) != 2 || !strings.Contains(out.String(), "XXXXXXXXXXXX1111") || !strings.Contains(out.String(), "<id>123456789012</id></transaction>") {
+		t.Fatalf("%v %v %s", f, err, out.String())
+	}
+	out.Reset()
+	f, err = Process(&out, strings.NewReader(in), Options{Fields: []string{"ID", "name"}})
+	if err != nil || len(f) != 2 || out.String() != in {
+		t.Fatalf("%v %v", f, err)
+	}
+	// another field counts anywhere
+	f, _ = Process(io.Discard, strings.NewReader(in), Options{Fields: []string{"id", "transaction"}})
+	if len(f) != 3 {
+		t.Fatalf("%v", f)
+	}
+}
