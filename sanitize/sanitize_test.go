@@ -592,6 +592,13 @@ func TestWellFormedness(t *testing.T) {
 		"decl order":              `<?xml version="1.0" standalone="yes" encoding="UTF-8"?><a/>`,
 		"pi target glued":         `<a><?x?y?></a>`,
 		"tag ends in a/":          `<a/ >`,
+		"name of colons":          `<::/>`,
+		"name starting with :":    `<:a/>`,
+		"name ending in :":        `<a:/>`,
+		"name with two colons":    `<a:b:c/>`,
+		"attribute with two":      `<a x:y:z="1"/>`,
+		"end tag with two":        `<a:b:c></a:b:c>`,
+		"pi target with a colon":  `<a><?x:y?></a>`,
 	}
 	for name, in := range bad {
 		_, _, err := mask(g, in)

@@ -733,30 +733,33 @@ func (s *scanner) tooLong(i, end int, what string) error {
 	return nil
 }
 
-// scanName returns the end of the name at b[i:] and whether it is
-// lower-case ASCII.
+// scanName returns the end of the name at b[i:] and whether it is plain:
+// lower-case ASCII, with at most one colon, neither first nor last (a
+// name as Namespaces in XML allows it). checkName says what is wrong with
+// a name that is not plain.
 func scanName(b []byte, i int) (int, bool) {
-	end, lower, _ := scanNameColon(b, i)
-	return end, lower
+	end, plain, _ := scanNameColon(b, i)
+	return end, plain
 }
 
 // scanNameColon is scanName that also returns the index just after the
 // name's last colon, where its local name starts (i if none).
-func scanNameColon(b []byte, i int) (end int, lower bool, local int) {
-	lower, local = true, i
+func scanNameColon(b []byte, i int) (end int, plain bool, local int) {
+	start, plain, local, colons := i, true, i, 0
 	for ; i < len(b); i++ {
 		switch nameClass[b[i]] {
 		case nNone:
-			return i, lower, local
+			return i, plain && (colons == 0 || colons == 1 && local-1 > start && local < i), local
 		case nUpper, nHigh:
-			lower = false
+			plain = false
 		case nStart:
 			if b[i] == ':' {
 				local = i + 1
+				colons++
 			}
 		}
 	}
-	return i, lower, local
+	return i, plain && (colons == 0 || colons == 1 && local-1 > start && local < i), local
 }
 
 func isNameStart(c byte) bool {
@@ -764,8 +767,10 @@ func isNameStart(c byte) bool {
 	return t != nNone && t != nChar
 }
 
-// checkName refuses a name that is not lower-case ASCII.
+// checkName refuses a name that scanName did not find plain: one that is
+// not lower-case ASCII, or whose colons Namespaces in XML does not allow.
 func (s *scanner) checkName(name []byte) error {
+	upper := false
 	for _, c := range name {
 		if c >= 0x80 {
 			if !utf8.Valid(name) {
@@ -774,10 +779,20 @@ func (s *scanner) checkName(name []byte) error {
 			if bytes.Contains(name, []byte("\xEF\xBB\xBF")) {
 				return &spotError{ErrBOM, "in a name"}
 			}
+			upper = true
 			break
 		}
+		upper = upper || c >= 'A' && c <= 'Z'
 	}
-	return s.bad(ErrUpperCase, "in a tag or attribute name")
+	if upper {
+		if err := s.bad(ErrUpperCase, "in a tag or attribute name"); err != nil {
+			return err
+		}
+	}
+	if k := bytes.IndexByte(name, ':'); k >= 0 && (k == 0 || k == len(name)-1 || bytes.IndexByte(name[k+1:], ':') >= 0) {
+		return s.bad(ErrMalformed, "a name with a misplaced colon")
+	}
+	return nil
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -910,12 +925,12 @@ func (s *scanner) startTag(b []byte, i int) error {
 	if !isNameStart(b[ns]) {
 		return s.literal("a < that starts no tag")
 	}
-	ne, lower, ls := ns, true, ns
+	ne, plain, ls := ns, true, ns
 	for ne < len(b) && plainName[b[ne]] {
 		ne++
 	}
 	if ne < len(b) && nameClass[b[ne]] != nNone {
-		ne, lower, ls = scanNameColon(b, ns)
+		ne, plain, ls = scanNameColon(b, ns)
 	}
 	if ne == len(b) {
 		return s.more(i, "a tag")
@@ -949,7 +964,7 @@ func (s *scanner) startTag(b []byte, i int) error {
 		return err
 	}
 	name := b[ns:ne]
-	if !lower {
+	if !plain {
 		if err := s.checkName(name); err != nil {
 			return err
 		}
@@ -1073,9 +1088,9 @@ func (s *scanner) attributes(b []byte, k, gt int, infield, inAccount bool, accou
 			continue
 		}
 		ns := k
-		ne, lower := scanName(b, k)
+		ne, plain := scanName(b, k)
 		name := b[ns:ne]
-		if !lower {
+		if !plain {
 			if err := s.checkName(name); err != nil {
 				return false, err
 			}
@@ -1140,7 +1155,7 @@ func (s *scanner) endTag(b []byte, i int) error {
 	if !isNameStart(b[ns]) {
 		return s.literal("a </ that starts no end tag")
 	}
-	ne, lower := scanName(b, ns)
+	ne, plain := scanName(b, ns)
 	k := ne
 	for k < len(b) && isSpace(b[k]) {
 		k++
@@ -1156,7 +1171,7 @@ func (s *scanner) endTag(b []byte, i int) error {
 		return err
 	}
 	name := b[ns:ne]
-	if !lower {
+	if !plain {
 		if err := s.checkName(name); err != nil {
 			return err
 		}
@@ -1262,6 +1277,11 @@ func (s *scanner) pi(b []byte, i int) error {
 	target := b[ts:te]
 	if !utf8.Valid(target) {
 		return &spotError{ErrInvalidUTF8, "in a processing instruction"}
+	}
+	if bytes.IndexByte(target, ':') >= 0 {
+		if err := s.bad(ErrMalformed, "a colon in a processing instruction's target"); err != nil {
+			return err
+		}
 	}
 	if eqFold(target, "xml") {
 		if err := s.decl(b, i, te, ce); err != nil {
