@@ -82,14 +82,15 @@ func BenchmarkProcess30MB(b *testing.B) {
 }
 
 // BenchmarkMaskGzip masks the accounts reply gzip-encoded: decoding and
-// encoding again dominate.
+// encoding again dominate. Throughput counts the decoded reply.
 func BenchmarkMaskGzip(b *testing.B) {
-	in := gzipped(accountsDoc())
+	doc := accountsDoc()
+	in := gzipped(doc)
 	g, err := New(Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(int64(len(in)))
+	b.SetBytes(int64(len(doc)))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := g.Mask(io.Discard, bytes.NewReader(in), Gzip); err != nil {
