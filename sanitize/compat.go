@@ -18,14 +18,14 @@ var guards sync.Map // string -> *Guard
 //
 // With opts.Mask it is Guard.Mask; without, it copies src to dst
 // unchanged while Guard.Inspect reads it. opts.Fields keeps its old
-// meaning, the children of <account> to inspect: names among
-// AccountFields are inspected as they always are, the others anywhere.
+// meaning, the children of <account> to inspect: id and name are
+// inspected as they always are, other names anywhere.
 //
 // Deprecated: use New, then Guard.Mask or Guard.Inspect.
 func Process(dst io.Writer, src io.Reader, opts Options) ([]Finding, error) {
 	var fields []string
 	for _, f := range opts.Fields {
-		if !slices.Contains(AccountFields, strings.ToLower(f)) {
+		if !slices.Contains(accountFields, strings.ToLower(f)) {
 			fields = append(fields, f)
 		}
 	}

@@ -20,12 +20,12 @@ const maxMaxField = 16 << 20
 // MaxFindings is how many findings a Report lists; it counts them all.
 const MaxFindings = 100
 
-// Fields where an account number is looked for, besides Options.Fields.
-// AccountFields count only inside an <account> element (and as attributes
-// of it); AnywhereFields count anywhere in the document.
+// The fields where an account number is always looked for: accountFields
+// inside an <account> element (and as attributes of it), anywhereFields
+// anywhere in the document.
 var (
-	AccountFields  = []string{"id", "name"}
-	AnywhereFields = []string{"account_number", "account_id"}
+	accountFields  = []string{"id", "name"}
+	anywhereFields = []string{"account_number", "account_id"}
 )
 
 // Options configure a Guard. The zero value is the default guard.
@@ -33,7 +33,8 @@ type Options struct {
 	// Fields are more element and attribute names in which a run of 9 or
 	// more digits is an account number, anywhere in the document, matched
 	// against the local name (after any prefix) without regard to case.
-	// They add to AccountFields and AnywhereFields, which always count.
+	// They add to the fields that always count: id and name inside an
+	// <account> element, account_number and account_id anywhere.
 	Fields []string
 
 	// MaxField bounds, in bytes, each text run, tag (with its
@@ -84,8 +85,8 @@ func New(opts Options) (*Guard, error) {
 	case g.maxField > maxMaxField:
 		return nil, fmt.Errorf("sanitize: MaxField must be at most %d", maxMaxField)
 	}
-	g.account = append(g.account, AccountFields...)
-	g.anywhere = append(g.anywhere, AnywhereFields...)
+	g.account = append(g.account, accountFields...)
+	g.anywhere = append(g.anywhere, anywhereFields...)
 	for _, f := range opts.Fields {
 		if !isFieldName(f) {
 			return nil, fmt.Errorf("sanitize: field %q is not an XML local name of ASCII letters, digits, '_', '-' and '.'", f)
