@@ -6,30 +6,95 @@ import (
 	"testing"
 )
 
-// BenchmarkProcess1MiB masks a 1 MiB accounts response in which one
-// account in a hundred carries a card number.
-func BenchmarkProcess1MiB(b *testing.B) {
+// accountsDoc returns the accounts reply of the benchmarks: the smallest
+// generated one of at least 1 MiB (8192 accounts, 1.2 MB), one account in
+// a hundred carrying a card number in its id.
+func accountsDoc() []byte {
 	var doc bytes.Buffer
-	g := &generator{n: 1}
 	for n := 1; doc.Len() < 1<<20; n *= 2 {
 		doc.Reset()
-		g = &generator{n: n}
-		io.Copy(&doc, g)
+		io.Copy(&doc, &generator{n: n})
 	}
-	in := doc.Bytes()
+	return doc.Bytes()
+}
+
+// BenchmarkProcess1MiB masks and inspects the 1.2 MB accounts reply with
+// the scanner (mask, inspect) and, for comparison in the same run, with
+// the encoding/xml implementation the package had before (xml-mask,
+// xml-report; see reference_test.go).
+func BenchmarkProcess1MiB(b *testing.B) {
+	in := accountsDoc()
+	g, err := New(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("mask", func(b *testing.B) {
+		b.SetBytes(int64(len(in)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if r, err := g.Mask(io.Discard, bytes.NewReader(in), Identity); err != nil || r.Cards != 81 {
+				b.Fatal(r.Cards, err)
+			}
+		}
+	})
+	b.Run("inspect", func(b *testing.B) {
+		b.SetBytes(int64(len(in)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if r, err := g.Inspect(bytes.NewReader(in), Identity); err != nil || r.Cards != 81 {
+				b.Fatal(r.Cards, err)
+			}
+		}
+	})
 	for _, mask := range []bool{true, false} {
-		name := "report"
+		name := "xml-report"
 		if mask {
-			name = "mask"
+			name = "xml-mask"
 		}
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(len(in)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := Process(io.Discard, bytes.NewReader(in), Options{Mask: mask}); err != nil {
-					b.Fatal(err)
+				if f, err := refProcess(io.Discard, bytes.NewReader(in), refOptions{Mask: mask}); err != nil || len(f) != 81 {
+					b.Fatal(len(f), err)
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkProcess30MB masks a 30 MB reply read from a stream: B/op shows
+// that memory does not grow with the reply.
+func BenchmarkProcess30MB(b *testing.B) {
+	g, err := New(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var size countingWriter
+	io.Copy(&size, &generator{n: 200_000})
+	b.SetBytes(size.n)
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, err := g.Mask(io.Discard, &generator{n: 200_000}, Identity); err != nil || r.Cards != 2000 {
+			b.Fatal(r.Cards, err)
+		}
+	}
+}
+
+// BenchmarkMaskGzip masks the accounts reply gzip-encoded: decoding and
+// encoding again dominate. Throughput counts the decoded reply.
+func BenchmarkMaskGzip(b *testing.B) {
+	doc := accountsDoc()
+	in := gzipped(doc)
+	g, err := New(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(doc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := g.Mask(io.Discard, bytes.NewReader(in), Gzip); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
