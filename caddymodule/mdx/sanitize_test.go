@@ -85,8 +85,9 @@ func TestSanitizeBlockAndReport(t *testing.T) {
 	if w := sanitizeServe(t, report, "GET", mdxReply(accounts)); w.Code != 200 || w.Body.String() != accounts {
 		t.Errorf("report: %d %s", w.Code, w.Body)
 	}
-	if n := logs.FilterMessage("complete account or card number in an MDX response").Len(); n != 1 {
-		t.Errorf("report (name only): %d findings logged", n)
+	// fields add to the defaults (id, name): both findings are reported
+	if n := logs.FilterMessage("complete account or card number in an MDX response").Len(); n != 2 {
+		t.Errorf("report: %d findings logged, want 2", n)
 	}
 	if got := handlertest.MetricValue(t, gate.Metrics.SanitizeFindings, map[string]string{"rule": "account_number", "action": "report"}); got != before+1 {
 		t.Errorf("findings counted %v, want %v", got, before+1)
