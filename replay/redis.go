@@ -24,6 +24,22 @@ type Redis struct {
 	prefix  string
 	window  time.Duration
 	breaker breaker.Breaker
+
+	waitReplicas int           // WAIT for this many replicas after recording
+	waitTimeout  time.Duration // for at most this long
+}
+
+// ErrNotReplicated is wrapped (with ErrUnavailable) when fewer replicas
+// than asked acknowledged a recorded key in time.
+var ErrNotReplicated = errors.New("replay: not replicated")
+
+// WaitForReplicas makes Check, after recording a fresh key, wait until n
+// replicas hold it (Redis's WAIT), for at most timeout; fewer is a store
+// failure. Behind Sentinel, a failover promotes a replica: without the
+// wait, what the old master acknowledged but had not yet replicated is
+// lost, and a signature recorded in that moment could be used again.
+func (c *Redis) WaitForReplicas(n int, timeout time.Duration) {
+	c.waitReplicas, c.waitTimeout = n, timeout
 }
 
 // NewRedis returns a Redis cache remembering each key for window.
@@ -44,13 +60,34 @@ func (c *Redis) Check(ctx context.Context, key Key, _ time.Time) (bool, error) {
 	if !c.breaker.Allow() {
 		return false, ErrUnavailable
 	}
-	ok, err := c.client.SetNX(ctx, c.prefix+hex.EncodeToString(key[:]), 1, c.window).Result()
-	if err != nil {
+	name := c.prefix + hex.EncodeToString(key[:])
+	if c.waitReplicas == 0 {
+		ok, err := c.client.SetNX(ctx, name, 1, c.window).Result()
+		if err != nil {
+			c.breaker.Fail()
+			return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		c.breaker.Succeed()
+		return ok, nil
+	}
+	// SET NX and WAIT on one connection: WAIT counts the replicas that
+	// have every write of the connection it runs on.
+	p := c.client.Pipeline()
+	set := p.SetNX(ctx, name, 1, c.window)
+	wait := p.Do(ctx, "WAIT", c.waitReplicas, c.waitTimeout.Milliseconds())
+	if _, err := p.Exec(ctx); err != nil {
 		c.breaker.Fail()
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	if n, err := wait.Int(); set.Val() && (err != nil || n < c.waitReplicas) {
+		// Not vouched for: take it back, so that the caller's retry is not
+		// taken for a replay (a tiered store writes it back later).
+		c.client.Del(context.WithoutCancel(ctx), name)
+		c.breaker.Fail()
+		return false, fmt.Errorf("%w: %w: %d of %d replicas", ErrUnavailable, ErrNotReplicated, n, c.waitReplicas)
+	}
 	c.breaker.Succeed()
-	return ok, nil
+	return set.Val(), nil
 }
 
 // Restore records entries (each for what is left of its window at now)

@@ -1,7 +1,9 @@
 package replay
 
 import (
+	"encoding/hex"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -44,5 +46,44 @@ func TestRedisSharedAcrossReplicas(t *testing.T) {
 	}
 	if _, err := a.Check(ctx, k(3), time.Time{}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("outage, breaker open: %v", err)
+	}
+}
+
+// TestRedisWaitForReplicas: a store that waits for a replica refuses to
+// vouch for a fresh key no replica holds, and vouches once one does.
+func TestRedisWaitForReplicas(t *testing.T) {
+	master := redistest.Start(t)
+	opts := &redis.Options{Addr: master.Addr(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	r, _ := NewRedis(c, "test:wait:", time.Minute)
+	r.WaitForReplicas(1, 50*time.Millisecond)
+	r.SetProbeInterval(time.Millisecond)
+	if fresh, err := r.Check(ctx, k(1), time.Time{}); fresh || !errors.Is(err, ErrNotReplicated) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("no replica: %v %v", fresh, err)
+	}
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		time.Sleep(20 * time.Millisecond)
+		fresh, err := r.Check(ctx, k(2), time.Time{})
+		if err == nil {
+			if !fresh {
+				t.Fatal("a fresh key was reported seen")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica never acknowledged: %v", err)
+		}
+	}
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr()})
+	defer rc.Close()
+	k2 := k(2)
+	if n, _ := rc.Exists(ctx, "test:wait:"+hex.EncodeToString(k2[:])).Result(); n != 1 {
+		t.Fatal("the acknowledged key is not on the replica")
+	}
+	if fresh, err := r.Check(ctx, k(2), time.Time{}); fresh || err != nil {
+		t.Fatalf("a replay with a replica: %v %v", fresh, err)
 	}
 }

@@ -169,6 +169,9 @@ func (v *Verify) provisionReplay(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if v.store.Wait > 0 {
+		shared.WaitForReplicas(v.store.Wait, v.store.Timeout/2)
+	}
 	tiered, err := replay.NewTiered(local, shared, !v.store.FailOpen, v.store.Health)
 	if err != nil {
 		return err

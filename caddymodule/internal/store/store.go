@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +56,13 @@ type Config struct {
 	// RedisTLS configures TLS for a rediss URL: a CA file, a client
 	// certificate and key, a server name. Default: the system's roots.
 	RedisTLS *RedisTLS `json:"redis_tls,omitempty"`
+
+	// RedisWaitReplicas is how many replicas must hold a recorded replay
+	// key before it counts (Redis's WAIT, within half of RedisTimeout);
+	// fewer is a store failure. Behind Sentinel a failover otherwise loses
+	// what the old master had not replicated yet. Default: 1 for a
+	// redis+sentinel URL, 0 otherwise. Rate limits never wait.
+	RedisWaitReplicas *int `json:"redis_wait_replicas,omitempty"`
 
 	// RedisTimeout bounds each Redis call. Default: 250ms.
 	RedisTimeout caddy.Duration `json:"redis_timeout,omitempty"`
@@ -131,6 +139,15 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 		c.OnStoreError, err = gate.OneOf(d, OnErrorLocal, OnErrorDeny)
 	case "redis_timeout":
 		c.RedisTimeout, err = gate.PositiveDuration(d)
+	case "redis_wait_replicas":
+		var v string
+		if v, err = gate.String(d); err == nil {
+			n, perr := strconv.Atoi(v)
+			if perr != nil || n < 0 {
+				return true, d.Errf("redis_wait_replicas: invalid number '%s' (0 or more)", v)
+			}
+			c.RedisWaitReplicas = &n
+		}
 	case "namespace":
 		c.Namespace, err = gate.String(d)
 	default:
@@ -145,6 +162,8 @@ type Provisioned struct {
 	Client    redis.UniversalClient // nil for a memory store
 	FailOpen  bool                  // on_store_error local
 	Health    *Health               // nil for a memory store
+	Timeout   time.Duration         // each Redis call
+	Wait      int                   // replicas a recorded replay key must reach
 
 	poolKey string
 }
@@ -162,8 +181,8 @@ func (c *Config) Provision(ctx caddy.Context, directive string, identity ...stri
 	p := &Provisioned{Namespace: c.Namespace}
 	switch c.Store {
 	case Memory:
-		if c.RedisURL != "" || c.OnStoreError != "" || c.RedisTimeout != 0 || c.RedisTLS != nil {
-			return nil, errors.New("redis_url, on_store_error, redis_timeout and redis_tls need `store redis <url>`")
+		if c.RedisURL != "" || c.OnStoreError != "" || c.RedisTimeout != 0 || c.RedisTLS != nil || c.RedisWaitReplicas != nil {
+			return nil, errors.New("redis_url, on_store_error, redis_timeout, redis_tls and redis_wait_replicas need `store redis <url>`")
 		}
 		return p, nil
 	case Redis:
@@ -192,7 +211,12 @@ func (c *Config) Provision(ctx caddy.Context, directive string, identity ...stri
 	if err != nil {
 		return nil, err
 	}
-	p.Client, p.poolKey, p.FailOpen = client, key, c.OnStoreError == OnErrorLocal
+	p.Client, p.poolKey, p.FailOpen, p.Timeout = client, key, c.OnStoreError == OnErrorLocal, timeout
+	if c.RedisWaitReplicas != nil {
+		p.Wait = *c.RedisWaitReplicas
+	} else if t, err := redisconf.ParseTarget(gate.Resolve(c.RedisURL)); err == nil && t.Topology == redisconf.Sentinel {
+		p.Wait = 1
+	}
 	p.Health = newHealth(ctx.Logger(), directive, c.Namespace, addr, c.OnStoreError)
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
