@@ -11,6 +11,8 @@
 //	mxapi     mx_auth attach|check, mx_jwe decrypt|encrypt, mx_retry, mxconnect_token
 //	                                          the MX Platform API and MX Connect, egress and serving side
 //	fdxauth   fdx_auth                        FDX v6: certificate-bound OAuth 2.0 tokens, scopes per endpoint
+//	health    mx_health                       readiness: every shared store and JWKS usable
+//	listen    the tcp-handover network        reloads that drop no connection
 //	cli       mxgate mdx-sign, mxgate fdx-dev
 //
 // Shared plumbing is in internal/gate (refusals, client address, bodies,
@@ -23,6 +25,7 @@ import (
 
 	_ "github.com/mxgate/mxgate/caddymodule/cli"
 	_ "github.com/mxgate/mxgate/caddymodule/fdxauth"
+	_ "github.com/mxgate/mxgate/caddymodule/health"
 	_ "github.com/mxgate/mxgate/caddymodule/ipallow"
 	_ "github.com/mxgate/mxgate/caddymodule/limit"
 	_ "github.com/mxgate/mxgate/caddymodule/listen"
@@ -32,12 +35,13 @@ import (
 
 // Order is the place of mxgate's directives in a site's handler chain.
 // Each lands just before redir, after the ones before it, so the chain
-// runs in this order: the IP check first, so a stranger gets nothing but
+// runs in this order: a readiness answer (which ends the chain), then the
+// IP check, so a stranger gets nothing but
 // 403; the signature; credentials (whose client id a rate-limit key may
 // use); retries, so that every attempt draws a token; the rate limit; and
 // encryption and the sanitizer right next to the proxy. All come after
 // `header`, so a site's security headers reach refusals too.
-var Order = []string{"mx_ip_allow", "mdx_hmac", "fdx_auth", "mx_auth", "mxconnect_token", "mx_retry", "mx_rate_limit", "mx_jwe", "mdx_sanitize"}
+var Order = []string{"mx_health", "mx_ip_allow", "mdx_hmac", "fdx_auth", "mx_auth", "mxconnect_token", "mx_retry", "mx_rate_limit", "mx_jwe", "mdx_sanitize"}
 
 func init() {
 	for _, dir := range Order {

@@ -50,6 +50,13 @@ func (j *JWKS) now() time.Time {
 	return time.Now()
 }
 
+// HasKeys reports whether the set holds a signing key.
+func (j *JWKS) HasKeys() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.keys) > 0
+}
+
 // Fetches returns how many times the set was fetched.
 func (j *JWKS) Fetches() int {
 	j.mu.Lock()

@@ -84,6 +84,9 @@ type Source struct {
 	// MinBackoff and MaxBackoff bound the wait after a failed fetch before
 	// the next (doubling); defaults 1s and 30s.
 	MinBackoff, MaxBackoff time.Duration
+	// OnRefreshError, if set, hears of every failed fetch (its error holds
+	// no credential), in the goroutine that fetched.
+	OnRefreshError func(error)
 
 	flight singleflight.Group
 
@@ -179,6 +182,9 @@ func (s *Source) fetchNow(ctx context.Context) (string, error) {
 	s.mu.Unlock()
 
 	tok, err := s.call(ctx)
+	if err != nil && s.OnRefreshError != nil {
+		s.OnRefreshError(err)
+	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -5,6 +5,7 @@ package fdxauth
 
 import (
 	"cmp"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -73,6 +74,7 @@ type FDXAuth struct {
 
 	format     gate.Format
 	table      *fdx.Table
+	unregister func()
 	validator  *fdx.Validator
 	introspect *fdx.Introspector
 	logger     *zap.Logger
@@ -154,7 +156,20 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 		}
 		jwks := &fdx.JWKS{URL: u, MinRefresh: time.Duration(a.JWKSMinRefresh)}
 		a.validator = &fdx.Validator{Issuer: a.Issuer, Audiences: a.Audiences, Algorithms: algs, Leeway: time.Duration(a.Leeway), Keys: jwks}
-		// Fetched on the first token: the key server may be this very process.
+		// Fetched on the first token (the key server may be this very
+		// process), or by the first readiness check.
+		a.unregister = gate.RegisterDependency(gate.Dependency{
+			Name: "fdx_auth JWKS",
+			Check: func(ctx context.Context) error {
+				if !jwks.HasKeys() {
+					_ = jwks.Refresh(ctx)
+				}
+				if !jwks.HasKeys() {
+					return errors.New("no signing key could be fetched")
+				}
+				return nil
+			},
+		})
 	}
 	if in := a.Introspection; in != nil {
 		secret, err := gate.Secret(in.ClientSecret)
@@ -183,6 +198,15 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 func isHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// Cleanup withdraws the JWKS from readiness checks.
+func (a *FDXAuth) Cleanup() error {
+	if a.unregister != nil {
+		a.unregister()
+		a.unregister = nil
+	}
+	return nil
 }
 
 // failure is an RFC 6750 failure with an FDX error body.
@@ -311,5 +335,6 @@ func peerCert(r *http.Request) *x509.Certificate {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*FDXAuth)(nil)
+	_ caddy.CleanerUpper          = (*FDXAuth)(nil)
 	_ caddyhttp.MiddlewareHandler = (*FDXAuth)(nil)
 )

@@ -179,6 +179,7 @@ func (m *JWEDecrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	plain, err := jwe.Decrypt(string(body), key, m.allowed)
 	if err != nil {
+		gate.Metrics.JWEDecryptFailures.Inc()
 		m.logger.Warn("upstream reply claims to be encrypted but did not decrypt", zap.Int("upstream_status", rec.Status()))
 		gate.ClearHeader(w.Header())
 		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseUndecryptable)

@@ -103,8 +103,9 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 	}
 	m.source = &mxconnect.Source{
 		Endpoint: endpoint, Username: creds[0], Password: creds[1], APIKey: creds[2],
-		RefreshBefore: time.Duration(m.RefreshBefore),
-		Client:        &http.Client{Timeout: time.Duration(m.Timeout)},
+		RefreshBefore:  time.Duration(m.RefreshBefore),
+		Client:         &http.Client{Timeout: time.Duration(m.Timeout)},
+		OnRefreshError: func(error) { gate.Metrics.TokenRefreshFailures.Inc() },
 	}
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }

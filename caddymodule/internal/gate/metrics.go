@@ -20,6 +20,9 @@ var Metrics = struct {
 	Retries     *prometheus.CounterVec   // status
 
 	SanitizeFindings *prometheus.CounterVec // rule, action
+
+	TokenRefreshFailures prometheus.Counter
+	JWEDecryptFailures   prometheus.Counter
 }{
 	Rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mxgate", Name: "rejections_total",
@@ -54,6 +57,14 @@ var Metrics = struct {
 		Namespace: "mxgate", Name: "retries_total",
 		Help: "Requests sent again by mx_retry, by the status that caused it.",
 	}, []string{"status"}),
+	TokenRefreshFailures: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "mxgate", Name: "token_refresh_failures_total",
+		Help: "Failed calls to MX Connect's Security API for a token (mxconnect_token).",
+	}),
+	JWEDecryptFailures: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "mxgate", Name: "jwe_decrypt_failures_total",
+		Help: "Upstream replies that claimed to be encrypted but did not decrypt (mx_jwe decrypt).",
+	}),
 	SanitizeFindings: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mxgate", Subsystem: "sanitize", Name: "findings_total",
 		Help: "Complete account or card numbers found in MDX responses, by rule and the action taken.",
@@ -68,7 +79,7 @@ func RegisterMetrics(reg prometheus.Registerer) error {
 	}
 	m := &Metrics
 	for _, c := range []prometheus.Collector{m.Rejections, m.RLAdmitted, m.RLRejected, m.RLWait, m.RLAbandoned,
-		m.StoreErrors, m.StoreUp, m.Retries, m.SanitizeFindings} {
+		m.StoreErrors, m.StoreUp, m.Retries, m.SanitizeFindings, m.TokenRefreshFailures, m.JWEDecryptFailures} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

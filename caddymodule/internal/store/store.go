@@ -165,7 +165,8 @@ type Provisioned struct {
 	Timeout   time.Duration         // each Redis call
 	Wait      int                   // replicas a recorded replay key must reach
 
-	poolKey string
+	poolKey    string
+	unregister func()
 }
 
 // Provision checks c, fills its defaults and, for a Redis store, takes a
@@ -225,13 +226,32 @@ func (c *Config) Provision(ctx caddy.Context, directive string, identity ...stri
 	} else {
 		p.Health.Succeeded()
 	}
+	p.unregister = gate.RegisterDependency(gate.Dependency{
+		Name: directive + " store (namespace " + c.Namespace + ")",
+		Check: func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			if err := client.Ping(ctx).Err(); err != nil {
+				return errors.New("Redis unreachable")
+			}
+			return nil
+		},
+	})
 	return p, nil
 }
 
 // Release drops the directive's reference to its Redis client.
 func (p *Provisioned) Release() {
-	if p != nil && p.poolKey != "" {
+	if p == nil {
+		return
+	}
+	if p.unregister != nil {
+		p.unregister()
+		p.unregister = nil
+	}
+	if p.poolKey != "" {
 		_, _ = redisClients.Delete(p.poolKey)
+		p.poolKey = ""
 	}
 }
 
