@@ -42,7 +42,7 @@ const (
 	TrailingSlash    Reason = "trailing slash"
 	DotSegment       Reason = "dot segment"
 	Backslash        Reason = "backslash"
-	Parameter        Reason = "';' parameter"
+	Parameter        Reason = "path parameter (;)"
 	EncodedSeparator Reason = "encoded separator"
 	ControlByte      Reason = "control or non-ASCII byte"
 	NeedlessEncoding Reason = "needless percent-encoding"
