@@ -285,6 +285,12 @@ func (v *Verify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		if rf.Status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "1")
 		}
+		if r.ProtoMajor == 1 && r.ContentLength != 0 {
+			// The body was refused unread (or not read to its end): close
+			// the connection after the answer rather than let net/http
+			// wait for the rest of it before answering.
+			w.Header().Set("Connection", "close")
+		}
 		return gate.Refuse(w, "mdx_hmac", v.s.format, rf)
 	}
 	if held != nil {
@@ -384,6 +390,7 @@ func (v *Verify) verify(r *http.Request) (*heldBody, gate.Refusal, bool) {
 	}
 	fail := func(rf gate.Refusal) (*heldBody, gate.Refusal, bool) {
 		held.done(v.pending)
+		r.Body, r.ContentLength = http.NoBody, 0 // read to its end
 		return nil, rf, false
 	}
 	if err := hmac.CheckContentMD5Sum(sum[:], held.size, md5); err != nil {

@@ -77,6 +77,9 @@ func TestVerifyChecksHeadersBeforeBody(t *testing.T) {
 		if body.read != 0 {
 			t.Errorf("%s: %d bytes of the body read before refusing", c.name, body.read)
 		}
+		if w.Header().Get("Connection") != "close" {
+			t.Errorf("%s: the connection is kept for a body left unread", c.name)
+		}
 	}
 }
 
@@ -365,8 +368,8 @@ func TestVerifyReplayRecordsOnlyVerified(t *testing.T) {
 	s := signed{body: session, session: "race"}
 	r := s.request(t)
 	r.Body = io.NopCloser(strings.NewReader(strings.Replace(session, "userkey", "USERKEY", 1)))
-	if w, _ := serve(t, m, r); w.Code != 412 || w.Body.String() != mdxMessage("Content-MD5 does not match the body") {
-		t.Fatalf("tampered body: %d %s", w.Code, w.Body)
+	if w, _ := serve(t, m, r); w.Code != 412 || w.Body.String() != mdxMessage("Content-MD5 does not match the body") || w.Header().Get("Connection") != "" {
+		t.Fatalf("tampered body: %d %s %v", w.Code, w.Body, w.Header())
 	}
 	if w, _ := serve(t, m, s.request(t)); w.Code != 200 {
 		t.Fatalf("genuine after a tampered copy: %d %s", w.Code, w.Body)
