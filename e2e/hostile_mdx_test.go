@@ -54,10 +54,19 @@ func newHostileMDXBinary(t *testing.T, bin, verifyExtra, readBody string) *hosti
 		w.Header().Set("Content-Type", mdxType)
 		_, _ = io.WriteString(w, `<mdx version="5.0"><ok/></mdx>`)
 	})
-	port := freePort(t)
-	h.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	h.addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	h.host = h.addr
-	h.g = startGatewayBinary(t, bin, fmt.Sprintf(`{
+	h.g = startGatewayBinary(t, bin, mdxChain(h.addr, h.up.hostPort(), verifyExtra, readBody), "E2E_MDX_KEY="+demoKey)
+	return h
+}
+
+// mdxChain is the Caddyfile of an FI-side gateway on addr in front of
+// upstream: mx_ip_allow mdx, mdx_hmac verify with its defaults and a
+// replay window (and verifyExtra), and the server timeouts of
+// Caddyfile.example with read_body as given. Loopback is a trusted proxy,
+// so X-Forwarded-For names the client.
+func mdxChain(addr, upstream, verifyExtra, readBody string) string {
+	return fmt.Sprintf(`{
 	admin {ADMIN}
 	servers {
 		trusted_proxies static 127.0.0.1/32 ::1/128
@@ -81,8 +90,7 @@ http://%s {
 	}
 	reverse_proxy %s
 }
-`, readBody, h.addr, verifyExtra, h.up.hostPort()), "E2E_MDX_KEY="+demoKey)
-	return h
+`, readBody, addr, verifyExtra, upstream)
 }
 
 // signedHead returns the header lines MX would send for method on target
