@@ -171,8 +171,18 @@ func TestFormRefusedBeforeToken(t *testing.T) {
 			}
 		}
 	}
+	// a refused request with a body closes the connection (the body is
+	// never read); one without keeps it
+	r := request("/fdx/v6/events/notification-subscriptions", "")
+	r.Method, r.ContentLength, r.Body = "POST", 10, http.NoBody
+	if got := serve(t, a, r); got.status != 401 || got.header.Get("Connection") != "close" {
+		t.Errorf("refused with a body unread: %d, Connection %q", got.status, got.header.Get("Connection"))
+	}
+	if got := serve(t, a, request("/fdx/v6/core/accounts", "")); got.status != 401 || got.header.Get("Connection") != "" {
+		t.Errorf("refused without a body: %d, Connection %q", got.status, got.header.Get("Connection"))
+	}
 	// declared trailers (a chunked body announcing them)
-	r := request("/fdx/v6/core/accounts", tok)
+	r = request("/fdx/v6/core/accounts", tok)
 	r.Trailer = http.Header{"X-Fdx-Subject": nil}
 	if got := serve(t, a, r); got.status != 400 || got.next.Calls != 0 {
 		t.Errorf("declared trailer: %+v", got)
