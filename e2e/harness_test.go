@@ -100,6 +100,12 @@ type gateway struct {
 // waits until the admin endpoint answers with the config loaded.
 func startGateway(t testing.TB, caddyfile string, env ...string) *gateway {
 	t.Helper()
+	return startGatewayBinary(t, binary, caddyfile, env...)
+}
+
+// startGatewayBinary is startGateway with another mxgate binary.
+func startGatewayBinary(t testing.TB, binary, caddyfile string, env ...string) *gateway {
+	t.Helper()
 	dir := t.TempDir()
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	caddyfile = strings.ReplaceAll(caddyfile, "{ADMIN}", admin)

@@ -205,7 +205,8 @@ func TestMDXIngressRejections(t *testing.T) {
 		{"hmac malformed", mut(func(r *http.Request) { r.Header.Set("MDX-HMAC", "not-hex") }), 412, "MDX-HMAC header malformed"},
 		{"hmac wrong key", func() *http.Request { m := good(); m.key = otherKey; return m.build(t, base) }, 412, "MDX-HMAC invalid"},
 		{"md5 missing", mut(func(r *http.Request) { r.Header.Del("Content-MD5") }), 412, "Content-MD5 header missing"},
-		{"md5 wrong", mut(func(r *http.Request) { r.Header.Set("Content-MD5", hmac.EmptyBodyMD5) }), 412, "Content-MD5 does not match the body"},
+		// the signature covers the Content-MD5 header: another value is a bad signature, found before the body is read
+		{"md5 wrong", mut(func(r *http.Request) { r.Header.Set("Content-MD5", hmac.EmptyBodyMD5) }), 412, "MDX-HMAC invalid"},
 		{"body byte changed", mut(func(r *http.Request) {
 			b := []byte(sessionXML)
 			b[len(b)-3] = 'X'
@@ -261,7 +262,7 @@ func TestMDXIngressRejections(t *testing.T) {
 	_, _, metrics := do(t, mustRequest(t, "GET", metricsURL))
 	for _, want := range []string{
 		`mxgate_rejections_total{directive="mx_ip_allow",reason="ip_not_allowed"} 4`,
-		`mxgate_rejections_total{directive="mdx_hmac",reason="hmac_mismatch"} 2`,
+		`mxgate_rejections_total{directive="mdx_hmac",reason="hmac_mismatch"} 3`,
 		`mxgate_rejections_total{directive="mdx_hmac",reason="body_too_large"} 2`,
 		`mxgate_rejections_total{directive="mdx_hmac",reason="replayed"} 1`,
 		`mxgate_rejections_total{directive="mdx_hmac",reason="unsupported_version"} 1`,

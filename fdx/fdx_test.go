@@ -340,7 +340,9 @@ func TestScopeTable(t *testing.T) {
 			t.Errorf("%s %s: %q %v, want %q", c.method, c.path, got, err, c.want)
 		}
 	}
-	for _, p := range []string{"/fdx/v6/core/accounts/../accounts", "/fdx/v6//core/accounts", "/fdx/v6/core/accounts/", "/fdx/v6/core/./accounts"} {
+	for _, p := range []string{"/fdx/v6/core/accounts/../accounts", "/fdx/v6//core/accounts", "/fdx/v6/core/accounts/", "/fdx/v6/core/./accounts",
+		"/fdx/v6/core/accounts\\a1", "/fdx/v6/core/accounts/a1%5ctransactions", "/fdx/v6/core/accounts;a=1", "/fdx/v6/core/accounts%3Bx",
+		"/fdx/v6/core/accounts/a1%2ftransactions", "/fdx/v6/core/accounts/%2e%2e/accounts", "/fdx/v6/core/%61ccounts", "/fdx/v6/core/accounts/a\x00"} {
 		if _, err := tb.Match("GET", p); !errors.Is(err, ErrPathNotCanonical) {
 			t.Errorf("%s: %v", p, err)
 		}
@@ -355,7 +357,7 @@ func TestScopeTable(t *testing.T) {
 	if r, _ := tb2.Match("GET", "/fdx/v6/core/accounts"); r.Required() != "fdx:accountdetailed:read" || len(tb2.Rules()) != 13 {
 		t.Errorf("replacing row: %s, %d rows", r.Required(), len(tb2.Rules()))
 	}
-	for _, bad := range [][3]string{{"GET", "fdx", "a"}, {"GET", "/a/{}", "a"}, {"GET", "/a/*", "a"}, {"GET", "/a", "a b"}, {"GET", "/a", ""}, {"", "/a", "a"}} {
+	for _, bad := range [][3]string{{"GET", "fdx", "a"}, {"GET", "/a/{}", "a"}, {"GET", "/a/*", "a"}, {"GET", "/a/./b", "a"}, {"GET", "/a;x", "a"}, {"GET", "/a", "a b"}, {"GET", "/a", ""}, {"", "/a", "a"}} {
 		if _, err := NewRule(bad[0], bad[1], bad[2]); err == nil {
 			t.Errorf("NewRule%v accepted", bad)
 		}

@@ -9,11 +9,11 @@
 package fdx
 
 import (
-	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
+
+	"github.com/mxgate/mxgate/internal/urlpath"
 )
 
 // Authenticated, as a rule's scope, requires a valid token and no scope.
@@ -43,7 +43,7 @@ func NewRule(method, pattern, scopes string) (Rule, error) {
 		switch {
 		case strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") && len(seg) > 2:
 			r.segs = append(r.segs, "")
-		case seg == "" || strings.ContainsAny(seg, "{}*"):
+		case seg == "" || strings.ContainsAny(seg, "{}*") || urlpath.Check("/"+seg) != nil:
 			return Rule{}, fmt.Errorf("fdx: pattern %q has a bad segment %q", pattern, seg)
 		default:
 			r.segs = append(r.segs, seg)
@@ -145,16 +145,22 @@ func (t *Table) With(rules ...Rule) *Table {
 	return out
 }
 
-// ErrPathNotCanonical is returned by Match for a path that cleaning would
-// change (dot segments, doubled or trailing slashes): it could smuggle one
-// endpoint under another's name.
-var ErrPathNotCanonical = errors.New("fdx: request path is not canonical")
+// ErrPathNotCanonical is matched (errors.Is) by Match's error for a path
+// that is not canonical: dot segments (raw or percent-encoded), doubled or
+// trailing slashes, a backslash or a ";" parameter (raw or encoded), an
+// encoded "/", control bytes, needless percent-encoding. Such a path could
+// smuggle one endpoint under another's name: the application behind the
+// gateway may resolve it to another resource than the row that matched.
+var ErrPathNotCanonical = urlpath.ErrNotCanonical
 
-// Match returns the rule for method and path (HEAD matches GET), the one
-// with the fewest wildcard segments when several match.
+// Match returns the rule for method and p (HEAD matches GET), the one with
+// the fewest wildcard segments when several match, or nil when none does.
+// p is the path as the client sent it, still percent-encoded and without
+// the query (not Go's decoded URL.Path, in which an encoded "/" can no
+// longer be told from a separator).
 func (t *Table) Match(method, p string) (*Rule, error) {
-	if p == "" || path.Clean(p) != p {
-		return nil, ErrPathNotCanonical
+	if err := urlpath.Check(p); err != nil {
+		return nil, err
 	}
 	if method == "HEAD" {
 		method = "GET"

@@ -19,6 +19,11 @@
 // that a key can be rotated without downtime, accepts hex in either case,
 // and compares in constant time.
 //
+// MDX signs only the resource, the final segment of the path; [Routes]
+// says which paths a verified request may have, so that a gateway does not
+// widen what the signature leaves open: a canonical path ending in one of
+// the resources MDX defines, or one of a few pinned templates.
+//
 // The package knows nothing of HTTP servers; it is the library under the
 // mdx_hmac Caddy directive and can be used on its own.
 package hmac

@@ -337,22 +337,40 @@ func ContentMD5(body []byte) string {
 // an empty (or absent) header are accepted, since MX's documents leave open
 // which one it sends.
 func CheckContentMD5(body []byte, header string) error {
+	sum := md5.Sum(body)
+	return CheckContentMD5Sum(sum[:], int64(len(body)), header)
+}
+
+// CheckContentMD5Sum is CheckContentMD5 for a body hashed while it was
+// read: sum is its MD5, n its length.
+func CheckContentMD5Sum(sum []byte, n int64, header string) error {
 	if header == "" {
-		if len(body) == 0 {
+		if n == 0 {
 			return nil
 		}
 		return ErrContentMD5Missing
 	}
-	if len(header) != 2*md5.Size {
-		return ErrContentMD5Mismatch
+	got, err := ParseContentMD5(header)
+	if err != nil {
+		return err
 	}
-	var got [md5.Size]byte
-	if !decodeHex(got[:], header) {
-		return ErrContentMD5Mismatch
-	}
-	sum := md5.Sum(body)
-	if subtle.ConstantTimeCompare(sum[:], got[:]) != 1 {
+	if subtle.ConstantTimeCompare(sum, got[:]) != 1 {
 		return ErrContentMD5Mismatch
 	}
 	return nil
+}
+
+// ParseContentMD5 decodes a non-empty Content-MD5 header (hex in either
+// case), so that a malformed one is refused before the body is read:
+// ErrContentMD5Missing for "", ErrContentMD5Mismatch for anything that is
+// not 32 hex digits.
+func ParseContentMD5(header string) ([md5.Size]byte, error) {
+	var got [md5.Size]byte
+	if header == "" {
+		return got, ErrContentMD5Missing
+	}
+	if !decodeHex(got[:], header) {
+		return got, ErrContentMD5Mismatch
+	}
+	return got, nil
 }

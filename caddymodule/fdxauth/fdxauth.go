@@ -26,6 +26,7 @@ import (
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/fdx"
+	"github.com/mxgate/mxgate/internal/urlpath"
 )
 
 func init() {
@@ -219,7 +220,11 @@ type failure struct {
 
 // ServeHTTP authorizes the request.
 func (a *FDXAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	id := r.Header.Get("X-Fapi-Interaction-Id")
+	ids := r.Header.Values("X-Fapi-Interaction-Id")
+	id := ""
+	if len(ids) == 1 {
+		id = ids[0]
+	}
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
 		id = uuid.NewString()
 	}
@@ -231,7 +236,11 @@ func (a *FDXAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	for _, h := range a.ForwardClaims {
 		r.Header.Del(h)
 	}
-	claims, fail := a.authorize(r)
+	p, fail := a.checkForm(r, len(ids))
+	if fail != nil {
+		return a.refuse(w, r, fail, id)
+	}
+	claims, fail := a.authorize(r, p)
 	if fail != nil {
 		return a.refuse(w, r, fail, id)
 	}
@@ -248,11 +257,75 @@ func (a *FDXAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
-func (a *FDXAuth) authorize(r *http.Request) (*fdx.Claims, *failure) {
-	q := r.URL.Query()
-	if q.Has("access_token") {
-		return nil, &failure{status: 400, oauth: "invalid_request", debug: "access tokens are accepted only in the Authorization header"}
+// checkForm refuses, before any token is looked at, a request whose form
+// would let the application behind the gateway read it otherwise than
+// fdx_auth does: a path that is not canonical (as the client sent it), a
+// second interaction id, trailers (headers that arrive after the body,
+// unchecked), a ";" in the query (which some frameworks split on, hiding
+// an access_token from Go's parser), or the interaction id sent also under
+// a spelling with "_" for "-" (which CGI-style servers read as the same
+// header). Copies of forward_claims headers under such a spelling are
+// removed, as the headers themselves are. It returns the path as sent.
+func (a *FDXAuth) checkForm(r *http.Request, interactionIDs int) (string, *failure) {
+	invalid := func(debug string) (string, *failure) {
+		return "", &failure{status: 400, oauth: "invalid_request", debug: debug}
 	}
+	target := r.RequestURI
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.RequestURI != "" {
+		target = orig.RequestURI
+	}
+	_, rawQuery, _ := strings.Cut(target, "?")
+	p, ok := urlpath.FromRequestURI(target)
+	if !ok {
+		return invalid("request path is not canonical: " + string(urlpath.NotAPath))
+	}
+	if err := urlpath.Check(p); err != nil {
+		reason := urlpath.NotAPath
+		var pe *urlpath.Error
+		if errors.As(err, &pe) {
+			reason = pe.Reason
+		}
+		return invalid("request path is not canonical: " + string(reason))
+	}
+	switch {
+	case interactionIDs > 1:
+		return invalid("more than one x-fapi-interaction-id")
+	case len(r.Trailer) > 0 || len(r.Header["Trailer"]) > 0:
+		return invalid("trailers are not accepted")
+	case strings.Contains(rawQuery, ";"):
+		return invalid("semicolon in the query string")
+	}
+	if q, _ := url.ParseQuery(rawQuery); q.Has("access_token") {
+		return invalid("access tokens are accepted only in the Authorization header")
+	}
+	for k := range r.Header {
+		if !strings.Contains(k, "_") {
+			continue
+		}
+		alias := textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(k, "_", "-"))
+		switch {
+		case alias == "X-Fapi-Interaction-Id":
+			return invalid("x-fapi-interaction-id sent under a second spelling")
+		case a.claimHeader(alias):
+			delete(r.Header, k)
+		}
+	}
+	return p, nil
+}
+
+// claimHeader reports whether h is a forward_claims header.
+func (a *FDXAuth) claimHeader(h string) bool {
+	for _, fh := range a.ForwardClaims {
+		if fh == h {
+			return true
+		}
+	}
+	return false
+}
+
+// authorize checks the token and the scope the endpoint at p (the path
+// as sent, canonical) requires.
+func (a *FDXAuth) authorize(r *http.Request, p string) (*fdx.Claims, *failure) {
 	auths := r.Header.Values("Authorization")
 	if len(auths) == 0 {
 		return nil, &failure{status: 401, debug: "no access token"}
@@ -290,10 +363,10 @@ func (a *FDXAuth) authorize(r *http.Request) (*fdx.Claims, *failure) {
 			return nil, &failure{status: 401, oauth: "invalid_token", debug: "token is not bound to this client certificate"}
 		}
 	}
-	rule, err := a.table.Match(r.Method, r.URL.Path)
+	rule, err := a.table.Match(r.Method, p)
 	switch {
-	case err != nil:
-		return nil, &failure{status: 403, oauth: "insufficient_scope", debug: "request path is not canonical"}
+	case err != nil: // checkForm has refused these already
+		return nil, &failure{status: 400, oauth: "invalid_request", debug: "request path is not canonical"}
 	case rule == nil:
 		return nil, &failure{status: 403, oauth: "insufficient_scope", debug: "no scope rule allows this endpoint"}
 	case !rule.Allows(claims.Scopes):
@@ -320,6 +393,11 @@ func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id 
 			challenge += `, scope="` + f.scope + `"`
 		}
 		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		// The body is refused unread: close the connection after the
+		// answer rather than let net/http wait for the rest of it first.
+		w.Header().Set("Connection", "close")
 	}
 	return gate.Refuse(w, "fdx_auth", a.format, gate.Refusal{Status: f.status, Reason: reason, Message: f.debug})
 }

@@ -225,8 +225,8 @@ func TestFDXAuthRefuses(t *testing.T) {
 			`Bearer realm="fdx", error="insufficient_scope", error_description="scope fdx:statements:read required", scope="fdx:statements:read"`, "scope fdx:statements:read required"},
 		{"no rule", request("/fdx/v6/core/secrets", good, cert), 403,
 			`Bearer realm="fdx", error="insufficient_scope", error_description="no scope rule allows this endpoint"`, "no scope rule allows this endpoint"},
-		{"not canonical", request("/fdx/v6/core//accounts", good, cert), 403,
-			`Bearer realm="fdx", error="insufficient_scope", error_description="request path is not canonical"`, "request path is not canonical"},
+		{"not canonical", request("/fdx/v6/core//accounts", good, cert), 400,
+			`Bearer realm="fdx", error="invalid_request", error_description="request path is not canonical: empty segment"`, "request path is not canonical: empty segment"},
 	} {
 		next := &handlertest.Next{}
 		w, err := handlertest.Serve(t, a, c.r, next)

@@ -46,5 +46,6 @@ func BenchmarkVerifyHandler1KiB(b *testing.B) {
 		if err := m.ServeHTTP(w, &r, nop); err != nil {
 			b.Fatal(err)
 		}
+		_ = r.Body.Close() // as a proxy's transport does
 	}
 }

@@ -45,8 +45,11 @@ func parseMDXHMAC(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		algorithm sha1|sha224|sha256|sha384|sha512
 //		max_skew <duration>|off
 //		max_body <size>
+//		max_pending_bodies <size>     # default 64MiB
 //		resource final|path [query]
 //		base_path <prefix>
+//		resources <name>...           # default: MDX's seven
+//		routes <template>...          # instead of resources; repeatable
 //		replay_window <duration>
 //		replay_cache_size <n>
 //		store memory | redis <url>      # where replay_window remembers signatures
@@ -102,6 +105,20 @@ func (v *Verify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			v.ReplayWindow, err = gate.PositiveDuration(d)
 		case "replay_cache_size":
 			v.ReplayCacheSize, err = gate.PositiveInt(d)
+		case "max_pending_bodies":
+			v.MaxPendingBodies, err = gate.Size(d)
+		case "resources":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			v.Resources = append(v.Resources, args...)
+		case "routes":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			v.Routes = append(v.Routes, args...)
 		default:
 			return d.Errf("unrecognized mdx_hmac verify option '%s'", d.Val())
 		}

@@ -48,7 +48,7 @@ func TestSignThenVerify(t *testing.T) {
 		"final, session":      {Signing{}, "POST", "/inst1/sessions", session},
 		"final, get":          {Signing{}, "GET", "/inst1/accounts/7/transactions?page=2", ""},
 		"path, query, sha256": {Signing{Resource: "path", BasePath: "/mdx/{institution_id}", ResourceQuery: true, Algorithm: "sha256"}, "GET", "/mdx/inst1/accounts/7/transactions?start=2024-01-01&page=2", ""},
-		"path, binary body":   {Signing{Resource: "path", Algorithm: "sha512"}, "PUT", "/users/u-1", "\x00\xff<a>\r\n</a>"},
+		"path, binary body":   {Signing{Resource: "path", Algorithm: "sha512"}, "PUT", "/inst1/user", "\x00\xff<a>\r\n</a>"},
 	} {
 		sg := newSign(t, &Sign{Signing: c.signing})
 		v, _ := newVerify(t, &Verify{Signing: c.signing})

@@ -16,6 +16,7 @@ import (
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/hmac"
+	"github.com/mxgate/mxgate/internal/urlpath"
 	"github.com/mxgate/mxgate/replay"
 )
 
@@ -25,15 +26,31 @@ func init() {
 
 // Verify checks the MDX On Demand v5 signature of each request (the
 // MDX-HMAC, Content-MD5 and Date headers) and lets through only requests
-// that carry a valid one over an unaltered body. The body is buffered, up
-// to MaxBody, and handed on byte for byte.
+// that carry a valid one over an unaltered body, on a canonical path that
+// names an MDX resource. Everything that can be checked without the body
+// is checked before a byte of it is read; the body is then read into
+// pooled blocks, up to MaxBody, hashed as it arrives, and handed on byte
+// for byte.
 //
 // Refusals, in the order they are checked:
-//   - body larger than MaxBody: 413, and nothing is read further;
+//   - a signed header (Date, Content-MD5, Content-Type, Accept,
+//     MDX-Session-Key, MDX-HMAC) sent twice, or also under a name with
+//     "_" for "-" (which CGI-style servers read as the same header): 400;
+//   - trailers announced (a Trailer header): 400;
+//   - a path that is not canonical (dot segments, encoded separators,
+//     "\", "//", ";" parameters, control bytes, a trailing slash, …):
+//     400;
+//   - a path whose final segment is not one of Resources, or that matches
+//     none of Routes: 404;
+//   - a declared body larger than MaxBody: 413;
 //   - MDX-HMAC missing or malformed, Date missing, not an integer or
-//     outside MaxSkew: 412;
-//   - Content-MD5 missing (on a non-empty body) or not the body's MD5, or a
-//     signature that matches none of the keys: 412;
+//     outside MaxSkew, Content-MD5 missing on a body (or malformed), or a
+//     signature over these headers that matches none of the keys: 412;
+//   - MaxPendingBodies already held by other requests: 503, Retry-After;
+//   - a streamed body larger than MaxBody: 413; one that cannot be read
+//     (the client went away or was too slow): 400;
+//   - a body whose MD5 is not Content-MD5: 412;
+//   - trailers sent after the body: 400;
 //   - a signature already seen inside ReplayWindow: 412;
 //   - an Accept header naming an MDX version other than v5: 406.
 //
@@ -63,11 +80,36 @@ type Verify struct {
 	// Default: 1000000.
 	ReplayCacheSize int `json:"replay_cache_size,omitempty"`
 
+	// Resources are the final path segments a request may name: MDX
+	// signs only that segment, so a request for anything else is refused
+	// with 404 before it reaches the upstream. Mutually exclusive with
+	// Routes. Default: the seven resources MDX On Demand v5 defines,
+	// sessions, accounts, transactions, user, member, account_owner and
+	// account_number (hmac.DefaultResources).
+	Resources []string `json:"resources,omitempty"`
+
+	// Routes, when set, pin the whole path instead: a request must match
+	// one of these templates (a segment in braces, such as
+	// {institution_id}, matches any one segment; the final one must be
+	// written out) or is refused with 404. Default: none (Resources
+	// applies).
+	Routes []string `json:"routes,omitempty"`
+
+	// MaxPendingBodies bounds the bytes of request bodies held at once by
+	// this handler, across all its requests: a body's declared length is
+	// reserved before its first byte is read (a body of unknown length
+	// reserves its bytes as they arrive) and given back when the request
+	// is done. A request beyond it is refused with 503 and Retry-After.
+	// It must be at least MaxBody. Default: 64 MiB.
+	MaxPendingBodies int64 `json:"max_pending_bodies,omitempty"`
+
 	// The replay cache's store: in this process (default) or in Redis,
 	// so that a signature replayed against another replica is caught too.
 	store.Config
 
 	s        *signing
+	routes   *hmac.Routes
+	pending  *budget
 	verifier *hmac.Verifier
 	maxSkew  time.Duration
 	replay   replay.Store
@@ -80,8 +122,9 @@ type Verify struct {
 
 // Defaults of Verify.
 const (
-	DefaultMaxSkew         = 5 * time.Minute
-	DefaultReplayCacheSize = 1_000_000
+	DefaultMaxSkew          = 5 * time.Minute
+	DefaultReplayCacheSize  = 1_000_000
+	DefaultMaxPendingBodies = 64 << 20
 )
 
 // CaddyModule returns the Caddy module information.
@@ -106,6 +149,16 @@ func (v *Verify) Provision(ctx caddy.Context) error {
 	if v.verifier, err = hmac.NewVerifier(v.s.alg, v.s.keys...); err != nil {
 		return err
 	}
+	if v.routes, err = hmac.NewRoutes(v.Resources, v.Routes); err != nil {
+		return err
+	}
+	switch {
+	case v.MaxPendingBodies == 0:
+		v.MaxPendingBodies = max(DefaultMaxPendingBodies, v.MaxBody)
+	case v.MaxPendingBodies < v.MaxBody:
+		return errors.New("max_pending_bodies must be at least max_body")
+	}
+	v.pending = &budget{max: v.MaxPendingBodies}
 	switch {
 	case v.MaxSkew == nil:
 		v.maxSkew = DefaultMaxSkew
@@ -195,34 +248,103 @@ var (
 	refuseReplayFull  = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "replay_cache_full", Message: "Service unavailable"}
 	refuseStoreDown   = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "Service unavailable: replay store unreachable"}
 	refuseBadVersion  = gate.Refusal{Status: http.StatusNotAcceptable, Reason: "unsupported_version", Message: "Unsupported MDX version; this endpoint serves MDX v5"}
+	refusePending     = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "pending_bodies_full", Message: "Service unavailable: too many request bodies in flight"}
+	refuseTrailers    = gate.Refusal{Status: http.StatusBadRequest, Reason: "trailers", Message: "Trailers are not accepted"}
+	refuseNotFound    = gate.Refusal{Status: http.StatusNotFound, Reason: "unknown_resource", Message: "Not Found"}
 	refuseMalformedSg = refusalFor[hmac.ErrMalformedSignature]
 )
+
+// The headers the signature covers, which must each come once.
+var signedHeaders = [...]string{headerDate, headerContentMD5, headerContentType, headerAccept, headerSessionKey, headerHMAC}
+
+// refuseDuplicate answers a signed header sent twice, by its index in
+// signedHeaders.
+var refuseDuplicate [len(signedHeaders)]gate.Refusal
+
+// refuseNotCanonical answers a path that is not canonical, by reason.
+var refuseNotCanonical = map[urlpath.Reason]gate.Refusal{}
+
+func init() {
+	wire := [...]string{"Date", "Content-MD5", "Content-Type", "Accept", "MDX-Session-Key", "MDX-HMAC"}
+	for i, name := range wire {
+		refuseDuplicate[i] = gate.Refusal{Status: http.StatusBadRequest, Reason: "duplicate_header", Message: "Duplicate " + name + " header"}
+	}
+	for _, r := range []urlpath.Reason{urlpath.NotAPath, urlpath.EmptySegment, urlpath.TrailingSlash, urlpath.DotSegment,
+		urlpath.Backslash, urlpath.Parameter, urlpath.EncodedSeparator, urlpath.ControlByte, urlpath.NeedlessEncoding,
+		urlpath.BadEncoding, urlpath.BadCharacter} {
+		refuseNotCanonical[r] = gate.Refusal{Status: http.StatusBadRequest, Reason: "path_not_canonical", Message: "Request path is not canonical: " + string(r)}
+	}
+}
 
 // ServeHTTP verifies the request and, if it is authentic, hands it on with
 // its body intact.
 func (v *Verify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if rf, ok := v.verify(r); !ok {
+	held, rf, ok := v.verify(r)
+	if !ok {
 		if ce := v.logger.Check(zapcore.InfoLevel, "MDX request refused"); ce != nil {
 			ce.Write(zap.String("reason", rf.Reason), zap.Int("status", rf.Status),
 				zap.String("client_ip", gate.ClientIP(r)), zap.String("method", r.Method), zap.String("path", r.URL.Path))
 		}
+		if rf.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		if r.ProtoMajor == 1 && r.ContentLength != 0 {
+			// The body was refused unread (or not read to its end): close
+			// the connection after the answer rather than let net/http
+			// wait for the rest of it before answering.
+			w.Header().Set("Connection", "close")
+		}
 		return gate.Refuse(w, "mdx_hmac", v.s.format, rf)
+	}
+	if held != nil {
+		defer held.done(v.pending)
 	}
 	return next.ServeHTTP(w, r)
 }
 
-// verify checks r and, on success, replaces its body with the buffered
-// bytes. It never reads more than MaxBody+1 bytes.
-func (v *Verify) verify(r *http.Request) (gate.Refusal, bool) {
-	if r.ContentLength > v.MaxBody {
-		return refusal(gate.ErrBodyTooLarge), false
+// verify checks r and, on success, replaces its body with the held bytes,
+// which the caller gives back (done) once the request is served. Nothing
+// of the body is read before the signature over the headers has been
+// found good, and never more than MaxBody+1 bytes.
+func (v *Verify) verify(r *http.Request) (*heldBody, gate.Refusal, bool) {
+	// The request's form: no secret and no byte of the body is needed.
+	if rf, ok := checkHeaders(r.Header); !ok {
+		return nil, rf, false
 	}
+	if _, ok := r.Header["Trailer"]; ok || len(r.Trailer) > 0 {
+		return nil, refuseTrailers, false
+	}
+	// The path and query as the caller sent them, before any rewrite in
+	// this site.
+	target, rawQuery := r.RequestURI, r.URL.RawQuery
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.RequestURI != "" {
+		target = orig.RequestURI
+		if orig.URL != nil {
+			rawQuery = orig.URL.RawQuery
+		}
+	}
+	p, ok := urlpath.FromRequestURI(target)
+	if !ok {
+		return nil, refuseNotCanonical[urlpath.NotAPath], false
+	}
+	if err := v.routes.Check(p); err != nil {
+		var pe *urlpath.Error
+		if errors.As(err, &pe) {
+			return nil, refuseNotCanonical[pe.Reason], false
+		}
+		return nil, refuseNotFound, false
+	}
+	if r.ContentLength > v.MaxBody {
+		return nil, refusal(gate.ErrBodyTooLarge), false
+	}
+
+	// The signature over the headers.
 	sig := r.Header.Get(headerHMAC)
 	switch {
 	case sig == "":
-		return refusal(hmac.ErrMissingSignature), false
+		return nil, refusal(hmac.ErrMissingSignature), false
 	case len(sig) != 2*v.verifier.Algorithm().Size():
-		return refuseMalformedSg, false
+		return nil, refuseMalformedSg, false
 	}
 	date := r.Header.Get(headerDate)
 	var err error
@@ -232,27 +354,21 @@ func (v *Verify) verify(r *http.Request) (gate.Refusal, bool) {
 		err = hmac.CheckDate(date, v.now(), v.maxSkew)
 	}
 	if err != nil {
-		return refusal(err), false
-	}
-
-	// The resource comes from the request as the caller sent it, before
-	// any rewrite in this site.
-	u := r.URL
-	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
-		u = orig.URL
-	}
-	resource, err := v.s.rule.Resource(u.EscapedPath(), u.RawQuery)
-	if err != nil {
-		return refusal(hmac.ErrOutsideBasePath), false
-	}
-
-	body, err := gate.ReadBody(r, v.MaxBody)
-	if err != nil {
-		return refusal(err), false
+		return nil, refusal(err), false
 	}
 	md5 := r.Header.Get(headerContentMD5)
-	if err := hmac.CheckContentMD5(body, md5); err != nil {
-		return refusal(err), false
+	switch {
+	case md5 == "" && r.ContentLength != 0:
+		// a body declared, or of unknown length, and nothing to check it by
+		return nil, refusal(hmac.ErrContentMD5Missing), false
+	case md5 != "":
+		if _, err := hmac.ParseContentMD5(md5); err != nil {
+			return nil, refusal(err), false
+		}
+	}
+	resource, err := v.s.rule.Resource(p, rawQuery)
+	if err != nil {
+		return nil, refusal(hmac.ErrOutsideBasePath), false
 	}
 	req := hmac.Request{
 		Method:      r.Method,
@@ -264,17 +380,61 @@ func (v *Verify) verify(r *http.Request) (gate.Refusal, bool) {
 		Resource:    resource,
 	}
 	if err := v.verifier.Verify(&req, sig); err != nil {
-		return refusal(err), false
+		return nil, refusal(err), false
 	}
+
+	// The body, now that the headers are known to be MX's.
+	held, sum, err := readBody(r, v.MaxBody, v.pending)
+	switch {
+	case errors.Is(err, errBudget):
+		return nil, refusePending, false
+	case err != nil:
+		return nil, refusal(err), false
+	}
+	fail := func(rf gate.Refusal) (*heldBody, gate.Refusal, bool) {
+		held.done(v.pending)
+		r.Body, r.ContentLength = http.NoBody, 0 // read to its end
+		return nil, rf, false
+	}
+	if err := hmac.CheckContentMD5Sum(sum[:], held.size, md5); err != nil {
+		return fail(refusal(err))
+	}
+	if len(r.Trailer) > 0 { // sent after a chunked body, unannounced
+		return fail(refuseTrailers)
+	}
+	r.Trailer = nil
 	if v.replay != nil {
 		if rf, ok := v.checkReplay(r, sig); !ok {
-			return rf, false
+			return fail(rf)
 		}
 	}
 	if !acceptsMDXv5(r.Header.Values(headerAccept)) {
-		return refuseBadVersion, false
+		return fail(refuseBadVersion)
 	}
-	gate.SetBody(r, body)
+	r.Body, r.ContentLength = held.reader(), held.size
+	return held, gate.Refusal{}, true
+}
+
+// checkHeaders refuses a signed header sent twice, or under a second
+// spelling with "_" for "-": verification reads the first value, and the
+// application behind the gateway might read another.
+func checkHeaders(h http.Header) (gate.Refusal, bool) {
+	for i, k := range signedHeaders {
+		if len(h[k]) > 1 {
+			return refuseDuplicate[i], false
+		}
+	}
+	for k := range h {
+		if strings.IndexByte(k, '_') < 0 {
+			continue
+		}
+		alias := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+		for i, name := range signedHeaders {
+			if alias == name {
+				return refuseDuplicate[i], false
+			}
+		}
+	}
 	return gate.Refusal{}, true
 }
 

@@ -204,7 +204,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"session key changed", signed{body: session}, func(r *http.Request) { r.Header.Set("MDX-Session-Key", "x") }, 412, "MDX-HMAC invalid"},
 		{"accept changed", signed{body: session}, func(r *http.Request) { r.Header.Set("Accept", "application/xml") }, 412, "MDX-HMAC invalid"},
 		{"content type changed", signed{body: session}, func(r *http.Request) { r.Header.Set("Content-Type", "text/xml") }, 412, "MDX-HMAC invalid"},
-		{"resource changed", signed{body: session}, func(r *http.Request) { r.URL.Path = "/inst1/accounts" }, 412, "MDX-HMAC invalid"},
+		{"resource changed", signed{body: session}, func(r *http.Request) { r.URL.Path, r.RequestURI = "/inst1/accounts", "/inst1/accounts" }, 412, "MDX-HMAC invalid"},
 		{"too large by length", signed{body: strings.Repeat("x", 1025)}, nil, 413, "Request body too large"},
 		{"too large, chunked", signed{body: strings.Repeat("x", 1025)}, func(r *http.Request) { r.ContentLength = -1 }, 413, "Request body too large"},
 		{"version 4", signed{body: session, accept: "application/vnd.moneydesktop.mdx.v4+xml"}, nil, 406, "Unsupported MDX version; this endpoint serves MDX v5"},
@@ -317,9 +317,10 @@ func TestVerifyPathResource(t *testing.T) {
 	if w, _ := serve(t, m, r2); w.Code != 412 {
 		t.Fatalf("query changed: %d", w.Code)
 	}
-	r3 := r.Clone(r.Context())
-	r3.URL.Path = "/"
-	if w, _ := serve(t, m, r3); w.Code != 412 || !strings.Contains(w.Body.String(), "outside the signed base path") {
+	m2, _ := newVerify(t, &Verify{Signing: Signing{Resource: "path", BasePath: "/mdx/{institution_id}"}})
+	r3 := httptest.NewRequest("GET", "/other/inst1/accounts", nil)
+	r3.Header = r.Header.Clone()
+	if w, _ := serve(t, m2, handlertest.Request(r3, "64.77.254.33")); w.Code != 412 || !strings.Contains(w.Body.String(), "outside the signed base path") {
 		t.Fatalf("outside base path: %d %s", w.Code, w.Body)
 	}
 }
