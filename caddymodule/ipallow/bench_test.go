@@ -8,11 +8,11 @@ import (
 )
 
 // BenchmarkIPAllowHandler is mx_ip_allow's whole ServeHTTP for an admitted
-// client: reading Caddy's client IP, parsing it, and the trie lookup.
+// client: parsing the TCP peer and the trie lookup.
 func BenchmarkIPAllowHandler(b *testing.B) {
 	a := &IPAllow{Ranges: []string{"mx"}}
 	handlertest.Provision(b, a)
-	r := handlertest.Request(httptest.NewRequest("GET", "/inst1/accounts", nil), "192.41.58.130")
+	r := request("192.41.58.130:443", "")
 	w := httptest.NewRecorder()
 	nop := &handlertest.Next{}
 	b.ReportAllocs()
