@@ -107,7 +107,7 @@ func (c *Callers) Allowed(r *http.Request) bool {
 }
 
 var refuseCaller = Refusal{Status: http.StatusForbidden, Reason: "caller_not_allowed",
-	Message: "Forbidden: this caller may not use the gateway's credentials"}
+	Message: "Forbidden: this caller may not use the credentials of this gateway"}
 
 // Refuse answers r with 403 in the directive's format, and logs the peer
 // at DEBUG.

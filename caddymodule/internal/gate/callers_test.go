@@ -126,8 +126,8 @@ func TestCallersAllowList(t *testing.T) {
 
 func TestCallersRefuse(t *testing.T) {
 	for format, want := range map[Format]string{
-		FormatJSON: `{"error":{"message":"Forbidden: this caller may not use the gateway's credentials"}}`,
-		FormatMDX:  `<mdx version="5.0"><error><code></code><message>Forbidden: this caller may not use the gateway&#39;s credentials</message></error></mdx>`,
+		FormatJSON: `{"error":{"message":"Forbidden: this caller may not use the credentials of this gateway"}}`,
+		FormatMDX:  `<mdx version="5.0"><error><code></code><message>Forbidden: this caller may not use the credentials of this gateway</message></error></mdx>`,
 	} {
 		var c Callers
 		provisionCallers(t, &c, format)
