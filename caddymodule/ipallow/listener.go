@@ -35,6 +35,10 @@ func init() {
 //		}
 //	}
 //
+// It sees TCP connections only: HTTP/3 runs over UDP, beside the
+// listener wrappers, so a server that uses it should also have
+// `protocols h1 h2`.
+//
 // The peer is the address the kernel reports, with no forwarded header in
 // sight; behind a load balancer that is the balancer. A peer that has no
 // IP address (a Unix socket) is refused. When an earlier wrapper has to
@@ -133,10 +137,14 @@ func (lw *ListenerWrapper) admit(peer net.Addr) bool {
 // refuse closes c, whose peer is not admitted, with a reset where it can
 // (no FIN handshake, no TIME_WAIT for a connection that gets nothing).
 func (lw *ListenerWrapper) refuse(c net.Conn, peer net.Addr) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	raw := c
+	if tc, ok := raw.(*tls.Conn); ok { // no handshake yet: close what is beneath
+		raw = tc.NetConn()
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
-	_ = c.Close()
+	_ = raw.Close()
 	listenerRefused.Inc()
 	if ce := lw.logger.Check(zapcore.DebugLevel, "connection closed at accept: peer not allowed"); ce != nil {
 		p := ""
