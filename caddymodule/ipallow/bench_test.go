@@ -1,8 +1,11 @@
 package ipallow
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 )
@@ -14,7 +17,7 @@ func BenchmarkIPAllowHandler(b *testing.B) {
 	handlertest.Provision(b, a)
 	r := request("192.41.58.130:443", "")
 	w := httptest.NewRecorder()
-	nop := &handlertest.Next{}
+	nop := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := a.ServeHTTP(w, r, nop); err != nil {

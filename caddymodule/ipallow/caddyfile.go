@@ -72,5 +72,36 @@ func (a *IPAllow) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// UnmarshalCaddyfile sets up the wrapper from Caddyfile tokens. Syntax:
+//
+//	mx_ip_allow [<preset|cidr>...] {
+//		ranges <preset|cidr>...
+//	}
+func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // wrapper name
+	lw.Ranges = append(lw.Ranges, d.RemainingArgs()...)
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "ranges":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			lw.Ranges = append(lw.Ranges, args...)
+		default:
+			return d.Errf("unrecognized mx_ip_allow listener wrapper option '%s'", d.Val())
+		}
+	}
+	if len(lw.Ranges) > 0 {
+		if _, err := cidr.Parse(lw.Ranges...); err != nil {
+			return d.Err(err.Error())
+		}
+	}
+	return nil
+}
+
 // Interface guards
-var _ caddyfile.Unmarshaler = (*IPAllow)(nil)
+var (
+	_ caddyfile.Unmarshaler = (*IPAllow)(nil)
+	_ caddyfile.Unmarshaler = (*ListenerWrapper)(nil)
+)

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -98,34 +97,6 @@ func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 // WrapListener returns ln with the check at accept.
 func (lw *ListenerWrapper) WrapListener(ln net.Listener) net.Listener {
 	return &allowListener{Listener: ln, lw: lw}
-}
-
-// UnmarshalCaddyfile sets up the wrapper from Caddyfile tokens. Syntax:
-//
-//	mx_ip_allow [<preset|cidr>...] {
-//		ranges <preset|cidr>...
-//	}
-func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // wrapper name
-	lw.Ranges = append(lw.Ranges, d.RemainingArgs()...)
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "ranges":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			lw.Ranges = append(lw.Ranges, args...)
-		default:
-			return d.Errf("unrecognized mx_ip_allow listener wrapper option '%s'", d.Val())
-		}
-	}
-	if len(lw.Ranges) > 0 {
-		if _, err := cidr.Parse(lw.Ranges...); err != nil {
-			return d.Err(err.Error())
-		}
-	}
-	return nil
 }
 
 // admit reports whether a connection from peer may stay open.
@@ -252,5 +223,4 @@ func (c *checkedConn) NetConn() net.Conn { return c.Conn }
 var (
 	_ caddy.Provisioner     = (*ListenerWrapper)(nil)
 	_ caddy.ListenerWrapper = (*ListenerWrapper)(nil)
-	_ caddyfile.Unmarshaler = (*ListenerWrapper)(nil)
 )
