@@ -19,9 +19,9 @@ import (
 	"time"
 )
 
-// clientFrom is an HTTP client whose connections leave from the local
+// httpClientFrom is an HTTP client whose connections leave from the local
 // address src, on fresh connections each time.
-func clientFrom(src string) *http.Client {
+func httpClientFrom(src string) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
 	return &http.Client{
 		Timeout: 10 * time.Second,
@@ -33,10 +33,10 @@ func clientFrom(src string) *http.Client {
 	}
 }
 
-// sendFrom sends req from src and returns the status and body.
-func sendFrom(t *testing.T, src string, req *http.Request) (int, string) {
+// sendFromAddr sends req from src and returns the status and body.
+func sendFromAddr(t *testing.T, src string, req *http.Request) (int, string) {
 	t.Helper()
-	resp, err := clientFrom(src).Do(req)
+	resp, err := httpClientFrom(src).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s from %s: %v", req.Method, req.URL, src, err)
 	}
@@ -74,7 +74,7 @@ func runAddressAttacks(t *testing.T, base string, up *upstream, attacks []hostil
 			if from == "" {
 				from = "127.0.0.1"
 			}
-			status, body := sendFrom(t, from, req)
+			status, body := sendFromAddr(t, from, req)
 			if status != a.status {
 				t.Fatalf("status %d, want %d: %s", status, a.status, body)
 			}
@@ -95,7 +95,10 @@ func runAddressAttacks(t *testing.T, base string, up *upstream, attacks []hostil
 	}
 }
 
-func xff(lines ...string) map[string][]string { return map[string][]string{"X-Forwarded-For": lines} }
+// xffLines is an X-Forwarded-For header, one line per argument.
+func xffLines(lines ...string) map[string][]string {
+	return map[string][]string{"X-Forwarded-For": lines}
+}
 
 // TestHostileAddress: clients that write their own forwarded headers to
 // pass as MX's addresses.
@@ -131,12 +134,12 @@ http://127.0.0.1:%d {
 				name = "server_trusted_proxies_strict"
 			}
 			runAddressAttacks(t, base, up, []hostileAttack{
-				{name: name, header: xff(mx), status: 403},
+				{name: name, header: xffLines(mx), status: 403},
 				{name: name + "/x_real_ip", header: map[string][]string{"X-Real-IP": {mx}}, status: 403},
 				// strict mode skips an entry it cannot parse and takes the next
-				{name: name + "/garbage_rightmost", header: xff(mx + ", garbage"), status: 403},
-				{name: name + "/xff_zone", header: xff(mx + "%eth0"), status: 403},
-				{name: name + "/xff_ipv4_mapped", header: xff("::ffff:" + mx), status: 403},
+				{name: name + "/garbage_rightmost", header: xffLines(mx + ", garbage"), status: 403},
+				{name: name + "/xff_zone", header: xffLines(mx + "%eth0"), status: 403},
+				{name: name + "/xff_ipv4_mapped", header: xffLines("::ffff:" + mx), status: 403},
 			})
 			// one warning says what to add, however many requests came
 			const advice = "add `trusted_proxies 127.0.0.1` (or its range) to mx_ip_allow"
@@ -171,32 +174,32 @@ http://127.0.0.1:%d {
 		base := fmt.Sprintf("http://127.0.0.1:%d", port)
 		runAddressAttacks(t, base, up, []hostileAttack{
 			// the controls: MX behind the balancer gets through
-			{name: "control_mx_behind_balancer", header: xff(mx), status: 200},
-			{name: "control_mx_after_client_junk", header: xff("garbage, " + other + ", " + mx), status: 200},
-			{name: "control_mx_mapped_with_port", header: xff("[::ffff:" + mx + "]:443"), status: 200},
-			{name: "control_mx_on_its_own_line", header: xff(other, mx), status: 200},
+			{name: "control_mx_behind_balancer", header: xffLines(mx), status: 200},
+			{name: "control_mx_after_client_junk", header: xffLines("garbage, " + other + ", " + mx), status: 200},
+			{name: "control_mx_mapped_with_port", header: xffLines("[::ffff:" + mx + "]:443"), status: 200},
+			{name: "control_mx_on_its_own_line", header: xffLines(other, mx), status: 200},
 
-			{name: "xff_spoof_leftmost", header: xff(mx + ", " + other), status: 403},
-			{name: "xff_ipv4_mapped", header: xff("::ffff:" + mx + ", " + other), status: 403},
-			{name: "xff_with_port", header: xff(mx + ":443, " + other), status: 403},
-			{name: "xff_bracketed_mapped_with_port", header: xff("[::ffff:" + mx + "]:443, " + other), status: 403},
-			{name: "xff_zone", header: xff(mx + "%eth0"), status: 403},
-			{name: "xff_zone_mapped", header: xff("::ffff:" + mx + "%eth0"), status: 403},
-			{name: "xff_two_lines", header: xff(mx, other), status: 403},
-			{name: "xff_two_lines_trusted_hop_last", header: xff(mx, other+", 127.0.0.1"), status: 403},
-			{name: "xff_behind_trusted_hop", header: xff(mx + ", " + other + ", 127.0.0.1"), status: 403},
-			{name: "xff_garbage_rightmost", header: xff(mx + ", garbage"), status: 403},
-			{name: "xff_empty_entry", header: xff(mx + ","), status: 403},
-			{name: "xff_empty_line", header: xff(mx, ""), status: 403},
-			{name: "xff_leading_zeros", header: xff("064.077.254.033"), status: 403},
-			{name: "xff_unknown", header: xff("unknown"), status: 403},
-			{name: "xff_hostname", header: xff("mx.com"), status: 403},
+			{name: "xff_spoof_leftmost", header: xffLines(mx + ", " + other), status: 403},
+			{name: "xff_ipv4_mapped", header: xffLines("::ffff:" + mx + ", " + other), status: 403},
+			{name: "xff_with_port", header: xffLines(mx + ":443, " + other), status: 403},
+			{name: "xff_bracketed_mapped_with_port", header: xffLines("[::ffff:" + mx + "]:443, " + other), status: 403},
+			{name: "xff_zone", header: xffLines(mx + "%eth0"), status: 403},
+			{name: "xff_zone_mapped", header: xffLines("::ffff:" + mx + "%eth0"), status: 403},
+			{name: "xff_two_lines", header: xffLines(mx, other), status: 403},
+			{name: "xff_two_lines_trusted_hop_last", header: xffLines(mx, other+", 127.0.0.1"), status: 403},
+			{name: "xff_behind_trusted_hop", header: xffLines(mx + ", " + other + ", 127.0.0.1"), status: 403},
+			{name: "xff_garbage_rightmost", header: xffLines(mx + ", garbage"), status: 403},
+			{name: "xff_empty_entry", header: xffLines(mx + ","), status: 403},
+			{name: "xff_empty_line", header: xffLines(mx, ""), status: 403},
+			{name: "xff_leading_zeros", header: xffLines("064.077.254.033"), status: 403},
+			{name: "xff_unknown", header: xffLines("unknown"), status: 403},
+			{name: "xff_hostname", header: xffLines("mx.com"), status: 403},
 			{name: "no_xff_from_balancer", status: 403},
 			{name: "forwarded_rfc7239", header: map[string][]string{"Forwarded": {"for=" + mx}}, status: 403},
 			{name: "x_real_ip", header: map[string][]string{"X-Real-IP": {mx}}, status: 403},
 			// 127.0.0.2 is loopback, and private_ranges for the server, but
 			// not mx_ip_allow's trusted proxy: its header is not read
-			{name: "untrusted_peer_with_xff", from: "127.0.0.2", header: xff(mx), status: 403},
+			{name: "untrusted_peer_with_xff", from: "127.0.0.2", header: xffLines(mx), status: 403},
 		})
 	})
 }
@@ -275,7 +278,7 @@ func TestHostileListener(t *testing.T) {
 				t.Fatalf("allowed peer: %v", err)
 			}
 			c.Close()
-			status, _ := sendFrom(t, "127.0.0.2", mustRequest(t, "GET", fmt.Sprintf("https://localhost:%d/inst1/accounts", port)))
+			status, _ := sendFromAddr(t, "127.0.0.2", mustRequest(t, "GET", fmt.Sprintf("https://localhost:%d/inst1/accounts", port)))
 			if status != 200 || len(up.Requests()) != 1 {
 				t.Fatalf("allowed peer: %d, %d upstream request(s)", status, len(up.Requests()))
 			}
@@ -294,7 +297,7 @@ func TestHostileListener(t *testing.T) {
 			t.Run("request_from_refused_peer", func(t *testing.T) {
 				req := mustRequest(t, "GET", fmt.Sprintf("https://localhost:%d/inst1/accounts", port))
 				req.Header.Set("X-Forwarded-For", "127.0.0.2")
-				if resp, err := clientFrom("127.0.0.1").Do(req); err == nil {
+				if resp, err := httpClientFrom("127.0.0.1").Do(req); err == nil {
 					resp.Body.Close()
 					t.Fatalf("answered %d", resp.StatusCode)
 				}

@@ -179,21 +179,21 @@ http:// {
 	for _, d := range directives {
 		t.Run(d.name, func(t *testing.T) {
 			t.Run("control_loopback_caller", func(t *testing.T) {
-				send(t, clientFrom("127.0.0.1"), fmt.Sprintf("http://127.0.0.1:%d/users", d.port), d.port, nil, 200, "", d.signed)
+				send(t, httpClientFrom("127.0.0.1"), fmt.Sprintf("http://127.0.0.1:%d/users", d.port), d.port, nil, 200, "", d.signed)
 			})
 			for name, hdr := range forged {
 				t.Run(name, func(t *testing.T) {
 					if v4 == "" {
 						t.Skip("this host has no address but loopback to call from")
 					}
-					send(t, clientFrom(v4), fmt.Sprintf("http://%s/users", net.JoinHostPort(v4, fmt.Sprint(d.port))), d.port, hdr, 403, d.body, d.signed)
+					send(t, httpClientFrom(v4), fmt.Sprintf("http://%s/users", net.JoinHostPort(v4, fmt.Sprint(d.port))), d.port, hdr, 403, d.body, d.signed)
 				})
 			}
 			t.Run("ipv6_other_address", func(t *testing.T) {
 				if v6 == "" {
 					t.Skip("this host has no IPv6 address but loopback to call from")
 				}
-				send(t, clientFrom(v6), fmt.Sprintf("http://%s/users", net.JoinHostPort(v6, fmt.Sprint(d.port))), d.port,
+				send(t, httpClientFrom(v6), fmt.Sprintf("http://%s/users", net.JoinHostPort(v6, fmt.Sprint(d.port))), d.port,
 					map[string]string{"X-Forwarded-For": "127.0.0.1"}, 403, d.body, d.signed)
 			})
 		})
@@ -209,10 +209,10 @@ http:// {
 	t.Run("narrowed_allow_callers", func(t *testing.T) {
 		url := fmt.Sprintf("http://127.0.0.1:%d/users", s.narrow)
 		t.Run("control_listed_caller", func(t *testing.T) {
-			send(t, clientFrom("127.0.0.1"), url, s.narrow, nil, 200, "", "Authorization")
+			send(t, httpClientFrom("127.0.0.1"), url, s.narrow, nil, 200, "", "Authorization")
 		})
 		t.Run("other_loopback_address", func(t *testing.T) {
-			send(t, clientFrom("127.0.0.2"), url, s.narrow, map[string]string{"X-Forwarded-For": "127.0.0.1"},
+			send(t, httpClientFrom("127.0.0.2"), url, s.narrow, map[string]string{"X-Forwarded-For": "127.0.0.1"},
 				403, directives[0].body, "Authorization")
 		})
 	})
