@@ -5,7 +5,8 @@
 // cidr, replay, ratelimit, jwe, mxconnect, sanitize, fdx), which never
 // import Caddy:
 //
-//	ipallow   mx_ip_allow                     admit only clients in an allow-list (MX's ranges by default)
+//	ipallow   mx_ip_allow                     admit only clients in an allow-list (MX's ranges by default);
+//	                                          as a listener wrapper, close other peers' connections at accept
 //	mdx       mdx_hmac verify|sign, mdx_sanitize   MDX On Demand signatures; account numbers in replies
 //	limit     mx_rate_limit                   per-verb budgets, in memory or shared through Redis
 //	mxapi     mx_auth attach|check, mx_jwe decrypt|encrypt, mx_retry, mxconnect_token

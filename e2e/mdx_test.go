@@ -24,8 +24,8 @@ const (
 
 // mdxGateway starts an FI-side gateway: MX's mdx ranges, HMAC verification,
 // a replay window, and a reverse proxy to up. Loopback is a trusted proxy
-// whose X-Forwarded-For names the client, so tests can speak as MX's
-// addresses. It also serves Caddy's metrics on a second port.
+// of mx_ip_allow whose X-Forwarded-For names the client, so tests can
+// speak as MX's addresses. It also serves Caddy's metrics on a second port.
 func mdxGateway(t *testing.T, up *upstream, extra string) (base, metrics string, g *gateway) {
 	t.Helper()
 	port, mport := freePort(t), freePort(t)
@@ -53,7 +53,9 @@ http://127.0.0.1:%d {
 			request>headers>Mdx-Session-Key delete
 		}
 	}
-	mx_ip_allow mdx
+	mx_ip_allow mdx {
+		trusted_proxies 127.0.0.1/32 ::1/128
+	}
 	mdx_hmac verify {
 		key {env.E2E_MDX_KEY}
 		max_body 4KiB

@@ -33,7 +33,9 @@ func replayCaddyfile(port int, up *upstream, keys []string, extra string) string
 }
 http://127.0.0.1:%d {
 	bind tcp-handover/127.0.0.1
-	mx_ip_allow mdx
+	mx_ip_allow mdx {
+		trusted_proxies 127.0.0.1/32 ::1/128
+	}
 	mdx_hmac verify {
 %s		replay_window 10m
 		%s

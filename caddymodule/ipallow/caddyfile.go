@@ -16,11 +16,14 @@ func init() {
 //
 //	mx_ip_allow [<preset|cidr>...] {
 //		ranges <preset|cidr>...
+//		trusted_proxies [static] <cidr|private_ranges>...
+//		client_ip_header <name>
 //		error_format mdx|json|fdx|text|handle_errors
 //	}
 //
 // Presets are mx (all MX data centres) and mdx (MDX On Demand callers).
-// With no ranges at all, the list is the mx preset.
+// With no ranges at all, the list is the mx preset. `static` after
+// trusted_proxies is optional, as in the server option of that name.
 func (a *IPAllow) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	a.Ranges = append(a.Ranges, d.RemainingArgs()...)
@@ -33,6 +36,25 @@ func (a *IPAllow) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.Ranges = append(a.Ranges, args...)
+		case "trusted_proxies":
+			args := d.RemainingArgs()
+			if len(args) > 0 && args[0] == "static" {
+				args = args[1:]
+			}
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if _, err := gate.ParseRanges(args...); err != nil {
+				return d.Errf("trusted_proxies: %v", err)
+			}
+			a.TrustedProxies = append(a.TrustedProxies, args...)
+		case "client_ip_header":
+			if a.ClientIPHeader, err = gate.String(d); err == nil {
+				if _, herr := clientIPHeader(a.ClientIPHeader); herr != nil {
+					return d.Err(herr.Error())
+				}
+				err = gate.NoMoreArgs(d)
+			}
 		case "error_format":
 			a.ErrorFormat, err = gate.ErrorFormat(d)
 		default:
@@ -50,5 +72,36 @@ func (a *IPAllow) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// UnmarshalCaddyfile sets up the wrapper from Caddyfile tokens. Syntax:
+//
+//	mx_ip_allow [<preset|cidr>...] {
+//		ranges <preset|cidr>...
+//	}
+func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // wrapper name
+	lw.Ranges = append(lw.Ranges, d.RemainingArgs()...)
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "ranges":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			lw.Ranges = append(lw.Ranges, args...)
+		default:
+			return d.Errf("unrecognized mx_ip_allow listener wrapper option '%s'", d.Val())
+		}
+	}
+	if len(lw.Ranges) > 0 {
+		if _, err := cidr.Parse(lw.Ranges...); err != nil {
+			return d.Err(err.Error())
+		}
+	}
+	return nil
+}
+
 // Interface guards
-var _ caddyfile.Unmarshaler = (*IPAllow)(nil)
+var (
+	_ caddyfile.Unmarshaler = (*IPAllow)(nil)
+	_ caddyfile.Unmarshaler = (*ListenerWrapper)(nil)
+)

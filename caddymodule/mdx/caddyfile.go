@@ -141,6 +141,7 @@ func (v *Verify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		base_path <prefix>
 //		max_body <size>
 //		error_format mdx|json|fdx|text|handle_errors
+//		allow_callers <cidr|loopback|private_ranges>...
 //	}
 func (sg *Sign) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -148,6 +149,13 @@ func (sg *Sign) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return err
 	}
 	for d.NextBlock(0) {
+		if d.Val() == "allow_callers" {
+			var err error
+			if sg.AllowCallers, err = gate.AllowCallers(d); err != nil {
+				return err
+			}
+			continue
+		}
 		ok, err := sg.Signing.unmarshalOption(d)
 		if !ok {
 			return d.Errf("unrecognized mdx_hmac sign option '%s'", d.Val())

@@ -24,6 +24,10 @@ func init() {
 type Sign struct {
 	Signing
 
+	// Callers (allow_callers) are who may have requests signed: by
+	// default loopback and Unix-socket peers only; anyone else gets 403.
+	gate.Callers
+
 	signer *hmac.Signer
 	s      *signing
 	now    func() time.Time
@@ -46,6 +50,9 @@ func (sg *Sign) Provision(ctx caddy.Context) error {
 	if sg.s, err = sg.Signing.provision(); err != nil {
 		return err
 	}
+	if err := sg.Callers.Provision(ctx, "mdx_hmac", sg.s.format); err != nil {
+		return err
+	}
 	if len(sg.s.keys) != 1 {
 		return errors.New("exactly one key (a signer signs with one key)")
 	}
@@ -57,6 +64,9 @@ func (sg *Sign) Provision(ctx caddy.Context) error {
 
 // ServeHTTP signs the request and hands it on.
 func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !sg.Callers.Allowed(r) {
+		return sg.Callers.Refuse(w, r)
+	}
 	resource, err := sg.s.rule.Resource(r.URL.EscapedPath(), r.URL.RawQuery)
 	if err != nil {
 		return gate.Refuse(w, "mdx_hmac", sg.s.format, refusal(hmac.ErrOutsideBasePath))

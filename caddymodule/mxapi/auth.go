@@ -51,6 +51,10 @@ type AuthAttach struct {
 	// sent none, and Accept-Version v20250224). Default: v20111101.
 	APIVersion string `json:"api_version,omitempty"`
 
+	// Callers (allow_callers) are who may have the credentials attached:
+	// by default loopback and Unix-socket peers only; anyone else gets 403.
+	gate.Callers
+
 	authorization string
 	accept        string
 	acceptVersion string
@@ -65,7 +69,10 @@ func (AuthAttach) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision resolves the credentials.
-func (a *AuthAttach) Provision(caddy.Context) error {
+func (a *AuthAttach) Provision(ctx caddy.Context) error {
+	if err := a.Callers.Provision(ctx, "mx_auth", gate.FormatJSON); err != nil {
+		return err
+	}
 	id, err := gate.Secret(a.ClientID)
 	if err != nil {
 		return fmt.Errorf("client_id %w", err)
@@ -92,6 +99,9 @@ func (a *AuthAttach) Provision(caddy.Context) error {
 
 // ServeHTTP attaches the credentials.
 func (a *AuthAttach) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !a.Callers.Allowed(r) {
+		return a.Callers.Refuse(w, r)
+	}
 	h := r.Header
 	h.Set("Authorization", a.authorization)
 	if len(h.Values("Accept")) == 0 {

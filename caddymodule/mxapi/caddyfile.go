@@ -83,6 +83,7 @@ func unrecognized(d *caddyfile.Dispenser, dir string) error {
 //		client_id <id>
 //		api_key <key>
 //		api_version v20111101|v20250224
+//		allow_callers <cidr|loopback|private_ranges>...
 //	}
 func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return block(d, "mx_auth", "attach", func(opt string) (err error) {
@@ -93,6 +94,8 @@ func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.APIKey, err = gate.String(d)
 		case "api_version":
 			a.APIVersion, err = gate.OneOf(d, APIVersion20111101, APIVersion20250224)
+		case "allow_callers":
+			a.AllowCallers, err = gate.AllowCallers(d)
 		default:
 			return unrecognized(d, "mx_auth attach")
 		}
@@ -238,6 +241,7 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		timeout <duration>
 //		max_body <size>
 //		error_format json|mdx|fdx|text|handle_errors
+//		allow_callers <cidr|loopback|private_ranges>...
 //	}
 func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return block(d, "mxconnect_token", "", func(opt string) (err error) {
@@ -258,6 +262,8 @@ func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			m.MaxBody, err = gate.Size(d)
 		case "error_format":
 			m.ErrorFormat, err = gate.ErrorFormat(d)
+		case "allow_callers":
+			m.AllowCallers, err = gate.AllowCallers(d)
 		default:
 			return unrecognized(d, "mxconnect_token")
 		}

@@ -49,6 +49,7 @@ func TestAttachReplacesAuthorization(t *testing.T) {
 	a := &AuthAttach{ClientID: "CLIENT-1234", APIKey: "API-KEY-4567"}
 	handlertest.Provision(t, a)
 	r := httptest.NewRequest("GET", "/users", nil)
+	r.RemoteAddr = "127.0.0.1:50000" // the app beside the sidecar
 	r.Header.Add("Authorization", "Bearer app")
 	r.Header.Add("Authorization", "Basic b3RoZXI6b3RoZXI=")
 	if err := a.ServeHTTP(httptest.NewRecorder(), r, &handlertest.Next{}); err != nil {
@@ -123,6 +124,7 @@ func BenchmarkAuthAttach(b *testing.B) {
 	a := &AuthAttach{ClientID: "CLIENT-1234", APIKey: "API-KEY-4567"}
 	handlertest.Provision(b, a)
 	r := httptest.NewRequest("GET", "/users", nil)
+	r.RemoteAddr = "127.0.0.1:50000"
 	w := httptest.NewRecorder()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -54,6 +54,10 @@ type MXConnectToken struct {
 	// Default: json.
 	ErrorFormat string `json:"error_format,omitempty"`
 
+	// Callers (allow_callers) are who may have the token attached: by
+	// default loopback and Unix-socket peers only; anyone else gets 403.
+	gate.Callers
+
 	source *mxconnect.Source
 	down   *atomic.Bool // a Security API outage episode is under way
 	format gate.Format
@@ -74,6 +78,9 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 	m.down = new(atomic.Bool)
 	var err error
 	if m.format, err = gate.ParseFormat(m.ErrorFormat, gate.FormatJSON); err != nil {
+		return err
+	}
+	if err := m.Callers.Provision(ctx, "mxconnect_token", m.format); err != nil {
 		return err
 	}
 	endpoint := gate.Resolve(m.Endpoint)
@@ -112,6 +119,9 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 
 // ServeHTTP attaches the token, and retries once after a 401.
 func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !m.Callers.Allowed(r) {
+		return m.Callers.Refuse(w, r)
+	}
 	var replay func()
 	if gate.Idempotent(r.Method) {
 		var err error
