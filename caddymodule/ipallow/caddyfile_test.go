@@ -54,7 +54,9 @@ func TestDirective(t *testing.T) {
 	a := h.(*IPAllow)
 	handlertest.Provision(t, a)
 	for ip, want := range map[string]int{"198.51.100.9": 200, "66.43.0.1": 403} {
-		w, err := handlertest.Serve(t, a, handlertest.Request(httptest.NewRequest("GET", "/", nil), ip), &handlertest.Next{})
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = ip + ":40000" // mx_ip_allow decides on the TCP peer
+		w, err := handlertest.Serve(t, a, handlertest.Request(r, ip), &handlertest.Next{})
 		if err != nil || w.Code != want {
 			t.Errorf("%s: %d %v, want %d", ip, w.Code, err, want)
 		}
@@ -86,12 +88,14 @@ func TestRefusalLogged(t *testing.T) {
 	handlertest.Provision(t, a)
 	logger, logs := handlertest.Logs()
 	a.logger = logger
-	_, _ = handlertest.Serve(t, a, handlertest.Request(httptest.NewRequest("POST", "/inst1/sessions", nil), "203.0.113.5"), &handlertest.Next{})
+	r := httptest.NewRequest("POST", "/inst1/sessions", nil)
+	r.RemoteAddr = "203.0.113.5:40000"
+	_, _ = handlertest.Serve(t, a, handlertest.Request(r, "203.0.113.5"), &handlertest.Next{})
 	entries := logs.FilterMessage("client address not allowed").All()
 	if len(entries) != 1 {
 		t.Fatalf("%d log entries", logs.Len())
 	}
-	if f := entries[0].ContextMap(); f["client_ip"] != "203.0.113.5" || f["method"] != "POST" || f["path"] != "/inst1/sessions" {
+	if f := entries[0].ContextMap(); f["remote_addr"] != "203.0.113.5:40000" || f["method"] != "POST" || f["path"] != "/inst1/sessions" {
 		t.Errorf("fields %v", f)
 	}
 }

@@ -57,7 +57,7 @@ func TestSignThenVerify(t *testing.T) {
 		if c.body != "" {
 			body = strings.NewReader(c.body)
 		}
-		r := httptest.NewRequest(c.method, c.path, body)
+		r := local(httptest.NewRequest(c.method, c.path, body))
 		r.Header.Set("Accept", gate.MDXContentType)
 		r.Header.Set("MDX-Session-Key", "a-session-key")
 		r.Header.Set("MDX-HMAC", "stale")
@@ -83,7 +83,7 @@ func TestSignThenVerify(t *testing.T) {
 func TestSignMatchesLibrary(t *testing.T) {
 	sg := newSign(t, &Sign{})
 	next := &handlertest.Next{}
-	r := httptest.NewRequest("POST", "/inst1/sessions", strings.NewReader(session))
+	r := local(httptest.NewRequest("POST", "/inst1/sessions", strings.NewReader(session)))
 	r.Header.Set("Accept", gate.MDXContentType)
 	r.Header.Set("Content-Type", gate.MDXContentType)
 	if _, err := handlertest.Serve(t, sg, handlertest.Request(r, ""), next); err != nil {
@@ -105,8 +105,8 @@ func TestSignRefuses(t *testing.T) {
 		status int
 		msg    string
 	}{
-		{"too large", httptest.NewRequest("POST", "/mdx/sessions", strings.NewReader(strings.Repeat("x", 17))), 413, "Request body too large"},
-		{"outside the base path", httptest.NewRequest("GET", "/other/accounts", nil), 412, "MDX-HMAC invalid: request path is outside the signed base path"},
+		{"too large", local(httptest.NewRequest("POST", "/mdx/sessions", strings.NewReader(strings.Repeat("x", 17)))), 413, "Request body too large"},
+		{"outside the base path", local(httptest.NewRequest("GET", "/other/accounts", nil)), 412, "MDX-HMAC invalid: request path is outside the signed base path"},
 	} {
 		next := &handlertest.Next{}
 		w, err := handlertest.Serve(t, sg, handlertest.Request(c.r, ""), next)
@@ -117,7 +117,7 @@ func TestSignRefuses(t *testing.T) {
 	}
 	// a client gone mid-body; handle_errors gets the status
 	he := newSign(t, &Sign{Signing: Signing{ErrorFormat: "handle_errors"}})
-	r := httptest.NewRequest("POST", "/mdx/sessions", io.MultiReader(strings.NewReader("<a>"), errReader{}))
+	r := local(httptest.NewRequest("POST", "/mdx/sessions", io.MultiReader(strings.NewReader("<a>"), errReader{})))
 	r.ContentLength = -1
 	_, err := handlertest.Serve(t, he, handlertest.Request(r, ""), &handlertest.Next{})
 	var herr caddyhttp.HandlerError

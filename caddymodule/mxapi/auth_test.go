@@ -42,7 +42,7 @@ func newCheck(t *testing.T, a *AuthCheck) (*AuthCheck, *observer.ObservedLogs) {
 }
 
 func basic(id, secret string) *http.Request {
-	r := httptest.NewRequest("POST", "/webhooks/mx", strings.NewReader(`{"event":"x"}`))
+	r := local(httptest.NewRequest("POST", "/webhooks/mx", strings.NewReader(`{"event":"x"}`)))
 	if id != "" || secret != "" {
 		r.SetBasicAuth(id, secret)
 	}
@@ -154,7 +154,7 @@ func TestAttachVersions(t *testing.T) {
 	a := &AuthAttach{ClientID: "{env.MXGATE_TEST_CLIENT}", APIKey: "{env.MXGATE_TEST_API_KEY}", APIVersion: APIVersion20250224}
 	handlertest.Provision(t, a)
 	next := &handlertest.Next{}
-	r := httptest.NewRequest("GET", "/users", nil)
+	r := local(httptest.NewRequest("GET", "/users", nil))
 	if _, err := handlertest.Serve(t, a, r, next); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestAttachVersions(t *testing.T) {
 		t.Errorf("v20250224: %v", h)
 	}
 	// the app's own Accept is kept
-	r = httptest.NewRequest("GET", "/users", nil)
+	r = local(httptest.NewRequest("GET", "/users", nil))
 	r.Header.Set("Accept", "application/vnd.mx.api.v1+json")
 	next = &handlertest.Next{}
 	_, _ = handlertest.Serve(t, a, r, next)
@@ -203,7 +203,7 @@ func TestAttachKeyWithBraces(t *testing.T) {
 	if err := handlertest.TryProvision(t, a); err != nil {
 		t.Fatal(err)
 	}
-	r := httptest.NewRequest("GET", "/users", nil)
+	r := local(httptest.NewRequest("GET", "/users", nil))
 	_, _ = handlertest.Serve(t, a, r, &handlertest.Next{})
 	if id, key, ok := r.BasicAuth(); !ok || id != "c" || key != "k{e}y}" {
 		t.Errorf("credentials %q %q", id, key)

@@ -122,7 +122,7 @@ func TestMXConnectTokenAttached(t *testing.T) {
 	m, logs, _ := newToken(t, api.URL, &MXConnectToken{})
 	up := &upstream{}
 	for i := range 3 {
-		r := httptest.NewRequest("GET", "/accounts", nil)
+		r := local(httptest.NewRequest("GET", "/accounts", nil))
 		r.Header.Set("Authorization", "Bearer the-apps-own")
 		w, err := handlertest.Serve(t, m, r, up)
 		if err != nil || w.Code != 200 || w.Body.String() != `{"ok":true}` {
@@ -144,7 +144,7 @@ func TestMXConnectToken401(t *testing.T) {
 	up := &upstream{refuse: map[string]bool{"tok-1": true}}
 	w := httptest.NewRecorder()
 	w.Header().Set("X-Early", "kept")
-	if err := m.ServeHTTP(w, httptest.NewRequest("PUT", "/accounts/1", strings.NewReader(`{"account":{}}`)), up); err != nil {
+	if err := m.ServeHTTP(w, local(httptest.NewRequest("PUT", "/accounts/1", strings.NewReader(`{"account":{}}`))), up); err != nil {
 		t.Fatal(err)
 	}
 	if w.Code != 200 || w.Body.String() != `{"ok":true}` || strings.Join(up.auths, ",") != "Bearer tok-1,Bearer tok-2" {
@@ -159,7 +159,7 @@ func TestMXConnectToken401(t *testing.T) {
 
 	// a second 401 is the answer: one retry only
 	up = &upstream{refuse: map[string]bool{"tok-2": true, "tok-3": true}}
-	w, _ = handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil), up)
+	w, _ = handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/accounts", nil)), up)
 	if w.Code != 401 || strings.Join(up.auths, ",") != "Bearer tok-2,Bearer tok-3" {
 		t.Errorf("second 401: %d, tokens %v", w.Code, up.auths)
 	}
@@ -167,12 +167,12 @@ func TestMXConnectToken401(t *testing.T) {
 	// POST: not sent again, but the token is dropped (tok-3 was dropped
 	// by its own 401 above)
 	up = &upstream{refuse: map[string]bool{"tok-4": true}}
-	w, _ = handlertest.Serve(t, m, httptest.NewRequest("POST", "/accounts", strings.NewReader(`{}`)), up)
+	w, _ = handlertest.Serve(t, m, local(httptest.NewRequest("POST", "/accounts", strings.NewReader(`{}`))), up)
 	if w.Code != 401 || strings.Join(up.auths, ",") != "Bearer tok-4" || w.Body.String() != `{"error":"token expired"}` {
 		t.Errorf("POST: %d %q, tokens %v", w.Code, w.Body, up.auths)
 	}
 	up = &upstream{}
-	_, _ = handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil), up)
+	_, _ = handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/accounts", nil)), up)
 	if up.auths[0] != "Bearer tok-5" {
 		t.Errorf("after the POST's 401: %v", up.auths)
 	}
@@ -189,7 +189,7 @@ func TestMXConnectTokenOutage(t *testing.T) {
 	m, logs, clk := newToken(t, api.URL, &MXConnectToken{})
 	up := &upstream{}
 	for i := range 3 {
-		w, err := handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil), up)
+		w, err := handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/accounts", nil)), up)
 		if err != nil || w.Code != 503 || w.Header().Get("Retry-After") != "1" {
 			t.Fatalf("request %d: %d %v %v", i, w.Code, err, w.Header())
 		}
@@ -205,7 +205,7 @@ func TestMXConnectTokenOutage(t *testing.T) {
 	}
 	api.status.Store(0)
 	clk.Add(2 * time.Second)
-	w, _ := handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil), up)
+	w, _ := handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/accounts", nil)), up)
 	if w.Code != 200 || up.auths[0] != "Bearer tok-1" {
 		t.Fatalf("after the outage: %d %v", w.Code, up.auths)
 	}
@@ -217,7 +217,7 @@ func TestMXConnectTokenOutage(t *testing.T) {
 	// a Security API that cannot be reached at all
 	api.Close()
 	m2, _, _ := newToken(t, api.URL, &MXConnectToken{ErrorFormat: "text"})
-	w, _ = handlertest.Serve(t, m2, httptest.NewRequest("GET", "/accounts", nil), up)
+	w, _ = handlertest.Serve(t, m2, local(httptest.NewRequest("GET", "/accounts", nil)), up)
 	if w.Code != 503 || w.Body.String() != "MX Connect token unavailable: Security API unavailable: connection refused\n" {
 		t.Errorf("unreachable: %d %q", w.Code, w.Body)
 	}
@@ -227,7 +227,7 @@ func TestMXConnectTokenRefused(t *testing.T) {
 	api := newSecurityAPI(t)
 	m, logs, _ := newToken(t, api.URL, &MXConnectToken{})
 	m.source.Password = "wrong-pa55word"
-	w, err := handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil), &upstream{})
+	w, err := handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/accounts", nil)), &upstream{})
 	if err != nil || w.Code != 502 || w.Header().Get("Retry-After") != "" {
 		t.Fatalf("%d %v %v", w.Code, err, w.Header())
 	}
@@ -252,7 +252,7 @@ func TestMXConnectTokenClientGone(t *testing.T) {
 	m, _, _ := newToken(t, api.URL, &MXConnectToken{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := handlertest.Serve(t, m, httptest.NewRequest("GET", "/accounts", nil).WithContext(ctx), &upstream{})
+	_, err := handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/accounts", nil)).WithContext(ctx), &upstream{})
 	close(api.hold)
 	var he caddyhttp.HandlerError
 	if !errors.As(err, &he) || he.StatusCode != 499 {
@@ -263,7 +263,7 @@ func TestMXConnectTokenClientGone(t *testing.T) {
 func TestMXConnectTokenBodyAndErrors(t *testing.T) {
 	api := newSecurityAPI(t)
 	m, _, _ := newToken(t, api.URL, &MXConnectToken{})
-	r := httptest.NewRequest("PUT", "/accounts/1", io.MultiReader(strings.NewReader("{"), errReader{}))
+	r := local(httptest.NewRequest("PUT", "/accounts/1", io.MultiReader(strings.NewReader("{"), errReader{})))
 	r.ContentLength = -1
 	_, err := handlertest.Serve(t, m, r, &upstream{})
 	var he caddyhttp.HandlerError
@@ -271,7 +271,7 @@ func TestMXConnectTokenBodyAndErrors(t *testing.T) {
 		t.Errorf("unreadable body: %v", err)
 	}
 	boom := errors.New("upstream down")
-	if _, err := handlertest.Serve(t, m, httptest.NewRequest("GET", "/", nil), failing{boom}); !errors.Is(err, boom) {
+	if _, err := handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/", nil)), failing{boom}); !errors.Is(err, boom) {
 		t.Errorf("error %v", err)
 	}
 }
