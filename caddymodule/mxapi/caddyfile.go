@@ -141,6 +141,7 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		a128_key_algorithm <ECDH-ES…>
 //		rotate <duration>
 //		max_body <size>
+//		allow_plaintext
 //	}
 func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return block(d, "mx_jwe", "decrypt", func(opt string) (err error) {
@@ -155,6 +156,8 @@ func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			m.Rotate, err = gate.PositiveDuration(d)
 		case "max_body":
 			m.MaxBody, err = gate.Size(d)
+		case "allow_plaintext":
+			m.AllowPlaintext = true
 		default:
 			return unrecognized(d, "mx_jwe decrypt")
 		}

@@ -105,6 +105,8 @@ func TestClaimsEncrypted(t *testing.T) {
 		want     bool
 	}{
 		{"application/jose", "{}", true},
+		{"application/jose+json", "{}", true},
+		{"APPLICATION/JOSE+JSON; charset=utf-8", "", true},
 		{"application/encrypted.a256gcm+json; charset=utf-8", "", true},
 		{"", compact, true},
 		{"application/json", compact, true},
