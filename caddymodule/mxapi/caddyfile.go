@@ -107,6 +107,7 @@ func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		failure 401|404
 //		realm <realm>
 //		error_format json|mdx|fdx|text|handle_errors
+//		keep_credentials
 //	}
 func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return block(d, "mx_auth", "check", func(opt string) (err error) {
@@ -126,6 +127,8 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.Realm, err = gate.String(d)
 		case "error_format":
 			a.ErrorFormat, err = gate.ErrorFormat(d)
+		case "keep_credentials":
+			a.KeepCredentials = true
 		default:
 			return unrecognized(d, "mx_auth check")
 		}
