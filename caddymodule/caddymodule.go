@@ -11,7 +11,8 @@
 //	mxapi     mx_auth attach|check, mx_jwe decrypt|encrypt, mx_retry, mxconnect_token
 //	                                          the MX Platform API and MX Connect, egress and serving side
 //	fdxauth   fdx_auth                        FDX v6: certificate-bound OAuth 2.0 tokens, scopes per endpoint
-//	cli       mxgate mdx-sign, mxgate fdx-dev
+//	redact    log format mxgate_redact        a log encoder that redacts credential headers everywhere
+//	cli       mxgate mdx-sign, mxgate fdx-dev, mxgate hash-secret
 //
 // Shared plumbing is in internal/gate (refusals, client address, bodies,
 // metrics, Caddyfile helpers) and internal/store (the store options, Redis
@@ -28,6 +29,7 @@ import (
 	_ "github.com/mxgate/mxgate/caddymodule/listen"
 	_ "github.com/mxgate/mxgate/caddymodule/mdx"
 	_ "github.com/mxgate/mxgate/caddymodule/mxapi"
+	_ "github.com/mxgate/mxgate/caddymodule/redact"
 )
 
 // Order is the place of mxgate's directives in a site's handler chain.
