@@ -74,7 +74,8 @@ func Parse(s string) (Hash, error) {
 	if !ok || strings.Contains(mac64, "$") {
 		return Hash{}, ErrMalformed
 	}
-	if len(salt64) < b64.EncodedLen(MinSaltSize) || len(salt64) > b64.EncodedLen(MaxSaltSize) || len(mac64) != b64.EncodedLen(sha256.Size) {
+	if len(salt64) < b64.EncodedLen(MinSaltSize) || len(salt64) > b64.EncodedLen(MaxSaltSize) || len(mac64) != b64.EncodedLen(sha256.Size) ||
+		!inAlphabet(salt64) || !inAlphabet(mac64) {
 		return Hash{}, ErrMalformed
 	}
 	salt, err := b64.DecodeString(salt64)
@@ -88,6 +89,18 @@ func Parse(s string) (Hash, error) {
 	}
 	h.salt = salt
 	return h, nil
+}
+
+// inAlphabet reports whether s holds only characters of standard base64
+// (the decoder itself skips CR and LF, even in strict mode).
+func inAlphabet(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/') {
+			return false
+		}
+	}
+	return true
 }
 
 // String returns the hash in the package's format.

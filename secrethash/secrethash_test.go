@@ -74,6 +74,8 @@ func TestParseRefuses(t *testing.T) {
 		"long mac":      Prefix + salt + "$" + mac + "AA",
 		"space":         " " + gs,
 		"trailing nl":   gs + "\n",
+		"cr in salt":    Prefix + salt[:10] + "\r" + salt[10:] + "$" + mac, // the decoder skips CR and LF
+		"nl in mac":     Prefix + salt + "$" + mac[:20] + "\n" + mac[20:],
 		"bcrypt":        "$2a$04$.3d55kpi.0vM7LgTsQuZ.erBtTRG6mxOvom8ELajDXVNDQI6AnUGa",
 		"non-canonical": Prefix + salt[:len(salt)-1] + "B$" + mac, // trailing bits set
 	} {
