@@ -155,6 +155,46 @@ http://127.0.0.1:%d {
 			}
 		}
 	})
+	t.Run("trailer_credential_not_forwarded", func(t *testing.T) {
+		var mu sync.Mutex
+		var trailers []http.Header
+		up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			trailers = append(trailers, r.Trailer.Clone())
+			mu.Unlock()
+			io.WriteString(w, "ok")
+		})
+		port := freePort(t)
+		startGateway(t, fmt.Sprintf(`{
+	admin {ADMIN}
+}
+http://127.0.0.1:%d {
+	mx_auth check {
+		client %s %s
+		keep_credentials
+	}
+	reverse_proxy %s
+}
+`, port, hostileID, hashed, up.hostPort()))
+		// a good credential in the header, another in a trailer, which
+		// arrives after the check
+		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/webhooks", port), io.MultiReader(strings.NewReader(`{"event":"x"}`)))
+		req.ContentLength = -1
+		req.Header.Set("Authorization", good)
+		req.Trailer = http.Header{"Authorization": {bad}, "X-Smuggled": {"1"}}
+		if status, _, _ := do(t, req); status != 200 {
+			t.Fatalf("%d", status)
+		}
+		got := expectReceived(t, up, 1, "trailer")
+		mu.Lock()
+		defer mu.Unlock()
+		if len(trailers[0]) != 0 || got[0].Header.Get("Trailer") != "" {
+			t.Errorf("the upstream received trailers %v (declared %q)", keys(trailers[0]), got[0].Header.Get("Trailer"))
+		}
+		if string(got[0].Body) != `{"event":"x"}` {
+			t.Errorf("body %q", got[0].Body)
+		}
+	})
 	t.Run("keep_credentials_forwards_exactly_one", func(t *testing.T) {
 		if status, _, _ := send(t, "POST", url("keep"), good); status != 200 {
 			t.Fatal(status)
@@ -470,4 +510,12 @@ http://127.0.0.1:%d {
 			t.Error("the warning names the site with allow_plaintext only")
 		}
 	})
+}
+
+func keys(h http.Header) []string {
+	var out []string
+	for k := range h {
+		out = append(out, k)
+	}
+	return out
 }

@@ -113,7 +113,8 @@ func (a *AuthAttach) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 // Authorization header is refused whatever they hold. An unknown client
 // costs the same time as a wrong secret. The checked Authorization header
 // is removed before the request goes on, so the client's secret never
-// reaches the upstream, unless KeepCredentials says otherwise.
+// reaches the upstream, unless KeepCredentials says otherwise; trailers,
+// which arrive after the check, are never passed on.
 type AuthCheck struct {
 	// Clients are the accepted credentials.
 	Clients []AuthClient `json:"clients,omitempty"`
@@ -305,6 +306,10 @@ func (a *AuthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		if !a.KeepCredentials {
 			r.Header.Del("Authorization")
 		}
+		// Trailers arrive after the check, unchecked (an Authorization
+		// among them, say): none is passed on.
+		r.Trailer = nil
+		r.Header.Del("Trailer")
 		return next.ServeHTTP(w, r)
 	}
 	if ok {
