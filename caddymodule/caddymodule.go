@@ -14,7 +14,8 @@
 //	fdxauth   fdx_auth                        FDX v6: certificate-bound OAuth 2.0 tokens, scopes per endpoint
 //	health    mx_health                       readiness: every shared store and JWKS usable
 //	listen    the tcp-handover network        reloads that drop no connection
-//	cli       mxgate mdx-sign, mxgate fdx-dev
+//	redact    log format mxgate_redact        a log encoder that redacts credential headers everywhere
+//	cli       mxgate mdx-sign, mxgate fdx-dev, mxgate hash-secret
 //
 // Shared plumbing is in internal/gate (refusals, client address, bodies,
 // metrics, Caddyfile helpers) and internal/store (the store options, Redis
@@ -32,6 +33,7 @@ import (
 	_ "github.com/mxgate/mxgate/caddymodule/listen"
 	_ "github.com/mxgate/mxgate/caddymodule/mdx"
 	_ "github.com/mxgate/mxgate/caddymodule/mxapi"
+	_ "github.com/mxgate/mxgate/caddymodule/redact"
 )
 
 // Order is the place of mxgate's directives in a site's handler chain.

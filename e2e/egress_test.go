@@ -172,7 +172,7 @@ func TestEgressReplyHandling(t *testing.T) {
 		body   string
 	}{
 		"412":          {412, `{"error":{"message":"Unsupported curve: secp521r1"}}`},
-		"plain":        {200, `{"status":"plain"}`},
+		"plain":        {502, `{"error":{"message":"Bad gateway: the upstream reply was not encrypted"}}`},
 		"garbage-jose": {502, `{"error":{"message":"Bad gateway: the upstream reply claims to be encrypted but could not be decrypted"}}`},
 		"wrong-key":    {502, `{"error":{"message":"Bad gateway: the upstream reply claims to be encrypted but could not be decrypted"}}`},
 	} {

@@ -62,13 +62,17 @@ func TestCaddyfileExample(t *testing.T) {
 // stand-in.
 // startExample runs Caddyfile.example on free ports; it returns the ports
 // by the example's own numbers, the gateway, and where the FDX files are.
-func startExample(t *testing.T) (map[string]int, *gateway, string) {
+// Each edit, if any, rewrites the file's text first.
+func startExample(t *testing.T, edits ...func(string) string) (map[string]int, *gateway, string) {
 	t.Helper()
 	raw, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cf := string(raw)
+	for _, edit := range edits {
+		cf = edit(cf)
+	}
 	if !strings.Contains(cf, "admin 127.0.0.1:2019") {
 		t.Fatal("Caddyfile.example no longer has its admin address")
 	}

@@ -29,9 +29,29 @@ func take(t *testing.T, s Store, key string, c Class, now time.Time) Result {
 }
 
 func TestClassOf(t *testing.T) {
-	for m, want := range map[string]Class{"GET": Get, "HEAD": Get, "POST": Write, "PUT": Write, "PATCH": Write, "DELETE": Delete, "OPTIONS": Other, "TRACE": Other, "get": Other, "": Other} {
+	for m, want := range map[string]Class{
+		"GET": Get, "HEAD": Get, "POST": Write, "PUT": Write, "PATCH": Write, "DELETE": Delete,
+		"OPTIONS": Other, "TRACE": Other, "CONNECT": Other, "FOO": Other, "": Other,
+		// no spelling escapes its class
+		"get": Get, "Get": Get, "gEt": Get, "head": Get, "post": Write, "Put": Write, "pAtCh": Write, "delete": Delete, "Delete": Delete,
+		// nor does a look-alike join one
+		"GETS": Other, "GE": Other, "DELETE ": Other, "G\u0130T": Other, "PO\u017fT": Other,
+	} {
 		if got := ClassOf(m); got != want {
 			t.Errorf("ClassOf(%q) = %v, want %v", m, got, want)
+		}
+	}
+}
+
+func TestStandard(t *testing.T) {
+	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+		if !Standard(m) {
+			t.Errorf("Standard(%q) = false", m)
+		}
+	}
+	for _, m := range []string{"get", "Get", "gEt", "delete", "TRACE", "CONNECT", "FOO", "PROPFIND", "", "GET "} {
+		if Standard(m) {
+			t.Errorf("Standard(%q) = true", m)
 		}
 	}
 }

@@ -43,17 +43,52 @@ func ParseClass(s string) (Class, bool) {
 	return 0, false
 }
 
-// ClassOf returns the class of an HTTP method.
+// ClassOf returns the class of an HTTP method, whatever its case: `get`
+// and `Get` draw on the GET budget, since an upstream may treat them as
+// GET even though methods are case-sensitive (RFC 9110, section 9.1).
+// Case is folded in ASCII only (methods are ASCII tokens): POST spelt
+// with a long s (U+017F) is not POST. Every other method, standard (OPTIONS,
+// TRACE, CONNECT) or not, is Other.
 func ClassOf(method string) Class {
-	switch method {
-	case "GET", "HEAD":
+	switch {
+	case asciiFold(method, "GET"), asciiFold(method, "HEAD"):
 		return Get
-	case "POST", "PUT", "PATCH":
+	case asciiFold(method, "POST"), asciiFold(method, "PUT"), asciiFold(method, "PATCH"):
 		return Write
-	case "DELETE":
+	case asciiFold(method, "DELETE"):
 		return Delete
 	}
 	return Other
+}
+
+// asciiFold reports whether s is upper, an upper-case ASCII word, in any
+// mix of ASCII case.
+func asciiFold(s, upper string) bool {
+	if len(s) != len(upper) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != upper[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Standard reports whether method is one of the methods whose class is
+// certain, spelt as RFC 9110 and RFC 5789 spell them: GET, HEAD, POST,
+// PUT, PATCH, DELETE or OPTIONS. Any other spelling (`get`), TRACE,
+// CONNECT and extension methods are not.
+func Standard(method string) bool {
+	switch method {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+		return true
+	}
+	return false
 }
 
 // Inf is the rate of an unlimited class.

@@ -106,6 +106,7 @@ func (FDXAuth) CaddyModule() caddy.ModuleInfo {
 
 // Provision builds the validator and the scope table.
 func (a *FDXAuth) Provision(ctx caddy.Context) error {
+	gate.WarnUnredactedLogs(ctx, "fdx_auth", gate.AuthSecretHeaders...)
 	a.logger = ctx.Logger()
 	var err error
 	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatFDX); err != nil {

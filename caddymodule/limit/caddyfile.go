@@ -37,6 +37,7 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		key <placeholder>
 //		mode reject|wait
 //		max_wait <duration>
+//		methods standard|any                         # default standard
 //		store memory | redis <url>
 //		on_store_error local|deny
 //		redis_timeout <duration>
@@ -79,6 +80,8 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			rl.Mode, err = gate.OneOf(d, "reject", "wait")
 		case "max_wait":
 			rl.MaxWait, err = gate.PositiveDuration(d)
+		case "methods":
+			rl.Methods, err = gate.OneOf(d, MethodsStandard, MethodsAny)
 		case "max_keys":
 			rl.MaxKeys, err = gate.PositiveInt(d)
 		case "error_format":

@@ -1,6 +1,7 @@
 // Package limit is the mx_rate_limit handler: per-verb token-bucket
 // budgets, by default MX's per-client limits, kept in this process or
-// shared among replicas through Redis.
+// shared among replicas through Redis, and no way around them by the
+// spelling of a method.
 package limit
 
 import (
@@ -31,6 +32,13 @@ func init() {
 // refused requests carry RateLimit-Limit, RateLimit-Remaining and
 // RateLimit-Reset.
 //
+// Methods are case-sensitive (RFC 9110), Go's server accepts any token as
+// one, and an upstream may still treat `get` as GET; so by default a
+// method other than GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS,
+// spelt exactly so, is refused with 501 before it draws on any budget.
+// With Methods "any" every method is admitted, classified case-blind
+// (`get` draws on the GET budget) and anything else on the other budget.
+//
 // With a Redis store, every replica pointing at the same Redis and
 // Namespace shares one budget exactly. The in-memory buckets (the store,
 // or a Redis store's fallback) outlive configuration reloads: a reload
@@ -54,6 +62,13 @@ type RateLimit struct {
 	// MaxWait, in wait mode, is the longest a request is held; one that
 	// would wait longer is refused at once. Default: 2s.
 	MaxWait caddy.Duration `json:"max_wait,omitempty"`
+
+	// Methods is "standard" (only GET, HEAD, POST, PUT, PATCH, DELETE and
+	// OPTIONS, spelt in capitals, pass; any other method is refused with
+	// 501 Not Implemented) or "any" (every method passes, classified
+	// whatever its case; methods of no class draw on the other budget,
+	// which is unlimited unless set). Default: standard.
+	Methods string `json:"methods,omitempty"`
 
 	// Where the buckets are kept: this process (default) or Redis.
 	store.Config
@@ -92,6 +107,15 @@ const (
 	DefaultMaxWait = 2 * time.Second
 	DefaultMaxKeys = 100_000
 )
+
+// The values of RateLimit.Methods.
+const (
+	MethodsStandard = "standard"
+	MethodsAny      = "any"
+)
+
+// allowStandard is the Allow header of a 501.
+const allowStandard = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 // CaddyModule returns the Caddy module information.
 func (RateLimit) CaddyModule() caddy.ModuleInfo {
@@ -133,6 +157,13 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 		}
 	default:
 		return fmt.Errorf("mode must be reject or wait, not %q", rl.Mode)
+	}
+	switch rl.Methods {
+	case "":
+		rl.Methods = MethodsStandard
+	case MethodsStandard, MethodsAny:
+	default:
+		return fmt.Errorf("methods must be %s or %s, not %q", MethodsStandard, MethodsAny, rl.Methods)
 	}
 	if rl.policy, err = buildPolicy(rl.Limits); err != nil {
 		return err
@@ -212,12 +243,20 @@ func sweepEvery(m *ratelimit.Memory, period time.Duration) (stop func()) {
 }
 
 var (
+	refuseMethod      = gate.Refusal{Status: http.StatusNotImplemented, Reason: "method_not_implemented", Message: "Method not implemented"}
 	refuseRateLimited = gate.Refusal{Status: http.StatusTooManyRequests, Reason: "rate_limited", Message: "Too many requests"}
 	refuseStoreDown   = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "Service unavailable: rate limit store unreachable"}
 )
 
 // ServeHTTP admits, delays or refuses the request.
 func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if rl.Methods == MethodsStandard && !ratelimit.Standard(r.Method) {
+		w.Header().Set("Allow", allowStandard)
+		if ce := rl.logger.Check(zapcore.DebugLevel, "method not implemented"); ce != nil {
+			ce.Write(zap.String("method", r.Method), zap.String("client_ip", gate.ClientIP(r)))
+		}
+		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseMethod)
+	}
 	class := ratelimit.ClassOf(r.Method)
 	if rl.policy[class].Unlimited() {
 		return next.ServeHTTP(w, r)

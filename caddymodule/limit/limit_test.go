@@ -116,6 +116,7 @@ func TestProvisionErrors(t *testing.T) {
 		"unlimited rate":    {Limits: map[string]*ClassLimit{"get": {Rate: 1, Unlimited: true}}},
 		"redis url, memory": {},
 		"bad format":        {ErrorFormat: "html"},
+		"bad methods":       {Methods: "some"},
 	} {
 		if name == "redis url, memory" {
 			rl.RedisURL = "redis://127.0.0.1:1"
@@ -124,4 +125,71 @@ func TestProvisionErrors(t *testing.T) {
 			t.Errorf("%s: provisioned", name)
 		}
 	}
+}
+
+// TestMethodSpelling: no spelling of a method escapes its budget. By
+// default anything but the seven standard methods, in capitals, is 501
+// before it draws a token or reaches the next handler; with methods any,
+// every spelling of a method draws on that method's budget.
+func TestMethodSpelling(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	tight := func() map[string]*ClassLimit {
+		return map[string]*ClassLimit{"get": {Rate: 1, Burst: 1}, "write": {Rate: 1, Burst: 1}, "delete": {Rate: 1, Burst: 1}}
+	}
+	t.Run("standard", func(t *testing.T) {
+		rl := newLimit(t, &RateLimit{Config: store.Config{Namespace: "spelling-standard"}, Limits: tight(), ErrorFormat: "json"}, &now)
+		for _, m := range []string{"get", "Get", "gEt", "head", "post", "Put", "patch", "delete", "Delete", "FOO", "TRACE", "CONNECT", "PROPFIND"} {
+			r := handlertest.Request(httptest.NewRequest("GET", "/users", nil), "127.0.0.1")
+			r.Method = m
+			next := &handlertest.Next{}
+			w, err := handlertest.Serve(t, rl, r, next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.Code != 501 || next.Calls != 0 || w.Header().Get("Allow") != allowStandard || w.Body.String() != `{"error":{"message":"Method not implemented"}}` {
+				t.Errorf("%s: %d %v %q, reached next %d times", m, w.Code, w.Header(), w.Body, next.Calls)
+			}
+			if w.Header().Get("RateLimit-Limit") != "" {
+				t.Errorf("%s: a refused spelling was counted against a budget", m)
+			}
+		}
+		// the budgets are untouched by all that: one of each still passes
+		for _, m := range []string{"GET", "POST", "DELETE", "OPTIONS"} {
+			if c := take(t, rl, m); c != 200 {
+				t.Errorf("%s after the misspellings: %d", m, c)
+			}
+		}
+		if c := take(t, rl, "HEAD"); c != 429 {
+			t.Errorf("HEAD shares GET's budget: %d", c)
+		}
+	})
+	t.Run("any", func(t *testing.T) {
+		rl := newLimit(t, &RateLimit{Config: store.Config{Namespace: "spelling-any"}, Methods: MethodsAny, Limits: tight()}, &now)
+		for _, group := range [][]string{{"GET", "get", "Get", "gEt", "head"}, {"POST", "post", "Put", "pAtCh"}, {"DELETE", "delete", "Delete"}} {
+			if c := take(t, rl, group[0]); c != 200 {
+				t.Fatalf("%s: %d", group[0], c)
+			}
+			for _, m := range group[1:] {
+				if c := take(t, rl, m); c != 429 {
+					t.Errorf("%s escaped %s's budget: %d", m, group[0], c)
+				}
+			}
+		}
+		if c := take(t, rl, "FOO"); c != 200 {
+			t.Errorf("an extension method with methods any: %d", c)
+		}
+	})
+	t.Run("any, other limited", func(t *testing.T) {
+		limits := tight()
+		limits["other"] = &ClassLimit{Rate: 1, Burst: 1}
+		rl := newLimit(t, &RateLimit{Config: store.Config{Namespace: "spelling-other"}, Methods: MethodsAny, Limits: limits}, &now)
+		if c := take(t, rl, "FOO"); c != 200 {
+			t.Fatalf("FOO: %d", c)
+		}
+		for _, m := range []string{"BAR", "OPTIONS", "options", "TRACE"} {
+			if c := take(t, rl, m); c != 429 {
+				t.Errorf("%s escaped the other budget: %d", m, c)
+			}
+		}
+	})
 }

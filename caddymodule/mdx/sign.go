@@ -43,6 +43,7 @@ func (Sign) CaddyModule() caddy.ModuleInfo {
 
 // Provision decodes the key.
 func (sg *Sign) Provision(ctx caddy.Context) error {
+	gate.WarnUnredactedLogs(ctx, "mdx_hmac sign", gate.MDXSecretHeaders...)
 	if sg.now == nil {
 		sg.now = time.Now
 	}

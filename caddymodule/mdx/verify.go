@@ -137,6 +137,7 @@ func (Verify) CaddyModule() caddy.ModuleInfo {
 
 // Provision decodes the keys, sets defaults and takes the replay cache.
 func (v *Verify) Provision(ctx caddy.Context) error {
+	gate.WarnUnredactedLogs(ctx, "mdx_hmac verify", gate.MDXSecretHeaders...)
 	v.logger = ctx.Logger()
 	v.fullLog = new(atomic.Bool)
 	if v.now == nil {

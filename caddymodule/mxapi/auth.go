@@ -6,6 +6,8 @@
 package mxapi
 
 import (
+	stdhmac "crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -13,7 +15,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
@@ -23,6 +24,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/secrethash"
 )
 
 func init() {
@@ -70,6 +72,7 @@ func (AuthAttach) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves the credentials.
 func (a *AuthAttach) Provision(ctx caddy.Context) error {
+	gate.WarnUnredactedLogs(ctx, "mx_auth attach", gate.AuthSecretHeaders...)
 	if err := a.Callers.Provision(ctx, "mx_auth", gate.FormatJSON); err != nil {
 		return err
 	}
@@ -116,8 +119,12 @@ func (a *AuthAttach) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 // AuthCheck (serving side: MX's webhooks, which carry no signature, or a
 // local stand-in for MX) admits only requests with the Basic credentials
 // of a configured client, and exposes the client id as {http.auth.user.id}
-// (usable as a rate-limit key). An unknown client costs the same time as a
-// wrong secret.
+// (usable as a rate-limit key). A request with more than one
+// Authorization header is refused whatever they hold. An unknown client
+// costs the same time as a wrong secret. The checked Authorization header
+// is removed before the request goes on, so the client's secret never
+// reaches the upstream, unless KeepCredentials says otherwise; trailers,
+// which arrive after the check, are never passed on.
 type AuthCheck struct {
 	// Clients are the accepted credentials.
 	Clients []AuthClient `json:"clients,omitempty"`
@@ -134,38 +141,63 @@ type AuthCheck struct {
 	// Default: json.
 	ErrorFormat string `json:"error_format,omitempty"`
 
-	clients   map[string]*clientCred
-	decoy     *clientCred // an unknown client is compared against this
-	okCache   *sync.Map   // sha256(id:secret) of credentials that passed
-	cacheSize *atomic.Int64
-	format    gate.Format
-	logger    *zap.Logger
+	// KeepCredentials forwards the checked Authorization header to the
+	// next handler (and so the upstream). Default: off; it is removed.
+	KeepCredentials bool `json:"keep_credentials,omitempty"`
+
+	clients  map[string]*clientCred
+	decoy    *clientCred // an unknown client is compared against this
+	cacheKey []byte      // keys the tags of verified secrets
+	format   gate.Format
+	logger   *zap.Logger
 }
 
 // AuthClient is one accepted client of mx_auth check.
 type AuthClient struct {
 	// ID is the client id (the Basic user name); placeholders work.
 	ID string `json:"id"`
-	// Secret is a bcrypt or argon2id hash (as `mxgate hash-password`
-	// prints), or a placeholder such as {env.MX_WEBHOOK_SECRET} that
-	// resolves to the secret itself. A plain secret is refused: it would
-	// sit in the configuration.
+	// Secret is one of: a fast keyed hash for a high-entropy machine
+	// secret (API key, webhook secret: $hmac-sha256$…, as `mxgate
+	// hash-secret` prints); a bcrypt or argon2id hash for a human-chosen
+	// password (`mxgate hash-password`); or a placeholder such as
+	// {env.MX_WEBHOOK_SECRET} that resolves to the secret itself. A plain
+	// secret is refused: it would sit in the configuration.
 	Secret string `json:"secret"`
 }
 
+// The kinds of stored secret.
+const (
+	kindKeyed       = "hmac-sha256"
+	kindBcrypt      = "bcrypt"
+	kindArgon2id    = "argon2id"
+	kindPlaceholder = "placeholder"
+)
+
 type clientCred struct {
-	id       string
-	hashed   []byte             // bcrypt or argon2id
-	comparer caddyauth.Comparer // nil for a plain secret
-	digest   [32]byte           // sha256 of a plain secret
+	id     string
+	kind   string
+	hashed []byte             // bcrypt or argon2id
+	slow   caddyauth.Comparer // for hashed
+	keyed  secrethash.Hash    // hmac-sha256
+	digest [32]byte           // sha256 of a placeholder's secret
+
+	// verified holds the tag (HMAC under the check's cache key) of the
+	// last secret that passed a slow comparison: one slot per configured
+	// client, written only on success, so wrong secrets, however many,
+	// neither fill nor evict it.
+	verified atomic.Pointer[[32]byte]
 }
 
-func (c *clientCred) matches(secret []byte) bool {
-	if c.comparer == nil {
+// compare runs the stored hash's comparison, uncached.
+func (c *clientCred) compare(secret []byte) bool {
+	switch c.kind {
+	case kindKeyed:
+		return c.keyed.Verify(secret)
+	case kindPlaceholder:
 		d := sha256.Sum256(secret)
 		return subtle.ConstantTimeCompare(d[:], c.digest[:]) == 1
 	}
-	ok, err := c.comparer.Compare(c.hashed, secret)
+	ok, err := c.slow.Compare(c.hashed, secret)
 	return err == nil && ok
 }
 
@@ -179,6 +211,7 @@ func (AuthCheck) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves the clients' secrets.
 func (a *AuthCheck) Provision(ctx caddy.Context) error {
+	gate.WarnUnredactedLogs(ctx, "mx_auth check", gate.AuthSecretHeaders...)
 	a.logger = ctx.Logger()
 	var err error
 	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatJSON); err != nil {
@@ -198,6 +231,7 @@ func (a *AuthCheck) Provision(ctx caddy.Context) error {
 		a.Realm = "mxgate"
 	}
 	a.clients = make(map[string]*clientCred, len(a.Clients))
+	kinds := map[string]bool{}
 	for i, c := range a.Clients {
 		cred, err := parseClientCred(c)
 		if err != nil {
@@ -207,12 +241,35 @@ func (a *AuthCheck) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("client %s given twice", cred.id)
 		}
 		a.clients[cred.id] = cred
+		kinds[cred.kind] = true
 		if a.decoy == nil {
 			a.decoy = cred
 		}
+		if cred.slow != nil {
+			a.logger.Info("a wrong secret for this client costs a full "+cred.kind+" comparison; for a high-entropy machine secret (an API key, a webhook secret) `mxgate hash-secret` makes each failure cost microseconds",
+				zap.String("client", cred.id), zap.String("hash", slowHashCost(cred)))
+		}
 	}
-	a.okCache, a.cacheSize = new(sync.Map), new(atomic.Int64)
+	if len(kinds) > 1 {
+		a.logger.Warn("clients use different kinds of hash: an unknown client id costs what the first client's does, so the time of a refusal may tell which ids exist; use one kind (and cost) for all")
+	}
+	a.cacheKey = make([]byte, 32)
+	if _, err := rand.Read(a.cacheKey); err != nil {
+		return err
+	}
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+}
+
+// slowHashCost names a bcrypt or argon2id hash's parameters.
+func slowHashCost(c *clientCred) string {
+	if c.kind == kindBcrypt && len(c.hashed) > 6 {
+		return "bcrypt cost " + string(c.hashed[4:6])
+	}
+	if _, params, found := strings.Cut(string(c.hashed), "$m="); found && c.kind == kindArgon2id {
+		p, _, _ := strings.Cut(params, "$")
+		return "argon2id m=" + p
+	}
+	return c.kind
 }
 
 func parseClientCred(c AuthClient) (*clientCred, error) {
@@ -222,34 +279,56 @@ func parseClientCred(c AuthClient) (*clientCred, error) {
 	}
 	s := c.Secret
 	switch {
+	case strings.HasPrefix(s, secrethash.Prefix):
+		h, err := secrethash.Parse(s)
+		if err != nil {
+			return nil, errors.New("the hmac-sha256 hash is malformed (want $hmac-sha256$<salt>$<mac>, as mxgate hash-secret prints)")
+		}
+		return &clientCred{id: id, kind: kindKeyed, keyed: h}, nil
 	case strings.HasPrefix(s, "$2a$"), strings.HasPrefix(s, "$2b$"), strings.HasPrefix(s, "$2y$"):
-		return &clientCred{id: id, hashed: []byte(s), comparer: caddyauth.BcryptHash{}}, nil
+		return &clientCred{id: id, kind: kindBcrypt, hashed: []byte(s), slow: caddyauth.BcryptHash{}}, nil
 	case strings.HasPrefix(s, "$argon2id$"):
 		if _, _, err := caddyauth.DecodeHash([]byte(s)); err != nil {
 			return nil, errors.New("the argon2id hash is malformed")
 		}
-		return &clientCred{id: id, hashed: []byte(s), comparer: caddyauth.Argon2idHash{}}, nil
+		return &clientCred{id: id, kind: kindArgon2id, hashed: []byte(s), slow: caddyauth.Argon2idHash{}}, nil
 	case strings.Contains(s, "{"):
 		plain, err := gate.Secret(s)
 		if err != nil {
 			return nil, errors.New("the secret placeholder resolved to nothing (an unset {env.*} variable?)")
 		}
-		return &clientCred{id: id, digest: sha256.Sum256([]byte(plain))}, nil
+		return &clientCred{id: id, kind: kindPlaceholder, digest: sha256.Sum256([]byte(plain))}, nil
 	}
-	return nil, errors.New("the secret must be a bcrypt or argon2id hash (mxgate hash-password) or a placeholder such as {env.NAME}; a plain secret does not belong in the configuration")
+	return nil, errors.New("the secret must be a hash (mxgate hash-secret for a machine secret, mxgate hash-password for a password) or a placeholder such as {env.NAME}; a plain secret does not belong in the configuration")
 }
 
 // ServeHTTP checks the credentials.
 func (a *AuthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rf := gate.Refusal{Status: a.Failure, Reason: "credentials_missing", Message: "Unauthorized"}
+	if len(r.Header.Values("Authorization")) > 1 {
+		// Which one would the upstream believe? Neither.
+		rf.Reason = "credentials_duplicated"
+		return a.refuse(w, r, rf)
+	}
 	id, secret, ok := r.BasicAuth()
 	if ok && a.authenticate(id, secret) {
 		gate.SetUser(r, id)
+		if !a.KeepCredentials {
+			r.Header.Del("Authorization")
+		}
+		// Trailers arrive after the check, unchecked (an Authorization
+		// among them, say): none is passed on.
+		r.Trailer = nil
+		r.Header.Del("Trailer")
 		return next.ServeHTTP(w, r)
 	}
-	rf := gate.Refusal{Status: a.Failure, Reason: "credentials_missing", Message: "Unauthorized"}
 	if ok {
 		rf.Reason = "credentials_invalid"
 	}
+	return a.refuse(w, r, rf)
+}
+
+func (a *AuthCheck) refuse(w http.ResponseWriter, r *http.Request, rf gate.Refusal) error {
 	if ce := a.logger.Check(zapcore.InfoLevel, "MX credentials refused"); ce != nil {
 		ce.Write(zap.String("reason", rf.Reason), zap.String("client_ip", gate.ClientIP(r)))
 	}
@@ -262,21 +341,37 @@ func (a *AuthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 }
 
 // authenticate compares secret with id's; an unknown id is compared with a
-// configured client's hash, so it costs what a wrong secret costs.
+// configured client's hash, so it costs what a wrong secret costs. A
+// secret that passed a slow comparison is remembered (by its tag, in the
+// client's one slot), so the client's next requests cost an HMAC.
 func (a *AuthCheck) authenticate(id, secret string) bool {
-	sum := sha256.Sum256([]byte(id + ":" + secret))
-	if _, ok := a.okCache.Load(sum); ok {
-		return true
-	}
 	cred, known := a.clients[id]
 	if !known {
-		cred = a.decoy
+		a.decoy.compare([]byte(secret))
+		return false
 	}
-	ok := cred.matches([]byte(secret)) && known
-	if ok && a.cacheSize.Add(1) <= 1000 {
-		a.okCache.Store(sum, struct{}{})
+	if cred.slow == nil { // fast already: nothing to cache
+		return cred.compare([]byte(secret))
 	}
-	return ok
+	tag := a.tag(secret)
+	if last := cred.verified.Load(); last != nil && subtle.ConstantTimeCompare(tag[:], last[:]) == 1 {
+		return true
+	}
+	if !cred.compare([]byte(secret)) {
+		return false
+	}
+	cred.verified.Store(&tag)
+	return true
+}
+
+// tag is the HMAC of secret under the check's random cache key: what the
+// cache holds instead of the secret or a plain digest of it.
+func (a *AuthCheck) tag(secret string) [32]byte {
+	m := stdhmac.New(sha256.New, a.cacheKey)
+	m.Write([]byte(secret))
+	var out [32]byte
+	m.Sum(out[:0])
+	return out
 }
 
 // Interface guards

@@ -110,6 +110,7 @@ func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		failure 401|404
 //		realm <realm>
 //		error_format json|mdx|fdx|text|handle_errors
+//		keep_credentials
 //	}
 func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return block(d, "mx_auth", "check", func(opt string) (err error) {
@@ -129,6 +130,8 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.Realm, err = gate.String(d)
 		case "error_format":
 			a.ErrorFormat, err = gate.ErrorFormat(d)
+		case "keep_credentials":
+			a.KeepCredentials = true
 		default:
 			return unrecognized(d, "mx_auth check")
 		}
@@ -144,6 +147,7 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		a128_key_algorithm <ECDH-ES…>
 //		rotate <duration>
 //		max_body <size>
+//		allow_plaintext
 //	}
 func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return block(d, "mx_jwe", "decrypt", func(opt string) (err error) {
@@ -158,6 +162,8 @@ func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			m.Rotate, err = gate.PositiveDuration(d)
 		case "max_body":
 			m.MaxBody, err = gate.Size(d)
+		case "allow_plaintext":
+			m.AllowPlaintext = true
 		default:
 			return unrecognized(d, "mx_jwe decrypt")
 		}

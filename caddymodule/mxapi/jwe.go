@@ -31,9 +31,17 @@ const DefaultJWEMaxBody = 10 << 20
 // JWEDecrypt (the egress sidecar) asks the upstream for an encrypted
 // response (Content-Type application/encrypted.<cipher>+json and
 // X-Public-Key with an ephemeral ECDH key), decrypts the JWE reply and
-// hands the app plain JSON. An unencrypted reply (a 412, say) passes
-// unchanged; a reply that claims to be encrypted but does not decrypt
-// becomes a 502 and is never handed on as if it were plaintext.
+// hands the app plain JSON.
+//
+// MX encrypts every answer to a request whose encryption headers are
+// valid, so a successful (2xx) reply that is not a JWE this request's key
+// opens is a downgrade and becomes a 502, whatever its media type: the
+// app never takes plaintext for what MX sent encrypted. Only a 2xx that
+// cannot carry a body (204, 205, the answer to HEAD) and carries none
+// passes as it is. An error reply (MX's 412 to bad encryption headers,
+// a 404) passes unchanged when it is not encrypted; one that claims to be
+// (a JOSE or encrypted media type, or the shape of a compact JWE) but does
+// not decrypt is a 502 too.
 type JWEDecrypt struct {
 	// Curve is p384 or p256. Default: p384.
 	Curve string `json:"curve,omitempty"`
@@ -52,6 +60,12 @@ type JWEDecrypt struct {
 	// MaxBody is the largest response body buffered to decrypt.
 	// Default: 10 MiB.
 	MaxBody int64 `json:"max_body,omitempty"`
+
+	// AllowPlaintext hands the app a successful reply that does not claim
+	// to be encrypted as it is, instead of a 502 (a reply that claims to
+	// be encrypted must still decrypt). For an upstream that does not
+	// encrypt; never for MX. A warning says so at start. Default: off.
+	AllowPlaintext bool `json:"allow_plaintext,omitempty"`
 
 	cipher  jwe.Cipher
 	curve   jwe.Curve
@@ -116,6 +130,9 @@ func (m *JWEDecrypt) Provision(ctx caddy.Context) error {
 	if err := m.rotate(); err != nil {
 		return err
 	}
+	if m.AllowPlaintext {
+		m.logger.Warn("allow_plaintext: successful replies that are not encrypted reach the app as plaintext; MX encrypts every reply, so use this only for an upstream that never does")
+	}
 	m.stop = make(chan struct{})
 	go m.rotateEvery(time.Duration(m.Rotate), m.stop)
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
@@ -156,6 +173,7 @@ func (m *JWEDecrypt) Cleanup() error {
 var (
 	refuseReplyTooLarge = gate.Refusal{Status: http.StatusBadGateway, Reason: "reply_too_large", Message: "Bad gateway: the upstream reply is larger than max_body"}
 	refuseUndecryptable = gate.Refusal{Status: http.StatusBadGateway, Reason: "reply_undecryptable", Message: "Bad gateway: the upstream reply claims to be encrypted but could not be decrypted"}
+	refuseNotEncrypted  = gate.Refusal{Status: http.StatusBadGateway, Reason: "reply_not_encrypted", Message: "Bad gateway: the upstream reply was not encrypted"}
 	refuseBodyTooLarge  = gate.Refusal{Status: http.StatusBadGateway, Reason: "body_too_large", Message: "Bad gateway: the response is larger than max_body"}
 )
 
@@ -173,14 +191,23 @@ func (m *JWEDecrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		gate.ClearHeader(w.Header())
 		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseReplyTooLarge)
 	}
+	status := cmp.Or(rec.Status(), http.StatusOK)
 	body := bytes.TrimSpace(rec.Body())
-	if !claimsEncrypted(w.Header().Get("Content-Type"), body) {
-		return rec.WriteResponse()
+	ctype := w.Header().Get("Content-Type")
+	if !claimsEncrypted(ctype, body) {
+		success := status >= 200 && status <= 299
+		if !success || m.AllowPlaintext || (len(rec.Body()) == 0 && bodiless(r.Method, status)) {
+			return rec.WriteResponse()
+		}
+		m.logger.Warn("upstream reply was not encrypted; refused as a downgrade",
+			zap.Int("upstream_status", status), zap.String("upstream_content_type", ctype), zap.Int("upstream_body_bytes", len(rec.Body())))
+		gate.ClearHeader(w.Header())
+		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseNotEncrypted)
 	}
 	plain, err := jwe.Decrypt(string(body), key, m.allowed)
 	if err != nil {
 		gate.Metrics.JWEDecryptFailures.Inc()
-		m.logger.Warn("upstream reply claims to be encrypted but did not decrypt", zap.Int("upstream_status", rec.Status()))
+		m.logger.Warn("upstream reply claims to be encrypted but did not decrypt", zap.Int("upstream_status", status), zap.String("upstream_content_type", ctype))
 		gate.ClearHeader(w.Header())
 		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseUndecryptable)
 	}
@@ -188,25 +215,35 @@ func (m *JWEDecrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(plain)))
 	h.Del("Content-Encoding")
-	w.WriteHeader(rec.Status())
+	w.WriteHeader(status)
 	_, err = w.Write(plain)
 	return err
 }
 
-// claimsEncrypted: a JOSE or encrypted media type, or a body shaped like a
+// bodiless reports whether a reply of status to a request of method
+// cannot carry a body (RFC 9110, sections 9.3.2, 15.3.5 and 15.3.6).
+func bodiless(method string, status int) bool {
+	return method == http.MethodHead || status == http.StatusNoContent || status == http.StatusResetContent
+}
+
+// claimsEncrypted: a JOSE media type (application/jose, the compact
+// serialization, or application/jose+json, the JSON one) or an encrypted
+// one (application/encrypted.*), in any case, or a body shaped like a
 // compact JWE.
 func claimsEncrypted(ct string, body []byte) bool {
 	mt, _, _ := strings.Cut(strings.ToLower(ct), ";")
 	mt = strings.TrimSpace(mt)
-	if mt == "application/jose" || strings.HasPrefix(mt, "application/encrypted.") {
+	if mt == "application/jose" || mt == "application/jose+json" || strings.HasPrefix(mt, "application/encrypted.") {
 		return true
 	}
 	return len(body) > 0 && body[0] != '{' && body[0] != '[' && jwe.LooksCompact(string(body))
 }
 
 // JWEEncrypt (serving side, e.g. a local stand-in for MX) encrypts
-// successful responses for requests that carry the two headers, and
-// answers 412, unencrypted, with MX's messages when they are wrong.
+// successful responses for requests that carry the two headers (an empty
+// body too, except where the status or method admits none: 204, 205,
+// HEAD), and answers 412, unencrypted, with MX's messages when they are
+// wrong.
 type JWEEncrypt struct {
 	// A128KeyAlgorithm is the key algorithm used with a128gcm.
 	// Default: ECDH-ES+A128KW.
@@ -302,9 +339,9 @@ func (m *JWEEncrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		gate.ClearHeader(w.Header())
 		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseBodyTooLarge)
 	}
-	status := rec.Status()
-	if status < 200 || status > 299 || len(rec.Body()) == 0 {
-		return rec.WriteResponse() // errors and empty answers go unencrypted
+	status := cmp.Or(rec.Status(), http.StatusOK)
+	if status < 200 || status > 299 || bodiless(r.Method, status) {
+		return rec.WriteResponse() // errors, and answers that admit no body, go unencrypted
 	}
 	compact, err := jwe.Encrypt(pub, suite, rec.Body())
 	if err != nil {

@@ -74,6 +74,7 @@ func (MXConnectToken) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves the credentials.
 func (m *MXConnectToken) Provision(ctx caddy.Context) error {
+	gate.WarnUnredactedLogs(ctx, "mxconnect_token", gate.AuthSecretHeaders...)
 	m.logger = ctx.Logger()
 	m.down = new(atomic.Bool)
 	var err error

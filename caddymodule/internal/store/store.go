@@ -232,7 +232,7 @@ func (c *Config) Provision(ctx caddy.Context, directive string, identity ...stri
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			if err := client.Ping(ctx).Err(); err != nil {
-				return errors.New("Redis unreachable")
+				return errors.New("the Redis store is unreachable")
 			}
 			return nil
 		},

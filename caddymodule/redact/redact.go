@@ -1,0 +1,243 @@
+// Package redact is the mxgate_redact log encoder: it wraps any Caddy log
+// encoder (json by default, console on a terminal, as Caddy's own default)
+// and writes REDACTED in place of the value of every header that carries
+// a credential, wherever it appears in a log entry: a request's headers
+// in an access log, the error log (a 502's line) and reverse_proxy's
+// debug lines, a response's headers, a header map logged by reflection,
+// at any depth.
+//
+// Caddy itself redacts Authorization, Proxy-Authorization, Cookie and
+// Set-Cookie, but only while a server's log_credentials option is off,
+// and never MDX's credentials, MDX-HMAC and MDX-Session-Key; a `format
+// filter` block covers only the paths it names in the logs it is written
+// in. mxgate_redact covers these six names (and any others configured)
+// under any key that spells them, whatever the case and with _ for -.
+package redact
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/logging"
+	"go.uber.org/zap/buffer"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
+)
+
+func init() {
+	caddy.RegisterModule(Encoder{})
+}
+
+// Redacted replaces a redacted value, as Caddy writes it.
+const Redacted = "REDACTED"
+
+// DefaultHeaders are the headers always redacted: the credentials of
+// Basic and bearer authentication, cookies, and MDX On Demand's signature
+// and session key.
+var DefaultHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "Mdx-Hmac", "Mdx-Session-Key"}
+
+// Encoder is the mxgate_redact log encoder (caddy.logging.encoders.mxgate_redact).
+// It is safe for concurrent use as zap uses encoders: each logger holds
+// its own clone.
+type Encoder struct {
+	// Wrapped is the encoder that writes the entries. Default: json, or
+	// console when the log goes to a terminal (Caddy's own default).
+	WrappedRaw json.RawMessage `json:"wrap,omitempty" caddy:"namespace=caddy.logging.encoders inline_key=format"`
+
+	// Headers are header names redacted beside DefaultHeaders (which
+	// cannot be switched off). Matching ignores case and takes _ for -.
+	Headers []string `json:"headers,omitempty"`
+
+	objectEncoder `json:"-"` // the wrapped encoder, redacting
+
+	wrapped          zapcore.Encoder
+	wrappedIsDefault bool
+	ctx              caddy.Context
+}
+
+// CaddyModule returns the Caddy module information.
+func (Encoder) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "caddy.logging.encoders.mxgate_redact",
+		New: func() caddy.Module { return new(Encoder) },
+	}
+}
+
+// Provision loads the wrapped encoder and the names.
+func (e *Encoder) Provision(ctx caddy.Context) error {
+	e.ctx = ctx
+	names, err := newNames(e.Headers)
+	if err != nil {
+		return err
+	}
+	if e.WrappedRaw == nil {
+		e.wrappedIsDefault = true
+		if err := e.wrap(&logging.JSONEncoder{}); err != nil {
+			return err
+		}
+	} else {
+		mod, err := ctx.LoadModule(e, "WrappedRaw")
+		if err != nil {
+			return fmt.Errorf("loading the wrapped encoder: %v", err)
+		}
+		e.wrapped = mod.(zapcore.Encoder)
+	}
+	e.objectEncoder = objectEncoder{e.wrapped, names}
+	return nil
+}
+
+// wrap provisions enc as the wrapped encoder.
+func (e *Encoder) wrap(enc zapcore.Encoder) error {
+	if p, ok := enc.(caddy.Provisioner); ok {
+		if err := p.Provision(e.ctx); err != nil {
+			return fmt.Errorf("provisioning the wrapped encoder: %v", err)
+		}
+	}
+	e.wrapped = enc
+	e.objectEncoder.ObjectEncoder = enc
+	return nil
+}
+
+// ConfigureDefaultFormat makes the default wrapped encoder console when
+// the log goes to a terminal, as Caddy does for its default log, and
+// passes the writer on to a wrapped encoder that wants it.
+func (e *Encoder) ConfigureDefaultFormat(wo caddy.WriterOpener) error {
+	if !e.wrappedIsDefault {
+		if cfd, ok := e.wrapped.(caddy.ConfiguresFormatterDefault); ok {
+			return cfd.ConfigureDefaultFormat(wo)
+		}
+		return nil
+	}
+	if caddy.IsWriterStandardStream(wo) && term.IsTerminal(int(os.Stderr.Fd())) {
+		return e.wrap(&logging.ConsoleEncoder{})
+	}
+	return nil
+}
+
+// Clone returns a copy with a clone of the wrapped encoder.
+func (e *Encoder) Clone() zapcore.Encoder {
+	w := e.wrapped.Clone()
+	return &Encoder{wrapped: w, objectEncoder: objectEncoder{w, e.names}}
+}
+
+// EncodeEntry writes ent with fields, each one redacted on its way in.
+func (e *Encoder) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) (*buffer.Buffer, error) {
+	w := e.wrapped.Clone()
+	enc := objectEncoder{w, e.names}
+	for _, f := range fields {
+		f.AddTo(enc)
+	}
+	return w.EncodeEntry(ent, nil)
+}
+
+// objectEncoder passes everything on to the wrapped encoder, but the value
+// of a sensitive key, and every object and array, which it wraps so that
+// their own keys are checked.
+type objectEncoder struct {
+	zapcore.ObjectEncoder
+	names *names
+}
+
+func (o objectEncoder) AddArray(key string, m zapcore.ArrayMarshaler) error {
+	if o.names.sensitive(key) {
+		return o.ObjectEncoder.AddArray(key, redactedArray{})
+	}
+	return o.ObjectEncoder.AddArray(key, array{m, o.names})
+}
+
+func (o objectEncoder) AddObject(key string, m zapcore.ObjectMarshaler) error {
+	if o.names.sensitive(key) {
+		o.ObjectEncoder.AddString(key, Redacted)
+		return nil
+	}
+	return o.ObjectEncoder.AddObject(key, object{m, o.names})
+}
+
+func (o objectEncoder) AddString(key, value string) {
+	if o.names.sensitive(key) {
+		value = Redacted
+	}
+	o.ObjectEncoder.AddString(key, value)
+}
+
+func (o objectEncoder) AddByteString(key string, value []byte) {
+	if o.names.sensitive(key) {
+		o.ObjectEncoder.AddString(key, Redacted)
+		return
+	}
+	o.ObjectEncoder.AddByteString(key, value)
+}
+
+func (o objectEncoder) AddBinary(key string, value []byte) {
+	if o.names.sensitive(key) {
+		o.ObjectEncoder.AddString(key, Redacted)
+		return
+	}
+	o.ObjectEncoder.AddBinary(key, value)
+}
+
+func (o objectEncoder) AddReflected(key string, value any) error {
+	if o.names.sensitive(key) {
+		o.ObjectEncoder.AddString(key, Redacted)
+		return nil
+	}
+	return o.ObjectEncoder.AddReflected(key, o.names.scrub(value))
+}
+
+// object marshals an object through a redacting encoder.
+type object struct {
+	m     zapcore.ObjectMarshaler
+	names *names
+}
+
+func (ob object) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	return ob.m.MarshalLogObject(objectEncoder{enc, ob.names})
+}
+
+// array marshals an array whose objects and arrays are marshalled
+// through redacting encoders.
+type array struct {
+	m     zapcore.ArrayMarshaler
+	names *names
+}
+
+func (a array) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	return a.m.MarshalLogArray(arrayEncoder{enc, a.names})
+}
+
+type arrayEncoder struct {
+	zapcore.ArrayEncoder
+	names *names
+}
+
+func (a arrayEncoder) AppendObject(m zapcore.ObjectMarshaler) error {
+	return a.ArrayEncoder.AppendObject(object{m, a.names})
+}
+
+func (a arrayEncoder) AppendArray(m zapcore.ArrayMarshaler) error {
+	return a.ArrayEncoder.AppendArray(array{m, a.names})
+}
+
+func (a arrayEncoder) AppendReflected(v any) error {
+	return a.ArrayEncoder.AppendReflected(a.names.scrub(v))
+}
+
+// redactedArray is the value of a redacted header: ["REDACTED"], as Caddy
+// writes it. The original is never marshalled.
+type redactedArray struct{}
+
+func (redactedArray) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	enc.AppendString(Redacted)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner                = (*Encoder)(nil)
+	_ caddy.ConfiguresFormatterDefault = (*Encoder)(nil)
+	_ zapcore.Encoder                  = (*Encoder)(nil)
+	_ zapcore.ObjectEncoder            = objectEncoder{}
+	_ zapcore.ArrayEncoder             = arrayEncoder{}
+)
