@@ -61,11 +61,6 @@ type Options struct {
 	// gzip bomb) costs no more than a reply of this size. Default: 80 MiB
 	// (DefaultMaxDecoded); negative is an error.
 	MaxDecoded int64
-
-	// Mask is read only by Process.
-	//
-	// Deprecated: call Guard.Mask.
-	Mask bool
 }
 
 // Guard finds and masks card and account numbers in MDX replies. Make one
