@@ -325,6 +325,14 @@ func hostileReplies() []hostile {
 			"1234-5678-90", "XXXX-XX78-90"),
 		"numbers in attributes": detected(`<mdx version="5.0"><accounts><account id="`+testAccount+`" name="Checking"><card number="`+testCard+`"/></account></accounts></mdx>`,
 			[]string{testAccount, testCard}, testAccount, "XXXXXXXX9012", testCard, "XXXXXXXXXXXX1111"),
+		// the issue's other conditions to fail closed on
+		"byte-order mark":   {body: "\uFEFF" + cardReply, numbers: []string{testCard}, refused: "bom"},
+		"invalid UTF-8":     {body: strings.Replace(cardReply, "Visa", "Vis\xe4", 1), numbers: []string{testCard}, refused: "invalid_utf8"},
+		"undeclared entity": {body: account("<id>" + testCard + "</id><name>Visa&nbsp;Gold</name>"), numbers: []string{testCard}, refused: "entity"},
+		"charset ISO-8859-1": {body: cardReply, header: map[string]string{"Content-Type": mdxType + "; charset=ISO-8859-1"},
+			numbers: []string{testCard}, refused: "encoding"},
+		"card number in CDATA": detected(account("<id>acct-1</id><memo><![CDATA[card "+testCard+"]]></memo>"), []string{testCard},
+			testCard, "XXXXXXXXXXXX1111"),
 		"upper-case tags": {body: `<mdx version="5.0"><accounts><ACCOUNT><ID>` + testCard + `</ID></ACCOUNT></accounts></mdx>`,
 			numbers: []string{testCard}, refused: "upper_case_name"},
 		"fields not directly under account": detected(account("<details><name>Checking "+testAccount+"</name></details><owner><id>987654321</id></owner>"),
@@ -452,7 +460,7 @@ func TestSanitizeHostileReplies(t *testing.T) {
 	// what was refused is counted under its reason, and the abort too
 	waitForMetric(t, gateways["block"], `mxgate_rejections_total{directive="mdx_sanitize",reason="content_encoding"} 3`)
 	waitForMetric(t, gateways["mask"], `mxgate_rejections_total{directive="mdx_sanitize",reason="malformed"} 3`)
-	waitForMetric(t, gateways["block"], `mxgate_rejections_total{directive="mdx_sanitize",reason="account_number_in_response"} 14`)
+	waitForMetric(t, gateways["block"], `mxgate_rejections_total{directive="mdx_sanitize",reason="account_number_in_response"} 15`)
 }
 
 func TestSanitizeMask(t *testing.T) {
