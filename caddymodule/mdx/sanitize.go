@@ -426,7 +426,7 @@ func (sw *sanitizeWriter) finishMask(p any, err error) error {
 	// must not take what it has for the whole.
 	gate.CountRejection("mdx_sanitize", sanitize.Reason(res.err))
 	if c := sw.s.logger.Check(zapcore.WarnLevel, "MDX response aborted: the guard refused it after part of it was sent"); c != nil {
-		c.Write(zap.String("reason", sanitize.Reason(res.err)), zap.Error(res.err), zap.String("path", sw.r.URL.Path))
+		c.Write(zap.String("reason", sanitize.Reason(res.err)), zap.Error(res.err), zap.String("action", sw.s.Action), zap.String("path", sw.r.URL.Path))
 	}
 	panic(http.ErrAbortHandler)
 }
