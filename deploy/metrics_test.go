@@ -41,6 +41,7 @@ var metricsWeExpose = map[string][]string{
 	"mxgate_store_errors_total":            {"directive"},
 	"mxgate_retries_total":                 {"status"},
 	"mxgate_sanitize_findings_total":       {"action", "rule"},
+	"mxgate_sanitize_let_through_total":    {"action", "reason"},
 	"mxgate_store_up":                      {"directive", "namespace"},
 	// To be added with the credential metrics.
 	"mxgate_token_refresh_failures_total": nil,

@@ -32,7 +32,7 @@ func TestOperationsMetricsAndReadiness(t *testing.T) {
 			_, _ = w.Write([]byte("not.a.jwe.at.all"))
 		default:
 			w.Header().Set("Content-Type", mdxType)
-			fmt.Fprintf(w, `<mdx version="5.0"><accounts><account><id>%s</id><name>x</name></account></accounts></mdx>`, card)
+			fmt.Fprintf(w, `<mdx version="5.0"><accounts><account><id>%s</id><name>AT&T</name></account></accounts></mdx>`, card)
 		}
 	})
 	mdxPort, egressPort, waitPort, metricsPort, healthPort, deadPort, brokenPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
@@ -53,7 +53,9 @@ http://127.0.0.1:%d {
 		replay_window 10m
 		store redis %s
 	}
-	mdx_sanitize
+	mdx_sanitize {
+		allow_malformed # the reply's bare & is let through, and counted
+	}
 	mx_rate_limit {
 		get 1/h burst 1
 		store redis %s

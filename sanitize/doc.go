@@ -85,8 +85,9 @@
 // The guard fails closed: what it cannot fully inspect it refuses, with
 // one of the errors of type [*Error] ([ErrEncoding], [ErrInvalidUTF8],
 // [ErrBOM], [ErrDoctype], [ErrEntity], [ErrUpperCase],
-// [ErrFieldTooLarge], [ErrMalformed], and from the header checks
-// [ErrContentType] and [ErrContentEncoding]), each with a reason for logs
+// [ErrFieldTooLarge], [ErrMalformed], [ErrDecodedTooLarge], and from the
+// header checks [ErrContentType] and [ErrContentEncoding]), each with a
+// reason for logs
 // and metrics ([Reason]) and a text that never carries bytes of the reply.
 // MDX itself requires UTF-8, lower-case tags, escaped reserved characters,
 // no byte-order mark and gzip as the only content coding, so a correct

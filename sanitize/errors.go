@@ -59,6 +59,9 @@ var (
 	// ErrContentEncoding: the reply's content coding is not one gzip (or
 	// none), or its body does not decode as gzip.
 	ErrContentEncoding = &Error{"content_encoding", "sanitize: the reply's content coding is not a single gzip, or its body does not decode"}
+	// ErrDecodedTooLarge: a gzip-encoded reply decodes to more than
+	// Options.MaxDecoded bytes.
+	ErrDecodedTooLarge = &Error{"decoded_too_large", "sanitize: the reply's decoded body exceeds the size bound"}
 	// ErrRead: reading the reply failed (the source's error is wrapped
 	// too). The reply was not seen whole.
 	ErrRead = &Error{"read", "sanitize: reading the reply failed"}

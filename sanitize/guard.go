@@ -17,6 +17,9 @@ const DefaultMaxField = 64 << 10
 // twice that.
 const maxMaxField = 16 << 20
 
+// DefaultMaxDecoded is the default of Options.MaxDecoded.
+const DefaultMaxDecoded = 80 << 20
+
 // MaxFindings is how many findings a Report lists; it counts them all.
 const MaxFindings = 100
 
@@ -52,10 +55,12 @@ type Options struct {
 	// condition is still refused. Default: false, refuse.
 	AllowMalformed bool
 
-	// Mask is read only by Process.
-	//
-	// Deprecated: call Guard.Mask.
-	Mask bool
+	// MaxDecoded bounds, in bytes, the decoded size of a Gzip reply; a
+	// larger one is refused (ErrDecodedTooLarge) when its decoded bytes
+	// pass the bound, so that a small reply that decodes to gigabytes (a
+	// gzip bomb) costs no more than a reply of this size. Default: 80 MiB
+	// (DefaultMaxDecoded); negative is an error.
+	MaxDecoded int64
 }
 
 // Guard finds and masks card and account numbers in MDX replies. Make one
@@ -63,6 +68,7 @@ type Options struct {
 // reply to the next.
 type Guard struct {
 	maxField int
+	maxDec   int64
 	allow    bool
 	slack    int      // the buffer's room beyond twice maxField; tests make it small
 	minRead  int      // the least room a read is given
@@ -76,7 +82,13 @@ type Guard struct {
 
 // New checks opts and returns a Guard.
 func New(opts Options) (*Guard, error) {
-	g := &Guard{maxField: opts.MaxField, allow: opts.AllowMalformed, slack: slack, minRead: minRead}
+	g := &Guard{maxField: opts.MaxField, maxDec: opts.MaxDecoded, allow: opts.AllowMalformed, slack: slack, minRead: minRead}
+	switch {
+	case g.maxDec == 0:
+		g.maxDec = DefaultMaxDecoded
+	case g.maxDec < 0:
+		return nil, errors.New("sanitize: MaxDecoded must be positive")
+	}
 	switch {
 	case g.maxField == 0:
 		g.maxField = DefaultMaxField
@@ -201,6 +213,7 @@ func (g *Guard) run(dst io.Writer, src io.Reader, c Coding, masking bool) (Repor
 		defer g.gzPool.Put(z)
 		defer z.release()
 		z.rr = readRecorder{r: src}
+		z.n, z.max = 0, g.maxDec
 		z.br.Reset(&z.rr)
 		if err := z.zr.Reset(z.br); err != nil {
 			return Report{}, z.decodeError(err)
@@ -248,15 +261,23 @@ func (r *readRecorder) Read(b []byte) (int, error) {
 // (gzip.Reader would otherwise make one per reply), which reads through a
 // readRecorder.
 type gzipState struct {
-	zr gzip.Reader
-	br *bufio.Reader
-	rr readRecorder
-	zw *gzip.Writer
+	zr  gzip.Reader
+	br  *bufio.Reader
+	rr  readRecorder
+	zw  *gzip.Writer
+	n   int64 // decoded bytes read so far
+	max int64
 }
 
-// Read reads the decoded reply.
+// Read reads the decoded reply, refusing it once it grows past z.max.
 func (z *gzipState) Read(b []byte) (int, error) {
+	if rest := z.max - z.n + 1; int64(len(b)) > rest {
+		b = b[:rest] // one byte past the bound is enough to know
+	}
 	n, err := z.zr.Read(b)
+	if z.n += int64(n); z.n > z.max {
+		return 0, &spotError{ErrDecodedTooLarge, "the decoded body exceeds the bound"}
+	}
 	if err != nil && err != io.EOF {
 		err = z.decodeError(err)
 	}

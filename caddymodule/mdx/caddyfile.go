@@ -174,8 +174,11 @@ func (sg *Sign) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	mdx_sanitize {
 //		action mask|block|report   # default mask
-//		fields <name>...           # default id name
+//		fields <name>...           # more account-number fields, anywhere; repeatable
+//		max_field <size>           # longest text run, tag or comment; default 64KiB
 //		max_body <size>            # block mode's buffer; default 10MiB
+//		max_decoded <size>         # a gzip reply's decoded size; default 8 × max_body
+//		allow_malformed            # let malformed replies through, logged
 //	}
 func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -188,11 +191,23 @@ func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "action":
 			s.Action, err = gate.OneOf(d, "mask", "block", "report")
 		case "fields":
-			if s.Fields = d.RemainingArgs(); len(s.Fields) == 0 {
+			fields := d.RemainingArgs()
+			if len(fields) == 0 {
 				return d.ArgErr()
 			}
+			s.Fields = append(s.Fields, fields...)
+		case "max_field":
+			var n int64
+			if n, err = gate.Size(d); err == nil && n > maxSanitizeField {
+				err = d.Errf("max_field: at most %d bytes", maxSanitizeField)
+			}
+			s.MaxField = int(n)
 		case "max_body":
 			s.MaxBody, err = gate.Size(d)
+		case "max_decoded":
+			s.MaxDecoded, err = gate.Size(d)
+		case "allow_malformed":
+			s.AllowMalformed = true
 		default:
 			return d.Errf("unrecognized mdx_sanitize option '%s'", d.Val())
 		}
@@ -205,6 +220,9 @@ func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	return nil
 }
+
+// maxSanitizeField is the largest max_field the guard takes.
+const maxSanitizeField = 16 << 20
 
 // Interface guards
 var (

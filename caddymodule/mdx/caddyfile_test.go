@@ -121,19 +121,24 @@ func TestSignUnmarshalCaddyfile(t *testing.T) {
 
 func TestSanitizeUnmarshalCaddyfile(t *testing.T) {
 	var s Sanitize
-	if err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mdx_sanitize {\n\taction block\n\tfields id name nickname\n\tmax_body 2MiB\n}")); err != nil {
+	in := "mdx_sanitize {\n\taction block\n\tfields nickname memo\n\tfields card_ref\n\tmax_field 128KiB\n\tmax_body 2MiB\n\tmax_decoded 20MiB\n\tallow_malformed\n}"
+	if err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err != nil {
 		t.Fatal(err)
 	}
-	if s.Action != "block" || strings.Join(s.Fields, ",") != "id,name,nickname" || s.MaxBody != 2<<20 {
+	if s.Action != "block" || strings.Join(s.Fields, ",") != "nickname,memo,card_ref" || s.MaxField != 128<<10 || s.MaxBody != 2<<20 || s.MaxDecoded != 20<<20 || !s.AllowMalformed {
 		t.Errorf("%+v", s)
 	}
 	for input, msg := range map[string]string{
-		"mdx_sanitize mask":                       "wrong argument count",
-		"mdx_sanitize {\n\taction drop\n}":        "action must be mask, block or report, not 'drop'",
-		"mdx_sanitize {\n\tfields\n}":             "wrong argument count",
-		"mdx_sanitize {\n\tmax_body 0\n}":         "max_body: invalid size '0'",
-		"mdx_sanitize {\n\taction mask report\n}": "too many arguments: 'report'",
-		"mdx_sanitize {\n\tmask all\n}":           "unrecognized mdx_sanitize option 'mask'",
+		"mdx_sanitize mask":                        "wrong argument count",
+		"mdx_sanitize {\n\taction drop\n}":         "action must be mask, block or report, not 'drop'",
+		"mdx_sanitize {\n\tfields\n}":              "wrong argument count",
+		"mdx_sanitize {\n\tmax_body 0\n}":          "max_body: invalid size '0'",
+		"mdx_sanitize {\n\tmax_field 0\n}":         "max_field: invalid size '0'",
+		"mdx_sanitize {\n\tmax_field 17MiB\n}":     "max_field: at most 16777216 bytes",
+		"mdx_sanitize {\n\tmax_decoded lots\n}":    "max_decoded: invalid size 'lots'",
+		"mdx_sanitize {\n\tallow_malformed yes\n}": "too many arguments: 'yes'",
+		"mdx_sanitize {\n\taction mask report\n}":  "too many arguments: 'report'",
+		"mdx_sanitize {\n\tmask all\n}":            "unrecognized mdx_sanitize option 'mask'",
 	} {
 		var s Sanitize
 		if err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil || !strings.Contains(err.Error(), msg) {

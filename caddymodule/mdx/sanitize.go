@@ -1,19 +1,17 @@
 package mdx
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/sanitize"
@@ -23,30 +21,57 @@ func init() {
 	caddy.RegisterModule(Sanitize{})
 }
 
-// Sanitize inspects the FI's MDX responses on their way to MX and finds,
-// in the configured fields of <account> elements, Luhn-valid card numbers
-// (13 to 19 digits, grouped by spaces or dashes or not) and any other run
-// of 9 or more digits (a bank account number): MDX forbids sending
-// complete account or card numbers in account ids and names.
+// Sanitize keeps complete card and account numbers out of the FI's MDX
+// replies on their way to MX, as MDX requires: it runs each successful XML
+// reply through a sanitize.Guard, whose rules (what a number is, which
+// fields hold account numbers, what is refused) are those of the sanitize
+// package.
 //
-// "mask" replaces all but the last four digits, streaming, in bounded
-// memory; "block" answers 502 with an MDX error instead of a response that
-// holds such a number (it buffers the response, up to MaxBody, to decide);
-// "report" only logs and counts. Logs name the account's position and the
-// rule, never the number. Responses that are not XML, not successful, or
-// not well formed pass on unchanged (the last with a warning). Gzip-encoded
-// responses are inspected too.
+// "mask" replaces all but the last four digits of every number found,
+// streaming, in bounded memory; "block" holds the reply (up to MaxBody)
+// and answers 502 with an MDX error instead of one that holds a number;
+// "report" only logs and counts. The guard fails closed: a reply it cannot
+// fully inspect (another encoding, a DTD, an upper-case tag, a field over
+// MaxField, a content coding other than one gzip, a missing or unparseable
+// Content-Type, malformed XML, ...) is refused with a 502 in mask and
+// block modes, and only logged in report mode. In mask mode a reply found
+// bad after part of it has left is aborted: the client sees a broken
+// transfer, never a complete document, and masks already made stay.
+// Replies that are not successful, to HEAD, 204, or of a non-XML type
+// pass untouched. Logs name the reason, the account's position, the field
+// and the rule, never the number.
 type Sanitize struct {
 	// Action is mask, block or report. Default: mask.
 	Action string `json:"action,omitempty"`
 
-	// Fields are the <account> child elements inspected. Default: id, name.
+	// Fields are more element and attribute names whose numbers of 9 or
+	// more digits are account numbers, anywhere in the reply. They add to
+	// those that always count: id and name inside <account>,
+	// account_number and account_id anywhere. Default: none.
 	Fields []string `json:"fields,omitempty"`
 
-	// MaxBody bounds the response held in block mode; a larger one is
+	// MaxField bounds, in bytes, each text run, tag, comment and
+	// processing instruction of a reply; a reply with a larger one is
+	// refused. Each reply in flight holds about twice this. Default:
+	// 64 KiB; at most 16 MiB.
+	MaxField int `json:"max_field,omitempty"`
+
+	// MaxBody bounds the reply held in block mode; a larger one is
 	// refused (502), since it cannot be vouched for. Default: 10 MiB.
 	MaxBody int64 `json:"max_body,omitempty"`
 
+	// MaxDecoded bounds the decoded size of a gzip-encoded reply, in
+	// every mode; a reply that decodes to more is refused (a gzip bomb
+	// costs no more than this much decoding). Default: 8 × MaxBody.
+	MaxDecoded int64 `json:"max_decoded,omitempty"`
+
+	// AllowMalformed lets through replies that are not well-formed XML,
+	// refer to undeclared entities or have names that are not lower-case
+	// ASCII, masked as far as the guard can read them, with a log line
+	// for each. Every other condition is still refused. Default: false.
+	AllowMalformed bool `json:"allow_malformed,omitempty"`
+
+	guard  *sanitize.Guard
 	logger *zap.Logger
 }
 
@@ -61,9 +86,18 @@ func (Sanitize) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets defaults.
+// Provision sets defaults and builds the guard.
 func (s *Sanitize) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
+	if err := s.setup(); err != nil {
+		return err
+	}
+	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+}
+
+// setup is Provision's work but for the context: defaults, the guard, and
+// the warnings at start.
+func (s *Sanitize) setup() error {
 	switch s.Action {
 	case "":
 		s.Action = "mask"
@@ -71,16 +105,33 @@ func (s *Sanitize) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("action must be mask, block or report, not %q", s.Action)
 	}
-	if len(s.Fields) == 0 {
-		s.Fields = []string{"id", "name"}
-	}
 	if s.MaxBody == 0 {
 		s.MaxBody = DefaultSanitizeMaxBody
 	}
 	if s.MaxBody < 0 {
 		return errors.New("max_body must be positive")
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	if s.MaxDecoded == 0 {
+		s.MaxDecoded = 8 * s.MaxBody
+	}
+	if s.MaxDecoded < 0 {
+		return errors.New("max_decoded must be positive")
+	}
+	g, err := sanitize.New(sanitize.Options{Fields: s.Fields, MaxField: s.MaxField, MaxDecoded: s.MaxDecoded, AllowMalformed: s.AllowMalformed})
+	if err != nil {
+		return err
+	}
+	s.guard = g
+	for _, f := range s.Fields {
+		if strings.EqualFold(f, "id") || strings.EqualFold(f, "name") {
+			s.logger.Warn("fields: id and name always count inside <account>; listed in fields they count anywhere, transaction ids too",
+				zap.String("field", f))
+		}
+	}
+	if s.AllowMalformed {
+		s.logger.Warn("allow_malformed: MDX responses that are not well-formed XML, refer to undeclared entities or have upper-case names will pass, masked as far as they can be read")
+	}
+	return nil
 }
 
 var (
@@ -88,124 +139,182 @@ var (
 	refuseUninspectable = gate.Refusal{Status: http.StatusBadGateway, Reason: "response_too_large_to_inspect", Message: "Bad gateway: the response is too large to inspect"}
 )
 
+// guardRefusal is the answer to a reply the guard refused with err.
+func guardRefusal(err error) gate.Refusal {
+	return gate.Refusal{Status: http.StatusBadGateway, Reason: sanitize.Reason(err),
+		Message: "Bad gateway: the response could not be inspected (" + sanitize.Reason(err) + ")"}
+}
+
+// Errors the writer gives the next handler to stop a reply it will not
+// pass on, so that no more of it is read.
+var (
+	errRefused  = errors.New("mdx_sanitize: the response is refused")
+	errTooLarge = errors.New("mdx_sanitize: the response is too large to inspect")
+	errAborted  = errors.New("mdx_sanitize: the handler ended the response abnormally")
+)
+
 // ServeHTTP inspects the response of the handlers after it.
 func (s *Sanitize) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	sw := &sanitizeWriter{ResponseWriter: w, s: s, r: r}
-	err := next.ServeHTTP(sw, r)
-	if ferr := sw.finish(); err == nil {
-		err = ferr
-	}
-	return err
+	p, err := serveNext(next, sw, r)
+	return sw.finish(p, err)
 }
 
-// isXML reports whether a Content-Type is XML.
-func isXML(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return false
-	}
-	return mt == "application/xml" || mt == "text/xml" || strings.HasSuffix(mt, "+xml")
+// serveNext runs next, recovering a panic (reverse_proxy aborts a reply
+// whose body it cannot copy with http.ErrAbortHandler), so that the reply
+// is settled before the panic goes on.
+func serveNext(next caddyhttp.Handler, w http.ResponseWriter, r *http.Request) (p any, err error) {
+	defer func() { p = recover() }()
+	return nil, next.ServeHTTP(w, r)
 }
 
-// sanitizeWriter routes a response body through the sanitizer.
+// Modes of a sanitizeWriter, set by WriteHeader.
+const (
+	modePass   = iota // not inspected: passed through
+	modeMask          // streamed through Guard.Mask
+	modeBlock         // held, then Guard.Inspect
+	modeReport        // passed through and teed into Guard.Inspect
+	modeRefuse        // refused from its header
+)
+
+// sanitizeWriter routes a reply through the guard.
 type sanitizeWriter struct {
 	http.ResponseWriter
-	s       *Sanitize
-	r       *http.Request
-	wrote   bool
-	mode    string // "" (pass through), mask, report or block
-	gzipped bool
-	status  int
+	s      *Sanitize
+	r      *http.Request
+	wrote  bool
+	mode   int
+	status int
+	coding sanitize.Coding
+	header http.Header // mask mode: what Header gives once the stream runs
+	bad    error       // refuse mode: the header's condition
 
-	pw   *io.PipeWriter
-	done chan error
+	pw      *io.PipeWriter // mask and report modes: to the guard
+	done    chan result
+	out     *startWriter // mask mode
+	teeDone bool         // report mode: the guard stopped reading
 
 	held     bytes.Buffer // block mode
 	overflow bool
+}
+
+// result is what the guard's goroutine hands back.
+type result struct {
+	rep sanitize.Report
+	err error
+}
+
+// startWriter writes the status line only with the first byte of the
+// body, so that a reply the guard refuses before writing anything can
+// still be answered with a 502.
+type startWriter struct {
+	w       http.ResponseWriter
+	status  int
+	started bool
+}
+
+func (o *startWriter) Write(b []byte) (int, error) {
+	if !o.started {
+		o.started = true
+		o.w.WriteHeader(o.status)
+	}
+	return o.w.Write(b)
+}
+
+// Header returns the reply's header; in mask mode, once the stream runs,
+// a copy, so that the guard's goroutine alone touches the real one.
+func (sw *sanitizeWriter) Header() http.Header {
+	if sw.header != nil {
+		return sw.header
+	}
+	return sw.ResponseWriter.Header()
+}
+
+// inspected reports whether a reply of status is one to inspect:
+// successful, with a body.
+func (sw *sanitizeWriter) inspected(status int) bool {
+	return status >= 200 && status <= 299 && status != http.StatusNoContent &&
+		sw.r.Method != http.MethodHead
+}
+
+// checkHeader decides from the reply's header whether to inspect it, and
+// with which coding, or refuses it.
+func checkHeader(h http.Header) (bool, sanitize.Coding, error) {
+	coding, err := sanitize.CheckContentEncoding(h.Values("Content-Encoding"))
+	if err != nil {
+		return false, coding, err
+	}
+	if len(h.Values("Content-Type")) > 1 {
+		return false, coding, sanitize.ErrContentType
+	}
+	inspect, err := sanitize.CheckContentType(h.Get("Content-Type"), h.Get("Content-Length") != "0")
+	return inspect, coding, err
 }
 
 func (sw *sanitizeWriter) WriteHeader(status int) {
 	if sw.wrote {
 		return
 	}
-	sw.wrote = true
-	sw.status = status
-	h := sw.Header()
-	enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding")))
-	if status < 200 || status > 299 || sw.r.Method == http.MethodHead || !isXML(h.Get("Content-Type")) || (enc != "" && enc != "gzip") {
+	if status >= 100 && status <= 199 && status != http.StatusSwitchingProtocols {
+		sw.ResponseWriter.WriteHeader(status) // informational: the reply follows
+		return
+	}
+	sw.wrote, sw.status = true, status
+	if !sw.inspected(status) {
 		sw.ResponseWriter.WriteHeader(status)
 		return
 	}
-	sw.mode, sw.gzipped = sw.s.Action, enc == "gzip"
-	switch sw.mode {
+	h := sw.ResponseWriter.Header()
+	inspect, coding, err := checkHeader(h)
+	switch {
+	case err != nil && sw.s.Action == "report":
+		sw.letThrough(err)
+		sw.ResponseWriter.WriteHeader(status)
+		return
+	case err != nil:
+		sw.mode, sw.bad = modeRefuse, err
+		return
+	case !inspect:
+		sw.ResponseWriter.WriteHeader(status)
+		return
+	}
+	sw.coding = coding
+	switch sw.s.Action {
 	case "block":
-		return // decided in finish
-	case "mask":
-		if sw.gzipped {
-			h.Del("Content-Length") // re-encoded
+		sw.mode = modeBlock // decided in finish
+	case "report":
+		sw.mode = modeReport
+		sw.ResponseWriter.WriteHeader(status)
+		sw.start(func(pr *io.PipeReader) (sanitize.Report, error) {
+			return sw.s.guard.Inspect(pr, coding)
+		})
+	default:
+		sw.mode = modeMask
+		if coding == sanitize.Gzip {
+			h.Del("Content-Length") // encoded again; a masked identity reply keeps its length
 		}
+		sw.header = h.Clone()
+		sw.out = &startWriter{w: sw.ResponseWriter, status: status}
+		sw.start(func(pr *io.PipeReader) (sanitize.Report, error) {
+			return sw.s.guard.Mask(sw.out, pr, coding)
+		})
 	}
-	sw.ResponseWriter.WriteHeader(status)
+}
+
+// start runs the guard on the body in a goroutine of its own. When the
+// guard stops early, the pipe is closed with its error, so that the next
+// handler's writes fail instead of blocking; the error is handed back to
+// ServeHTTP, which alone decides how the reply ends.
+func (sw *sanitizeWriter) start(run func(*io.PipeReader) (sanitize.Report, error)) {
 	pr, pw := io.Pipe()
-	sw.pw, sw.done = pw, make(chan error, 1)
+	sw.pw, sw.done = pw, make(chan result, 1)
 	go func() {
-		err := sw.process(pr)
-		_, _ = io.Copy(io.Discard, pr) // never leave the writer blocked
-		pr.Close()
-		sw.done <- err
-	}()
-}
-
-// process runs in its own goroutine: it reads the body from pr and, in
-// mask mode, writes the output.
-func (sw *sanitizeWriter) process(pr io.Reader) error {
-	opts := sanitize.Options{Fields: sw.s.Fields, Mask: sw.mode == "mask"}
-	var out io.Writer = io.Discard
-	if sw.mode == "mask" {
-		out = sw.ResponseWriter
-	}
-	if !sw.gzipped {
-		findings, err := sanitize.Process(out, pr, opts)
-		sw.report(findings, err)
-		return nil
-	}
-	br := bufio.NewReader(pr)
-	magic, _ := br.Peek(2) // consumes nothing
-	var zr *gzip.Reader
-	var err error
-	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err = gzip.NewReader(br)
-	}
-	if zr == nil || err != nil { // says gzip, is not: pass on unchanged
-		sw.s.logger.Warn("response not inspected: Content-Encoding gzip but not gzip data", zap.String("path", sw.r.URL.Path))
-		if sw.mode == "mask" && zr == nil {
-			_, err = io.Copy(out, br)
+		rep, err := run(pr)
+		if err != nil {
+			pr.CloseWithError(err)
 		}
-		return err
-	}
-	var zw *gzip.Writer
-	if sw.mode == "mask" {
-		zw = gzip.NewWriter(out)
-		out = zw
-	}
-	findings, perr := sanitize.Process(out, zr, opts)
-	sw.report(findings, perr)
-	if zw != nil {
-		return zw.Close()
-	}
-	return nil
-}
-
-func (sw *sanitizeWriter) report(findings []sanitize.Finding, err error) {
-	for _, f := range findings {
-		gate.Metrics.SanitizeFindings.WithLabelValues(f.Rule, sw.s.Action).Inc()
-		sw.s.logger.Warn("complete account or card number in an MDX response",
-			zap.Int("account", f.Account), zap.String("field", f.Field), zap.String("rule", f.Rule),
-			zap.String("action", sw.s.Action), zap.String("path", sw.r.URL.Path))
-	}
-	if err != nil {
-		sw.s.logger.Warn("response not fully inspected", zap.String("path", sw.r.URL.Path), zap.Error(err))
-	}
+		sw.done <- result{rep, err}
+	}()
 }
 
 func (sw *sanitizeWriter) Write(b []byte) (int, error) {
@@ -213,68 +322,187 @@ func (sw *sanitizeWriter) Write(b []byte) (int, error) {
 		sw.WriteHeader(http.StatusOK)
 	}
 	switch sw.mode {
-	case "":
-		return sw.ResponseWriter.Write(b)
-	case "block":
-		if int64(sw.held.Len()+len(b)) > sw.s.MaxBody {
-			sw.overflow = true
-			return len(b), nil
-		}
-		return sw.held.Write(b)
-	case "report":
+	case modeMask:
+		return sw.pw.Write(b)
+	case modeReport:
 		n, err := sw.ResponseWriter.Write(b)
-		if n > 0 {
-			_, _ = sw.pw.Write(b[:n])
+		if n > 0 && !sw.teeDone {
+			if _, perr := sw.pw.Write(b[:n]); perr != nil {
+				sw.teeDone = true // the guard has stopped; the reply goes on
+			}
 		}
 		return n, err
+	case modeBlock:
+		if sw.overflow || int64(sw.held.Len()+len(b)) > sw.s.MaxBody {
+			sw.overflow = true
+			return 0, errTooLarge
+		}
+		return sw.held.Write(b)
+	case modeRefuse:
+		return 0, errRefused
 	}
-	return sw.pw.Write(b) // mask
+	return sw.ResponseWriter.Write(b)
 }
 
-// FlushError passes flushes on only when no other goroutine writes.
+// FlushError passes flushes on only when no other goroutine writes and
+// nothing is held.
 func (sw *sanitizeWriter) FlushError() error {
-	if sw.mode == "" || sw.mode == "report" {
+	if sw.mode == modePass || sw.mode == modeReport {
 		return http.NewResponseController(sw.ResponseWriter).Flush()
 	}
 	return nil
 }
 
-// finish ends the stream and, in block mode, decides.
-func (sw *sanitizeWriter) finish() error {
+// finish settles the reply once the next handler has returned (err) or
+// panicked (p).
+func (sw *sanitizeWriter) finish(p any, err error) error {
 	switch sw.mode {
-	case "mask", "report":
-		sw.pw.Close()
-		return <-sw.done
-	case "block":
-		return sw.decide()
+	case modeMask:
+		return sw.finishMask(p, err)
+	case modeReport:
+		res := sw.wait(p, err)
+		sw.record(res.rep)
+		if res.err != nil && !errors.Is(res.err, sanitize.ErrRead) {
+			sw.letThrough(res.err)
+		}
+	case modeBlock:
+		return sw.finishBlock(p, err)
+	case modeRefuse:
+		repanic(p) // the handler's write failed because of us: only that is ours
+		return sw.refuse(guardRefusal(sw.bad), sw.bad)
 	}
-	return nil
+	if p != nil {
+		panic(p)
+	}
+	return err
 }
 
-func (sw *sanitizeWriter) decide() error {
-	if sw.overflow {
-		gate.ClearHeader(sw.Header())
-		return gate.Refuse(sw.ResponseWriter, "mdx_sanitize", gate.FormatMDX, refuseUninspectable)
+// repanic goes on with a panic of the next handler, unless it is the
+// abort that our own write error caused.
+func repanic(p any) {
+	if p != nil && p != http.ErrAbortHandler {
+		panic(p)
 	}
-	var src io.Reader = bytes.NewReader(sw.held.Bytes())
-	if sw.gzipped {
-		zr, err := gzip.NewReader(src)
-		if err != nil {
-			sw.s.logger.Warn("response not inspected: Content-Encoding gzip but not gzip data", zap.String("path", sw.r.URL.Path))
-			src = bytes.NewReader(nil)
-		} else {
-			src = io.LimitReader(zr, 8*sw.s.MaxBody)
+}
+
+// wait ends the body and waits for the guard's goroutine. A handler that
+// failed leaves the body cut short: the guard reads an error, not the end.
+func (sw *sanitizeWriter) wait(p any, err error) result {
+	if p != nil || err != nil {
+		sw.pw.CloseWithError(errAborted)
+	} else {
+		sw.pw.Close()
+	}
+	return <-sw.done
+}
+
+func (sw *sanitizeWriter) finishMask(p any, err error) error {
+	res := sw.wait(p, err)
+	sw.record(res.rep)
+	switch {
+	case res.err == nil:
+		if !sw.out.started { // an empty reply
+			sw.ResponseWriter.WriteHeader(sw.status)
 		}
+		return err // nil: a failed handler makes the guard fail
+	case errors.Is(res.err, sanitize.ErrRead) || errors.Is(res.err, sanitize.ErrWrite):
+		// the next handler, or the client, failed: not a refusal
+		if sw.out.started {
+			panic(http.ErrAbortHandler)
+		}
+		if p != nil {
+			panic(p)
+		}
+		if err == nil {
+			err = caddyhttp.Error(http.StatusBadGateway, res.err)
+		}
+		return err
 	}
-	findings, err := sanitize.Process(io.Discard, src, sanitize.Options{Fields: sw.s.Fields})
-	sw.report(findings, err)
-	if len(findings) > 0 {
-		gate.ClearHeader(sw.Header())
-		return gate.Refuse(sw.ResponseWriter, "mdx_sanitize", gate.FormatMDX, refuseSanitized)
+	repanic(p)
+	if !sw.out.started {
+		return sw.refuse(guardRefusal(res.err), res.err)
+	}
+	// Part of the reply has left; the rest never will, and the client
+	// must not take what it has for the whole.
+	gate.CountRejection("mdx_sanitize", sanitize.Reason(res.err))
+	if c := sw.s.logger.Check(zapcore.WarnLevel, "MDX response aborted: the guard refused it after part of it was sent"); c != nil {
+		c.Write(zap.String("reason", sanitize.Reason(res.err)), zap.Error(res.err), zap.String("action", sw.s.Action), zap.String("path", sw.r.URL.Path))
+	}
+	panic(http.ErrAbortHandler)
+}
+
+func (sw *sanitizeWriter) finishBlock(p any, err error) error {
+	if sw.overflow {
+		repanic(p)
+		return sw.refuse(refuseUninspectable, nil)
+	}
+	if p != nil {
+		panic(p)
+	}
+	if err != nil {
+		return err
+	}
+	rep, ierr := sw.s.guard.Inspect(bytes.NewReader(sw.held.Bytes()), sw.coding)
+	sw.record(rep)
+	switch {
+	case ierr != nil:
+		return sw.refuse(guardRefusal(ierr), ierr)
+	case rep.Found() > 0:
+		return sw.refuse(refuseSanitized, nil)
 	}
 	sw.ResponseWriter.WriteHeader(sw.status)
 	_, werr := sw.ResponseWriter.Write(sw.held.Bytes())
 	return werr
+}
+
+// refuse answers 502 in place of the upstream's reply, none of which has
+// been sent.
+func (sw *sanitizeWriter) refuse(rf gate.Refusal, err error) error {
+	if c := sw.s.logger.Check(zapcore.WarnLevel, "MDX response refused"); c != nil {
+		fields := []zap.Field{zap.String("reason", rf.Reason), zap.String("action", sw.s.Action), zap.String("path", sw.r.URL.Path)}
+		if err != nil {
+			fields = append(fields, zap.Error(err))
+		}
+		c.Write(fields...)
+	}
+	gate.ClearHeader(sw.ResponseWriter.Header())
+	return gate.Refuse(sw.ResponseWriter, "mdx_sanitize", gate.FormatMDX, rf)
+}
+
+// record logs and counts what the guard found.
+func (sw *sanitizeWriter) record(rep sanitize.Report) {
+	action := sw.s.Action
+	for _, f := range rep.Findings {
+		if c := sw.s.logger.Check(zapcore.WarnLevel, "complete account or card number in an MDX response"); c != nil {
+			c.Write(zap.Int("account", f.Account), zap.String("field", f.Field), zap.String("rule", f.Rule),
+				zap.String("action", action), zap.String("path", sw.r.URL.Path))
+		}
+	}
+	if more := rep.Found() - len(rep.Findings); more > 0 {
+		if c := sw.s.logger.Check(zapcore.WarnLevel, "more account or card numbers in the MDX response, not listed"); c != nil {
+			c.Write(zap.Int("more", more), zap.String("action", action), zap.String("path", sw.r.URL.Path))
+		}
+	}
+	if rep.Cards > 0 {
+		gate.Metrics.SanitizeFindings.WithLabelValues(sanitize.RuleCard, action).Add(float64(rep.Cards))
+	}
+	if rep.Accounts > 0 {
+		gate.Metrics.SanitizeFindings.WithLabelValues(sanitize.RuleAccount, action).Add(float64(rep.Accounts))
+	}
+	if rep.Malformed != nil {
+		sw.letThrough(rep.Malformed)
+	}
+}
+
+// letThrough logs and counts a condition under which the reply passed:
+// in report mode, or with allow_malformed.
+func (sw *sanitizeWriter) letThrough(err error) {
+	reason := sanitize.Reason(err)
+	gate.Metrics.SanitizeLetThrough.WithLabelValues(reason, sw.s.Action).Inc()
+	if c := sw.s.logger.Check(zapcore.WarnLevel, "MDX response let through although the guard refuses such responses"); c != nil {
+		c.Write(zap.String("reason", reason), zap.Error(err), zap.String("action", sw.s.Action),
+			zap.Bool("allow_malformed", sw.s.AllowMalformed), zap.String("path", sw.r.URL.Path))
+	}
 }
 
 // Interface guards

@@ -19,7 +19,8 @@ var Metrics = struct {
 	StoreUp     *prometheus.GaugeVec     // directive, namespace
 	Retries     *prometheus.CounterVec   // status
 
-	SanitizeFindings *prometheus.CounterVec // rule, action
+	SanitizeFindings   *prometheus.CounterVec // rule, action
+	SanitizeLetThrough *prometheus.CounterVec // reason, action
 
 	TokenRefreshFailures prometheus.Counter
 	JWEDecryptFailures   prometheus.Counter
@@ -69,6 +70,10 @@ var Metrics = struct {
 		Namespace: "mxgate", Subsystem: "sanitize", Name: "findings_total",
 		Help: "Complete account or card numbers found in MDX responses, by rule and the action taken.",
 	}, []string{"rule", "action"}),
+	SanitizeLetThrough: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Subsystem: "sanitize", Name: "let_through_total",
+		Help: "MDX responses mdx_sanitize let through although it refuses such responses by default (report mode, or allow_malformed), by reason and action.",
+	}, []string{"reason", "action"}),
 }
 
 // RegisterMetrics registers mxgate's collectors with reg (a config's
@@ -79,7 +84,7 @@ func RegisterMetrics(reg prometheus.Registerer) error {
 	}
 	m := &Metrics
 	for _, c := range []prometheus.Collector{m.Rejections, m.RLAdmitted, m.RLRejected, m.RLWait, m.RLAbandoned,
-		m.StoreErrors, m.StoreUp, m.Retries, m.SanitizeFindings, m.TokenRefreshFailures, m.JWEDecryptFailures} {
+		m.StoreErrors, m.StoreUp, m.Retries, m.SanitizeFindings, m.SanitizeLetThrough, m.TokenRefreshFailures, m.JWEDecryptFailures} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
