@@ -82,7 +82,9 @@ func mdxChain(addr, upstream, verifyExtra, readBody string) string {
 
 http://%s {
 	bind 127.0.0.1
-	mx_ip_allow mdx
+	mx_ip_allow mdx {
+		trusted_proxies 127.0.0.1/32 ::1/128 # the test speaks as MX through X-Forwarded-For
+	}
 	mdx_hmac verify {
 		key {env.E2E_MDX_KEY}
 		replay_window 10m

@@ -395,11 +395,7 @@ func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id 
 		}
 		w.Header().Set("WWW-Authenticate", challenge)
 	}
-	if r.ProtoMajor == 1 && r.ContentLength != 0 {
-		// The body is refused unread: close the connection after the
-		// answer rather than let net/http wait for the rest of it first.
-		w.Header().Set("Connection", "close")
-	}
+	gate.CloseUnread(w, r)
 	return gate.Refuse(w, "fdx_auth", a.format, gate.Refusal{Status: f.status, Reason: reason, Message: f.debug})
 }
 

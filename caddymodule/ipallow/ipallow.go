@@ -145,6 +145,7 @@ func (a *IPAllow) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		ce.Write(zap.String("reason", rf.Reason), zap.String("client_ip", client), zap.String("remote_addr", r.RemoteAddr),
 			zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
+	gate.CloseUnread(w, r)
 	return gate.Refuse(w, "mx_ip_allow", a.format, rf)
 }
 

@@ -255,6 +255,7 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		if ce := rl.logger.Check(zapcore.DebugLevel, "method not implemented"); ce != nil {
 			ce.Write(zap.String("method", r.Method), zap.String("client_ip", gate.ClientIP(r)))
 		}
+		gate.CloseUnread(w, r)
 		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseMethod)
 	}
 	class := ratelimit.ClassOf(r.Method)
@@ -270,6 +271,7 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	res, err := rl.store.Take(r.Context(), key, class, rl.now(), rl.maxWait)
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
+		gate.CloseUnread(w, r)
 		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseStoreDown)
 	}
 	h := w.Header()
@@ -283,6 +285,7 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		if ce := rl.logger.Check(zapcore.DebugLevel, "rate limited"); ce != nil {
 			ce.Write(zap.String("class", cls), zap.Duration("retry_after", res.RetryAfter))
 		}
+		gate.CloseUnread(w, r)
 		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseRateLimited)
 	}
 	if res.Delay > 0 {

@@ -289,12 +289,7 @@ func (v *Verify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		if rf.Status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "1")
 		}
-		if r.ProtoMajor == 1 && r.ContentLength != 0 {
-			// The body was refused unread (or not read to its end): close
-			// the connection after the answer rather than let net/http
-			// wait for the rest of it before answering.
-			w.Header().Set("Connection", "close")
-		}
+		gate.CloseUnread(w, r)
 		return gate.Refuse(w, "mdx_hmac", v.s.format, rf)
 	}
 	if held != nil {

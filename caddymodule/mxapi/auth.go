@@ -337,6 +337,7 @@ func (a *AuthCheck) refuse(w http.ResponseWriter, r *http.Request, rf gate.Refus
 	} else {
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+a.Realm+`", charset="UTF-8"`)
 	}
+	gate.CloseUnread(w, r)
 	return gate.Refuse(w, "mx_auth", a.format, rf)
 }
 

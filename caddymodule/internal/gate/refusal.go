@@ -124,3 +124,13 @@ func Render(format Format, rf Refusal) ([]byte, string) {
 		return []byte(sb.String()), MDXContentType
 	}
 }
+
+// CloseUnread asks for the connection to be closed after the answer when
+// r's body is refused unread (or not read to its end), rather than let
+// net/http wait for the rest of it before answering: a sender that
+// declares a large body and sends it slowly holds nothing for long.
+func CloseUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
+}

@@ -257,3 +257,19 @@ func TestBufferResponse(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+func TestCloseUnread(t *testing.T) {
+	for _, c := range []struct {
+		length int64
+		major  int
+		want   string
+	}{{1 << 20, 1, "close"}, {-1, 1, "close"}, {0, 1, ""}, {1 << 20, 2, ""}} {
+		r := httptest.NewRequest("POST", "/", nil)
+		r.ContentLength, r.ProtoMajor = c.length, c.major
+		w := httptest.NewRecorder()
+		CloseUnread(w, r)
+		if got := w.Header().Get("Connection"); got != c.want {
+			t.Errorf("length %d, HTTP/%d: Connection %q, want %q", c.length, c.major, got, c.want)
+		}
+	}
+}
