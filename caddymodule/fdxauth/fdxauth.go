@@ -115,6 +115,17 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 	if a.Issuer == "" || len(a.Audiences) == 0 {
 		return errors.New("issuer and at least one audience are required")
 	}
+	// {env.*} and {file.*} placeholders, resolved once, as for jwks_url
+	if a.Issuer = gate.Resolve(a.Issuer); a.Issuer == "" {
+		return errors.New("issuer is empty (an unset {env.*} variable or an empty {file.*}?)")
+	}
+	audiences := make([]string, len(a.Audiences))
+	for i, aud := range a.Audiences {
+		if audiences[i] = gate.Resolve(aud); audiences[i] == "" {
+			return fmt.Errorf("audience %d is empty (an unset {env.*} variable or an empty {file.*}?)", i+1)
+		}
+	}
+	a.Audiences = audiences
 	if a.JWKSURL == "" && a.Introspection == nil {
 		return errors.New("jwks_url or introspection is required")
 	}

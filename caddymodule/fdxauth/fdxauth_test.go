@@ -384,6 +384,8 @@ func TestFDXAuthProvision(t *testing.T) {
 		"format":              {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ErrorFormat: "xml"}, "unknown error_format"},
 		"jwks, no scheme":     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: "as.example/jwks"}, "jwks_url must be an http(s) URL"},
 		"jwks, unset env":     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: "{env.MXGATE_TEST_EMPTY}"}, "jwks_url must be an http(s) URL"},
+		"issuer, unset env":   {FDXAuth{Issuer: "{env.MXGATE_TEST_EMPTY}", Audiences: []string{audience}, JWKSURL: jwks}, "issuer is empty (an unset {env.*}"},
+		"audience, unset env": {FDXAuth{Issuer: issuer, Audiences: []string{audience, "{env.MXGATE_TEST_EMPTY}"}, JWKSURL: jwks}, "audience 2 is empty"},
 		"introspection, url":  {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://%zz/i", ClientID: "rs", ClientSecret: "s"}}, "the introspection URL must be an http(s) URL"},
 	} {
 		err := handlertest.TryProvision(t, &c.a)

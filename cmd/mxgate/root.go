@@ -140,9 +140,16 @@ func renamed(c caddycmd.Command) caddycmd.Command {
 // execute runs root with args and returns the process's exit status.
 func execute(root *cobra.Command, args []string) int {
 	root.SetArgs(args)
-	err := root.Execute()
+	cmd, err := root.ExecuteC()
 	if err == nil {
 		return 0
+	}
+	// Caddy has printed (or logged, as JSON) the full chain; a start-up
+	// error also gets one line that names the directive and its complaint.
+	if cmd != nil && slices.Contains(summarizedCommands, cmd.Name()) {
+		if line := summarize(err.Error()); line != "" {
+			fmt.Fprintln(root.ErrOrStderr(), line)
+		}
 	}
 	return exitStatus(err)
 }
