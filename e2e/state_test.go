@@ -163,7 +163,7 @@ func TestReloadUnderLoadKeepsReplaysRefused(t *testing.T) {
 
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go func() { l.run(t, 4, 3000, stop); close(done) }()
+	go func() { l.run(t, 4, 1500, stop); close(done) }()
 	for _, keys := range [][]string{
 		{"{env.E2E_MDX_KEY}", rotatedKey}, // the new key is added
 		{rotatedKey, "{env.E2E_MDX_KEY}"},

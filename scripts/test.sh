@@ -51,8 +51,12 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 
-go vet ./...
-# staticcheck, pinned in tools/staticcheck/go.mod
-go run -modfile tools/staticcheck/go.mod honnef.co/go/tools/cmd/staticcheck ./...
+# go vet and staticcheck (pinned in tools/staticcheck/go.mod) run beside
+# the tests, which spend most of their time waiting on real processes.
+(go vet ./... && go run -modfile tools/staticcheck/go.mod honnef.co/go/tools/cmd/staticcheck ./...) &
+checks=$!
 # -race covers every package; fuzz targets run on their seed corpora.
-go test -race -count=1 ./...
+status=0
+go test -race -count=1 ./... || status=$?
+wait "$checks" || status=1
+exit "$status"
