@@ -77,26 +77,15 @@ func (h *Health) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 //		timeout <duration>   # default 2s
 //	}
 func (h *Health) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		var err error
-		switch d.Val() {
+	return gate.Block(d, "mx_health", "", func(opt string) (err error) {
+		switch opt {
 		case "timeout":
 			h.Timeout, err = gate.PositiveDuration(d)
 		default:
-			return d.Errf("unrecognized mx_health option '%s'", d.Val())
+			return gate.Unrecognized(d, "mx_health")
 		}
-		if err != nil {
-			return err
-		}
-		if err := gate.NoMoreArgs(d); err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // Interface guards

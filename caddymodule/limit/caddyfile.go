@@ -46,22 +46,11 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		error_format mdx|json|fdx|text|handle_errors
 //	}
 func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
+	return gate.Block(d, "mx_rate_limit", "", func(opt string) (err error) {
 		if ok, err := rl.Config.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			if err := gate.NoMoreArgs(d); err != nil {
-				return err
-			}
-			continue
+			return err
 		}
-		var err error
-		switch opt := d.Val(); opt {
+		switch opt {
 		case "get", "write", "delete", "other":
 			var cl *ClassLimit
 			if cl, err = parseClassLimit(d); err != nil {
@@ -87,16 +76,10 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "error_format":
 			rl.ErrorFormat, err = gate.ErrorFormat(d)
 		default:
-			return d.Errf("unrecognized mx_rate_limit option '%s'", opt)
+			return gate.Unrecognized(d, "mx_rate_limit")
 		}
-		if err != nil {
-			return err
-		}
-		if err := gate.NoMoreArgs(d); err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // parseClassLimit reads `<n>/s [burst <b>]` or `unlimited`.

@@ -51,32 +51,6 @@ func parseMXJWE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	}{new(JWEDecrypt), new(JWEEncrypt)})
 }
 
-// block runs opt for every option of the directive's block, after
-// checking its mode, and fails on arguments opt leaves unread.
-func block(d *caddyfile.Dispenser, dir, mode string, opt func(name string) error) error {
-	d.Next() // directive name
-	if mode != "" {
-		if _, err := gate.Mode(d, dir, mode); err != nil {
-			return err
-		}
-	} else if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if err := opt(d.Val()); err != nil {
-			return err
-		}
-		if err := gate.NoMoreArgs(d); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func unrecognized(d *caddyfile.Dispenser, dir string) error {
-	return d.Errf("unrecognized %s option '%s'", dir, d.Val())
-}
-
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	mx_auth attach {
@@ -86,7 +60,7 @@ func unrecognized(d *caddyfile.Dispenser, dir string) error {
 //		allow_callers <cidr|loopback|private_ranges>...
 //	}
 func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return block(d, "mx_auth", "attach", func(opt string) (err error) {
+	return gate.Block(d, "mx_auth", "attach", func(opt string) (err error) {
 		switch opt {
 		case "client_id":
 			a.ClientID, err = gate.String(d)
@@ -97,7 +71,7 @@ func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "allow_callers":
 			a.AllowCallers, err = gate.AllowCallers(d)
 		default:
-			return unrecognized(d, "mx_auth attach")
+			return gate.Unrecognized(d, "mx_auth attach")
 		}
 		return err
 	})
@@ -113,7 +87,7 @@ func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		keep_credentials
 //	}
 func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return block(d, "mx_auth", "check", func(opt string) (err error) {
+	return gate.Block(d, "mx_auth", "check", func(opt string) (err error) {
 		switch opt {
 		case "client":
 			args := d.RemainingArgs()
@@ -133,7 +107,7 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "keep_credentials":
 			a.KeepCredentials = true
 		default:
-			return unrecognized(d, "mx_auth check")
+			return gate.Unrecognized(d, "mx_auth check")
 		}
 		return err
 	})
@@ -150,7 +124,7 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		allow_plaintext
 //	}
 func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return block(d, "mx_jwe", "decrypt", func(opt string) (err error) {
+	return gate.Block(d, "mx_jwe", "decrypt", func(opt string) (err error) {
 		switch opt {
 		case "curve":
 			m.Curve, err = gate.OneOf(d, "p384", "p256")
@@ -165,7 +139,7 @@ func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "allow_plaintext":
 			m.AllowPlaintext = true
 		default:
-			return unrecognized(d, "mx_jwe decrypt")
+			return gate.Unrecognized(d, "mx_jwe decrypt")
 		}
 		return err
 	})
@@ -179,7 +153,7 @@ func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_body <size>
 //	}
 func (m *JWEEncrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return block(d, "mx_jwe", "encrypt", func(opt string) (err error) {
+	return gate.Block(d, "mx_jwe", "encrypt", func(opt string) (err error) {
 		switch opt {
 		case "a128_key_algorithm":
 			m.A128KeyAlgorithm, err = gate.String(d)
@@ -188,7 +162,7 @@ func (m *JWEEncrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "max_body":
 			m.MaxBody, err = gate.Size(d)
 		default:
-			return unrecognized(d, "mx_jwe encrypt")
+			return gate.Unrecognized(d, "mx_jwe encrypt")
 		}
 		return err
 	})
@@ -205,7 +179,7 @@ func (m *JWEEncrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_body <size>         # default 1MiB
 //	}
 func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return block(d, "mx_retry", "", func(opt string) (err error) {
+	return gate.Block(d, "mx_retry", "", func(opt string) (err error) {
 		switch opt {
 		case "statuses":
 			args := d.RemainingArgs()
@@ -230,7 +204,7 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "max_body":
 			rt.MaxBody, err = gate.Size(d)
 		default:
-			return unrecognized(d, "mx_retry")
+			return gate.Unrecognized(d, "mx_retry")
 		}
 		return err
 	})
@@ -250,7 +224,7 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		allow_callers <cidr|loopback|private_ranges>...
 //	}
 func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return block(d, "mxconnect_token", "", func(opt string) (err error) {
+	return gate.Block(d, "mxconnect_token", "", func(opt string) (err error) {
 		switch opt {
 		case "endpoint":
 			m.Endpoint, err = gate.String(d)
@@ -271,7 +245,7 @@ func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "allow_callers":
 			m.AllowCallers, err = gate.AllowCallers(d)
 		default:
-			return unrecognized(d, "mxconnect_token")
+			return gate.Unrecognized(d, "mxconnect_token")
 		}
 		return err
 	})

@@ -49,6 +49,34 @@ func Mode(d *caddyfile.Dispenser, dir string, modes ...string) (string, error) {
 	return mode, nil
 }
 
+// Block reads a directive's block: after the directive's name, its mode
+// (when mode is not "") or no argument at all; then opt runs for every
+// option of the block, and arguments opt leaves unread are an error.
+func Block(d *caddyfile.Dispenser, dir, mode string, opt func(name string) error) error {
+	d.Next() // directive name
+	if mode != "" {
+		if _, err := Mode(d, dir, mode); err != nil {
+			return err
+		}
+	} else if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		if err := opt(d.Val()); err != nil {
+			return err
+		}
+		if err := NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Unrecognized is the error for an option dir does not have.
+func Unrecognized(d *caddyfile.Dispenser, dir string) error {
+	return d.Errf("unrecognized %s option '%s'", dir, d.Val())
+}
+
 // String reads the current option's one argument.
 func String(d *caddyfile.Dispenser) (string, error) {
 	if !d.NextArg() {
