@@ -26,7 +26,12 @@ GOPROXY="file://$tools/proxy,$(go env GOPROXY)" GONOSUMDB=github.com/mxgate/mxga
 	--with "github.com/mxgate/mxgate=$(pwd)"
 
 modules=$("$out" list-modules)
-ids=$(grep -ho 'ID: *"[a-z0-9_.]*"' caddymodule/*.go | sed 's/.*"\(.*\)"/\1/' | sort -u)
+# every module ID registered under caddymodule/ (one package per feature)
+ids=$(grep -rho --include='*.go' --exclude='*_test.go' 'ID: *"[a-z0-9_.]*"' caddymodule | sed 's/.*"\(.*\)"/\1/' | sort -u)
+if [ -z "$ids" ]; then
+	echo "xcaddy.sh: found no module IDs under caddymodule/" >&2
+	exit 1
+fi
 missing=0
 for id in $ids; do
 	if ! grep -qx "$id" <<<"$modules"; then
