@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,7 +26,20 @@ import (
 // binary is the mxgate built for this test run (or $MXGATE_BIN).
 var binary string
 
+// parallelism is how many tests marked t.Parallel run at once. They spend
+// most of their time waiting on gateways, upstreams and timers, so more of
+// them than there are cores keeps a 2-core machine busy; the tests that
+// measure wall-clock rates are not parallel and run alone. An explicit
+// -parallel on the command line wins.
+const parallelism = "8"
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		_ = flag.Set("test.parallel", parallelism)
+	}
 	code, err := run(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
