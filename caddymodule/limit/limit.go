@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -82,14 +83,16 @@ type RateLimit struct {
 	// handle_errors. Default: mdx.
 	ErrorFormat string `json:"error_format,omitempty"`
 
-	policy  ratelimit.Policy
-	store   ratelimit.Store
-	shared  *store.Provisioned
-	release func()
-	format  gate.Format
-	logger  *zap.Logger
-	maxWait time.Duration
-	now     func() time.Time
+	policy ratelimit.Policy
+	// limitText is each class's bucket size as RateLimit-Limit sends it.
+	limitText [ratelimit.NumClasses]string
+	store     ratelimit.Store
+	shared    *store.Provisioned
+	release   func()
+	format    gate.Format
+	logger    *zap.Logger
+	maxWait   time.Duration
+	now       func() time.Time
 }
 
 // ClassLimit is one class's budget.
@@ -167,6 +170,9 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 	}
 	if rl.policy, err = buildPolicy(rl.Limits); err != nil {
 		return err
+	}
+	for c, l := range rl.policy {
+		rl.limitText[c] = strconv.Itoa(l.Burst)
 	}
 	if rl.shared, err = rl.Config.Provision(ctx, "mx_rate_limit", rl.Key); err != nil {
 		return err
@@ -275,12 +281,10 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseStoreDown)
 	}
 	h := w.Header()
-	h.Set("RateLimit-Limit", strconv.Itoa(res.Limit))
-	h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
-	h.Set("RateLimit-Reset", strconv.FormatInt(res.ResetSeconds(), 10))
+	rl.setRateHeaders(h, class, res)
 	cls := class.String()
 	if !res.Allowed {
-		gate.Metrics.RLRejected.WithLabelValues(cls).Inc()
+		classMetrics[class].rejected.Inc()
 		h.Set("Retry-After", strconv.FormatInt(res.RetryAfterSeconds(), 10))
 		if ce := rl.logger.Check(zapcore.DebugLevel, "rate limited"); ce != nil {
 			ce.Write(zap.String("class", cls), zap.Duration("retry_after", res.RetryAfter))
@@ -295,14 +299,47 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		case <-r.Context().Done():
 			t.Stop()
 			res.Cancel(r.Context(), rl.now())
-			gate.Metrics.RLAbandoned.WithLabelValues(cls).Inc()
+			classMetrics[class].abandoned.Inc()
 			// The client is gone: nobody reads an answer.
 			return caddyhttp.Error(499, r.Context().Err())
 		}
-		gate.Metrics.RLWait.WithLabelValues(cls).Observe(res.Delay.Seconds())
+		classMetrics[class].wait.Observe(res.Delay.Seconds())
 	}
-	gate.Metrics.RLAdmitted.WithLabelValues(cls).Inc()
+	classMetrics[class].admitted.Inc()
 	return next.ServeHTTP(w, r)
+}
+
+// classMetrics are the rate-limit metrics of each class, looked up once
+// rather than by label on every request.
+var classMetrics = func() (m [ratelimit.NumClasses]struct {
+	admitted, rejected, abandoned prometheus.Counter
+	wait                          prometheus.Observer
+}) {
+	for c := range ratelimit.NumClasses {
+		cls := c.String()
+		m[c].admitted = gate.Metrics.RLAdmitted.WithLabelValues(cls)
+		m[c].rejected = gate.Metrics.RLRejected.WithLabelValues(cls)
+		m[c].abandoned = gate.Metrics.RLAbandoned.WithLabelValues(cls)
+		m[c].wait = gate.Metrics.RLWait.WithLabelValues(cls)
+	}
+	return m
+}()
+
+// setRateHeaders sets RateLimit-Limit, -Remaining and -Reset in one
+// allocation for the three values (numbers under 100 are Go's static
+// strings), where three Header.Set calls made six.
+func (rl *RateLimit) setRateHeaders(h http.Header, class ratelimit.Class, res ratelimit.Result) {
+	v := new([3]string)
+	if res.Limit == rl.policy[class].Burst {
+		v[0] = rl.limitText[class]
+	} else {
+		v[0] = strconv.Itoa(res.Limit)
+	}
+	v[1] = strconv.Itoa(res.Remaining)
+	v[2] = strconv.FormatInt(res.ResetSeconds(), 10)
+	h["Ratelimit-Limit"] = v[0:1:1]
+	h["Ratelimit-Remaining"] = v[1:2:2]
+	h["Ratelimit-Reset"] = v[2:3:3]
 }
 
 // Cleanup lets go of the buckets and the Redis client.

@@ -1,6 +1,7 @@
 package mdx
 
 import (
+	"crypto/md5"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -379,7 +380,11 @@ func (v *Verify) verify(r *http.Request) (*heldBody, gate.Refusal, bool) {
 		return nil, refusal(err), false
 	}
 
-	// The body, now that the headers are known to be MX's.
+	// The body, now that the headers are known to be MX's. A request
+	// without one (a GET) has nothing to read, hold or give back.
+	if r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody) {
+		return v.finish(r, nil, md5, sig, emptySum[:], 0)
+	}
 	held, sum, err := readBody(r, v.MaxBody, v.pending)
 	switch {
 	case errors.Is(err, errBudget):
@@ -387,12 +392,24 @@ func (v *Verify) verify(r *http.Request) (*heldBody, gate.Refusal, bool) {
 	case err != nil:
 		return nil, refusal(err), false
 	}
+	return v.finish(r, held, md5, sig, sum[:], held.size)
+}
+
+// emptySum is the MD5 of no bytes.
+var emptySum = md5.Sum(nil)
+
+// finish checks what needs the body (its MD5 sum, of size bytes, against
+// the Content-MD5 header; no trailers), then freshness and the version,
+// and hands r the held body. held is nil for a request without a body.
+func (v *Verify) finish(r *http.Request, held *heldBody, md5Header, sig string, sum []byte, size int64) (*heldBody, gate.Refusal, bool) {
 	fail := func(rf gate.Refusal) (*heldBody, gate.Refusal, bool) {
-		held.done(v.pending)
+		if held != nil {
+			held.done(v.pending)
+		}
 		r.Body, r.ContentLength = http.NoBody, 0 // read to its end
 		return nil, rf, false
 	}
-	if err := hmac.CheckContentMD5Sum(sum[:], held.size, md5); err != nil {
+	if err := hmac.CheckContentMD5Sum(sum, size, md5Header); err != nil {
 		return fail(refusal(err))
 	}
 	if len(r.Trailer) > 0 { // sent after a chunked body, unannounced
@@ -406,6 +423,10 @@ func (v *Verify) verify(r *http.Request) (*heldBody, gate.Refusal, bool) {
 	}
 	if !acceptsMDXv5(r.Header.Values(headerAccept)) {
 		return fail(refuseBadVersion)
+	}
+	if held == nil {
+		r.Body, r.ContentLength = http.NoBody, 0
+		return nil, gate.Refusal{}, true
 	}
 	r.Body, r.ContentLength = held.reader(), held.size
 	return held, gate.Refusal{}, true
