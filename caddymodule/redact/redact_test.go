@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -268,6 +269,100 @@ func BenchmarkAccessLogLine(b *testing.B) {
 	}
 }
 
+// BenchmarkProxyWith is what reverse_proxy's logger costs on every
+// proxied request when nothing is logged: With, given the request.
+func BenchmarkProxyWith(b *testing.B) {
+	r := secretRequest()
+	for _, name := range []string{"json", "mxgate_redact"} {
+		b.Run(name, func(b *testing.B) {
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			var enc zapcore.Encoder
+			if name == "json" {
+				j := &logging.JSONEncoder{}
+				if err := j.Provision(ctx); err != nil {
+					b.Fatal(err)
+				}
+				enc = j
+			} else {
+				e := &Encoder{}
+				if err := e.Provision(ctx); err != nil {
+					b.Fatal(err)
+				}
+				enc = e
+			}
+			log := zap.New(zapcore.NewCore(enc, zapcore.AddSync(discard{}), zap.ErrorLevel))
+			b.ReportAllocs()
+			for b.Loop() {
+				l := log.With(zap.String("upstream", "127.0.0.1:8491"), zap.Duration("duration", time.Millisecond),
+					zap.Object("request", caddyhttp.LoggableHTTPRequest{Request: r}))
+				l.Debug("upstream roundtrip")
+			}
+		})
+	}
+}
+
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// countingObject counts how often it is encoded.
+type countingObject struct{ n *int }
+
+func (c countingObject) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	*c.n++
+	enc.AddString("MDX-HMAC", hmacSig)
+	enc.AddString("seen", "yes")
+	return nil
+}
+
+// TestWithEncodesOnlyWhatIsWritten: reverse_proxy hands every request to
+// With; the object is encoded once per entry written, never for a logger
+// that writes nothing, still redacted, and one child's fields never reach
+// another's.
+func TestWithEncodesOnlyWhatIsWritten(t *testing.T) {
+	e := &Encoder{}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := e.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	log := zap.New(zapcore.NewCore(e, out, zap.ErrorLevel))
+
+	n := 0
+	for range 100 {
+		child := log.With(zap.Object("request", countingObject{&n}), zap.String("upstream", "127.0.0.1:1"))
+		child.Debug("upstream roundtrip") // below the level: nothing written
+	}
+	if n != 0 {
+		t.Fatalf("With encoded its object %d times for 100 loggers that wrote nothing", n)
+	}
+
+	a := log.With(zap.Object("a", countingObject{&n}))
+	b := a.With(zap.Array("b", zapcore.ArrayMarshalerFunc(func(enc zapcore.ArrayEncoder) error {
+		enc.AppendString("only-b")
+		return nil
+	})))
+	a.Error("from a")
+	if n != 1 {
+		t.Fatalf("one entry written, object encoded %d times", n)
+	}
+	b.Error("from b")
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want 2 lines, got %d:\n%s", len(lines), out)
+	}
+	if strings.Contains(lines[0], "only-b") || strings.Contains(lines[0], `"upstream"`) {
+		t.Errorf("a's entry carries another logger's field: %s", lines[0])
+	}
+	for _, want := range []string{`"a":{`, `"seen":"yes"`, "only-b"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("b's entry lacks %s: %s", want, lines[1])
+		}
+	}
+	assertClean(t, out.String())
+	if !strings.Contains(out.String(), Redacted) {
+		t.Errorf("the deferred object's credential was not redacted:\n%s", out)
+	}
+}
