@@ -61,7 +61,7 @@ var (
 	cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the -profile-target process, taken through Caddy's admin endpoint during an extra closed-loop GET round")
 	memProfile  = flag.String("memprofile", "", "write an allocation profile of the -profile-target process over the same extra round")
 	note        = flag.String("note", "", "a paragraph put under the heading of the BENCHMARKS.md section")
-	profTarget  = flag.String("profile-target", "mxgate", "the mxgate target to profile: mxgate or mxgate-redis")
+	profTarget  = flag.String("profile-target", "mxgate", "the mxgate target to profile: mxgate, mxgate-tuned or mxgate-redis")
 )
 
 func main() {
@@ -108,8 +108,8 @@ func main() {
 	if (*cpuProfile != "" || *memProfile != "") && !slices.Contains(names, *profTarget) {
 		harness.Fatalf("-profile-target %s is not among -targets", *profTarget)
 	}
-	if *profTarget != "mxgate" && *profTarget != "mxgate-redis" {
-		harness.Fatalf("-profile-target must be mxgate or mxgate-redis")
+	if !strings.HasPrefix(*profTarget, "mxgate") || *profTarget == "mxgate-limited" {
+		harness.Fatalf("-profile-target must be mxgate, mxgate-tuned or mxgate-redis")
 	}
 
 	if _, err := os.Stat("go.mod"); err != nil {
@@ -145,6 +145,10 @@ func main() {
 
 	for _, k := range kinds {
 		for _, t := range targets {
+			if t.openOnly {
+				b.check(t, k)
+				continue
+			}
 			b.warm(t, k)
 		}
 	}
@@ -288,6 +292,11 @@ func targetNamed(ts []*target, name string) *target {
 	return nil
 }
 
+// stockEnv runs bare Caddy and the untuned chains with Go's stock
+// garbage-collector setting, where mxgate's binary would otherwise apply
+// its own default.
+var stockEnv = []string{"GOGC=100"}
+
 // startTargets starts the upstream and every named target.
 func startTargets(names []string, dir, peer, bin string) []*target {
 	upPort := harness.FreePort()
@@ -313,17 +322,28 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 			tmpl, err := os.ReadFile(filepath.Join(peer, "caddy-bare.Caddyfile.tmpl"))
 			harness.Check(err)
 			cf := strings.NewReplacer("@PORT@", strconv.Itoa(port), "@UP@", strconv.Itoa(upPort), "@DIR@", dir).Replace(string(tmpl))
-			g := harness.Start(bin, dir, port, cf)
+			g := harness.Start(bin, dir, port, cf, stockEnv...)
 			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
 			t.pids = []int{g.Pid()}
-		case "mxgate", "mxgate-redis":
-			store, redisPid := "", 0
-			if n == "mxgate-redis" {
+		case "mxgate", "mxgate-redis", "mxgate-tuned", "mxgate-limited":
+			var o chainOptions
+			redisPid := 0
+			switch n {
+			case "mxgate-redis":
 				r := harness.StartRedis(dir)
-				store, redisPid = r.URL(), r.Pid()
+				o.store, redisPid = r.URL(), r.Pid()
+			case "mxgate-tuned":
+				o.tuned = true
+			case "mxgate-limited":
+				o.tuned, o.getLimit = true, "2000/s"
+				t.openOnly = true
 			}
 			port := harness.FreePort()
-			g := harness.Start(bin, dir, port, chainCaddyfile(port, upPort, store))
+			var env []string
+			if n != "mxgate-tuned" && n != "mxgate-limited" {
+				env = stockEnv
+			}
+			g := harness.Start(bin, dir, port, chainCaddyfile(port, upPort, o), env...)
 			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
 			t.pids = []int{g.Pid()}
 			if redisPid != 0 {
@@ -373,6 +393,22 @@ func (b *bench) need(t *target, k traffic, d time.Duration) int {
 func (b *bench) seen(t *target, k traffic, rps float64) {
 	key := t.name + "/" + k.String()
 	b.capacity[key] = max(b.capacity[key], rps)
+}
+
+// check is warm's first part, for a target that refuses part of any
+// load: a few pre-signed requests, each answered 200.
+func (b *bench) check(t *target, k traffic) {
+	for _, req := range b.gen.build(k, t.addr, 3) {
+		c, err := dial(t.addr, 5*time.Second)
+		harness.Check(err)
+		var body []byte
+		_ = c.nc.SetDeadline(time.Now().Add(10 * time.Second))
+		status, _, err := c.roundTrip(req, &body)
+		c.close()
+		if err != nil || status != 200 {
+			harness.Fatalf("%s: a pre-signed %s request: status %d, %v: %s", t.name, k, status, err, body)
+		}
+	}
 }
 
 // warm checks that t answers k's requests with 200 (and, for a target
@@ -453,14 +489,20 @@ type closedRow struct {
 
 // closed runs the closed-loop rounds of traffic k.
 func (b *bench) closed(k traffic) []*closedRow {
-	rows := make([]*closedRow, len(b.targets))
-	for i, t := range b.targets {
+	var targets []*target
+	for _, t := range b.targets {
+		if !t.openOnly {
+			targets = append(targets, t)
+		}
+	}
+	rows := make([]*closedRow, len(targets))
+	for i, t := range targets {
 		rows[i] = &closedRow{t: t}
 	}
 	for r := range *rounds {
-		for j := range b.targets {
-			i := (r + j) % len(b.targets) // each round starts one target further on
-			t := b.targets[i]
+		for j := range targets {
+			i := (r + j) % len(targets) // each round starts one target further on
+			t := targets[i]
 			p := b.pool(t, k, b.need(t, k, *duration))
 			runtime.GC()
 			s0, c0 := cpuOf(t.pids), selfCPU()

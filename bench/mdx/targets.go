@@ -22,10 +22,13 @@ type target struct {
 	verifies bool   // checks MDX-HMAC: a wrong one must get 412
 	admin    string // mxgate's admin address, for profiles; "" if none
 	pids     []int  // the processes whose CPU time is the target's own
+	// openOnly targets refuse part of any load by design (a rate limit
+	// below it): they take part in the open-loop runs only.
+	openOnly bool
 }
 
 // The targets, in the order the tables list them.
-var targetNames = []string{"upstream", "nginx", "caddy", "mxgate", "mxgate-redis"}
+var targetNames = []string{"upstream", "nginx", "caddy", "mxgate", "mxgate-tuned", "mxgate-redis", "mxgate-limited"}
 
 var targetTitles = map[string]string{
 	"upstream":     "upstream alone (nginx `return 200`)",
@@ -33,6 +36,8 @@ var targetTitles = map[string]string{
 	"caddy":        "bare Caddy `reverse_proxy` (the mxgate binary)",
 	"mxgate":       "mxgate MDX chain",
 	"mxgate-redis": "mxgate MDX chain, `store redis`",
+	"mxgate-tuned": "mxgate MDX chain, as shipped (`mxgate_redact` log, overload caps)",
+	"mxgate-limited": "mxgate MDX chain, `mx_rate_limit` at MX's 2000 GET/s",
 }
 
 // nginxProc is an nginx master process run in the foreground (daemon off)
@@ -98,29 +103,47 @@ func (n *nginxProc) stop() {
 	}
 }
 
-// chainQuiet is the chain's global options: the bare template's, with
-// the admin endpoint on for profiles.
-const chainQuiet = `{
+// chainGlobal is the chain's global options: the bare template's, with
+// the admin endpoint on for profiles. tuned adds what mxgate's examples
+// ship with: the mxgate_redact log format.
+func chainGlobal(tuned bool) string {
+	format := ""
+	if tuned {
+		format = "\n\t\tformat mxgate_redact"
+	}
+	return `{
 	admin {ADMIN}
 	auto_https off
 	log {
-		level ERROR
+		level ERROR` + format + `
 	}
 }
 `
+}
+
+// chainOptions vary the MDX chain between targets.
+type chainOptions struct {
+	store    string // "" for the in-memory replay cache and rate limiter, or a Redis URL
+	tuned    bool   // as the examples ship it
+	getLimit string // mx_rate_limit's get budget; "" for far above any load
+}
 
 // chainCaddyfile is the MDX chain: the peer's bare Caddy site with
-// mxgate's three ingress handlers before the same reverse_proxy. store is
-// "" for the in-memory replay cache and rate limiter, or a Redis URL.
-// Rate limits are far above any load, so they measure cost, not pacing;
-// the replay cache holds more signatures than one run sends in its
-// window.
-func chainCaddyfile(port, up int, store string) string {
+// mxgate's three ingress handlers before the same reverse_proxy. Unless
+// o.getLimit is set, rate limits are far above any load, so they measure
+// cost, not pacing; the replay cache holds more signatures than one run
+// sends in its window.
+func chainCaddyfile(port, up int, o chainOptions) string {
 	storeLine := ""
-	if store != "" {
-		storeLine = "\n\t\tstore redis " + store
+	if o.store != "" {
+		storeLine = "\n\t\tstore redis " + o.store
 	}
-	return chainQuiet + fmt.Sprintf(`http://127.0.0.1:%d {
+	get := "100000000/s"
+	if o.getLimit != "" {
+		get = o.getLimit
+	}
+	return chainGlobal(o.tuned) + fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
 	mx_ip_allow mdx {
 		ranges 127.0.0.1 ::1
 	}
@@ -132,7 +155,7 @@ func chainCaddyfile(port, up int, store string) string {
 		replay_cache_size 8000000%s
 	}
 	mx_rate_limit {
-		get 100000000/s
+		get %s
 		write 100000000/s%s
 	}
 	reverse_proxy 127.0.0.1:%d {
@@ -141,7 +164,7 @@ func chainCaddyfile(port, up int, store string) string {
 		}
 	}
 }
-`, port, demoKey, storeLine, storeLine, up)
+`, port, demoKey, storeLine, get, storeLine, up)
 }
 
 // treeCPU returns the CPU time (user and system) used so far by pid and

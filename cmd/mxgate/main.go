@@ -16,6 +16,7 @@ package main
 
 import (
 	"os"
+	"runtime/debug"
 
 	// Caddy's standard modules
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -24,6 +25,22 @@ import (
 	_ "github.com/mxgate/mxgate/caddymodule"
 )
 
+// gcPercent is mxgate's garbage-collector target (GOGC) unless the
+// environment sets one. A gateway's live heap is small and its garbage is
+// per-request, so Go's default of 100 collects far more often than memory
+// needs: 200 halves the collections for at most twice a small live heap,
+// and Caddy's GOMEMLIMIT (90 % of the memory available) still bounds the
+// total. BENCHMARKS.md has the measurement.
+const gcPercent = 200
+
 func main() {
+	setGCDefault(os.LookupEnv)
 	os.Exit(execute(newRootCommand(), os.Args[1:]))
+}
+
+// setGCDefault applies gcPercent unless GOGC is in the environment.
+func setGCDefault(lookupEnv func(string) (string, bool)) {
+	if _, set := lookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
 }

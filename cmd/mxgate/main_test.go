@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -214,3 +215,17 @@ type exitError struct {
 }
 
 func (e exitError) Error() string { return fmt.Sprint("status ", e.ExitCode) }
+
+func TestGCDefault(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(orig) })
+
+	setGCDefault(func(string) (string, bool) { return "", false })
+	if got := debug.SetGCPercent(100); got != gcPercent {
+		t.Errorf("GOGC unset: the collector's target is %d, want mxgate's %d", got, gcPercent)
+	}
+	setGCDefault(func(k string) (string, bool) { return "100", k == "GOGC" })
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC=100 in the environment: the target is %d, want it left at 100", got)
+	}
+}
