@@ -61,7 +61,7 @@ var (
 	cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the -profile-target process, taken through Caddy's admin endpoint during an extra closed-loop GET round")
 	memProfile  = flag.String("memprofile", "", "write an allocation profile of the -profile-target process over the same extra round")
 	note        = flag.String("note", "", "a paragraph put under the heading of the BENCHMARKS.md section")
-	profTarget  = flag.String("profile-target", "mxgate", "the mxgate target to profile: mxgate, mxgate-tuned or mxgate-redis")
+	profTarget  = flag.String("profile-target", "mxgate", "the mxgate targets to profile, comma-separated: mxgate, mxgate-tuned, mxgate-redis; files after the first get the target's name")
 )
 
 func main() {
@@ -105,11 +105,17 @@ func main() {
 	if len(storm) > 1 {
 		harness.Fatalf("-storm takes one rate")
 	}
-	if (*cpuProfile != "" || *memProfile != "") && !slices.Contains(names, *profTarget) {
-		harness.Fatalf("-profile-target %s is not among -targets", *profTarget)
+	profTargets := splitList(*profTarget)
+	for _, pt := range profTargets {
+		if (*cpuProfile != "" || *memProfile != "") && !slices.Contains(names, pt) {
+			harness.Fatalf("-profile-target %s is not among -targets", pt)
+		}
+		if !strings.HasPrefix(pt, "mxgate") || pt == "mxgate-limited" {
+			harness.Fatalf("-profile-target takes mxgate, mxgate-tuned or mxgate-redis")
+		}
 	}
-	if !strings.HasPrefix(*profTarget, "mxgate") || *profTarget == "mxgate-limited" {
-		harness.Fatalf("-profile-target must be mxgate, mxgate-tuned or mxgate-redis")
+	if len(profTargets) > 0 {
+		firstProfiled = profTargets[0]
 	}
 
 	if _, err := os.Stat("go.mod"); err != nil {
@@ -156,9 +162,11 @@ func main() {
 	for _, k := range kinds {
 		closed[k] = b.closed(k)
 	}
-	var prof *profiles
+	var prof []*profiles
 	if *cpuProfile != "" || *memProfile != "" {
-		prof = b.profile(targetNamed(targets, *profTarget), bin)
+		for _, pt := range profTargets {
+			prof = append(prof, b.profile(targetNamed(targets, pt), bin))
+		}
 	}
 	capBase, capacity := b.capacityBase(closed[trafficGET])
 	var open []*openRow

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -31,17 +32,18 @@ func (b *bench) profile(t *target, bin string) *profiles {
 	secs := max(1, int(duration.Seconds()))
 	pr := &profiles{target: t.name, seconds: secs}
 	base := "http://" + t.admin + "/debug/pprof/"
-	if *memProfile != "" {
+	cpuFile, memFile := profileFile(*cpuProfile, t.name), profileFile(*memProfile, t.name)
+	if memFile != "" {
 		// The heap profile is as of the last GC; gc=1 runs one first, so
 		// that the difference is exactly what the round allocated.
-		harness.Check(fetch(base+"heap?gc=1", *memProfile+".base", 30*time.Second))
+		harness.Check(fetch(base+"heap?gc=1", memFile+".base", 30*time.Second))
 	}
 	p := b.pool(t, trafficGET, b.need(t, trafficGET, time.Duration(secs+1)*time.Second))
 	runtime.GC()
 	cpuDone := make(chan error, 1)
-	if *cpuProfile != "" {
+	if cpuFile != "" {
 		go func() {
-			cpuDone <- fetch(fmt.Sprintf("%sprofile?seconds=%d", base, secs), *cpuProfile, time.Duration(secs+30)*time.Second)
+			cpuDone <- fetch(fmt.Sprintf("%sprofile?seconds=%d", base, secs), cpuFile, time.Duration(secs+30)*time.Second)
 		}()
 	} else {
 		cpuDone <- nil
@@ -50,15 +52,29 @@ func (b *bench) profile(t *target, bin string) *profiles {
 	harness.Check(<-cpuDone)
 	pr.rps = res.rps()
 	log.Printf("profiled %s for %ds at %.0f req/s (non-200 %d)", t.name, secs, res.rps(), res.non200())
-	if *memProfile != "" {
-		harness.Check(fetch(base+"heap?gc=1", *memProfile, 30*time.Second))
-		pr.memTop = pprofTop(bin, "-sample_index=alloc_space", "-base", *memProfile+".base", *memProfile)
+	if memFile != "" {
+		harness.Check(fetch(base+"heap?gc=1", memFile, 30*time.Second))
+		pr.memTop = pprofTop(bin, "-sample_index=alloc_space", "-base", memFile+".base", memFile)
 	}
-	if *cpuProfile != "" {
-		pr.cpuTop = pprofTop(bin, *cpuProfile)
+	if cpuFile != "" {
+		pr.cpuTop = pprofTop(bin, cpuFile)
 	}
 	return pr
 }
+
+// profileFile is where target's profile goes: path itself for the first
+// target profiled, path with the target's name before its extension for
+// the others ("" stays "").
+func profileFile(path, target string) string {
+	if path == "" || target == firstProfiled {
+		return path
+	}
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-" + target + ext
+}
+
+// firstProfiled is the first of -profile-target's targets.
+var firstProfiled string
 
 // fetch saves url's body to path.
 func fetch(url, path string, timeout time.Duration) error {

@@ -102,7 +102,7 @@ type report struct {
 	open     []*openRow
 	capBase  string
 	capacity float64
-	profiles *profiles
+	profiles []*profiles
 	note     string
 }
 
@@ -242,7 +242,7 @@ func (rep *report) markdown() string {
 		rep.openVsPeer(&b)
 	}
 
-	if p := rep.profiles; p != nil {
+	for _, p := range rep.profiles {
 		w("### Profile of the %s\n\n", targetTitles[p.target])
 		w("Taken through Caddy's admin endpoint (`/debug/pprof/profile?seconds=%d`,\n", p.seconds)
 		w("and the heap profile, after a GC, before and after) during one more closed-loop\n")

@@ -31,12 +31,12 @@ type target struct {
 var targetNames = []string{"upstream", "nginx", "caddy", "mxgate", "mxgate-tuned", "mxgate-redis", "mxgate-limited"}
 
 var targetTitles = map[string]string{
-	"upstream":     "upstream alone (nginx `return 200`)",
-	"nginx":        "nginx + njs MDX gateway (the peer)",
-	"caddy":        "bare Caddy `reverse_proxy` (the mxgate binary)",
-	"mxgate":       "mxgate MDX chain",
-	"mxgate-redis": "mxgate MDX chain, `store redis`",
-	"mxgate-tuned": "mxgate MDX chain, as shipped (`mxgate_redact` log, overload caps)",
+	"upstream":       "upstream alone (nginx `return 200`)",
+	"nginx":          "nginx + njs MDX gateway (the peer)",
+	"caddy":          "bare Caddy `reverse_proxy` (the mxgate binary)",
+	"mxgate":         "mxgate MDX chain",
+	"mxgate-redis":   "mxgate MDX chain, `store redis`",
+	"mxgate-tuned":   "mxgate MDX chain, as shipped (`mxgate_redact` log, overload caps)",
 	"mxgate-limited": "mxgate MDX chain, `mx_rate_limit` at MX's 2000 GET/s",
 }
 
