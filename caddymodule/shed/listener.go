@@ -79,10 +79,10 @@ type ConnLimit struct {
 	// Default: 503.
 	Answer string `json:"answer,omitempty"`
 
-	open     *atomic.Int64   // connections admitted and not yet closed
-	shedding *atomic.Int64   // connections being answered 503
-	shedders *sync.WaitGroup // the goroutines answering them
-	close    bool            // Answer is "close"
+	open     *atomic.Int64 // connections admitted and not yet closed
+	shedding *shedders     // the connections being answered 503
+	close    bool          // Answer is "close"
+	drain    time.Duration // shedDrainTimeout; longer in tests
 	logger   *zap.Logger
 }
 
@@ -140,7 +140,10 @@ func (cl *ConnLimit) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("answer: %q is neither 503 nor close", cl.Answer)
 	}
-	cl.open, cl.shedding, cl.shedders = new(atomic.Int64), new(atomic.Int64), new(sync.WaitGroup)
+	cl.open, cl.shedding = new(atomic.Int64), newShedders(cl.MaxShedding)
+	if cl.drain == 0 {
+		cl.drain = shedDrainTimeout
+	}
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -175,8 +178,7 @@ func (cl *ConnLimit) release() {
 func (cl *ConnLimit) shed(c net.Conn) {
 	gate.ShedListener.Inc()
 	answer := !cl.close && !isTLS(c)
-	if answer && cl.shedding.Add(1) > int64(cl.MaxShedding) {
-		cl.shedding.Add(-1)
+	if answer && !cl.shedding.start() {
 		answer = false
 	}
 	if ce := cl.logger.Check(zapcore.DebugLevel, "connection shed at accept: too many open"); ce != nil {
@@ -186,19 +188,67 @@ func (cl *ConnLimit) shed(c net.Conn) {
 		reset(c)
 		return
 	}
-	cl.shedders.Add(1)
 	go func() {
-		defer cl.shedders.Done()
-		defer cl.shedding.Add(-1)
-		answer503(c)
+		defer cl.shedding.done()
+		cl.answer503(c)
 	}()
+}
+
+// shedders counts the goroutines answering connections over Max.
+type shedders struct {
+	max  int
+	mu   sync.Mutex
+	n    int
+	idle sync.Cond // signalled when n falls to 0
+}
+
+func newShedders(max int) *shedders {
+	s := &shedders{max: max}
+	s.idle.L = &s.mu
+	return s
+}
+
+// start takes a place for one more; false when max are at work.
+func (s *shedders) start() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n >= s.max {
+		return false
+	}
+	s.n++
+	return true
+}
+
+// done gives a place back.
+func (s *shedders) done() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n--; s.n == 0 {
+		s.idle.Broadcast()
+	}
+}
+
+// count returns how many are at work.
+func (s *shedders) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// wait returns when none is at work.
+func (s *shedders) wait() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.n > 0 {
+		s.idle.Wait()
+	}
 }
 
 // answer503 writes the canned 503 to c, shuts c's write side, and reads
 // what the client sent, for a bounded time and up to a bounded size,
 // before closing: closing with unread bytes would reset the connection,
 // and the reset could reach the client before it reads the answer.
-func answer503(c net.Conn) {
+func (cl *ConnLimit) answer503(c net.Conn) {
 	_ = c.SetWriteDeadline(time.Now().Add(shedWriteTimeout))
 	if _, err := c.Write(response503); err != nil {
 		reset(c)
@@ -207,7 +257,7 @@ func answer503(c net.Conn) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	_ = c.SetReadDeadline(time.Now().Add(shedDrainTimeout))
+	_ = c.SetReadDeadline(time.Now().Add(cl.drain))
 	_, _ = io.CopyN(io.Discard, c, shedDrainMax)
 	_ = c.Close()
 }
