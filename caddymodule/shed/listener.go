@@ -34,20 +34,33 @@ func init() {
 // a close each instead of a goroutine, buffers and a TLS handshake, and the
 // connections already admitted are served as if the storm were not there.
 //
-// Put it first in the server's listener_wrappers, before tls:
+// On a plain HTTP server, listener_wrappers needs nothing else:
 //
 //	servers 127.0.0.1:8480 {
 //		listener_wrappers {
 //			mx_conn_limit 4096
-//			tls
 //		}
 //	}
 //
 // The 503 is plaintext HTTP/1.1: on a TLS site, where a client expects a
-// handshake, it is noise, so set Answer "close" there and the connection is
-// reset instead (no handshake is spent on it either way). After tls (a list
-// without tls puts every wrapper after it) each connection is a TLS one not
-// yet shaken hands with: it is counted all the same, and one over Max is
+// handshake, it would be noise. There, write it before tls (after
+// mx_ip_allow, so that strangers are reset without counting) with Answer
+// "close", and a connection over Max is reset, no handshake spent on it:
+//
+//	servers :443 {
+//		listener_wrappers {
+//			mx_ip_allow mdx
+//			mx_conn_limit {
+//				max 4096
+//				answer close
+//			}
+//			tls
+//		}
+//	}
+//
+// After tls (a list without tls puts every wrapper after it) each
+// connection is a TLS one not yet shaken hands with: it is counted all the
+// same, its TLS state stays in sight of the server, and one over Max is
 // always reset, never answered in plaintext.
 //
 // Max counts over every address the server listens on, and for one loaded
@@ -199,7 +212,7 @@ type shedders struct {
 	max  int
 	mu   sync.Mutex
 	n    int
-	idle sync.Cond // signalled when n falls to 0
+	idle sync.Cond // signalled when n falls to 0 (tests wait for it)
 }
 
 func newShedders(max int) *shedders {
@@ -225,22 +238,6 @@ func (s *shedders) done() {
 	defer s.mu.Unlock()
 	if s.n--; s.n == 0 {
 		s.idle.Broadcast()
-	}
-}
-
-// count returns how many are at work.
-func (s *shedders) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.n
-}
-
-// wait returns when none is at work.
-func (s *shedders) wait() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for s.n > 0 {
-		s.idle.Wait()
 	}
 }
 

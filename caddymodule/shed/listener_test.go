@@ -88,6 +88,22 @@ func serve(t *testing.T, cl *ConnLimit, cfg *tls.Config) *server {
 	return s
 }
 
+// count returns how many are at work.
+func (s *shedders) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// wait returns when none is at work.
+func (s *shedders) wait() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.n > 0 {
+		s.idle.Wait()
+	}
+}
+
 func (s *server) addr() string { return s.ln.Addr().String() }
 
 // waitShedders waits for every connection being answered to be done; a
