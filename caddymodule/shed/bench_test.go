@@ -11,7 +11,7 @@ import (
 )
 
 // BenchmarkShedAdmit is mx_shed's whole ServeHTTP for an admitted
-// request: two atomic operations, no allocation.
+// request: a compare-and-swap, an add, no allocation.
 func BenchmarkShedAdmit(b *testing.B) {
 	s := &Shed{MaxInFlight: 1 << 20}
 	handlertest.Provision(b, s)

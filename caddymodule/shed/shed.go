@@ -35,8 +35,8 @@ func init() {
 // at once with 503, Retry-After and the error body of ErrorFormat, counted
 // in mxgate_shed_total{where="handler"} and in mxgate_rejections_total
 // {directive="mx_shed", reason="overloaded"}. A shed request whose body is
-// unread closes its connection. Admitting a request costs two atomic
-// operations and no allocation.
+// unread closes its connection. Admitting a request costs a load, a
+// compare-and-swap and an add, and no allocation.
 //
 // The count is this handler's own, for one loaded configuration: each
 // mx_shed of a Caddyfile counts apart, and a reload starts from zero
