@@ -13,6 +13,8 @@
 //	                                          the MX Platform API and MX Connect, egress and serving side
 //	fdxauth   fdx_auth                        FDX v6: certificate-bound OAuth 2.0 tokens, scopes per endpoint
 //	health    mx_health                       readiness: every shared store and JWKS usable
+//	shed      mx_shed, mx_conn_limit          overload: 503 at once past a cap on requests in flight;
+//	                                          as a listener wrapper, past a cap on open connections
 //	listen    the tcp-handover network        reloads that drop no connection
 //	redact    log format mxgate_redact        a log encoder that redacts credential headers everywhere
 //	cli       mxgate mdx-sign, mxgate fdx-dev, mxgate hash-secret
@@ -34,17 +36,20 @@ import (
 	_ "github.com/mxgate/mxgate/caddymodule/mdx"
 	_ "github.com/mxgate/mxgate/caddymodule/mxapi"
 	_ "github.com/mxgate/mxgate/caddymodule/redact"
+	_ "github.com/mxgate/mxgate/caddymodule/shed"
 )
 
 // Order is the place of mxgate's directives in a site's handler chain.
 // Each lands just before redir, after the ones before it, so the chain
-// runs in this order: a readiness answer (which ends the chain), then the
-// IP check, so a stranger gets nothing but
-// 403; the signature; credentials (whose client id a rate-limit key may
-// use); retries, so that every attempt draws a token; the rate limit; and
-// encryption and the sanitizer right next to the proxy. All come after
-// `header`, so a site's security headers reach refusals too.
-var Order = []string{"mx_health", "mx_ip_allow", "mdx_hmac", "fdx_auth", "mx_auth", "mxconnect_token", "mx_retry", "mx_rate_limit", "mx_jwe", "mdx_sanitize"}
+// runs in this order: a readiness answer (which ends the chain, so that a
+// probe is answered however loaded the gateway is); the cap on requests
+// in flight, so that the excess costs nothing more; the IP check, so a
+// stranger gets nothing but 403; the signature; credentials (whose client
+// id a rate-limit key may use); retries, so that every attempt draws a
+// token; the rate limit; and encryption and the sanitizer right next to
+// the proxy. All come after `header`, so a site's security headers reach
+// refusals too.
+var Order = []string{"mx_health", "mx_shed", "mx_ip_allow", "mdx_hmac", "fdx_auth", "mx_auth", "mxconnect_token", "mx_retry", "mx_rate_limit", "mx_jwe", "mdx_sanitize"}
 
 func init() {
 	for _, dir := range Order {

@@ -27,9 +27,10 @@ with mxgate's modules.
 
 It checks what MX sends to a financial institution (mx_ip_allow, mdx_hmac,
 mdx_sanitize, mx_rate_limit), signs and paces what an application sends to
-MX (mx_auth, mxconnect_token, mx_retry, mx_jwe), and guards FDX v6 APIs
-(fdx_auth). Every other Caddy module and Caddyfile directive works as it
-does in Caddy.
+MX (mx_auth, mxconnect_token, mx_retry, mx_jwe), guards FDX v6 APIs
+(fdx_auth), and answers what exceeds its capacity with 503 at once
+(mx_conn_limit, mx_shed). Every other Caddy module and Caddyfile directive
+works as it does in Caddy.
 
 Run it in the foreground with a configuration file:
 

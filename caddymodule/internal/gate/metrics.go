@@ -24,6 +24,9 @@ var Metrics = struct {
 
 	TokenRefreshFailures prometheus.Counter
 	JWEDecryptFailures   prometheus.Counter
+
+	Shed            *prometheus.CounterVec // where: listener, handler
+	ConnectionsOpen prometheus.Gauge
 }{
 	Rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mxgate", Name: "rejections_total",
@@ -66,6 +69,14 @@ var Metrics = struct {
 		Namespace: "mxgate", Name: "jwe_decrypt_failures_total",
 		Help: "Upstream replies that claimed to be encrypted but did not decrypt (mx_jwe decrypt).",
 	}),
+	Shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Name: "shed_total",
+		Help: "Work refused for want of capacity, with 503: connections at accept by mx_conn_limit (where=listener), requests by mx_shed (where=handler).",
+	}, []string{"where"}),
+	ConnectionsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "mxgate", Name: "connections_open",
+		Help: "Connections open that an mx_conn_limit listener wrapper admitted, over every server and loaded configuration.",
+	}),
 	SanitizeFindings: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mxgate", Subsystem: "sanitize", Name: "findings_total",
 		Help: "Complete account or card numbers found in MDX responses, by rule and the action taken.",
@@ -76,6 +87,13 @@ var Metrics = struct {
 	}, []string{"reason", "action"}),
 }
 
+// The places mxgate_shed_total counts, as series that exist from the start
+// (at 0), so that a rate over them is defined before the first shed.
+var (
+	ShedListener = Metrics.Shed.WithLabelValues("listener")
+	ShedHandler  = Metrics.Shed.WithLabelValues("handler")
+)
+
 // RegisterMetrics registers mxgate's collectors with reg (a config's
 // registry), tolerating their registration by another module before.
 func RegisterMetrics(reg prometheus.Registerer) error {
@@ -84,7 +102,7 @@ func RegisterMetrics(reg prometheus.Registerer) error {
 	}
 	m := &Metrics
 	for _, c := range []prometheus.Collector{m.Rejections, m.RLAdmitted, m.RLRejected, m.RLWait, m.RLAbandoned,
-		m.StoreErrors, m.StoreUp, m.Retries, m.SanitizeFindings, m.SanitizeLetThrough, m.TokenRefreshFailures, m.JWEDecryptFailures} {
+		m.StoreErrors, m.StoreUp, m.Retries, m.SanitizeFindings, m.SanitizeLetThrough, m.TokenRefreshFailures, m.JWEDecryptFailures, m.Shed, m.ConnectionsOpen} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

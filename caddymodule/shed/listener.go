@@ -1,0 +1,382 @@
+package shed
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+)
+
+func init() {
+	caddy.RegisterModule(ConnLimit{})
+}
+
+// ConnLimit (caddy.listeners.mx_conn_limit) caps the connections a server
+// holds open. A connection accepted while Max are open never reaches the
+// server: it is answered at once with a canned
+//
+//	HTTP/1.1 503 Service Unavailable
+//	Retry-After: 1
+//	Connection: close
+//
+// and closed, so that a storm of connections costs the gateway a write and
+// a close each instead of a goroutine, buffers and a TLS handshake, and the
+// connections already admitted are served as if the storm were not there.
+//
+// On a plain HTTP server, listener_wrappers needs nothing else:
+//
+//	servers 127.0.0.1:8480 {
+//		listener_wrappers {
+//			mx_conn_limit 4096
+//		}
+//	}
+//
+// The 503 is plaintext HTTP/1.1: on a TLS site, where a client expects a
+// handshake, it would be noise. There, write it before tls (after
+// mx_ip_allow, so that strangers are reset without counting) with Answer
+// "close", and a connection over Max is reset, no handshake spent on it:
+//
+//	servers :443 {
+//		listener_wrappers {
+//			mx_ip_allow mdx
+//			mx_conn_limit {
+//				max 4096
+//				answer close
+//			}
+//			tls
+//		}
+//	}
+//
+// After tls (a list without tls puts every wrapper after it) each
+// connection is a TLS one not yet shaken hands with: it is counted all the
+// same, its TLS state stays in sight of the server, and one over Max is
+// always reset, never answered in plaintext.
+//
+// Max counts over every address the server listens on, and for one loaded
+// configuration: during a reload the connections the old configuration
+// still serves count against its own wrapper, not the new one's. It sees
+// TCP only: HTTP/3 runs over UDP beside the listener wrappers.
+//
+// Answering is bounded too: at most MaxShedding connections are being
+// answered at once (each for at most about a second, while what the client
+// sent is drained so that it reads the 503 rather than a reset); past that
+// a connection over Max is reset at once. Every connection over Max counts
+// in mxgate_shed_total{where="listener"}; mxgate_connections_open is the
+// number open.
+//
+// ConnLimit is safe for concurrent use once provisioned.
+type ConnLimit struct {
+	// Max is how many connections may be open at once. Default: 4096,
+	// far above what a gateway's callers (MX's data centres, a load
+	// balancer's pool) keep open, and, at tens of KiB each (a goroutine,
+	// buffers, TLS state), a few hundred MiB at the most.
+	Max int `json:"max,omitempty"`
+
+	// MaxShedding is how many connections over Max may be being answered
+	// 503 at once; past it they are reset. Default: 1024.
+	MaxShedding int `json:"max_shedding,omitempty"`
+
+	// Answer is what a connection over Max gets: "503", the canned
+	// response, or "close", a reset with nothing written (for TLS sites).
+	// Default: 503.
+	Answer string `json:"answer,omitempty"`
+
+	open     *atomic.Int64 // connections admitted and not yet closed
+	shedding *shedders     // the connections being answered 503
+	close    bool          // Answer is "close"
+	drain    time.Duration // shedDrainTimeout; longer in tests
+	logger   *zap.Logger
+}
+
+// The defaults of ConnLimit.
+const (
+	DefaultMaxConns    = 4096
+	DefaultMaxShedding = 1024
+)
+
+// Bounds on answering one connection over Max.
+const (
+	shedWriteTimeout = 500 * time.Millisecond // the 503 fits a fresh socket's buffer
+	shedDrainTimeout = time.Second            // for the client to read it and close
+	shedDrainMax     = 4 << 10                // bytes of the client's read and dropped
+)
+
+const shedBody = "Service Unavailable: too many connections; retry later\n"
+
+// response503 is the answer to a connection over Max.
+var response503 = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"Content-Length: " + strconv.Itoa(len(shedBody)) + "\r\n" +
+	"Retry-After: 1\r\n" +
+	"Cache-Control: no-store\r\n" +
+	"Connection: close\r\n" +
+	"\r\n" + shedBody)
+
+// CaddyModule returns the Caddy module information.
+func (ConnLimit) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "caddy.listeners.mx_conn_limit",
+		New: func() caddy.Module { return new(ConnLimit) },
+	}
+}
+
+// Provision sets the defaults and checks the settings.
+func (cl *ConnLimit) Provision(ctx caddy.Context) error {
+	cl.logger = ctx.Logger()
+	if cl.Max == 0 {
+		cl.Max = DefaultMaxConns
+	}
+	if cl.MaxShedding == 0 {
+		cl.MaxShedding = DefaultMaxShedding
+	}
+	switch {
+	case cl.Max < 0:
+		return fmt.Errorf("max: %d is not a number of connections (at least 1)", cl.Max)
+	case cl.MaxShedding < 0:
+		return fmt.Errorf("max_shedding: %d is not a number of connections (at least 1)", cl.MaxShedding)
+	}
+	switch cl.Answer {
+	case "", "503":
+	case "close":
+		cl.close = true
+	default:
+		return fmt.Errorf("answer: %q is neither 503 nor close", cl.Answer)
+	}
+	cl.open, cl.shedding = new(atomic.Int64), newShedders(cl.MaxShedding)
+	if cl.drain == 0 {
+		cl.drain = shedDrainTimeout
+	}
+	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+}
+
+// WrapListener returns ln with the cap at accept.
+func (cl *ConnLimit) WrapListener(ln net.Listener) net.Listener {
+	return &limitListener{Listener: ln, cl: cl}
+}
+
+// acquire takes a place for a new connection; false when Max are open.
+func (cl *ConnLimit) acquire() bool {
+	for {
+		n := cl.open.Load()
+		if n >= int64(cl.Max) {
+			return false
+		}
+		if cl.open.CompareAndSwap(n, n+1) {
+			gate.Metrics.ConnectionsOpen.Inc()
+			return true
+		}
+	}
+}
+
+// release gives back the place of a closed connection.
+func (cl *ConnLimit) release() {
+	cl.open.Add(-1)
+	gate.Metrics.ConnectionsOpen.Dec()
+}
+
+// shed disposes of c, accepted over Max: answered 503 in a goroutine of its
+// own, or reset when Answer is close, when c is TLS, or when MaxShedding
+// connections are being answered already.
+func (cl *ConnLimit) shed(c net.Conn) {
+	gate.ShedListener.Inc()
+	answer := !cl.close && !isTLS(c)
+	if answer && !cl.shedding.start() {
+		answer = false
+	}
+	if ce := cl.logger.Check(zapcore.DebugLevel, "connection shed at accept: too many open"); ce != nil {
+		ce.Write(zap.String("remote_addr", remoteAddr(c)), zap.Int("max", cl.Max), zap.Bool("answered", answer))
+	}
+	if !answer {
+		reset(c)
+		return
+	}
+	go func() {
+		defer cl.shedding.done()
+		cl.answer503(c)
+	}()
+}
+
+// shedders counts the goroutines answering connections over Max.
+type shedders struct {
+	max  int
+	mu   sync.Mutex
+	n    int
+	idle sync.Cond // signalled when n falls to 0 (tests wait for it)
+}
+
+func newShedders(max int) *shedders {
+	s := &shedders{max: max}
+	s.idle.L = &s.mu
+	return s
+}
+
+// start takes a place for one more; false when max are at work.
+func (s *shedders) start() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n >= s.max {
+		return false
+	}
+	s.n++
+	return true
+}
+
+// done gives a place back.
+func (s *shedders) done() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n--; s.n == 0 {
+		s.idle.Broadcast()
+	}
+}
+
+// answer503 writes the canned 503 to c, shuts c's write side, and reads
+// what the client sent, for a bounded time and up to a bounded size,
+// before closing: closing with unread bytes would reset the connection,
+// and the reset could reach the client before it reads the answer.
+func (cl *ConnLimit) answer503(c net.Conn) {
+	_ = c.SetWriteDeadline(time.Now().Add(shedWriteTimeout))
+	if _, err := c.Write(response503); err != nil {
+		reset(c)
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(cl.drain))
+	_, _ = io.CopyN(io.Discard, c, shedDrainMax)
+	_ = c.Close()
+}
+
+// connectionStater is a TLS connection, or one that says it carries one.
+type connectionStater interface {
+	ConnectionState() tls.ConnectionState
+}
+
+// isTLS reports whether c speaks TLS (the wrapper is after tls), so
+// that a plaintext answer means nothing to its client.
+func isTLS(c net.Conn) bool {
+	_, ok := c.(connectionStater)
+	return ok
+}
+
+// reset closes c with a reset where it can (no FIN handshake, no
+// TIME_WAIT for a connection that gets nothing), on the socket beneath
+// any wrapping (a TLS connection with no handshake yet).
+func reset(c net.Conn) {
+	raw := c
+	for range 8 {
+		nc, ok := raw.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		raw = nc.NetConn()
+	}
+	if l, ok := raw.(interface{ SetLinger(int) error }); ok {
+		_ = l.SetLinger(0)
+	}
+	_ = raw.Close()
+	if raw != c {
+		_ = c.Close()
+	}
+}
+
+func remoteAddr(c net.Conn) string {
+	if a := c.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// limitListener is a listener with the cap at accept.
+type limitListener struct {
+	net.Listener
+	cl *ConnLimit
+}
+
+// Accept returns the next connection admitted under Max, shedding the
+// others on the way.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if !l.cl.acquire() {
+			l.cl.shed(c)
+			continue
+		}
+		lc := &limitedConn{Conn: c, cl: l.cl}
+		if isTLS(c) {
+			return &limitedTLSConn{lc}, nil
+		}
+		return lc, nil
+	}
+}
+
+// limitedConn is an admitted connection; closing it, once or more, gives
+// its place back once.
+type limitedConn struct {
+	net.Conn
+	cl     *ConnLimit
+	closed atomic.Bool
+}
+
+// Close closes the connection and gives its place back, the first time.
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	if c.closed.CompareAndSwap(false, true) {
+		c.cl.release()
+	}
+	return err
+}
+
+// CloseWrite shuts the write side, where the connection beneath can: the
+// HTTP server does so before closing a connection whose request body it
+// did not read, so that the client reads the answer rather than a reset.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errCloseWrite
+}
+
+var errCloseWrite = errors.New("mx_conn_limit: the connection cannot shut its write side alone")
+
+// ReadFrom lets a copy into the connection use the socket's own (sendfile,
+// splice) where the connection beneath has one.
+func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(c.Conn, r)
+}
+
+// NetConn returns the wrapped connection.
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }
+
+// limitedTLSConn is an admitted TLS connection (the wrapper is after tls):
+// it keeps the TLS state in sight of the server.
+type limitedTLSConn struct {
+	*limitedConn
+}
+
+// ConnectionState returns the TLS state of the connection.
+func (c *limitedTLSConn) ConnectionState() tls.ConnectionState {
+	return c.Conn.(connectionStater).ConnectionState()
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*ConnLimit)(nil)
+	_ caddy.ListenerWrapper = (*ConnLimit)(nil)
+	_ io.ReaderFrom         = (*limitedConn)(nil)
+)
