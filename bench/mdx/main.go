@@ -8,7 +8,12 @@
 //     handlers (the peer's caddy-bare template);
 //   - the mxgate chain: mx_ip_allow, mdx_hmac verify with replay_window,
 //     mx_rate_limit with limits far above the load, reverse_proxy;
-//   - the same chain with the replay cache and the rate limit in Redis.
+//   - the same chain tuned as mxgate ships it: the mxgate_redact log
+//     format, the binary's own GOGC (the targets above run with Go's
+//     stock GOGC=100), and the overload caps mx_conn_limit and mx_shed;
+//   - the same chain with the replay cache and the rate limit in Redis;
+//   - the tuned chain with mx_rate_limit at MX's 2000 GET/s, in the open
+//     loop only: what a configured capacity does with the excess.
 //
 // Load is pre-signed MDX traffic (GETs, and GETs alternating with 1 KiB
 // signed POSTs), every request unique so that a replay cache accepts it.
@@ -20,7 +25,7 @@
 // BENCHMARKS.md between the bench/mdx markers.
 //
 //	go run ./bench/mdx [-quick] [-rounds 3] [-duration 8s] [-connections 64]
-//	                   [-targets upstream,nginx,caddy,mxgate,mxgate-redis]
+//	                   [-targets upstream,nginx,caddy,mxgate,mxgate-tuned,mxgate-redis,mxgate-limited]
 //	                   [-rates 2900,2x] [-storm 2x] [-cpuprofile f] [-memprofile f]
 //
 // It installs nginx-light, libnginx-mod-http-js and redis-server from

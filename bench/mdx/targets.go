@@ -103,22 +103,42 @@ func (n *nginxProc) stop() {
 	}
 }
 
+// Overload caps of the tuned chain: connections the server holds open,
+// and requests in flight past mx_shed. The closed loop's connections, the
+// probes and the bounded pool stay well under both.
+const (
+	tunedMaxConns    = 512
+	tunedMaxInFlight = 128
+)
+
 // chainGlobal is the chain's global options: the bare template's, with
 // the admin endpoint on for profiles. tuned adds what mxgate's examples
-// ship with: the mxgate_redact log format.
+// ship with: the mxgate_redact log format, and a connection cap.
 func chainGlobal(tuned bool) string {
-	format := ""
-	if tuned {
-		format = "\n\t\tformat mxgate_redact"
-	}
-	return `{
+	if !tuned {
+		return `{
 	admin {ADMIN}
 	auto_https off
 	log {
-		level ERROR` + format + `
+		level ERROR
 	}
 }
 `
+	}
+	return fmt.Sprintf(`{
+	admin {ADMIN}
+	auto_https off
+	servers {
+		listener_wrappers {
+			mx_conn_limit %d
+		}
+	}
+	log {
+		level ERROR
+		format mxgate_redact
+	}
+}
+`, tunedMaxConns)
 }
 
 // chainOptions vary the MDX chain between targets.
@@ -142,8 +162,12 @@ func chainCaddyfile(port, up int, o chainOptions) string {
 	if o.getLimit != "" {
 		get = o.getLimit
 	}
+	shed := ""
+	if o.tuned {
+		shed = fmt.Sprintf("\n\tmx_shed %d", tunedMaxInFlight)
+	}
 	return chainGlobal(o.tuned) + fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
+	bind 127.0.0.1%s
 	mx_ip_allow mdx {
 		ranges 127.0.0.1 ::1
 	}
@@ -164,7 +188,7 @@ func chainCaddyfile(port, up int, o chainOptions) string {
 		}
 	}
 }
-`, port, demoKey, storeLine, get, storeLine, up)
+`, port, shed, demoKey, storeLine, get, storeLine, up)
 }
 
 // treeCPU returns the CPU time (user and system) used so far by pid and
