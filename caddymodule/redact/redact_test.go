@@ -366,3 +366,52 @@ func TestWithEncodesOnlyWhatIsWritten(t *testing.T) {
 		t.Errorf("the deferred object's credential was not redacted:\n%s", out)
 	}
 }
+
+// TestWithKeepsEveryKind: every kind of field given to With comes out as
+// zap's own encoder writes it, redacted by name, and a byte
+// slice changed after With is written as it was.
+func TestWithKeepsEveryKind(t *testing.T) {
+	e := &Encoder{}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := e.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	log := zap.New(zapcore.NewCore(e, out, zap.InfoLevel))
+	raw := []byte("bytes-before")
+	at := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	fields := []zap.Field{zap.Binary("bin", []byte{1, 2}), zap.ByteString("bs", raw), zap.Bool("b", true),
+		zap.Complex128("c128", 1+2i), zap.Complex64("c64", 3+4i), zap.Duration("d", time.Second),
+		zap.Float64("f64", 1.5), zap.Float32("f32", 2.5), zap.Int("i", -1), zap.Int64("i64", -2), zap.Int32("i32", -3),
+		zap.Int16("i16", -4), zap.Int8("i8", -5), zap.String("MDX-HMAC", hmacSig), zap.Time("t", at),
+		zap.Uint("u", 1), zap.Uint64("u64", 2), zap.Uint32("u32", 3), zap.Uint16("u16", 4), zap.Uint8("u8", 5),
+		zap.Uintptr("up", 6), zap.Reflect("r", map[string]string{"Authorization": basicValue}), zap.Namespace("ns"), zap.String("inner", "x")}
+	log.With(fields...).Info("all kinds")
+	copy(raw, "BYTES-CHANGED")
+
+	want := &syncBuffer{}
+	wantEnc := &logging.JSONEncoder{}
+	if err := wantEnc.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	plain := fields[:]
+	plain[1] = zap.ByteString("bs", []byte("bytes-before"))
+	plain[13] = zap.String("MDX-HMAC", Redacted)
+	plain[21] = zap.Reflect("r", map[string]string{"Authorization": Redacted})
+	zap.New(zapcore.NewCore(wantEnc, want, zap.InfoLevel)).With(plain...).Info("all kinds")
+
+	strip := func(s string) string { // the timestamps differ
+		var m map[string]any
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			t.Fatalf("not JSON: %s", s)
+		}
+		delete(m, "ts")
+		b, _ := json.Marshal(m)
+		return string(b)
+	}
+	if got, exp := strip(out.String()), strip(want.String()); got != exp {
+		t.Errorf("With's fields came out as\n%s\nwant\n%s", got, exp)
+	}
+	assertClean(t, out.String())
+}
