@@ -244,23 +244,7 @@ func BenchmarkAccessLogLine(b *testing.B) {
 	r := secretRequest()
 	for _, name := range []string{"json", "mxgate_redact"} {
 		b.Run(name, func(b *testing.B) {
-			var enc zapcore.Encoder
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-			defer cancel()
-			if name == "json" {
-				j := &logging.JSONEncoder{}
-				if err := j.Provision(ctx); err != nil {
-					b.Fatal(err)
-				}
-				enc = j
-			} else {
-				e := &Encoder{}
-				if err := e.Provision(ctx); err != nil {
-					b.Fatal(err)
-				}
-				enc = e
-			}
-			log := zap.New(zapcore.NewCore(enc, zapcore.AddSync(discard{}), zap.InfoLevel))
+			log := zap.New(zapcore.NewCore(benchEncoder(b, name), zapcore.AddSync(discard{}), zap.InfoLevel))
 			b.ReportAllocs()
 			for b.Loop() {
 				log.Info("handled request", zap.Object("request", caddyhttp.LoggableHTTPRequest{Request: r}), zap.Int("status", 200))
@@ -275,23 +259,7 @@ func BenchmarkProxyWith(b *testing.B) {
 	r := secretRequest()
 	for _, name := range []string{"json", "mxgate_redact"} {
 		b.Run(name, func(b *testing.B) {
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-			defer cancel()
-			var enc zapcore.Encoder
-			if name == "json" {
-				j := &logging.JSONEncoder{}
-				if err := j.Provision(ctx); err != nil {
-					b.Fatal(err)
-				}
-				enc = j
-			} else {
-				e := &Encoder{}
-				if err := e.Provision(ctx); err != nil {
-					b.Fatal(err)
-				}
-				enc = e
-			}
-			log := zap.New(zapcore.NewCore(enc, zapcore.AddSync(discard{}), zap.ErrorLevel))
+			log := zap.New(zapcore.NewCore(benchEncoder(b, name), zapcore.AddSync(discard{}), zap.ErrorLevel))
 			b.ReportAllocs()
 			for b.Loop() {
 				l := log.With(zap.String("upstream", "127.0.0.1:8491"), zap.Duration("duration", time.Millisecond),
@@ -300,6 +268,24 @@ func BenchmarkProxyWith(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchEncoder returns Caddy's json encoder ("json") or mxgate_redact
+// around it, provisioned.
+func benchEncoder(b *testing.B, name string) zapcore.Encoder {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	b.Cleanup(cancel)
+	var enc interface {
+		zapcore.Encoder
+		caddy.Provisioner
+	} = &Encoder{}
+	if name == "json" {
+		enc = &logging.JSONEncoder{}
+	}
+	if err := enc.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return enc
 }
 
 type discard struct{}
