@@ -175,14 +175,7 @@ http://127.0.0.1:%[3]d {
 	g.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 
-	busy := make([]*rawConn, 8)
-	for i := range busy {
-		busy[i] = mustDialRaw(t, addr)
-		if err := busy[i].send("GET", fmt.Sprintf("/busy/%d", i), "", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	up.waitArrivals(t, 8)
+	busy := holdBusy(t, addr, up, 8)
 
 	for i, got := range storm(t, addr, 50) {
 		if !strings.HasPrefix(got, "503 Retry-After=1 ") {
@@ -199,14 +192,7 @@ http://127.0.0.1:%[3]d {
 		t.Errorf("metrics: %q", l)
 	}
 
-	up.Release()
-	for i, c := range busy {
-		resp, body, err := c.read()
-		if err != nil || resp.StatusCode != 200 || body != "ok" {
-			t.Errorf("busy connection %d: %v %q %v", i, resp, body, err)
-		}
-		c.Close()
-	}
+	releaseBusy(t, up, busy)
 
 	// recovered: once the gateway has seen the 8 close, it serves again
 	waitForMetric(t, g, "mxgate_connections_open 0")
@@ -246,14 +232,7 @@ http://127.0.0.1:%[3]d {
 	g.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 
-	busy := make([]*rawConn, 4)
-	for i := range busy {
-		busy[i] = mustDialRaw(t, addr)
-		if err := busy[i].send("GET", fmt.Sprintf("/busy/%d", i), "", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	up.waitArrivals(t, 4)
+	busy := holdBusy(t, addr, up, 4)
 
 	const mdxBody = `<mdx version="5.0"><error><code></code><message>Service unavailable: the gateway is at capacity; retry later</message></error></mdx>`
 	for i, got := range storm(t, addr, 50) {
@@ -289,13 +268,7 @@ http://127.0.0.1:%[3]d {
 		t.Errorf("metrics: %q", l)
 	}
 
-	up.Release()
-	for i, c := range busy {
-		resp, body, err := c.read()
-		if err != nil || resp.StatusCode != 200 || body != "ok" {
-			t.Errorf("busy request %d: %v %q %v", i, resp, body, err)
-		}
-	}
+	releaseBusy(t, up, busy)
 
 	// recovered: a place comes back as each request leaves the handler,
 	// which may be a moment after its client read the answer
@@ -315,5 +288,34 @@ http://127.0.0.1:%[3]d {
 		if err != nil || resp.StatusCode != 200 || body != "ok" {
 			t.Errorf("after, request %d: %v %q %v", i, resp, body, err)
 		}
+	}
+}
+
+// holdBusy sends n requests on connections of their own and waits until
+// the upstream holds them all.
+func holdBusy(t *testing.T, addr string, up *heldUpstream, n int) []*rawConn {
+	t.Helper()
+	busy := make([]*rawConn, n)
+	for i := range busy {
+		busy[i] = mustDialRaw(t, addr)
+		if err := busy[i].send("GET", fmt.Sprintf("/busy/%d", i), "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up.waitArrivals(t, n)
+	return busy
+}
+
+// releaseBusy lets the upstream answer, checks that each held request got
+// 200, and closes the connections.
+func releaseBusy(t *testing.T, up *heldUpstream, busy []*rawConn) {
+	t.Helper()
+	up.Release()
+	for i, c := range busy {
+		resp, body, err := c.read()
+		if err != nil || resp.StatusCode != 200 || body != "ok" {
+			t.Errorf("busy request %d: %v %q %v", i, resp, body, err)
+		}
+		c.Close()
 	}
 }
