@@ -56,6 +56,7 @@ var (
 	ratesFlag   = flag.String("rates", "2900,2x", "open-loop rates over the bounded pool, comma-separated; Nx is N times the mxgate chain's closed-loop GET capacity; empty for none")
 	stormFlag   = flag.String("storm", "2x", "rate of the connection storm (an open-loop client opening connections freely); empty for none")
 	openDur     = flag.Duration("open-duration", 0, "length of one open-loop run (default: -duration)")
+	openRounds  = flag.Int("open-rounds", 1, "rounds of the bounded-pool open-loop runs, the targets taking turns within each; with more than one, a table of each round's p99 and the medians")
 	timeout     = flag.Duration("timeout", 10*time.Second, "an open-loop request with no answer this long after its scheduled time has failed")
 	maxOpen     = flag.Int("max-open", 16000, "the storm client's most connections open at once (the file-descriptor limit bounds it)")
 	recoverMax  = flag.Duration("recover-max", 30*time.Second, "longest wait for a target to recover after an open-loop run")
@@ -92,8 +93,8 @@ func main() {
 	if *openDur == 0 {
 		*openDur = *duration
 	}
-	if *rounds < 1 || *duration <= 0 || *connections < 1 || *timeout <= 0 || *maxOpen < 1 || *warmup <= 0 {
-		harness.Fatalf("-rounds, -duration, -connections, -timeout, -max-open and -warmup must be positive")
+	if *rounds < 1 || *openRounds < 1 || *duration <= 0 || *connections < 1 || *timeout <= 0 || *maxOpen < 1 || *warmup <= 0 {
+		harness.Fatalf("-rounds, -open-rounds, -duration, -connections, -timeout, -max-open and -warmup must be positive")
 	}
 	names, err := parseTargets(*targetsFlag)
 	harness.Check(err)
@@ -180,8 +181,13 @@ func main() {
 		if rate < 1 {
 			harness.Fatalf("open-loop rate %s needs the closed-loop GET capacity; add get to -traffic", r)
 		}
-		for _, t := range targets {
-			open = append(open, b.open(t, rate, r, false))
+		for round := range *openRounds {
+			for j := range targets {
+				t := targets[(round+j)%len(targets)] // each round starts one target further on
+				row := b.open(t, rate, r, false)
+				row.round = round
+				open = append(open, row)
+			}
 		}
 	}
 	for _, r := range storm {
@@ -551,6 +557,7 @@ func (b *bench) capacityBase(rows []*closedRow) (string, float64) {
 
 // openRow is one open-loop run against one target.
 type openRow struct {
+	round int // of -open-rounds, from 0
 	t     *target
 	storm bool
 	spec  rateSpec

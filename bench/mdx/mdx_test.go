@@ -440,3 +440,38 @@ func TestPoolTake(t *testing.T) {
 		t.Errorf("cyclic pool gave %v", got)
 	}
 }
+
+// TestOpenRoundsTable: with several rounds, each target's p99 of every
+// round is listed, with the median, and the median of its differences
+// from the nginx gateway's p99 in the same round.
+func TestOpenRoundsTable(t *testing.T) {
+	nginx := &target{name: "nginx"}
+	mx := &target{name: "mxgate"}
+	row := func(tg *target, round int, p99 time.Duration) *openRow {
+		return &openRow{t: tg, round: round, rate: 2900, res: openResult{admitted: latencies{p99: p99}}}
+	}
+	rep := &report{open: []*openRow{
+		row(nginx, 0, 10*time.Millisecond), row(mx, 0, 10300*time.Microsecond),
+		row(mx, 1, 50*time.Millisecond), row(nginx, 1, 20*time.Millisecond),
+		row(nginx, 2, 30*time.Millisecond), row(mx, 2, 29*time.Millisecond),
+	}}
+	var b strings.Builder
+	rep.openRoundsTable(&b)
+	got := b.String()
+	for _, want := range []string{
+		"(3 rounds",
+		"| " + targetTitles["nginx"] + " | 2900/s | 10.00 ms, 20.00 ms, 30.00 ms | 20.00 ms | – |",
+		// differences +0.3, +30, −1: the median is +0.3
+		"| " + targetTitles["mxgate"] + " | 2900/s | 10.30 ms, 50.00 ms, 29.00 ms | 29.00 ms | +0.30 ms |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+
+	var one strings.Builder
+	(&report{open: rep.open[:2]}).openRoundsTable(&one)
+	if one.Len() != 0 {
+		t.Errorf("one round needs no rounds table, got:\n%s", one.String())
+	}
+}

@@ -239,6 +239,7 @@ func (rep *report) markdown() string {
 				failed, ms(o.res.admitted.p50), ms(o.res.admitted.p99), ms(o.res.admitted.max), ms(o.res.late.p50), ms(o.res.late.p99), rec)
 		}
 		w("\n")
+		rep.openRoundsTable(&b)
 		rep.openVsPeer(&b)
 	}
 
@@ -333,4 +334,63 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// openRoundsTable, when the bounded-pool runs had several rounds, lists
+// each target's admitted p99 in every round, their median, and the median
+// over rounds of its p99 less the nginx gateway's in the same round: a
+// stall of the shared host that lands in one round moves one figure, not
+// the medians.
+func (rep *report) openRoundsTable(b *strings.Builder) {
+	type key struct {
+		name string
+		rate int
+	}
+	byKey := map[key][]*openRow{}
+	var order []key
+	maxRound := 0
+	for _, o := range rep.open {
+		if o.storm {
+			continue
+		}
+		k := key{o.t.name, o.rate}
+		if _, ok := byKey[k]; !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], o)
+		maxRound = max(maxRound, o.round)
+	}
+	if maxRound == 0 {
+		return
+	}
+	fmt.Fprintf(b, "Each round's admitted p99 over the bounded pool (%d rounds, the targets taking turns within each):\n\n", maxRound+1)
+	b.WriteString("| target | rate | p99 of each round | median p99 | median of (p99 − nginx gateway's, same round) |\n|---|---|---|---|---|\n")
+	for _, k := range order {
+		rows := byKey[k]
+		var cells []string
+		var p99s, diffs []time.Duration
+		for _, o := range rows {
+			cells = append(cells, ms(o.res.admitted.p99))
+			p99s = append(p99s, o.res.admitted.p99)
+			if k.name == "nginx" {
+				continue
+			}
+			for _, p := range byKey[key{"nginx", k.rate}] {
+				if p.round == o.round {
+					diffs = append(diffs, o.res.admitted.p99-p.res.admitted.p99)
+				}
+			}
+		}
+		diff := "–"
+		if len(diffs) > 0 {
+			d := medianDuration(diffs)
+			if d < 0 {
+				diff = "−" + ms(-d)
+			} else {
+				diff = "+" + ms(d)
+			}
+		}
+		fmt.Fprintf(b, "| %s | %d/s | %s | %s | %s |\n", targetTitles[k.name], k.rate, strings.Join(cells, ", "), ms(medianDuration(p99s)), diff)
+	}
+	b.WriteString("\n")
 }
