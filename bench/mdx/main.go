@@ -26,7 +26,7 @@
 //
 //	go run ./bench/mdx [-quick] [-rounds 3] [-duration 8s] [-connections 64]
 //	                   [-targets upstream,nginx,caddy,mxgate,mxgate-tuned,mxgate-redis,mxgate-limited]
-//	                   [-rates 2900,2x] [-storm 2x] [-cpuprofile f] [-memprofile f]
+//	                   [-rates 2900,2x] [-open-rounds 1] [-storm 2x] [-cpuprofile f] [-memprofile f]
 //
 // It installs nginx-light, libnginx-mod-http-js and redis-server from
 // Debian's packages when they are missing, as `make test` does.
