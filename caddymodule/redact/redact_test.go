@@ -53,13 +53,19 @@ func (b *syncBuffer) String() string {
 // newLogger provisions e and returns a DEBUG logger writing through it.
 func newLogger(t *testing.T, e *Encoder) (*zap.Logger, *syncBuffer) {
 	t.Helper()
+	return newLoggerAt(t, e, zap.DebugLevel)
+}
+
+// newLoggerAt is newLogger at level.
+func newLoggerAt(t *testing.T, e *Encoder, level zapcore.Level) (*zap.Logger, *syncBuffer) {
+	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	if err := e.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
 	out := &syncBuffer{}
-	return zap.New(zapcore.NewCore(e, out, zap.DebugLevel)), out
+	return zap.New(zapcore.NewCore(e, out, level)), out
 }
 
 func secretRequest() *http.Request {
@@ -307,14 +313,7 @@ func (c countingObject) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 // that writes nothing, still redacted, and one child's fields never reach
 // another's.
 func TestWithEncodesOnlyWhatIsWritten(t *testing.T) {
-	e := &Encoder{}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := e.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	out := &syncBuffer{}
-	log := zap.New(zapcore.NewCore(e, out, zap.ErrorLevel))
+	log, out := newLoggerAt(t, &Encoder{}, zap.ErrorLevel)
 
 	n := 0
 	for range 100 {
@@ -357,14 +356,7 @@ func TestWithEncodesOnlyWhatIsWritten(t *testing.T) {
 // zap's own encoder writes it, redacted by name, and a byte
 // slice changed after With is written as it was.
 func TestWithKeepsEveryKind(t *testing.T) {
-	e := &Encoder{}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := e.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	out := &syncBuffer{}
-	log := zap.New(zapcore.NewCore(e, out, zap.InfoLevel))
+	log, out := newLoggerAt(t, &Encoder{}, zap.InfoLevel)
 	raw := []byte("bytes-before")
 	at := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 	fields := []zap.Field{zap.Binary("bin", []byte{1, 2}), zap.ByteString("bs", raw), zap.Bool("b", true),
@@ -378,6 +370,8 @@ func TestWithKeepsEveryKind(t *testing.T) {
 
 	want := &syncBuffer{}
 	wantEnc := &logging.JSONEncoder{}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
 	if err := wantEnc.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
