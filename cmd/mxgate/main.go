@@ -15,6 +15,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"runtime/debug"
 
@@ -23,6 +24,7 @@ import (
 
 	// mxgate's modules
 	_ "github.com/mxgate/mxgate/caddymodule"
+	"github.com/mxgate/mxgate/internal/gcfloor"
 )
 
 // gcPercent is mxgate's garbage-collector target (GOGC) unless the
@@ -33,14 +35,44 @@ import (
 // total. BENCHMARKS.md has the measurement.
 const gcPercent = 200
 
+// gcFloorEnv names the environment variable that sets the heap floor
+// (a size such as 64MiB, or off), and defaultGCFloor is the floor when it
+// is unset. Under the floor the collector waits for the heap to reach it
+// whatever the live heap, so that at a steady load a small live heap is
+// collected about once a second rather than several times: each cycle's
+// marking, assists and stops land on the requests in flight and set the
+// tail of the latencies. Above it, GOGC rules. BENCHMARKS.md has the
+// measurement.
+const (
+	gcFloorEnv     = "MXGATE_GC_FLOOR"
+	defaultGCFloor = 64 << 20
+)
+
 func main() {
-	setGCDefault(os.LookupEnv)
+	if _, err := setGCDefault(os.LookupEnv); err != nil {
+		fmt.Fprintln(os.Stderr, "mxgate:", err)
+		os.Exit(1)
+	}
 	os.Exit(execute(newRootCommand(), os.Args[1:]))
 }
 
-// setGCDefault applies gcPercent unless GOGC is in the environment.
-func setGCDefault(lookupEnv func(string) (string, bool)) {
+// setGCDefault applies gcPercent unless GOGC is in the environment, and
+// keeps the heap floor that MXGATE_GC_FLOOR sets (defaultGCFloor if
+// unset, none if off) under whichever percentage is in force. It returns
+// the floor, or an error if MXGATE_GC_FLOOR is not a size.
+func setGCDefault(lookupEnv func(string) (string, bool)) (*gcfloor.Floor, error) {
+	floor := uint64(defaultGCFloor)
+	if v, set := lookupEnv(gcFloorEnv); set {
+		var err error
+		if floor, err = gcfloor.ParseSize(v); err != nil {
+			return nil, fmt.Errorf("%s: %w", gcFloorEnv, err)
+		}
+	}
 	if _, set := lookupEnv("GOGC"); !set {
 		debug.SetGCPercent(gcPercent)
 	}
+	// The percentage in force: gcPercent, or what GOGC gave (-1 for off).
+	base := debug.SetGCPercent(-1)
+	debug.SetGCPercent(base)
+	return gcfloor.Keep(floor, base), nil
 }

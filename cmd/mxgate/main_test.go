@@ -8,9 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The binary under test, built once by TestMain with the linker flags the
@@ -219,13 +221,61 @@ func (e exitError) Error() string { return fmt.Sprint("status ", e.ExitCode) }
 func TestGCDefault(t *testing.T) {
 	orig := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(orig) })
+	env := func(kv ...string) func(string) (string, bool) {
+		return func(k string) (string, bool) {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1], true
+				}
+			}
+			return "", false
+		}
+	}
+	keep := func(t *testing.T, lookup func(string) (string, bool)) {
+		t.Helper()
+		f, err := setGCDefault(lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(f.Stop)
+	}
 
-	setGCDefault(func(string) (string, bool) { return "", false })
-	if got := debug.SetGCPercent(100); got != gcPercent {
-		t.Errorf("GOGC unset: the collector's target is %d, want mxgate's %d", got, gcPercent)
-	}
-	setGCDefault(func(k string) (string, bool) { return "100", k == "GOGC" })
-	if got := debug.SetGCPercent(100); got != 100 {
-		t.Errorf("GOGC=100 in the environment: the target is %d, want it left at 100", got)
-	}
+	t.Run("GOGC unset", func(t *testing.T) {
+		keep(t, env(gcFloorEnv, "off"))
+		if got := debug.SetGCPercent(100); got != gcPercent {
+			t.Errorf("the collector's target is %d, want mxgate's %d", got, gcPercent)
+		}
+	})
+	t.Run("GOGC set", func(t *testing.T) {
+		keep(t, env("GOGC", "100", gcFloorEnv, "off"))
+		if got := debug.SetGCPercent(100); got != 100 {
+			t.Errorf("GOGC=100 in the environment: the target is %d, want it left at 100", got)
+		}
+	})
+	t.Run("floor by default", func(t *testing.T) {
+		debug.SetGCPercent(100)
+		keep(t, env("GOGC", "100"))
+		// The test binary's live heap is far under 64 MiB: the floor
+		// raises the percentage well above GOGC's.
+		runtime.GC()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := debug.SetGCPercent(-1)
+			debug.SetGCPercent(got)
+			if got > 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("with the default floor the percentage stayed at %d", got)
+			}
+			runtime.GC()
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	t.Run("bad floor", func(t *testing.T) {
+		_, err := setGCDefault(env(gcFloorEnv, "lots"))
+		if err == nil || !strings.Contains(err.Error(), gcFloorEnv) {
+			t.Fatalf("MXGATE_GC_FLOOR=lots: got %v, want an error naming the variable", err)
+		}
+	})
 }

@@ -1,0 +1,119 @@
+package gcfloor
+
+import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+	"time"
+)
+
+func TestPercent(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name        string
+		base        int
+		live, floor uint64
+		want        int
+	}{
+		{"small live heap is raised to the floor", 200, 8 * mib, 64 * mib, 700},
+		{"rounds up so the goal is not under the floor", 100, 3, 10, 234},
+		{"never below the base", 200, 30 * mib, 64 * mib, 200},
+		{"live heap above the floor keeps the base", 200, 100 * mib, 64 * mib, 200},
+		{"collector off stays off", -1, 8 * mib, 64 * mib, -1},
+		{"no floor keeps the base", 150, 8 * mib, 0, 150},
+		{"live heap unknown keeps the base", 200, 0, 64 * mib, 200},
+		{"tiny live heap is capped", 100, 1, 64 * mib, maxPercent},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := Percent(c.base, c.live, c.floor)
+			if got != c.want {
+				t.Fatalf("Percent(%d, %d, %d) = %d, want %d", c.base, c.live, c.floor, got, c.want)
+			}
+			if c.base >= 0 && c.live > 0 && c.floor > c.live && got < maxPercent {
+				if goal := c.live + c.live*uint64(got)/100; goal < c.floor {
+					t.Fatalf("goal %d is under the floor %d", goal, c.floor)
+				}
+			}
+		})
+	}
+}
+
+func heapGoal() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// waitGoal runs collections until the heap goal satisfies ok, or fails.
+func waitGoal(t *testing.T, what string, ok func(uint64) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		// The adjustment runs on the cleanup goroutine after the cycle.
+		time.Sleep(10 * time.Millisecond)
+		if g := heapGoal(); ok(g) {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%s: heap goal %d MiB", what, g>>20)
+		}
+	}
+}
+
+// TestKeepRaisesTheGoalAndStopRestores runs the floor in this process:
+// the test binary's live heap is a few MiB, under the floor.
+func TestKeepRaisesTheGoalAndStopRestores(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	const floor = 256 << 20
+	waitGoal(t, "before the floor", func(g uint64) bool { return g < floor/2 })
+
+	f := Keep(floor, 100)
+	waitGoal(t, "with the floor", func(g uint64) bool { return g >= floor })
+	// It keeps adjusting after later collections, not only the first.
+	for range 3 {
+		runtime.GC()
+	}
+	waitGoal(t, "after more collections", func(g uint64) bool { return g >= floor })
+
+	f.Stop()
+	f.Stop() // twice is harmless
+	waitGoal(t, "after Stop", func(g uint64) bool { return g < floor/2 })
+	if p := debug.SetGCPercent(100); p != 100 {
+		t.Fatalf("after Stop the percentage is %d, want the base 100", p)
+	}
+}
+
+// TestKeepLeavesACollectorThatIsOffAlone: GOGC=off is the operator's
+// choice; the floor must not turn the collector back on.
+func TestKeepLeavesACollectorThatIsOffAlone(t *testing.T) {
+	old := debug.SetGCPercent(-1)
+	defer debug.SetGCPercent(old)
+	f := Keep(64<<20, -1)
+	runtime.GC()
+	time.Sleep(10 * time.Millisecond)
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Fatalf("the percentage is %d, want -1 (off)", p)
+	}
+	f.Stop()
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Fatalf("after Stop the percentage is %d, want -1 (off)", p)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]uint64{
+		"64MiB": 64 << 20, "64MB": 64_000_000, " 128 MiB ": 128 << 20, "0": 0, "off": 0, "OFF": 0, "1048576": 1 << 20,
+	} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "lots", "-1MiB", "64XB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) gave no error", in)
+		}
+	}
+}
