@@ -9,8 +9,9 @@
 //   - the mxgate chain: mx_ip_allow, mdx_hmac verify with replay_window,
 //     mx_rate_limit with limits far above the load, reverse_proxy;
 //   - the same chain tuned as mxgate ships it: the mxgate_redact log
-//     format, the binary's own GOGC (the targets above run with Go's
-//     stock GOGC=100), and the overload caps mx_conn_limit and mx_shed;
+//     format, the binary's own collector settings (GOGC 200 and a 64 MiB
+//     heap floor; the targets above run with Go's stock GOGC=100 and no
+//     floor), and the overload caps mx_conn_limit and mx_shed;
 //   - the same chain with the replay cache and the rate limit in Redis;
 //   - the tuned chain with mx_rate_limit at MX's 2000 GET/s, in the open
 //     loop only: what a configured capacity does with the excess.
@@ -26,7 +27,8 @@
 //
 //	go run ./bench/mdx [-quick] [-rounds 3] [-duration 8s] [-connections 64]
 //	                   [-targets upstream,nginx,caddy,mxgate,mxgate-tuned,mxgate-redis,mxgate-limited]
-//	                   [-rates 2900,2x] [-open-rounds 1] [-storm 2x] [-cpuprofile f] [-memprofile f]
+//	                   [-rates 2900,2x] [-open-rounds 1 | -open-slice 500ms [-quiet-steal 0.02]]
+//	                   [-storm 2x] [-cpuprofile f] [-memprofile f] [-trace f]
 //
 // It installs nginx-light, libnginx-mod-http-js and redis-server from
 // Debian's packages when they are missing, as `make test` does.
@@ -56,6 +58,8 @@ var (
 	ratesFlag   = flag.String("rates", "2900,2x", "open-loop rates over the bounded pool, comma-separated; Nx is N times the mxgate chain's closed-loop GET capacity; empty for none")
 	stormFlag   = flag.String("storm", "2x", "rate of the connection storm (an open-loop client opening connections freely); empty for none")
 	openDur     = flag.Duration("open-duration", 0, "length of one open-loop run (default: -duration)")
+	openSlice   = flag.Duration("open-slice", 0, "interleave the bounded-pool open-loop runs in slices this long, the targets taking turns slice by slice and each keeping its connections, for -open-duration per target in all: a stall of the shared host lands on every target alike (0: each target's run in one piece)")
+	quietSteal  = flag.Float64("quiet-steal", 0.02, "with -open-slice, also summarise the cycles of slices in each of which the CPU time stolen by the hypervisor (/proc/stat) was at most this fraction")
 	openRounds  = flag.Int("open-rounds", 1, "rounds of the bounded-pool open-loop runs, the targets taking turns within each; with more than one, a table of each round's p99 and the medians")
 	timeout     = flag.Duration("timeout", 10*time.Second, "an open-loop request with no answer this long after its scheduled time has failed")
 	maxOpen     = flag.Int("max-open", 16000, "the storm client's most connections open at once (the file-descriptor limit bounds it)")
@@ -67,6 +71,7 @@ var (
 	cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the -profile-target process, taken through Caddy's admin endpoint during an extra closed-loop GET round")
 	memProfile  = flag.String("memprofile", "", "write an allocation profile of the -profile-target process over the same extra round")
 	note        = flag.String("note", "", "a paragraph put under the heading of the BENCHMARKS.md section")
+	traceFile   = flag.String("trace", "", "write a Go execution trace of the first -profile-target process over its first open-loop run over the bounded pool (go tool trace reads it)")
 	profTarget  = flag.String("profile-target", "mxgate", "the mxgate targets to profile, comma-separated: mxgate, mxgate-tuned, mxgate-redis; files after the first get the target's name")
 )
 
@@ -93,6 +98,9 @@ func main() {
 	if *openDur == 0 {
 		*openDur = *duration
 	}
+	if *openSlice < 0 || *openSlice > 0 && (*openRounds > 1 || *openSlice > *openDur) {
+		harness.Fatalf("-open-slice must be positive, no longer than -open-duration, and not used with -open-rounds")
+	}
 	if *rounds < 1 || *openRounds < 1 || *duration <= 0 || *connections < 1 || *timeout <= 0 || *maxOpen < 1 || *warmup <= 0 {
 		harness.Fatalf("-rounds, -open-rounds, -duration, -connections, -timeout, -max-open and -warmup must be positive")
 	}
@@ -113,7 +121,7 @@ func main() {
 	}
 	profTargets := splitList(*profTarget)
 	for _, pt := range profTargets {
-		if (*cpuProfile != "" || *memProfile != "") && !slices.Contains(names, pt) {
+		if (*cpuProfile != "" || *memProfile != "" || *traceFile != "") && !slices.Contains(names, pt) {
 			harness.Fatalf("-profile-target %s is not among -targets", pt)
 		}
 		if !strings.HasPrefix(pt, "mxgate") || pt == "mxgate-limited" {
@@ -180,6 +188,10 @@ func main() {
 		rate := r.resolve(capacity)
 		if rate < 1 {
 			harness.Fatalf("open-loop rate %s needs the closed-loop GET capacity; add get to -traffic", r)
+		}
+		if *openSlice > 0 {
+			open = append(open, b.openSliced(rate, r)...)
+			continue
 		}
 		for round := range *openRounds {
 			for j := range targets {
@@ -312,9 +324,9 @@ func targetNamed(ts []*target, name string) *target {
 }
 
 // stockEnv runs bare Caddy and the untuned chains with Go's stock
-// garbage-collector setting, where mxgate's binary would otherwise apply
-// its own default.
-var stockEnv = []string{"GOGC=100"}
+// garbage-collector settings, where mxgate's binary would otherwise apply
+// its own defaults (GOGC 200 and a heap floor).
+var stockEnv = []string{"GOGC=100", "MXGATE_GC_FLOOR=off"}
 
 // startTargets starts the upstream and every named target.
 func startTargets(names []string, dir, peer, bin string) []*target {
@@ -381,6 +393,7 @@ type bench struct {
 	gen      *generator
 	targets  []*target
 	capacity map[string]float64 // target/traffic -> estimated req/s, for sizing pools
+	traced   bool               // -trace has been taken
 }
 
 // cyclicPool is the size of a pool for a target without a replay cache.
@@ -557,13 +570,87 @@ func (b *bench) capacityBase(rows []*closedRow) (string, float64) {
 
 // openRow is one open-loop run against one target.
 type openRow struct {
-	round int // of -open-rounds, from 0
-	t     *target
-	storm bool
-	spec  rateSpec
-	rate  int
-	res   openResult
-	d     time.Duration
+	round  int // of -open-rounds, from 0
+	slices int // of -open-slice; 0 if the run was in one piece
+	// quiet summarises the slices of the cycles (one slice of every
+	// target) in which the host's hypervisor took no more than
+	// -quiet-steal of the CPU; quietSlices counts them.
+	quiet       openResult
+	quietSlices int
+	t           *target
+	storm       bool
+	spec        rateSpec
+	rate        int
+	res         openResult
+	d           time.Duration
+}
+
+// openSliced runs every target over the bounded pool at rate for
+// -open-duration in all, in slices of -open-slice, the targets taking
+// turns slice by slice (each slice starting one target further on), each
+// target keeping its connections and its own unique requests across its
+// slices. Its outcomes are summarised as one row per target. A stall of
+// the host lasting a second lands in one slice of one target; spread over
+// many slices, stalls land on every target alike, so the rows compare the
+// targets rather than the moments each was measured. Recovery is not
+// measured (the targets never stop being loaded).
+func (b *bench) openSliced(rate int, spec rateSpec) []*openRow {
+	perSlice := max(1, int(float64(rate)*openSlice.Seconds()))
+	n := max(1, int(openDur.Seconds()/openSlice.Seconds()+0.5))
+	type run struct {
+		t        *target
+		reqs     [][]byte
+		send     sendFunc
+		closeAll func()
+		out      []outcome
+		quiet    []outcome
+	}
+	runs := make([]*run, 0, len(b.targets))
+	for _, t := range b.targets {
+		p := b.pool(t, trafficGET, n*perSlice)
+		send, closeAll := pooledSender(t.addr, p.reqs, *connections)
+		runs = append(runs, &run{t: t, reqs: p.reqs, send: send, closeAll: closeAll, out: make([]outcome, 0, n*perSlice)})
+	}
+	runtime.GC()
+	quietCycles := 0
+	for k := range n {
+		quiet := true
+		outs := make([][]outcome, len(runs))
+		for j := range runs {
+			idx := (k + j) % len(runs)
+			r := runs[idx]
+			base := k * perSlice
+			before := readSteal()
+			s := schedule{start: time.Now().Add(5 * time.Millisecond), rate: rate, count: perSlice}
+			outs[idx] = runPooled(realClock{}, s, *connections, *timeout, func(w, i int, deadline time.Time) (int, error) {
+				return r.send(w, base+i, deadline)
+			})
+			if readSteal().since(before) > *quietSteal {
+				quiet = false
+			}
+		}
+		if quiet {
+			quietCycles++
+		}
+		for i, r := range runs {
+			r.out = append(r.out, outs[i]...)
+			if quiet {
+				r.quiet = append(r.quiet, outs[i]...)
+			}
+		}
+	}
+	log.Printf("open-slice: %d of %d cycles had at most %.0f%% of the CPU stolen in each slice", quietCycles, n, 100**quietSteal)
+	rows := make([]*openRow, 0, len(runs))
+	for _, r := range runs {
+		r.closeAll()
+		res := summariseOpen(r.out)
+		log.Printf("open %-9s %6d/s %-12s 200: %d shed: %d failed: %d  p50 %v p99 %v  (%d slices of %v)",
+			fmt.Sprintf("%d conns", *connections), rate, r.t.name, res.ok, res.shed, res.failed(), res.admitted.p50, res.admitted.p99, n, *openSlice)
+		rows = append(rows, &openRow{t: r.t, spec: spec, rate: rate, res: res, d: time.Duration(n) * *openSlice, slices: n,
+			quiet: summariseOpen(r.quiet), quietSlices: quietCycles})
+	}
+	time.Sleep(time.Second) // let the targets settle before the next run
+	return rows
 }
 
 // open runs one open-loop run of GETs at rate against t, over the bounded
@@ -589,6 +676,7 @@ func (b *bench) open(t *target, rate int, spec rateSpec, storm bool) *openRow {
 		at, ok := probeRecovery(t.addr, probeReqs, s.end(), *recoverMax)
 		recovered <- rec{at, ok}
 	}()
+	traceDone := b.startTrace(t, storm)
 	var out []outcome
 	if storm {
 		send, closeAll := stormSender(t.addr, reqs, 4096, int64(*maxOpen))
@@ -603,6 +691,7 @@ func (b *bench) open(t *target, rate int, spec rateSpec, storm bool) *openRow {
 		closeAll()
 	}
 	rv := <-recovered
+	harness.Check(<-traceDone)
 	time.Sleep(time.Second) // let the target settle before the next run
 	res := summariseOpen(out)
 	res.recovery, res.recovered = rv.at, rv.ok

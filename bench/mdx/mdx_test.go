@@ -475,3 +475,76 @@ func TestOpenRoundsTable(t *testing.T) {
 		t.Errorf("one round needs no rounds table, got:\n%s", one.String())
 	}
 }
+
+// TestOpenVsPeerSameRound: with several rounds, each gateway row is
+// compared with the nginx gateway's row of its own round only.
+func TestOpenVsPeerSameRound(t *testing.T) {
+	nginx := &target{name: "nginx", title: "NGINX"}
+	mx := &target{name: "mxgate", title: "MX"}
+	row := func(tg *target, round int, p99 time.Duration) *openRow {
+		return &openRow{t: tg, round: round, rate: 2900, res: openResult{admitted: latencies{p99: p99}}}
+	}
+	rep := &report{open: []*openRow{
+		row(nginx, 0, 10*time.Millisecond), row(mx, 0, 12*time.Millisecond),
+		row(nginx, 1, 20*time.Millisecond), row(mx, 1, 15*time.Millisecond),
+	}}
+	var b strings.Builder
+	rep.openVsPeer(&b)
+	got := b.String()
+	if n := strings.Count(got, "\n- "); n+1 != 2 || !strings.Contains(got, "2.00 ms over the nginx gateway's (12.00 ms against 10.00 ms)") ||
+		!strings.Contains(got, "5.00 ms under the nginx gateway's (15.00 ms against 20.00 ms)") {
+		t.Fatalf("want one line per round, each against its own round:\n%s", got)
+	}
+}
+
+func TestOpenSlicedTable(t *testing.T) {
+	defer func(s time.Duration, q float64) { *openSlice, *quietSteal = s, q }(*openSlice, *quietSteal)
+	*openSlice, *quietSteal = 500*time.Millisecond, 0.02
+	nginx := &target{name: "nginx", title: targetTitles["nginx"]}
+	mx := &target{name: "mxgate", title: targetTitles["mxgate"]}
+	row := func(tg *target, all, quiet time.Duration) *openRow {
+		return &openRow{t: tg, rate: 2900, slices: 60, quietSlices: 9,
+			res:   openResult{admitted: latencies{p50: time.Millisecond, p99: all}},
+			quiet: openResult{admitted: latencies{p50: time.Millisecond, p99: quiet}, late: latencies{p99: 300 * time.Microsecond}}}
+	}
+	rep := &report{open: []*openRow{row(nginx, 40*time.Millisecond, 1200*time.Microsecond), row(mx, 30*time.Millisecond, 1500*time.Microsecond)}}
+	var b strings.Builder
+	rep.openSlicedTable(&b)
+	got := b.String()
+	for _, want := range []string{
+		"over the 9 of 60 cycles",
+		"| " + targetTitles["nginx"] + " | 2900/s | 1.00 ms | 40.00 ms | – | 1.00 ms | 1.20 ms | – | 0.30 ms |",
+		"| " + targetTitles["mxgate"] + " | 2900/s | 1.00 ms | 30.00 ms | −10.00 ms | 1.00 ms | 1.50 ms | +0.30 ms | 0.30 ms |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+	var none strings.Builder
+	(&report{open: []*openRow{{t: mx, rate: 2900}}}).openSlicedTable(&none)
+	if none.Len() != 0 {
+		t.Errorf("runs in one piece need no sliced table, got:\n%s", none.String())
+	}
+}
+
+func TestStealFraction(t *testing.T) {
+	before := parseCPULine("cpu  100 0 50 800 10 0 0 40 7 0")
+	after := parseCPULine("cpu  150 0 60 850 10 0 0 70 9 0")
+	if before.total != 1000 || before.steal != 40 {
+		t.Fatalf("parsed %+v, want total 1000 (guest time not counted twice), steal 40", before)
+	}
+	if got := after.since(before); got < 0.2142 || got > 0.2143 {
+		t.Fatalf("steal fraction %v, want 30/140", got)
+	}
+	for _, bad := range []string{"", "intr 1 2 3", "cpu 1 2 x 4 5 6 7 8", "cpu 1 2 3"} {
+		if got := parseCPULine(bad); got != (cpuTicks{}) {
+			t.Errorf("parseCPULine(%q) = %+v, want zero", bad, got)
+		}
+	}
+	if got := after.since(cpuTicks{}); got != 0 {
+		t.Errorf("since a failed reading: %v, want 0", got)
+	}
+	if readSteal().total == 0 {
+		t.Error("/proc/stat gave no CPU time")
+	}
+}

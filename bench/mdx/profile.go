@@ -115,3 +115,20 @@ func pprofTop(bin string, args ...string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// startTrace starts an execution trace of t over the open-loop run about to
+// begin, if -trace asks for one and t is the first profiled target's first
+// run over the bounded pool. The channel yields the fetch's error, or nil
+// at once when there is nothing to trace.
+func (b *bench) startTrace(t *target, storm bool) <-chan error {
+	done := make(chan error, 1)
+	if *traceFile == "" || storm || b.traced || t.name != firstProfiled {
+		done <- nil
+		return done
+	}
+	b.traced = true
+	secs := max(1, int(openDur.Seconds()))
+	url := fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", t.admin, secs)
+	go func() { done <- fetch(url, *traceFile, time.Duration(secs+30)*time.Second) }()
+	return done
+}

@@ -219,7 +219,10 @@ func (rep *report) markdown() string {
 				rate = fmt.Sprintf("%d/s (%s×)", o.rate, strings.TrimSuffix(o.spec.String(), "x"))
 			}
 			rec := "not within " + recoverMax.String()
-			if o.res.recovered {
+			switch {
+			case o.slices > 0:
+				rec = fmt.Sprintf("– (%d slices of %v)", o.slices, *openSlice)
+			case o.res.recovered:
 				rec = ms(o.res.recovery)
 			}
 			failed := fmt.Sprint(o.res.failed())
@@ -240,6 +243,7 @@ func (rep *report) markdown() string {
 		}
 		w("\n")
 		rep.openRoundsTable(&b)
+		rep.openSlicedTable(&b)
 		rep.openVsPeer(&b)
 	}
 
@@ -307,7 +311,7 @@ func (rep *report) openVsPeer(b *strings.Builder) {
 			continue
 		}
 		for _, p := range rep.open {
-			if p.t.name == "nginx" && p.rate == o.rate && p.storm == o.storm {
+			if p.t.name == "nginx" && p.rate == o.rate && p.storm == o.storm && p.round == o.round {
 				mode := "over the bounded pool"
 				if o.storm {
 					mode = "in the storm"
@@ -391,6 +395,56 @@ func (rep *report) openRoundsTable(b *strings.Builder) {
 			}
 		}
 		fmt.Fprintf(b, "| %s | %d/s | %s | %s | %s |\n", targetTitles[k.name], k.rate, strings.Join(cells, ", "), ms(medianDuration(p99s)), diff)
+	}
+	b.WriteString("\n")
+}
+
+// openSlicedTable, when the bounded-pool runs were interleaved in slices,
+// lists each target's admitted latencies over all its slices and over the
+// cycles of slices the hypervisor left alone (steal at most -quiet-steal
+// in each slice), with the p99 against the nginx gateway's over the same
+// slices.
+func (rep *report) openSlicedTable(b *strings.Builder) {
+	var rows []*openRow
+	peer := map[int]*openRow{}
+	for _, o := range rep.open {
+		if o.slices > 0 {
+			rows = append(rows, o)
+			if o.t.name == "nginx" {
+				peer[o.rate] = o
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "Interleaved in slices of %v (the targets taking turns slice by slice): admitted latencies over all slices, and over the %d of %d cycles of slices in each of which the hypervisor took at most %.0f %% of the CPU (steal, from /proc/stat):\n\n",
+		*openSlice, rows[0].quietSlices, rows[0].slices, 100**quietSteal)
+	b.WriteString("| target | rate | all: p50 | all: p99 | all: p99 − nginx gateway's | quiet: p50 | quiet: p99 | quiet: p99 − nginx gateway's | quiet: client lateness p99 |\n|---|---|---|---|---|---|---|---|---|\n")
+	diff := func(x, y time.Duration, ok bool) string {
+		if !ok {
+			return "–"
+		}
+		if d := x - y; d < 0 {
+			return "−" + ms(-d)
+		} else {
+			return "+" + ms(d)
+		}
+	}
+	for _, o := range rows {
+		p, ok := peer[o.rate]
+		ok = ok && o != p
+		var peerAll, peerQuiet time.Duration
+		if ok {
+			peerAll, peerQuiet = p.res.admitted.p99, p.quiet.admitted.p99
+		}
+		qp50, qp99, qd, ql := "–", "–", "–", "–"
+		if o.quietSlices > 0 {
+			qp50, qp99, ql = ms(o.quiet.admitted.p50), ms(o.quiet.admitted.p99), ms(o.quiet.late.p99)
+			qd = diff(o.quiet.admitted.p99, peerQuiet, ok)
+		}
+		fmt.Fprintf(b, "| %s | %d/s | %s | %s | %s | %s | %s | %s | %s |\n", o.t.title, o.rate, ms(o.res.admitted.p50), ms(o.res.admitted.p99),
+			diff(o.res.admitted.p99, peerAll, ok), qp50, qp99, qd, ql)
 	}
 	b.WriteString("\n")
 }

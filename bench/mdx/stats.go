@@ -2,7 +2,10 @@ package main
 
 import (
 	"math"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -60,4 +63,50 @@ func summarise(ds []time.Duration) latencies {
 		l.max = ds[len(ds)-1]
 	}
 	return l
+}
+
+// cpuTicks is the machine's CPU time from /proc/stat's first line: all of
+// it, and the part the hypervisor gave to other guests (steal).
+type cpuTicks struct{ total, steal uint64 }
+
+// readSteal reads cpuTicks; zero if /proc/stat cannot be read.
+func readSteal() cpuTicks {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTicks{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return parseCPULine(line)
+}
+
+// parseCPULine reads "cpu  user nice system idle iowait irq softirq steal
+// guest guest_nice"; steal is the eighth number.
+func parseCPULine(line string) cpuTicks {
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTicks{}
+	}
+	var t cpuTicks
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return cpuTicks{}
+		}
+		if i < 8 { // guest time is already counted in user
+			t.total += n
+		}
+		if i == 7 {
+			t.steal = n
+		}
+	}
+	return t
+}
+
+// since is the fraction of the CPU time from before to t that was stolen;
+// 0 if none passed or either reading failed.
+func (t cpuTicks) since(before cpuTicks) float64 {
+	if t.total <= before.total || before.total == 0 {
+		return 0
+	}
+	return float64(t.steal-before.steal) / float64(t.total-before.total)
 }
