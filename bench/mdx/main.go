@@ -58,7 +58,7 @@ var (
 	ratesFlag   = flag.String("rates", "2900,2x", "open-loop rates over the bounded pool, comma-separated; Nx is N times the mxgate chain's closed-loop GET capacity; empty for none")
 	stormFlag   = flag.String("storm", "2x", "rate of the connection storm (an open-loop client opening connections freely); empty for none")
 	openDur     = flag.Duration("open-duration", 0, "length of one open-loop run (default: -duration)")
-	openSlice   = flag.Duration("open-slice", 0, "interleave the bounded-pool open-loop runs in slices this long, the targets taking turns slice by slice and each keeping its connections, for -open-duration per target in all: a stall of the shared host lands on every target alike (0: each target's run in one piece)")
+	openSlice   = flag.Duration("open-slice", 0, "interleave the bounded-pool open-loop runs at rates under the chain's capacity in slices this long, the targets taking turns slice by slice and each keeping its connections, for -open-duration per target in all: a stall of the shared host lands on every target alike (0: each target's run in one piece)")
 	quietSteal  = flag.Float64("quiet-steal", 0.02, "with -open-slice, also summarise the cycles of slices in each of which the CPU time stolen by the hypervisor (/proc/stat) was at most this fraction")
 	openRounds  = flag.Int("open-rounds", 1, "rounds of the bounded-pool open-loop runs, the targets taking turns within each; with more than one, a table of each round's p99 and the medians")
 	timeout     = flag.Duration("timeout", 10*time.Second, "an open-loop request with no answer this long after its scheduled time has failed")
@@ -189,7 +189,7 @@ func main() {
 		if rate < 1 {
 			harness.Fatalf("open-loop rate %s needs the closed-loop GET capacity; add get to -traffic", r)
 		}
-		if *openSlice > 0 {
+		if *openSlice > 0 && (capacity == 0 || float64(rate) < capacity) {
 			open = append(open, b.openSliced(rate, r)...)
 			continue
 		}

@@ -505,7 +505,7 @@ func TestOpenSlicedTable(t *testing.T) {
 	row := func(tg *target, all, quiet time.Duration) *openRow {
 		return &openRow{t: tg, rate: 2900, slices: 60, quietSlices: 9,
 			res:   openResult{admitted: latencies{p50: time.Millisecond, p99: all}},
-			quiet: openResult{admitted: latencies{p50: time.Millisecond, p99: quiet}, late: latencies{p99: 300 * time.Microsecond}}}
+			quiet: openResult{admitted: latencies{p50: time.Millisecond, p90: 2 * time.Millisecond, p99: quiet}, late: latencies{p99: 300 * time.Microsecond}}}
 	}
 	rep := &report{open: []*openRow{row(nginx, 40*time.Millisecond, 1200*time.Microsecond), row(mx, 30*time.Millisecond, 1500*time.Microsecond)}}
 	var b strings.Builder
@@ -513,8 +513,8 @@ func TestOpenSlicedTable(t *testing.T) {
 	got := b.String()
 	for _, want := range []string{
 		"over the 9 of 60 cycles",
-		"| " + targetTitles["nginx"] + " | 2900/s | 1.00 ms | 40.00 ms | – | 1.00 ms | 1.20 ms | – | 0.30 ms |",
-		"| " + targetTitles["mxgate"] + " | 2900/s | 1.00 ms | 30.00 ms | −10.00 ms | 1.00 ms | 1.50 ms | +0.30 ms | 0.30 ms |",
+		"| " + targetTitles["nginx"] + " | 2900/s | 1.00 ms | 40.00 ms | – | 1.00 ms | 2.00 ms | 1.20 ms | – | 0.30 ms |",
+		"| " + targetTitles["mxgate"] + " | 2900/s | 1.00 ms | 30.00 ms | −10.00 ms | 1.00 ms | 2.00 ms | 1.50 ms | +0.30 ms | 0.30 ms |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)

@@ -420,7 +420,7 @@ func (rep *report) openSlicedTable(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "Interleaved in slices of %v (the targets taking turns slice by slice): admitted latencies over all slices, and over the %d of %d cycles of slices in each of which the hypervisor took at most %.0f %% of the CPU (steal, from /proc/stat):\n\n",
 		*openSlice, rows[0].quietSlices, rows[0].slices, 100**quietSteal)
-	b.WriteString("| target | rate | all: p50 | all: p99 | all: p99 − nginx gateway's | quiet: p50 | quiet: p99 | quiet: p99 − nginx gateway's | quiet: client lateness p99 |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| target | rate | all: p50 | all: p99 | all: p99 − nginx gateway's | quiet: p50 | quiet: p90 | quiet: p99 | quiet: p99 − nginx gateway's | quiet: client lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	diff := func(x, y time.Duration, ok bool) string {
 		if !ok {
 			return "–"
@@ -438,13 +438,13 @@ func (rep *report) openSlicedTable(b *strings.Builder) {
 		if ok {
 			peerAll, peerQuiet = p.res.admitted.p99, p.quiet.admitted.p99
 		}
-		qp50, qp99, qd, ql := "–", "–", "–", "–"
+		qp50, qp90, qp99, qd, ql := "–", "–", "–", "–", "–"
 		if o.quietSlices > 0 {
-			qp50, qp99, ql = ms(o.quiet.admitted.p50), ms(o.quiet.admitted.p99), ms(o.quiet.late.p99)
+			qp50, qp90, qp99, ql = ms(o.quiet.admitted.p50), ms(o.quiet.admitted.p90), ms(o.quiet.admitted.p99), ms(o.quiet.late.p99)
 			qd = diff(o.quiet.admitted.p99, peerQuiet, ok)
 		}
-		fmt.Fprintf(b, "| %s | %d/s | %s | %s | %s | %s | %s | %s | %s |\n", o.t.title, o.rate, ms(o.res.admitted.p50), ms(o.res.admitted.p99),
-			diff(o.res.admitted.p99, peerAll, ok), qp50, qp99, qd, ql)
+		fmt.Fprintf(b, "| %s | %d/s | %s | %s | %s | %s | %s | %s | %s | %s |\n", o.t.title, o.rate, ms(o.res.admitted.p50), ms(o.res.admitted.p99),
+			diff(o.res.admitted.p99, peerAll, ok), qp50, qp90, qp99, qd, ql)
 	}
 	b.WriteString("\n")
 }

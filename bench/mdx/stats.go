@@ -52,13 +52,13 @@ func medianDuration(ds []time.Duration) time.Duration {
 type latencies struct {
 	n             int
 	p50, p99, max time.Duration
-	p999          time.Duration
+	p90, p999     time.Duration
 }
 
 // summarise sorts ds in place and summarises it.
 func summarise(ds []time.Duration) latencies {
 	slices.Sort(ds)
-	l := latencies{n: len(ds), p50: percentile(ds, 50), p99: percentile(ds, 99), p999: percentile(ds, 99.9)}
+	l := latencies{n: len(ds), p50: percentile(ds, 50), p90: percentile(ds, 90), p99: percentile(ds, 99), p999: percentile(ds, 99.9)}
 	if len(ds) > 0 {
 		l.max = ds[len(ds)-1]
 	}
