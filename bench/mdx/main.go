@@ -27,7 +27,7 @@
 //
 //	go run ./bench/mdx [-quick] [-rounds 3] [-duration 8s] [-connections 64]
 //	                   [-targets upstream,nginx,caddy,mxgate,mxgate-tuned,mxgate-redis,mxgate-limited]
-//	                   [-rates 2900,2x] [-open-rounds 1 | -open-slice 500ms [-quiet-steal 0.02]]
+//	                   [-rates 2900,2x] [-open-rounds 1 | -open-slice 500ms [-open-slice-total 30s] [-quiet-steal 0.02]]
 //	                   [-storm 2x] [-cpuprofile f] [-memprofile f] [-trace f]
 //
 // It installs nginx-light, libnginx-mod-http-js and redis-server from
@@ -58,7 +58,8 @@ var (
 	ratesFlag   = flag.String("rates", "2900,2x", "open-loop rates over the bounded pool, comma-separated; Nx is N times the mxgate chain's closed-loop GET capacity; empty for none")
 	stormFlag   = flag.String("storm", "2x", "rate of the connection storm (an open-loop client opening connections freely); empty for none")
 	openDur     = flag.Duration("open-duration", 0, "length of one open-loop run (default: -duration)")
-	openSlice   = flag.Duration("open-slice", 0, "interleave the bounded-pool open-loop runs at rates under the chain's capacity in slices this long, the targets taking turns slice by slice and each keeping its connections, for -open-duration per target in all: a stall of the shared host lands on every target alike (0: each target's run in one piece)")
+	openSlice   = flag.Duration("open-slice", 0, "interleave the bounded-pool open-loop runs at rates under the chain's capacity in slices this long, the targets taking turns slice by slice and each keeping its connections, for -open-slice-total per target in all: a stall of the shared host lands on every target alike (0: each target's run in one piece)")
+	sliceTotal  = flag.Duration("open-slice-total", 30*time.Second, "with -open-slice, each target's time in all, over its slices")
 	quietSteal  = flag.Float64("quiet-steal", 0.02, "with -open-slice, also summarise the cycles of slices in each of which the CPU time stolen by the hypervisor (/proc/stat) was at most this fraction")
 	openRounds  = flag.Int("open-rounds", 1, "rounds of the bounded-pool open-loop runs, the targets taking turns within each; with more than one, a table of each round's p99 and the medians")
 	timeout     = flag.Duration("timeout", 10*time.Second, "an open-loop request with no answer this long after its scheduled time has failed")
@@ -98,8 +99,8 @@ func main() {
 	if *openDur == 0 {
 		*openDur = *duration
 	}
-	if *openSlice < 0 || *openSlice > 0 && (*openRounds > 1 || *openSlice > *openDur) {
-		harness.Fatalf("-open-slice must be positive, no longer than -open-duration, and not used with -open-rounds")
+	if *openSlice < 0 || *openSlice > 0 && (*openRounds > 1 || *openSlice > *sliceTotal) {
+		harness.Fatalf("-open-slice must be positive, no longer than -open-slice-total, and not used with -open-rounds")
 	}
 	if *rounds < 1 || *openRounds < 1 || *duration <= 0 || *connections < 1 || *timeout <= 0 || *maxOpen < 1 || *warmup <= 0 {
 		harness.Fatalf("-rounds, -open-rounds, -duration, -connections, -timeout, -max-open and -warmup must be positive")
@@ -586,7 +587,7 @@ type openRow struct {
 }
 
 // openSliced runs every target over the bounded pool at rate for
-// -open-duration in all, in slices of -open-slice, the targets taking
+// -open-slice-total in all, in slices of -open-slice, the targets taking
 // turns slice by slice (each slice starting one target further on), each
 // target keeping its connections and its own unique requests across its
 // slices. Its outcomes are summarised as one row per target. A stall of
@@ -596,7 +597,7 @@ type openRow struct {
 // measured (the targets never stop being loaded).
 func (b *bench) openSliced(rate int, spec rateSpec) []*openRow {
 	perSlice := max(1, int(float64(rate)*openSlice.Seconds()))
-	n := max(1, int(openDur.Seconds()/openSlice.Seconds()+0.5))
+	n := max(1, int(sliceTotal.Seconds()/openSlice.Seconds()+0.5))
 	type run struct {
 		t        *target
 		reqs     [][]byte

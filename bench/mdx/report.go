@@ -188,7 +188,15 @@ func (rep *report) markdown() string {
 
 	if len(rep.open) > 0 {
 		w("### Open loop\n\n")
-		w("GETs sent on a fixed schedule for %v, whether or not earlier ones were\n", rep.open[0].d)
+		d := rep.open[0].d
+		for _, o := range rep.open {
+			if o.slices == 0 {
+				d = o.d
+				break
+			}
+		}
+		w("GETs sent on a fixed schedule for %v (rows marked *slices*: in all, over\n", d)
+		w("their slices), whether or not earlier ones were\n")
 		w("answered; latency counts from each request's scheduled send time, so\n")
 		w("time spent queued in the client behind a slow target counts. *%d conns*:\n", *connections)
 		w("a bounded pool, a request waits for a free connection. *storm*: a\n")
@@ -418,8 +426,8 @@ func (rep *report) openSlicedTable(b *strings.Builder) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "Interleaved in slices of %v (the targets taking turns slice by slice): admitted latencies over all slices, and over the %d of %d cycles of slices in each of which the hypervisor took at most %.0f %% of the CPU (steal, from /proc/stat):\n\n",
-		*openSlice, rows[0].quietSlices, rows[0].slices, 100**quietSteal)
+	fmt.Fprintf(b, "Interleaved in slices of %v, %v per target in all (the targets taking turns slice by slice, each slice starting one target further on): admitted latencies over all slices, and over the %d of %d cycles of slices in each of which the hypervisor took at most %.0f %% of the CPU (steal, from /proc/stat):\n\n",
+		*openSlice, rows[0].d, rows[0].quietSlices, rows[0].slices, 100**quietSteal)
 	b.WriteString("| target | rate | all: p50 | all: p99 | all: p99 − nginx gateway's | quiet: p50 | quiet: p90 | quiet: p99 | quiet: p99 − nginx gateway's | quiet: client lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	diff := func(x, y time.Duration, ok bool) string {
 		if !ok {
