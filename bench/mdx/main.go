@@ -29,6 +29,7 @@
 //	                   [-targets upstream,nginx,caddy,mxgate,mxgate-tuned,mxgate-redis,mxgate-limited]
 //	                   [-rates 2900,2x] [-open-rounds 1 | -open-slice 500ms [-open-slice-total 30s] [-quiet-steal 0.02]]
 //	                   [-storm 2x] [-cpuprofile f] [-memprofile f] [-trace f]
+//	                   [-variant name:VAR=value[,VAR=value]]...
 //
 // It installs nginx-light, libnginx-mod-http-js and redis-server from
 // Debian's packages when they are missing, as `make test` does.
@@ -77,6 +78,7 @@ var (
 )
 
 func main() {
+	flag.Func("variant", "one more target, repeatable: the chain as shipped with more environment, as name:VAR=value[,VAR=value]; measured as mxgate-tuned/name", addVariant)
 	flag.Parse()
 	log.SetFlags(0)
 	harness.ExitOnSignal()
@@ -107,6 +109,10 @@ func main() {
 	}
 	names, err := parseTargets(*targetsFlag)
 	harness.Check(err)
+	for _, v := range variants {
+		names = append(names, v.target())
+		targetTitles[v.target()] = v.title()
+	}
 	var kinds []traffic
 	for _, s := range splitList(*trafficFlag) {
 		k, err := parseTraffic(s)
@@ -324,6 +330,53 @@ func targetNamed(ts []*target, name string) *target {
 	return nil
 }
 
+// A variant is the chain as shipped run with more environment (-variant),
+// to measure a runtime setting side by side with the default.
+type variant struct {
+	name string
+	env  []string
+}
+
+var variants []*variant
+
+func (v *variant) target() string { return "mxgate-tuned/" + v.name }
+
+func (v *variant) title() string {
+	return targetTitles["mxgate-tuned"] + " with `" + strings.Join(v.env, " ") + "`"
+}
+
+func variantNamed(target string) *variant {
+	for _, v := range variants {
+		if v.target() == target {
+			return v
+		}
+	}
+	return nil
+}
+
+// addVariant parses one -variant: name:VAR=value[,VAR=value].
+func addVariant(s string) error {
+	name, list, ok := strings.Cut(s, ":")
+	if !ok || name == "" || strings.ContainsAny(name, " ,/") {
+		return fmt.Errorf("%q: want name:VAR=value[,VAR=value], the name without spaces, commas or slashes", s)
+	}
+	v := &variant{name: name}
+	for _, kv := range splitList(list) {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("%q: %q is not VAR=value", s, kv)
+		}
+		v.env = append(v.env, kv)
+	}
+	if len(v.env) == 0 {
+		return fmt.Errorf("%q: no VAR=value", s)
+	}
+	if variantNamed(v.target()) != nil {
+		return fmt.Errorf("%q: variant %s given twice", s, name)
+	}
+	variants = append(variants, v)
+	return nil
+}
+
 // stockEnv runs bare Caddy and the untuned chains with Go's stock
 // garbage-collector settings, where mxgate's binary would otherwise apply
 // its own defaults (GOGC 200 and a heap floor).
@@ -336,7 +389,11 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 	var ts []*target
 	for _, n := range names {
 		t := &target{name: n, title: targetTitles[n]}
-		switch n {
+		kind := n
+		if variantNamed(n) != nil {
+			kind = "variant"
+		}
+		switch kind {
 		case "upstream":
 			t.addr = fmt.Sprintf("127.0.0.1:%d", upPort)
 			t.pids = []int{up.pid()}
@@ -357,9 +414,10 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 			g := harness.Start(bin, dir, port, cf, stockEnv...)
 			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
 			t.pids = []int{g.Pid()}
-		case "mxgate", "mxgate-redis", "mxgate-tuned", "mxgate-limited":
+		case "mxgate", "mxgate-redis", "mxgate-tuned", "mxgate-limited", "variant":
 			var o chainOptions
 			redisPid := 0
+			var env []string
 			switch n {
 			case "mxgate-redis":
 				r := harness.StartRedis(dir)
@@ -369,10 +427,13 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 			case "mxgate-limited":
 				o.tuned, o.getLimit = true, "2000/s"
 				t.openOnly = true
+			default:
+				if v := variantNamed(n); v != nil {
+					o.tuned, env = true, v.env
+				}
 			}
 			port := harness.FreePort()
-			var env []string
-			if n != "mxgate-tuned" && n != "mxgate-limited" {
+			if n == "mxgate" || n == "mxgate-redis" {
 				env = stockEnv
 			}
 			g := harness.Start(bin, dir, port, chainCaddyfile(port, upPort, o), env...)
@@ -518,6 +579,7 @@ type closedRow struct {
 	rounds    []closedResult
 	serverCPU []time.Duration // the target's processes, per round
 	clientCPU []time.Duration // this process, per round
+	steal     []float64       // the fraction of the CPU the hypervisor took, per round
 }
 
 // closed runs the closed-loop rounds of traffic k.
@@ -538,15 +600,16 @@ func (b *bench) closed(k traffic) []*closedRow {
 			t := targets[i]
 			p := b.pool(t, k, b.need(t, k, *duration))
 			runtime.GC()
-			s0, c0 := cpuOf(t.pids), selfCPU()
+			s0, c0, st0 := cpuOf(t.pids), selfCPU(), readSteal()
 			res := closedLoop(t.addr, p, *connections, *duration, *timeout)
-			s1, c1 := cpuOf(t.pids), selfCPU()
+			s1, c1, st1 := cpuOf(t.pids), selfCPU(), readSteal()
+			rows[i].steal = append(rows[i].steal, st1.since(st0))
 			rows[i].rounds = append(rows[i].rounds, res)
 			rows[i].serverCPU = append(rows[i].serverCPU, s1-s0)
 			rows[i].clientCPU = append(rows[i].clientCPU, c1-c0)
 			b.seen(t, k, res.rps())
-			log.Printf("closed %-3s round %d %-12s %8.0f req/s  p50 %-9v p99 %-9v non-200 %d errors %d",
-				k, r+1, t.name, res.rps(), res.lat.p50, res.lat.p99, res.non200(), res.errors)
+			log.Printf("closed %-3s round %d %-12s %8.0f req/s  p50 %-9v p99 %-9v non-200 %d errors %d  steal %.0f%%",
+				k, r+1, t.name, res.rps(), res.lat.p50, res.lat.p99, res.non200(), res.errors, 100*st1.since(st0))
 			logDialErrors()
 			if res.exhausted {
 				log.Printf("  %s used up its %d unique requests before %v; the round ran %v", t.name, len(p.reqs), *duration, res.elapsed.Round(time.Millisecond))
@@ -607,7 +670,15 @@ func (b *bench) openSliced(rate int, spec rateSpec) []*openRow {
 		quiet    []outcome
 	}
 	runs := make([]*run, 0, len(b.targets))
+	var whole []*target
 	for _, t := range b.targets {
+		if t.openOnly {
+			// A rate limit below the load refuses by its budget, which
+			// refills while the other targets take their turns: it is
+			// measured in one piece.
+			whole = append(whole, t)
+			continue
+		}
 		p := b.pool(t, trafficGET, n*perSlice)
 		send, closeAll := pooledSender(t.addr, p.reqs, *connections)
 		runs = append(runs, &run{t: t, reqs: p.reqs, send: send, closeAll: closeAll, out: make([]outcome, 0, n*perSlice)})
@@ -651,6 +722,9 @@ func (b *bench) openSliced(rate int, spec rateSpec) []*openRow {
 			quiet: summariseOpen(r.quiet), quietSlices: quietCycles})
 	}
 	time.Sleep(time.Second) // let the targets settle before the next run
+	for _, t := range whole {
+		rows = append(rows, b.open(t, rate, spec, false))
+	}
 	return rows
 }
 

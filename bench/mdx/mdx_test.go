@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -546,5 +547,28 @@ func TestStealFraction(t *testing.T) {
 	}
 	if readSteal().total == 0 {
 		t.Error("/proc/stat gave no CPU time")
+	}
+}
+
+func TestVariantFlag(t *testing.T) {
+	defer func(v []*variant) { variants = v }(variants)
+	variants = nil
+	if err := addVariant("floor-off:MXGATE_GC_FLOOR=off, GOMAXPROCS=4"); err != nil {
+		t.Fatal(err)
+	}
+	v := variantNamed("mxgate-tuned/floor-off")
+	if v == nil || !slices.Equal(v.env, []string{"MXGATE_GC_FLOOR=off", "GOMAXPROCS=4"}) {
+		t.Fatalf("variant %+v", v)
+	}
+	if !strings.HasSuffix(v.title(), " with `MXGATE_GC_FLOOR=off GOMAXPROCS=4`") {
+		t.Errorf("title %q", v.title())
+	}
+	for _, bad := range []string{"floor-off:GOGC=50", "nocolon", ":GOGC=1", "a/b:GOGC=1", "x:", "x:GOGC", "x:=1"} {
+		if err := addVariant(bad); err == nil {
+			t.Errorf("-variant %q was taken", bad)
+		}
+	}
+	if got := profileFile("/tmp/cpu.pb", "mxgate-tuned/floor-off"); got != "/tmp/cpu-mxgate-tuned-floor-off.pb" {
+		t.Errorf("profile file %q", got)
 	}
 }

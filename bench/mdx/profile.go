@@ -70,7 +70,7 @@ func profileFile(path, target string) string {
 		return path
 	}
 	ext := filepath.Ext(path)
-	return strings.TrimSuffix(path, ext) + "-" + target + ext
+	return strings.TrimSuffix(path, ext) + "-" + strings.ReplaceAll(target, "/", "-") + ext
 }
 
 // firstProfiled is the first of -profile-target's targets.

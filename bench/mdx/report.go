@@ -171,13 +171,18 @@ func (rep *report) markdown() string {
 		w("### Closed loop, %s\n\n", trafficTitles[k])
 		w("%d connections, %s of %v per target, the targets taking turns within\n", *connections, plural(len(rows[0].rounds), "round"), *duration)
 		w("each round (each round starting one target further on); req/s, p50\n")
-		w("and p99 are the medians of the rounds.\n\n")
+		w("and p99 are the medians of the rounds. A round in which the hypervisor\n")
+		w("took more than %.0f %% of the CPU (steal, from /proc/stat) says how much.\n\n", 100**quietSteal)
 		w("| target | req/s (each round) | req/s | p50 | p99 | server CPU per request | client CPU per request | not 200 |\n")
 		w("|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rows {
 			var each []string
 			for i := range r.rounds {
-				each = append(each, kilo(r.rounds[i].rps()))
+				cell := kilo(r.rounds[i].rps())
+				if i < len(r.steal) && r.steal[i] > *quietSteal {
+					cell += fmt.Sprintf(" (%.0f %% stolen)", 100*r.steal[i])
+				}
+				each = append(each, cell)
 			}
 			w("| %s | %s | %.0f | %s | %s | %s | %s | %d |\n", r.t.title, strings.Join(each, ", "), r.medianRPS(),
 				ms(r.medianP50()), ms(r.medianP99()), us(r.cpuPerRequest(r.serverCPU)), us(r.cpuPerRequest(r.clientCPU)), r.failures())
