@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	// Caddy's standard modules
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -58,11 +59,11 @@ func main() {
 
 // setGCDefault applies gcPercent unless GOGC is in the environment, and
 // keeps the heap floor that MXGATE_GC_FLOOR sets (defaultGCFloor if
-// unset, none if off) under whichever percentage is in force. It returns
+// unset or empty, none if off) under whichever percentage is in force. It returns
 // the floor, or an error if MXGATE_GC_FLOOR is not a size.
 func setGCDefault(lookupEnv func(string) (string, bool)) (*gcfloor.Floor, error) {
 	floor := uint64(defaultGCFloor)
-	if v, set := lookupEnv(gcFloorEnv); set {
+	if v, set := lookupEnv(gcFloorEnv); set && strings.TrimSpace(v) != "" {
 		var err error
 		if floor, err = gcfloor.ParseSize(v); err != nil {
 			return nil, fmt.Errorf("%s: %w", gcFloorEnv, err)
@@ -71,8 +72,5 @@ func setGCDefault(lookupEnv func(string) (string, bool)) (*gcfloor.Floor, error)
 	if _, set := lookupEnv("GOGC"); !set {
 		debug.SetGCPercent(gcPercent)
 	}
-	// The percentage in force: gcPercent, or what GOGC gave (-1 for off).
-	base := debug.SetGCPercent(-1)
-	debug.SetGCPercent(base)
-	return gcfloor.Keep(floor, base), nil
+	return gcfloor.Keep(floor, gcfloor.CurrentPercent()), nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/gcfloor"
 )
 
 // The binary under test, built once by TestMain with the linker flags the
@@ -218,6 +220,25 @@ type exitError struct {
 
 func (e exitError) Error() string { return fmt.Sprint("status ", e.ExitCode) }
 
+// raised waits for the default floor to raise the collector's percentage
+// well above GOGC=100: the test binary's live heap is far under 64 MiB.
+func raised(t *testing.T) {
+	t.Helper()
+	runtime.GC()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := gcfloor.CurrentPercent()
+		if got > 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with the default floor the percentage stayed at %d", got)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestGCDefault(t *testing.T) {
 	orig := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(orig) })
@@ -255,22 +276,16 @@ func TestGCDefault(t *testing.T) {
 	t.Run("floor by default", func(t *testing.T) {
 		debug.SetGCPercent(100)
 		keep(t, env("GOGC", "100"))
-		// The test binary's live heap is far under 64 MiB: the floor
-		// raises the percentage well above GOGC's.
-		runtime.GC()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			got := debug.SetGCPercent(-1)
-			debug.SetGCPercent(got)
-			if got > 200 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("with the default floor the percentage stayed at %d", got)
-			}
-			runtime.GC()
-			time.Sleep(10 * time.Millisecond)
+		raised(t)
+	})
+	t.Run("empty floor is the default", func(t *testing.T) {
+		debug.SetGCPercent(100)
+		f, err := setGCDefault(env("GOGC", "100", gcFloorEnv, " "))
+		if err != nil {
+			t.Fatalf("MXGATE_GC_FLOOR empty: %v, want the default floor", err)
 		}
+		t.Cleanup(f.Stop)
+		raised(t)
 	})
 	t.Run("bad floor", func(t *testing.T) {
 		_, err := setGCDefault(env(gcFloorEnv, "lots"))

@@ -35,21 +35,36 @@ import (
 // alone would ask for hundreds of times the live heap.
 const maxPercent = 100_000
 
+// minHeap is the runtime's smallest heap goal at GOGC=100. It scales with
+// the percentage (4 MiB × GOGC/100), so a percentage raised for a tiny
+// live heap would raise the smallest goal far past the floor.
+const minHeap = 4 << 20
+
 // Percent returns the collector percentage that gives a heap goal of at
 // least floor bytes for a live heap of live bytes, and never less than
-// base. It returns base when base is negative (the collector is off), when
-// live is not known (0), or when floor is 0.
-func Percent(base int, live, floor uint64) int {
+// base. roots is the scannable stack and global bytes, which the runtime
+// counts with the live heap when it sets the goal: live + (live + roots) ×
+// percentage/100. It returns base when base is negative (the collector is
+// off), when live is not known (0), or when floor is 0. The percentage is
+// also kept low enough that the runtime's smallest goal (4 MiB ×
+// percentage/100) does not go past the floor.
+func Percent(base int, live, roots, floor uint64) int {
 	if base < 0 || live == 0 || floor == 0 || live >= floor {
 		return base
 	}
-	// The goal is live × (1 + p/100); p = ceil((floor/live − 1) × 100).
-	p := (floor - live) * 100 / live
-	if (floor-live)*100%live != 0 {
-		p++
-	}
-	if p > maxPercent {
+	scanned := live + roots
+	var p uint64
+	if (floor-live)/scanned >= maxPercent/100 {
 		p = maxPercent
+	} else {
+		// p = ceil((floor − live) × 100 / scanned)
+		p = (floor - live) * 100 / scanned
+		if (floor-live)*100%scanned != 0 {
+			p++
+		}
+	}
+	if floor <= math.MaxUint64/100 {
+		p = min(p, floor*100/minHeap)
 	}
 	return max(base, int(p))
 }
@@ -65,7 +80,9 @@ type Floor struct {
 	sample  []metrics.Sample
 }
 
-const liveMetric = "/gc/heap/live:bytes"
+// The runtime's measures of the last cycle: the live heap, and the stack
+// and global bytes it scanned.
+var sampleNames = []string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes"}
 
 // Keep starts keeping the heap goal at or above size bytes, with base as
 // the collector percentage it never goes below (GOGC's value: the caller
@@ -73,7 +90,10 @@ const liveMetric = "/gc/heap/live:bytes"
 // or a negative base (the collector off), keeps nothing and returns a
 // Floor whose Stop does nothing.
 func Keep(size uint64, base int) *Floor {
-	f := &Floor{size: size, base: base, current: base, sample: []metrics.Sample{{Name: liveMetric}}}
+	f := &Floor{size: size, base: base, current: base, sample: make([]metrics.Sample, len(sampleNames))}
+	for i, n := range sampleNames {
+		f.sample[i].Name = n
+	}
 	if size == 0 || base < 0 {
 		f.stopped = true
 		return f
@@ -119,13 +139,18 @@ func (f *Floor) adjust() bool {
 		return false
 	}
 	metrics.Read(f.sample)
-	if f.sample[0].Value.Kind() != metrics.KindUint64 {
-		return true
+	var v [3]uint64
+	for i := range f.sample {
+		if f.sample[i].Value.Kind() != metrics.KindUint64 {
+			return true // not measured by this runtime: keep what is set
+		}
+		v[i] = f.sample[i].Value.Uint64()
 	}
-	p := Percent(f.base, f.sample[0].Value.Uint64(), f.size)
-	// Setting the percentage costs little, but a change of a few percent
-	// is not worth one: the goal moves with the live heap anyway.
-	if p != f.current && (p == f.base || math.Abs(float64(p-f.current)) > float64(f.current)/16) {
+	p := Percent(f.base, v[0], v[1]+v[2], f.size)
+	// Setting the percentage costs little, but a fall of a few percent is
+	// not worth one. A rise always is: the goal must not sit under the
+	// floor.
+	if p > f.current || p != f.current && (p == f.base || f.current-p > f.current/16) {
 		debug.SetGCPercent(p)
 		f.current = p
 	}
@@ -133,7 +158,9 @@ func (f *Floor) adjust() bool {
 }
 
 // ParseSize reads a floor as written in the environment: a size such as
-// 64MiB or 64MB (a plain number is bytes), or 0 or off for none.
+// 64MiB (binary units) or 64MB (decimal: 64,000,000 bytes), a plain
+// number of bytes, or 0 or off for none. An empty value is an error: the
+// caller treats an empty variable as unset.
 func ParseSize(s string) (uint64, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -147,4 +174,18 @@ func ParseSize(s string) (uint64, error) {
 		return 0, fmt.Errorf("%q is not a size such as 64MiB, or off", s)
 	}
 	return n, nil
+}
+
+// CurrentPercent returns the collector percentage in force (GOGC's value,
+// -1 when the collector is off), read without changing it.
+func CurrentPercent() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		// Not measured by this runtime: read it by setting it back.
+		p := debug.SetGCPercent(-1)
+		debug.SetGCPercent(p)
+		return p
+	}
+	return int(int64(s[0].Value.Uint64()))
 }
