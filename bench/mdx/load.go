@@ -369,8 +369,18 @@ func summariseOpen(out []outcome) openResult {
 // pooledSender sends over one connection per worker, opened on first use
 // and again after an error or a close.
 func pooledSender(addr string, reqs [][]byte, workers int) (sendFunc, func()) {
+	send, closeAll := pooledConns(addr, workers)
+	return func(w, i int, deadline time.Time) (int, error) {
+		return send(w, reqs[i%len(reqs)], deadline)
+	}, closeAll
+}
+
+// pooledConns is pooledSender's connections, sending whatever request it
+// is given: a caller can change the requests between runs and keep the
+// connections.
+func pooledConns(addr string, workers int) (func(w int, req []byte, deadline time.Time) (int, error), func()) {
 	conns := make([]*conn, workers)
-	send := func(w, i int, deadline time.Time) (int, error) {
+	send := func(w int, req []byte, deadline time.Time) (int, error) {
 		c := conns[w]
 		if c == nil {
 			var err error
@@ -380,7 +390,7 @@ func pooledSender(addr string, reqs [][]byte, workers int) (sendFunc, func()) {
 			conns[w] = c
 		}
 		_ = c.nc.SetDeadline(deadline)
-		status, keep, err := c.roundTrip(reqs[i%len(reqs)], nil)
+		status, keep, err := c.roundTrip(req, nil)
 		if err != nil || !keep {
 			c.close()
 			conns[w] = nil

@@ -39,6 +39,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -61,7 +62,7 @@ var (
 	openDur     = flag.Duration("open-duration", 0, "length of one open-loop run (default: -duration)")
 	openSlice   = flag.Duration("open-slice", 0, "interleave the bounded-pool open-loop runs at rates under the chain's capacity in slices this long, the targets taking turns slice by slice and each keeping its connections, for -open-slice-total per target in all: a stall of the shared host lands on every target alike (0: each target's run in one piece)")
 	sliceTotal  = flag.Duration("open-slice-total", 30*time.Second, "with -open-slice, each target's time in all, over its slices")
-	quietSteal  = flag.Float64("quiet-steal", 0.02, "with -open-slice, also summarise the cycles of slices in each of which the CPU time stolen by the hypervisor (/proc/stat) was at most this fraction")
+	quietSteal  = flag.Float64("quiet-steal", 0.02, "the fraction of the CPU the hypervisor may take (steal, /proc/stat) for a slice of -open-slice to count as quiet; closed-loop rounds above it say so")
 	openRounds  = flag.Int("open-rounds", 1, "rounds of the bounded-pool open-loop runs, the targets taking turns within each; with more than one, a table of each round's p99 and the medians")
 	timeout     = flag.Duration("timeout", 10*time.Second, "an open-loop request with no answer this long after its scheduled time has failed")
 	maxOpen     = flag.Int("max-open", 16000, "the storm client's most connections open at once (the file-descriptor limit bounds it)")
@@ -78,7 +79,7 @@ var (
 )
 
 func main() {
-	flag.Func("variant", "one more target, repeatable: the chain as shipped with more environment, as name:VAR=value[,VAR=value]; measured as mxgate-tuned/name", addVariant)
+	flag.Func("variant", "one more target, repeatable: the chain as shipped with more environment, as name:VAR=value[,VAR=value] (a value cannot hold a comma); measured as mxgate-tuned/name", addVariant)
 	flag.Parse()
 	log.SetFlags(0)
 	harness.ExitOnSignal()
@@ -101,8 +102,8 @@ func main() {
 	if *openDur == 0 {
 		*openDur = *duration
 	}
-	if *openSlice < 0 || *openSlice > 0 && (*openRounds > 1 || *openSlice > *sliceTotal) {
-		harness.Fatalf("-open-slice must be positive, no longer than -open-slice-total, and not used with -open-rounds")
+	if *openSlice < 0 || *openSlice > 0 && (*openRounds > 1 || *openSlice > *sliceTotal || *traceFile != "") {
+		harness.Fatalf("-open-slice must be positive, no longer than -open-slice-total, and not used with -open-rounds or -trace")
 	}
 	if *rounds < 1 || *openRounds < 1 || *duration <= 0 || *connections < 1 || *timeout <= 0 || *maxOpen < 1 || *warmup <= 0 {
 		harness.Fatalf("-rounds, -open-rounds, -duration, -connections, -timeout, -max-open and -warmup must be positive")
@@ -663,8 +664,7 @@ func (b *bench) openSliced(rate int, spec rateSpec) []*openRow {
 	n := max(1, int(sliceTotal.Seconds()/openSlice.Seconds()+0.5))
 	type run struct {
 		t        *target
-		reqs     [][]byte
-		send     sendFunc
+		send     func(w int, req []byte, deadline time.Time) (int, error)
 		closeAll func()
 		out      []outcome
 		quiet    []outcome
@@ -679,25 +679,37 @@ func (b *bench) openSliced(rate int, spec rateSpec) []*openRow {
 			whole = append(whole, t)
 			continue
 		}
-		p := b.pool(t, trafficGET, n*perSlice)
-		send, closeAll := pooledSender(t.addr, p.reqs, *connections)
-		runs = append(runs, &run{t: t, reqs: p.reqs, send: send, closeAll: closeAll, out: make([]outcome, 0, n*perSlice)})
+		send, closeAll := pooledConns(t.addr, *connections)
+		runs = append(runs, &run{t: t, send: send, closeAll: closeAll, out: make([]outcome, 0, n*perSlice)})
 	}
-	runtime.GC()
-	quietCycles := 0
-	for k := range n {
+	if readSteal().total == 0 {
+		log.Printf("open-slice: /proc/stat cannot be read; no cycle can be told quiet")
+	}
+	// The order of the targets is shuffled in every cycle (with a fixed
+	// seed, so that runs repeat), so that what one target leaves behind
+	// after its slice (a collection, Redis expiring keys) does not always
+	// land on the same next target.
+	rng := rand.New(rand.NewPCG(1, uint64(rate)))
+	quietCycles, quietOK := 0, true
+	for range n {
 		quiet := true
 		outs := make([][]outcome, len(runs))
-		for j := range runs {
-			idx := (k + j) % len(runs)
+		for _, idx := range rng.Perm(len(runs)) {
 			r := runs[idx]
-			base := k * perSlice
+			// Each slice's requests are signed just before it, so that a
+			// long run never sends a request older than the gateways'
+			// clock skew allows.
+			reqs := b.pool(r.t, trafficGET, perSlice).reqs
 			before := readSteal()
 			s := schedule{start: time.Now().Add(5 * time.Millisecond), rate: rate, count: perSlice}
 			outs[idx] = runPooled(realClock{}, s, *connections, *timeout, func(w, i int, deadline time.Time) (int, error) {
-				return r.send(w, base+i, deadline)
+				return r.send(w, reqs[i%len(reqs)], deadline)
 			})
-			if readSteal().since(before) > *quietSteal {
+			after := readSteal()
+			if after.total == 0 || before.total == 0 {
+				quietOK = false
+			}
+			if after.since(before) > *quietSteal || !quietOK {
 				quiet = false
 			}
 		}

@@ -489,9 +489,18 @@ func TestOpenVsPeerSameRound(t *testing.T) {
 		row(nginx, 0, 10*time.Millisecond), row(mx, 0, 12*time.Millisecond),
 		row(nginx, 1, 20*time.Millisecond), row(mx, 1, 15*time.Millisecond),
 	}}
+	// A row measured in one piece is not set against sliced ones.
+	lim := &target{name: "mxgate-limited", title: "LIMITED"}
+	rep.open = append(rep.open, &openRow{t: lim, rate: 2900, res: openResult{admitted: latencies{p99: time.Millisecond}}})
+	for _, o := range rep.open[:4] {
+		o.slices = 60
+	}
 	var b strings.Builder
 	rep.openVsPeer(&b)
 	got := b.String()
+	if strings.Contains(got, "LIMITED") {
+		t.Fatalf("a row in one piece was compared with sliced rows:\n%s", got)
+	}
 	if n := strings.Count(got, "\n- "); n+1 != 2 || !strings.Contains(got, "2.00 ms over the nginx gateway's (12.00 ms against 10.00 ms)") ||
 		!strings.Contains(got, "5.00 ms under the nginx gateway's (15.00 ms against 20.00 ms)") {
 		t.Fatalf("want one line per round, each against its own round:\n%s", got)
@@ -508,12 +517,16 @@ func TestOpenSlicedTable(t *testing.T) {
 			res:   openResult{admitted: latencies{p50: time.Millisecond, p99: all}},
 			quiet: openResult{admitted: latencies{p50: time.Millisecond, p90: 2 * time.Millisecond, p99: quiet}, late: latencies{p99: 300 * time.Microsecond}}}
 	}
-	rep := &report{open: []*openRow{row(nginx, 40*time.Millisecond, 1200*time.Microsecond), row(mx, 30*time.Millisecond, 1500*time.Microsecond)}}
+	other := row(mx, 50*time.Millisecond, 5*time.Millisecond)
+	other.rate, other.quietSlices = 5800, 4
+	rep := &report{open: []*openRow{row(nginx, 40*time.Millisecond, 1200*time.Microsecond), row(mx, 30*time.Millisecond, 1500*time.Microsecond), other}}
 	var b strings.Builder
 	rep.openSlicedTable(&b)
 	got := b.String()
 	for _, want := range []string{
-		"over the 9 of 60 cycles",
+		"At 2900/s, interleaved", "over the 9 of 60 cycles",
+		"At 5800/s, interleaved", "over the 4 of 60 cycles",
+		"| " + targetTitles["mxgate"] + " | 5800/s | 1.00 ms | 50.00 ms | – |",
 		"| " + targetTitles["nginx"] + " | 2900/s | 1.00 ms | 40.00 ms | – | 1.00 ms | 2.00 ms | 1.20 ms | – | 0.30 ms |",
 		"| " + targetTitles["mxgate"] + " | 2900/s | 1.00 ms | 30.00 ms | −10.00 ms | 1.00 ms | 2.00 ms | 1.50 ms | +0.30 ms | 0.30 ms |",
 	} {

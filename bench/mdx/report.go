@@ -193,15 +193,24 @@ func (rep *report) markdown() string {
 
 	if len(rep.open) > 0 {
 		w("### Open loop\n\n")
-		d := rep.open[0].d
+		d, sliced := rep.open[0].d, false
+		for _, o := range rep.open {
+			if o.slices > 0 {
+				sliced = true
+			}
+		}
 		for _, o := range rep.open {
 			if o.slices == 0 {
 				d = o.d
 				break
 			}
 		}
-		w("GETs sent on a fixed schedule for %v (rows marked *slices*: in all, over\n", d)
-		w("their slices), whether or not earlier ones were\n")
+		if sliced {
+			w("GETs sent on a fixed schedule for %v (rows whose last column counts\n", d)
+			w("slices: in all, over their slices), whether or not earlier ones were\n")
+		} else {
+			w("GETs sent on a fixed schedule for %v, whether or not earlier ones were\n", d)
+		}
 		w("answered; latency counts from each request's scheduled send time, so\n")
 		w("time spent queued in the client behind a slow target counts. *%d conns*:\n", *connections)
 		w("a bounded pool, a request waits for a free connection. *storm*: a\n")
@@ -324,7 +333,7 @@ func (rep *report) openVsPeer(b *strings.Builder) {
 			continue
 		}
 		for _, p := range rep.open {
-			if p.t.name == "nginx" && p.rate == o.rate && p.storm == o.storm && p.round == o.round {
+			if p.t.name == "nginx" && p.rate == o.rate && p.storm == o.storm && p.round == o.round && (p.slices > 0) == (o.slices > 0) {
 				mode := "over the bounded pool"
 				if o.storm {
 					mode = "in the storm"
@@ -418,22 +427,21 @@ func (rep *report) openRoundsTable(b *strings.Builder) {
 // in each slice), with the p99 against the nginx gateway's over the same
 // slices.
 func (rep *report) openSlicedTable(b *strings.Builder) {
-	var rows []*openRow
+	var rates []int
+	byRate := map[int][]*openRow{}
 	peer := map[int]*openRow{}
 	for _, o := range rep.open {
-		if o.slices > 0 {
-			rows = append(rows, o)
-			if o.t.name == "nginx" {
-				peer[o.rate] = o
-			}
+		if o.slices == 0 {
+			continue
+		}
+		if _, ok := byRate[o.rate]; !ok {
+			rates = append(rates, o.rate)
+		}
+		byRate[o.rate] = append(byRate[o.rate], o)
+		if o.t.name == "nginx" {
+			peer[o.rate] = o
 		}
 	}
-	if len(rows) == 0 {
-		return
-	}
-	fmt.Fprintf(b, "Interleaved in slices of %v, %v per target in all (the targets taking turns slice by slice, each slice starting one target further on): admitted latencies over all slices, and over the %d of %d cycles of slices in each of which the hypervisor took at most %.0f %% of the CPU (steal, from /proc/stat):\n\n",
-		*openSlice, rows[0].d, rows[0].quietSlices, rows[0].slices, 100**quietSteal)
-	b.WriteString("| target | rate | all: p50 | all: p99 | all: p99 − nginx gateway's | quiet: p50 | quiet: p90 | quiet: p99 | quiet: p99 − nginx gateway's | quiet: client lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	diff := func(x, y time.Duration, ok bool) string {
 		if !ok {
 			return "–"
@@ -444,20 +452,26 @@ func (rep *report) openSlicedTable(b *strings.Builder) {
 			return "+" + ms(d)
 		}
 	}
-	for _, o := range rows {
-		p, ok := peer[o.rate]
-		ok = ok && o != p
-		var peerAll, peerQuiet time.Duration
-		if ok {
-			peerAll, peerQuiet = p.res.admitted.p99, p.quiet.admitted.p99
+	for _, rate := range rates {
+		rows := byRate[rate]
+		fmt.Fprintf(b, "At %d/s, interleaved in slices of %v, %v per target in all (the targets taking turns slice by slice, in a new order every cycle): admitted latencies over all slices, and over the %d of %d cycles of slices in each of which the hypervisor took at most %.0f %% of the CPU (steal, from /proc/stat):\n\n",
+			rate, *openSlice, rows[0].d, rows[0].quietSlices, rows[0].slices, 100**quietSteal)
+		b.WriteString("| target | rate | all: p50 | all: p99 | all: p99 − nginx gateway's | quiet: p50 | quiet: p90 | quiet: p99 | quiet: p99 − nginx gateway's | quiet: client lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, o := range rows {
+			p, ok := peer[o.rate]
+			ok = ok && o != p
+			var peerAll, peerQuiet time.Duration
+			if ok {
+				peerAll, peerQuiet = p.res.admitted.p99, p.quiet.admitted.p99
+			}
+			qp50, qp90, qp99, qd, ql := "–", "–", "–", "–", "–"
+			if o.quietSlices > 0 {
+				qp50, qp90, qp99, ql = ms(o.quiet.admitted.p50), ms(o.quiet.admitted.p90), ms(o.quiet.admitted.p99), ms(o.quiet.late.p99)
+				qd = diff(o.quiet.admitted.p99, peerQuiet, ok)
+			}
+			fmt.Fprintf(b, "| %s | %d/s | %s | %s | %s | %s | %s | %s | %s | %s |\n", o.t.title, o.rate, ms(o.res.admitted.p50), ms(o.res.admitted.p99),
+				diff(o.res.admitted.p99, peerAll, ok), qp50, qp90, qp99, qd, ql)
 		}
-		qp50, qp90, qp99, qd, ql := "–", "–", "–", "–", "–"
-		if o.quietSlices > 0 {
-			qp50, qp90, qp99, ql = ms(o.quiet.admitted.p50), ms(o.quiet.admitted.p90), ms(o.quiet.admitted.p99), ms(o.quiet.late.p99)
-			qd = diff(o.quiet.admitted.p99, peerQuiet, ok)
-		}
-		fmt.Fprintf(b, "| %s | %d/s | %s | %s | %s | %s | %s | %s | %s | %s |\n", o.t.title, o.rate, ms(o.res.admitted.p50), ms(o.res.admitted.p99),
-			diff(o.res.admitted.p99, peerAll, ok), qp50, qp90, qp99, qd, ql)
+		b.WriteString("\n")
 	}
-	b.WriteString("\n")
 }
