@@ -41,7 +41,7 @@ const gcPercent = 200
 // is unset. Under the floor the collector waits for the heap to reach it
 // whatever the live heap, so that at a steady load a small live heap is
 // collected about once a second rather than several times: each cycle's
-// marking, assists and stops land on the requests in flight and set the
+// marking, assists and stops land on the requests in flight and add to the
 // tail of the latencies. Above it, GOGC rules. BENCHMARKS.md has the
 // measurement.
 const (
