@@ -294,3 +294,20 @@ func TestGCDefault(t *testing.T) {
 		}
 	})
 }
+
+// TestBinaryRefusesABadGCFloor runs the real binary: a heap floor that is
+// not a size stops it before it does anything, with an error naming the
+// variable, and an empty one is the default.
+func TestBinaryRefusesABadGCFloor(t *testing.T) {
+	for _, bad := range []string{"lots", "-1MiB", "64XB", "1e3"} {
+		out, errOut, status := mxgate(t, []string{gcFloorEnv + "=" + bad}, "version")
+		if status != 1 || out != "" || !strings.Contains(errOut, gcFloorEnv) {
+			t.Errorf("%s=%s: status %d, stdout %q, stderr %q; want status 1, nothing on stdout, an error naming the variable", gcFloorEnv, bad, status, out, errOut)
+		}
+	}
+	for _, ok := range []string{"", "off", "128MiB"} {
+		if _, errOut, status := mxgate(t, []string{gcFloorEnv + "=" + ok}, "version"); status != 0 {
+			t.Errorf("%s=%q: status %d, stderr %q; want it to start", gcFloorEnv, ok, status, errOut)
+		}
+	}
+}
