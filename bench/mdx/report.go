@@ -355,6 +355,14 @@ func signedMS(d time.Duration) string {
 	return ms(d) + " over"
 }
 
+// plusMinus writes d with its sign: +1.20 ms, −0.30 ms.
+func plusMinus(d time.Duration) string {
+	if d < 0 {
+		return "−" + ms(-d)
+	}
+	return "+" + ms(d)
+}
+
 func plural(n int, what string) string {
 	if n == 1 {
 		return "1 " + what
@@ -409,12 +417,7 @@ func (rep *report) openRoundsTable(b *strings.Builder) {
 		}
 		diff := "–"
 		if len(diffs) > 0 {
-			d := medianDuration(diffs)
-			if d < 0 {
-				diff = "−" + ms(-d)
-			} else {
-				diff = "+" + ms(d)
-			}
+			diff = plusMinus(medianDuration(diffs))
 		}
 		fmt.Fprintf(b, "| %s | %d/s | %s | %s | %s |\n", targetTitles[k.name], k.rate, strings.Join(cells, ", "), ms(medianDuration(p99s)), diff)
 	}
@@ -446,11 +449,7 @@ func (rep *report) openSlicedTable(b *strings.Builder) {
 		if !ok {
 			return "–"
 		}
-		if d := x - y; d < 0 {
-			return "−" + ms(-d)
-		} else {
-			return "+" + ms(d)
-		}
+		return plusMinus(x - y)
 	}
 	for _, rate := range rates {
 		rows := byRate[rate]
