@@ -59,8 +59,9 @@ type Fetch[T any] func(context.Context) (T, error)
 // exported fields before the first call and do not change them after. The
 // zero value is usable, with the defaults.
 type Value[T any] struct {
-	// MinInterval is the least time between the starts of two fetches
-	// forced by a refusal (Refused). Default: DefaultMinInterval.
+	// MinInterval is the least time from the start of a fetch forced by a
+	// refusal (Refused) that succeeded to the next forced fetch; a failed
+	// one is followed by the backoff instead. Default: DefaultMinInterval.
 	MinInterval time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed fetch before
 	// the next (doubling after each failure). Defaults: DefaultMinBackoff
