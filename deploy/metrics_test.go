@@ -48,6 +48,7 @@ var metricsWeExpose = map[string][]string{
 	// To be added with the credential metrics.
 	"mxgate_token_refresh_failures_total": nil,
 	"mxgate_jwe_decrypt_failures_total":   nil,
+	"mxgate_credential_fetches_total":     {"directive", "kind", "outcome"},
 	// Caddy's.
 	"caddy_http_request_duration_seconds_bucket": {"code", "handler", "le", "method", "server"},
 	"caddy_http_request_duration_seconds_count":  {"code", "handler", "method", "server"},

@@ -37,7 +37,9 @@ func newSecurityAPI(t *testing.T) *securityAPI {
 	return s
 }
 
-func connectGateway(t *testing.T, api string, up *upstream) (string, *gateway) {
+// connectGateway runs mxconnect_token in front of up, with the Security
+// API at api and the extra options given.
+func connectGateway(t *testing.T, api string, up *upstream, options ...string) (string, *gateway) {
 	t.Helper()
 	port := freePort(t)
 	g := startGateway(t, fmt.Sprintf(`{
@@ -53,10 +55,11 @@ http://127.0.0.1:%d {
 		password {env.E2E_MXC_PASS}
 		api_key {env.E2E_MXC_KEY}
 		timeout 1s
+		%s
 	}
 	reverse_proxy %s
 }
-`, port, api, up.hostPort()), "E2E_MXC_USER=mxc-user", "E2E_MXC_PASS=mxc-pass-secret", "E2E_MXC_KEY=API_mxc-key-secret")
+`, port, api, strings.Join(options, "\n\t\t"), up.hostPort()), "E2E_MXC_USER=mxc-user", "E2E_MXC_PASS=mxc-pass-secret", "E2E_MXC_KEY=API_mxc-key-secret")
 	return fmt.Sprintf("http://127.0.0.1:%d", port), g
 }
 
@@ -76,7 +79,9 @@ func TestMXConnectTokens(t *testing.T) {
 		}
 		io.WriteString(w, `{"ok":true}`)
 	})
-	base, g := connectGateway(t, api.URL, up)
+	// Every revocation below is a new one: no interval between the
+	// refreshes they force (TestHostileCredentialChurn tests the interval).
+	base, g := connectGateway(t, api.URL, up, "min_refresh 1ns")
 
 	// many requests, one token
 	for range 20 {
@@ -105,7 +110,8 @@ func TestMXConnectTokens(t *testing.T) {
 		t.Fatalf("GET after revocation: %d upstream requests, %d Security API calls", n, api.calls.Load())
 	}
 
-	// a POST is not retried; the app sees the 401, the next request a new token
+	// a POST is not retried; the app sees the 401, and the token is
+	// replaced for the next request
 	mu.Lock()
 	revoked["Bearer jwt-token-2-secret"] = true
 	mu.Unlock()
@@ -122,7 +128,7 @@ func TestMXConnectTokens(t *testing.T) {
 	revoked["Bearer jwt-token-3-secret"] = true
 	mu.Unlock()
 	api.refuse.Store(true)
-	// the upstream's 401 drops token 3; the retry's fetch is refused
+	// the upstream's 401 to token 3 asks for a new one, which is refused
 	status, hdr, body := do(t, mustRequest(t, "GET", base+"/accounts"))
 	if status != 502 || !strings.Contains(body, "Security API refused the credentials") || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
 		t.Fatalf("refused credentials: %d %q", status, body)

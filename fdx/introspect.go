@@ -11,12 +11,21 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mxgate/mxgate/internal/refetch"
 )
 
 // Introspector checks opaque access tokens with an RFC 7662 introspection
 // endpoint, authenticating as a client with Basic credentials. Answers are
-// cached for CacheFor (never past the token's exp), in a bounded cache
-// keyed by the token's SHA-256. It is safe for concurrent use.
+// cached in a bounded cache keyed by the token's SHA-256: an active token
+// for CacheFor (never past its exp), an inactive or invalid one for
+// CacheFor too, and a failure of the endpoint itself for a second (a
+// client repeating a token during an outage costs one call a second, not
+// one per request). Requests with the same token while one call for it is
+// under way share that call. It is safe for concurrent use; fill the
+// fields, then use it, and do not change them.
 type Introspector struct {
 	URL, ClientID, ClientSecret string
 	Issuer                      string   // if set, an answer's iss must match
@@ -25,16 +34,27 @@ type Introspector struct {
 	CacheFor                    time.Duration // default 30s
 	MaxEntries                  int           // default 10000
 	Now                         func() time.Time
+	// OnCall, if set, hears the outcome of every call ("ok": the endpoint
+	// answered, whether the token is active or not; "error": it did not)
+	// and of every request answered from a cached failure ("suppressed").
+	OnCall func(outcome string)
+
+	flight singleflight.Group
 
 	mu    sync.Mutex
 	cache map[[32]byte]cached
 	calls int
 }
 
+// failureCacheFor is how long a failure of the endpoint is the answer for
+// the token that met it.
+const failureCacheFor = time.Second
+
 type cached struct {
 	claims *Claims
 	err    error
 	until  time.Time
+	failed bool // the endpoint failed: no answer about the token
 }
 
 // Calls returns how many introspection requests were made.
@@ -51,31 +71,70 @@ func (in *Introspector) now() time.Time {
 	return time.Now()
 }
 
+func (in *Introspector) observe(outcome string) {
+	if in.OnCall != nil {
+		in.OnCall(outcome)
+	}
+}
+
+// lookup returns the cached answer for key, if it is still good.
+func (in *Introspector) lookup(key [32]byte, now time.Time) (cached, bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	c, ok := in.cache[key]
+	return c, ok && now.Before(c.until)
+}
+
 // Introspect returns the claims of an active token.
 func (in *Introspector) Introspect(ctx context.Context, token string) (*Claims, error) {
 	key := sha256.Sum256([]byte(token))
-	now := in.now()
-	in.mu.Lock()
-	if c, ok := in.cache[key]; ok && now.Before(c.until) {
-		in.mu.Unlock()
+	if c, ok := in.lookup(key, in.now()); ok {
+		if c.failed {
+			in.observe(refetch.Suppressed)
+		}
 		return c.claims, c.err
 	}
+	ch := in.flight.DoChan(string(key[:]), func() (any, error) {
+		// a call that ended while this one waited for the flight has
+		// cached its answer
+		if c, ok := in.lookup(key, in.now()); ok {
+			return c, nil
+		}
+		return in.ask(context.WithoutCancel(ctx), key, token), nil
+	})
+	select {
+	case r := <-ch:
+		c := r.Val.(cached)
+		return c.claims, c.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// ask calls the endpoint and caches its answer.
+func (in *Introspector) ask(ctx context.Context, key [32]byte, token string) cached {
+	in.mu.Lock()
 	in.calls++
 	in.mu.Unlock()
-
-	claims, err, cacheable := in.call(ctx, token)
-	if !cacheable {
-		return nil, err
-	}
-	ttl := in.CacheFor
-	if ttl <= 0 {
-		ttl = 30 * time.Second
-	}
-	until := now.Add(ttl)
-	if claims != nil && !claims.Expiry.IsZero() && claims.Expiry.Before(until) {
-		until = claims.Expiry
+	claims, err, answered := in.call(ctx, token)
+	now := in.now()
+	c := cached{claims: claims, err: err, failed: !answered}
+	if answered {
+		in.observe(refetch.OK)
+		ttl := in.CacheFor
+		if ttl <= 0 {
+			ttl = 30 * time.Second
+		}
+		c.until = now.Add(ttl)
+		if claims != nil && !claims.Expiry.IsZero() && claims.Expiry.Before(c.until) {
+			c.until = claims.Expiry
+		}
+	} else {
+		in.observe(refetch.Error)
+		c.until = now.Add(failureCacheFor)
 	}
 	in.mu.Lock()
+	defer in.mu.Unlock()
 	if in.cache == nil {
 		in.cache = make(map[[32]byte]cached)
 	}
@@ -96,13 +155,12 @@ func (in *Introspector) Introspect(ctx context.Context, token string) (*Claims, 
 			delete(in.cache, k)
 		}
 	}
-	in.cache[key] = cached{claims, err, until}
-	in.mu.Unlock()
-	return claims, err
+	in.cache[key] = c
+	return c
 }
 
-// call asks the endpoint; cacheable is false for a failure of the endpoint
-// itself (which must not stick).
+// call asks the endpoint; answered is false for a failure of the endpoint
+// itself (which is cached only briefly).
 func (in *Introspector) call(ctx context.Context, token string) (*Claims, error, bool) {
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, in.URL, strings.NewReader(form.Encode()))

@@ -8,8 +8,10 @@
 // valid for ten minutes. A Source caches the token, refreshes it before
 // its exp claim (read, never trusted for anything else) in the background
 // while the old one is still good, fetches at most once at a time however
-// many callers need it, and after a failure fails fast, with bounded
-// exponential backoff, rather than calling the Security API per request.
+// many callers need it, fetches again for a token an upstream refused at
+// most once per MinRefresh however many requests saw it refused, and after
+// a failure fails fast, with bounded exponential backoff, rather than
+// calling the Security API per request.
 package mxconnect
 
 import (
@@ -28,7 +30,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sync/singleflight"
+	"github.com/mxgate/mxgate/internal/refetch"
 )
 
 // DefaultEndpoint is MX Connect's Security API.
@@ -71,32 +73,55 @@ var kindText = map[error]string{
 
 func fail(kind error, reason string) error { return &Error{Kind: kind, Reason: reason} }
 
+// ErrTooSoon is Refused's answer when a token was fetched because of a
+// refusal less than MinRefresh ago: the refusal stands, and is the
+// caller's answer.
+var ErrTooSoon = errors.New("mxconnect: token refreshed too recently to refresh again")
+
 // Source hands out MX Connect tokens. It is safe for concurrent use. The
-// zero value is not usable: fill the exported fields and call Token.
+// zero value is not usable: fill the exported fields, then call Token, Get
+// or Refused; do not change the fields after.
+//
+// Each token has a generation (Get returns it). An upstream that refuses a
+// token is reported with Refused and the generation used: only a report
+// about the current token fetches a new one, at most once per MinRefresh
+// however many requests saw it refused; a report about an older token gets
+// the current one without a fetch. So a token that is refused whatever it
+// is (an endpoint the credentials may not use) costs one extra fetch per
+// MinRefresh, not one per request.
 type Source struct {
 	Endpoint      string        // default DefaultEndpoint
 	Username      string        // Basic user
 	Password      string        // Basic password
 	APIKey        string        // sent as {"value": APIKey}
 	RefreshBefore time.Duration // refresh this long before exp; default 1m
-	Client        *http.Client  // default: a client with a 5s timeout
-	Now           func() time.Time
+	// MinRefresh is the least time between two fetches forced by refused
+	// tokens (Refused). Default: 30s.
+	MinRefresh time.Duration
+	Client     *http.Client // default: a client with a 5s timeout
+	Now        func() time.Time
 	// MinBackoff and MaxBackoff bound the wait after a failed fetch before
 	// the next (doubling); defaults 1s and 30s.
 	MinBackoff, MaxBackoff time.Duration
 	// OnRefreshError, if set, hears of every failed fetch (its error holds
 	// no credential), in the goroutine that fetched.
 	OnRefreshError func(error)
+	// OnFetch, if set, hears the outcome of every fetch ("ok", "error") and
+	// of every fetch asked for and not made ("suppressed": too soon after
+	// the last forced one, or within the backoff after a failure).
+	OnFetch func(outcome string)
 
-	flight singleflight.Group
+	once sync.Once
+	val  refetch.Value[token]
 
 	mu        sync.Mutex
-	token     string
-	expires   time.Time
-	failures  int
-	retryAt   time.Time // no fetch before this after a failure
-	lastErr   error
 	refreshes int // fetches that reached the Security API, for tests and metrics
+}
+
+// token is one JWT and when it expires.
+type token struct {
+	jwt     string
+	expires time.Time
 }
 
 func (s *Source) now() time.Time {
@@ -106,56 +131,72 @@ func (s *Source) now() time.Time {
 	return time.Now()
 }
 
+func (s *Source) value() *refetch.Value[token] {
+	s.once.Do(func() {
+		s.val.MinInterval = s.MinRefresh
+		if s.val.MinInterval <= 0 {
+			s.val.MinInterval = 30 * time.Second
+		}
+		s.val.MinBackoff, s.val.MaxBackoff = s.MinBackoff, s.MaxBackoff
+		s.val.Now = s.now
+		s.val.Observe = func(outcome string) {
+			if s.OnFetch != nil {
+				s.OnFetch(outcome)
+			}
+		}
+	})
+	return &s.val
+}
+
 // Token returns a valid token: the cached one (starting a background
 // refresh when it is within RefreshBefore of expiry), or a fresh one. While
 // the Security API is failing, it returns the last error at once until the
 // backoff has passed.
 func (s *Source) Token(ctx context.Context) (string, error) {
+	tok, _, err := s.Get(ctx)
+	return tok, err
+}
+
+// Get is Token, with the token's generation, to report to Refused.
+func (s *Source) Get(ctx context.Context) (string, uint64, error) {
+	v := s.value()
+	t, gen := v.Load()
 	now := s.now()
-	s.mu.Lock()
-	tok, exp := s.token, s.expires
-	refreshAt := exp.Add(-s.refreshBefore())
-	blocked := now.Before(s.retryAt)
-	lastErr := s.lastErr
-	s.mu.Unlock()
+	if gen != 0 && now.Before(t.expires) {
+		if !now.Before(t.expires.Add(-s.refreshBefore())) {
+			v.Prefetch(ctx, gen, s.fetch) // refresh ahead, keep serving
+		}
+		return t.jwt, gen, nil
+	}
+	t, gen, err := v.Renew(ctx, gen, s.fetch)
+	if err != nil {
+		return "", 0, err
+	}
+	return t.jwt, gen, nil
+}
 
+// Refused reports that the token of generation gen was refused (an
+// upstream answered 401 to it) and returns the token to try instead: the
+// current one if gen is no longer current, else a freshly fetched one
+// (one fetch for every caller reporting gen). If the last fetch forced by
+// a refusal started less than MinRefresh ago, it fetches nothing and
+// returns ErrTooSoon; within the backoff after a failed fetch, it returns
+// that failure.
+func (s *Source) Refused(ctx context.Context, gen uint64) (string, uint64, error) {
+	t, gen, err := s.value().Refused(ctx, gen, s.fetch)
 	switch {
-	case tok != "" && now.Before(refreshAt):
-		return tok, nil
-	case tok != "" && now.Before(exp):
-		if !blocked {
-			go s.fetch(context.WithoutCancel(ctx)) // refresh ahead, keep serving
-		}
-		return tok, nil
-	case blocked:
-		return "", lastErr
+	case errors.Is(err, refetch.ErrTooSoon):
+		return "", 0, ErrTooSoon
+	case err != nil:
+		return "", 0, err
+	case !s.now().Before(t.expires): // a newer token, expired since: renew
+		return s.Get(ctx)
 	}
-	ch := s.flight.DoChan("token", func() (any, error) { return s.fetchNow(context.WithoutCancel(ctx)) })
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return "", r.Err
-		}
-		return r.Val.(string), nil
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
+	return t.jwt, gen, nil
 }
 
-// fetch refreshes through the single flight, discarding the result.
-func (s *Source) fetch(ctx context.Context) {
-	_, _, _ = s.flight.Do("token", func() (any, error) { return s.fetchNow(ctx) })
-}
-
-// Invalidate drops tok if it is still the cached token (an upstream
-// answered 401 to it), so that the next Token fetches a fresh one.
-func (s *Source) Invalidate(tok string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.token == tok {
-		s.token, s.expires = "", time.Time{}
-	}
-}
+// Failing returns the error of the last fetch if it failed, or nil.
+func (s *Source) Failing() error { return s.value().Failing() }
 
 // Refreshes returns how many fetches reached the Security API.
 func (s *Source) Refreshes() int {
@@ -171,45 +212,19 @@ func (s *Source) refreshBefore() time.Duration {
 	return time.Minute
 }
 
-// fetchNow calls the Security API once (the caller holds the flight).
-func (s *Source) fetchNow(ctx context.Context) (string, error) {
+// fetch calls the Security API once (in the Value's single flight).
+func (s *Source) fetch(ctx context.Context) (token, error) {
 	s.mu.Lock()
-	if tok := s.token; tok != "" && s.now().Before(s.expires.Add(-s.refreshBefore())) {
-		s.mu.Unlock()
-		return tok, nil // another flight just refreshed it
-	}
 	s.refreshes++
 	s.mu.Unlock()
-
 	tok, err := s.call(ctx)
-	if err != nil && s.OnRefreshError != nil {
-		s.OnRefreshError(err)
-	}
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err != nil {
-		s.failures++
-		s.lastErr = err
-		s.retryAt = now.Add(s.backoff())
-		return "", err
+		if s.OnRefreshError != nil {
+			s.OnRefreshError(err)
+		}
+		return token{}, err
 	}
-	s.failures, s.lastErr, s.retryAt = 0, nil, time.Time{}
-	s.token = tok
-	s.expires = expiry(tok, now)
-	return tok, nil
-}
-
-func (s *Source) backoff() time.Duration {
-	lo, hi := s.MinBackoff, s.MaxBackoff
-	if lo <= 0 {
-		lo = time.Second
-	}
-	if hi < lo {
-		hi = max(lo, 30*time.Second)
-	}
-	d := lo << min(s.failures-1, 20)
-	return min(d, hi)
+	return token{jwt: tok, expires: expiry(tok, s.now())}, nil
 }
 
 // call performs the Security API request.

@@ -152,18 +152,91 @@ func TestSingleFlight(t *testing.T) {
 	}
 }
 
-func TestInvalidate(t *testing.T) {
+// TestRefused: a hundred requests that saw the same token refused cost one
+// Security API call, and all get the same new token; refusals of that one
+// within MinRefresh cost none (ErrTooSoon); a refusal of an older token
+// gets the current one without a call; after MinRefresh, one call again.
+func TestRefused(t *testing.T) {
 	c := &clock{t: time.Unix(1_700_000_000, 0)}
 	api := newSecurityAPI(t, c)
 	s := newSource(api, c)
-	first, _ := s.Token(context.Background())
-	s.Invalidate("some-older-token") // not current: ignored
-	if tok, _ := s.Token(context.Background()); tok != first {
-		t.Fatal("invalidating another token dropped the current one")
+	outcomes := map[string]int{}
+	var mu sync.Mutex
+	s.OnFetch = func(o string) { mu.Lock(); outcomes[o]++; mu.Unlock() }
+	ctx := context.Background()
+	first, gen, err := s.Get(ctx)
+	if err != nil || gen == 0 {
+		t.Fatal(gen, err)
 	}
-	s.Invalidate(first)
-	if tok, _ := s.Token(context.Background()); tok == first || api.calls.Load() != 2 {
-		t.Fatal("an invalidated token was served again")
+	var wg sync.WaitGroup
+	toks := make([]string, 100)
+	gens := make([]uint64, 100)
+	errs := make([]error, 100)
+	for i := range toks {
+		wg.Add(1)
+		go func() { defer wg.Done(); toks[i], gens[i], errs[i] = s.Refused(ctx, gen) }()
+	}
+	wg.Wait()
+	for i := range toks {
+		if errs[i] != nil || toks[i] == first || toks[i] != toks[0] || gens[i] != gens[0] || gens[i] == gen {
+			t.Fatalf("caller %d: %v, generation %d (was %d)", i, errs[i], gens[i], gen)
+		}
+	}
+	if n := api.calls.Load(); n != 2 {
+		t.Fatalf("%d Security API calls for 100 refusals of one token, want 2", n)
+	}
+	second, gen2 := toks[0], gens[0]
+	for range 100 {
+		c.Add(100 * time.Millisecond) // 10s, within the default 30s
+		if _, _, err := s.Refused(ctx, gen2); !errors.Is(err, ErrTooSoon) {
+			t.Fatalf("refusal within MinRefresh: %v", err)
+		}
+		if tok, g, err := s.Refused(ctx, gen); err != nil || tok != second || g != gen2 {
+			t.Fatalf("refusal of the older token: %v", err)
+		}
+		if tok, _ := s.Token(ctx); tok != second {
+			t.Fatal("the token changed within MinRefresh")
+		}
+	}
+	if n := api.calls.Load(); n != 2 {
+		t.Fatalf("%d Security API calls within MinRefresh", n)
+	}
+	c.Add(20 * time.Second)
+	if tok, g, err := s.Refused(ctx, gen2); err != nil || tok == second || g == gen2 || api.calls.Load() != 3 {
+		t.Fatalf("after MinRefresh: %v, %d calls", err, api.calls.Load())
+	}
+	if outcomes["ok"] != 3 || outcomes["error"] != 0 || outcomes["suppressed"] != 100 || s.Refreshes() != 3 {
+		t.Errorf("outcomes %v, %d refreshes", outcomes, s.Refreshes())
+	}
+}
+
+// TestRefusedDuringOutage: a refusal while the Security API fails gets the
+// failure, and within the backoff makes no call.
+func TestRefusedDuringOutage(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	api := newSecurityAPI(t, c)
+	s := newSource(api, c)
+	s.MinRefresh = time.Second
+	var failures atomic.Int32
+	s.OnRefreshError = func(error) { failures.Add(1) }
+	_, gen, _ := s.Get(context.Background())
+	api.status.Store(503)
+	for range 50 {
+		if _, _, err := s.Refused(context.Background(), gen); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("refusal during the outage: %v", err)
+		}
+	}
+	if n := api.calls.Load(); n != 2 || failures.Load() != 1 {
+		t.Fatalf("%d calls, %d failures reported", n, failures.Load())
+	}
+	// the refused token is still served until it expires
+	if tok, g, err := s.Get(context.Background()); err != nil || g != gen || tok == "" {
+		t.Fatalf("during the outage: %v", err)
+	}
+	api.status.Store(0)
+	c.Add(time.Second)
+	if _, g, err := s.Refused(context.Background(), gen); err != nil || g == gen || api.calls.Load() != 3 {
+		t.Fatalf("after the outage: %v, %d calls", err, api.calls.Load())
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/fdx"
+	"github.com/mxgate/mxgate/internal/refetch"
 	"github.com/mxgate/mxgate/internal/urlpath"
 )
 
@@ -46,7 +48,9 @@ type FDXAuth struct {
 	Audiences []string `json:"audiences,omitempty"`
 	// JWKSURL is the authorization server's key set, for JWT tokens.
 	JWKSURL string `json:"jwks_url,omitempty"`
-	// JWKSMinRefresh bounds refetches of the key set for unknown key ids.
+	// JWKSMinRefresh bounds refetches of the key set for unknown key ids:
+	// one at a time however many tokens name them, and at most one per
+	// period; after a failed fetch, the wait doubles from 1s up to it.
 	// Default: 30s.
 	JWKSMinRefresh caddy.Duration `json:"jwks_min_refresh,omitempty"`
 	// Introspection checks opaque tokens (RFC 7662).
@@ -167,7 +171,10 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 		if !isHTTPURL(u) {
 			return errors.New("jwks_url must be an http(s) URL")
 		}
-		jwks := &fdx.JWKS{URL: u, MinRefresh: time.Duration(a.JWKSMinRefresh)}
+		jwks := &fdx.JWKS{URL: u, MinRefresh: time.Duration(a.JWKSMinRefresh),
+			OnFetch: a.watchFetches("jwks",
+				"fdx_auth: the authorization server's JWKS could not be fetched; keys fetched before stay in use, and a token that needs another is refused until it can be",
+				"fdx_auth: the authorization server's JWKS fetched again")}
 		a.validator = &fdx.Validator{Issuer: a.Issuer, Audiences: a.Audiences, Algorithms: algs, Leeway: time.Duration(a.Leeway), Keys: jwks}
 		// Fetched on the first token (the key server may be this very
 		// process), or by the first readiness check.
@@ -194,7 +201,10 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 			return errors.New("the introspection URL must be an http(s) URL")
 		}
 		a.introspect = &fdx.Introspector{URL: u, ClientID: in.ClientID, ClientSecret: secret,
-			Issuer: a.Issuer, Audiences: a.Audiences, CacheFor: time.Duration(in.CacheFor)}
+			Issuer: a.Issuer, Audiences: a.Audiences, CacheFor: time.Duration(in.CacheFor),
+			OnCall: a.watchFetches("introspection",
+				"fdx_auth: the introspection endpoint failed; opaque tokens it has not answered for are refused with 503 until it answers",
+				"fdx_auth: the introspection endpoint answers again")}
 	}
 	for claim, header := range a.ForwardClaims {
 		if claim == "" || header == "" || strings.ContainsAny(header, " :") {
@@ -203,6 +213,23 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 		a.ForwardClaims[claim] = textproto.CanonicalMIMEHeaderKey(header)
 	}
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+}
+
+// watchFetches counts the fetches of one kind, and logs the first failure
+// of an episode and the first success after it (never a token, a secret
+// or a URL: the refusals' log lines say why each request was refused).
+func (a *FDXAuth) watchFetches(kind, failed, recovered string) func(outcome string) {
+	count := gate.CountCredentialFetches("fdx_auth", kind)
+	down := new(atomic.Bool)
+	return func(outcome string) {
+		count(outcome)
+		switch {
+		case outcome == refetch.Error && !down.Swap(true):
+			a.logger.Error(failed)
+		case outcome == refetch.OK && down.Load() && down.Swap(false):
+			a.logger.Info(recovered)
+		}
+	}
 }
 
 // isHTTPURL reports whether s is an absolute http or https URL. One that is

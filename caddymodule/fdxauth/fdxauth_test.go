@@ -40,6 +40,8 @@ type authServer struct {
 	key    jose.JSONWebKey // private
 	down   atomic.Bool
 	active map[string]map[string]any
+	jwks   atomic.Int32 // fetches of the JWKS
+	intro  atomic.Int32 // introspection calls
 }
 
 func newAuthServer(t *testing.T) *authServer {
@@ -50,6 +52,12 @@ func newAuthServer(t *testing.T) *authServer {
 	}
 	a := &authServer{key: jose.JSONWebKey{Key: priv, KeyID: "as-1", Algorithm: string(jose.ES256), Use: "sig"}, active: map[string]map[string]any{}}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/jwks":
+			a.jwks.Add(1)
+		case "/introspect":
+			a.intro.Add(1)
+		}
 		if a.down.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return

@@ -218,6 +218,7 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		password <p>
 //		api_key <key>
 //		refresh_before <duration>
+//		min_refresh <duration>
 //		timeout <duration>
 //		max_body <size>
 //		error_format json|mdx|fdx|text|handle_errors
@@ -236,6 +237,8 @@ func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			m.APIKey, err = gate.String(d)
 		case "refresh_before":
 			m.RefreshBefore, err = gate.PositiveDuration(d)
+		case "min_refresh":
+			m.MinRefresh, err = gate.PositiveDuration(d)
 		case "timeout":
 			m.Timeout, err = gate.PositiveDuration(d)
 		case "max_body":

@@ -70,12 +70,12 @@ func TestRetryAndTokenDirectives(t *testing.T) {
 	}
 
 	var m MXConnectToken
-	input = "mxconnect_token {\n\tendpoint http://127.0.0.1:9/auth\n\tusername {env.U}\n\tpassword {env.P}\n\tapi_key {env.K}\n\trefresh_before 2m\n\ttimeout 3s\n\tmax_body 1MiB\n\terror_format mdx\n}"
+	input = "mxconnect_token {\n\tendpoint http://127.0.0.1:9/auth\n\tusername {env.U}\n\tpassword {env.P}\n\tapi_key {env.K}\n\trefresh_before 2m\n\tmin_refresh 45s\n\ttimeout 3s\n\tmax_body 1MiB\n\terror_format mdx\n}"
 	if err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
 		t.Fatal(err)
 	}
 	wantToken := MXConnectToken{Endpoint: "http://127.0.0.1:9/auth", Username: "{env.U}", Password: "{env.P}", APIKey: "{env.K}",
-		RefreshBefore: caddy.Duration(2 * time.Minute), Timeout: caddy.Duration(3 * time.Second), MaxBody: 1 << 20, ErrorFormat: "mdx"}
+		RefreshBefore: caddy.Duration(2 * time.Minute), MinRefresh: caddy.Duration(45 * time.Second), Timeout: caddy.Duration(3 * time.Second), MaxBody: 1 << 20, ErrorFormat: "mdx"}
 	if !reflect.DeepEqual(m, wantToken) {
 		t.Errorf("mxconnect_token: %+v", m)
 	}
@@ -113,6 +113,7 @@ func TestUnmarshalErrors(t *testing.T) {
 		{new(Retry), "mx_retry {\n\tmax_time 1s 2s\n}", "too many arguments: '2s'"},
 		{new(Retry), "mx_retry {\n\tjitter off\n}", "unrecognized mx_retry option 'jitter'"},
 		{new(MXConnectToken), "mxconnect_token {\n\ttimeout -1s\n}", "timeout: invalid duration '-1s'"},
+		{new(MXConnectToken), "mxconnect_token {\n\tmin_refresh 0s\n}", "min_refresh"},
 		{new(MXConnectToken), "mxconnect_token {\n\tendpoint\n}", "wrong argument count"},
 		{new(MXConnectToken), "mxconnect_token {\n\ttoken x\n}", "unrecognized mxconnect_token option 'token'"},
 	} {

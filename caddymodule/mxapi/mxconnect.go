@@ -23,9 +23,11 @@ func init() {
 // MXConnectToken sets Authorization: Bearer <JWT> on every request,
 // replacing whatever the app sent, with a token from MX Connect's Security
 // API, cached and refreshed before it expires. A 401 from the upstream
-// drops the token and, for idempotent methods, the request is sent once
-// more with a fresh one. While the Security API is unreachable or refuses
-// the credentials, requests fail fast with 503 or 502 and a JSON error.
+// makes it fetch a new token, once however many requests saw the same
+// token refused and at most once per MinRefresh, and an idempotent request
+// is sent once more with the newer token. While the Security API is
+// unreachable or refuses the credentials, requests fail fast with 503 or
+// 502 and a JSON error.
 type MXConnectToken struct {
 	// Endpoint is the Security API.
 	// Default: https://api.mxconnect.com/security/v1/apiKey/authenticate
@@ -41,6 +43,12 @@ type MXConnectToken struct {
 	// fetched (in the background, while the old one is still served).
 	// Default: 1m.
 	RefreshBefore caddy.Duration `json:"refresh_before,omitempty"`
+
+	// MinRefresh is the least time between two token fetches caused by
+	// an upstream's 401. A 401 within it is passed to the caller (after a
+	// retry with a newer token, if another request fetched one).
+	// Default: 30s.
+	MinRefresh caddy.Duration `json:"min_refresh,omitempty"`
 
 	// Timeout bounds one Security API call. Default: 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
@@ -97,11 +105,14 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 			return errors.New(f.name + " " + err.Error())
 		}
 	}
-	if m.RefreshBefore < 0 || m.Timeout < 0 || m.MaxBody < 0 {
+	if m.RefreshBefore < 0 || m.MinRefresh < 0 || m.Timeout < 0 || m.MaxBody < 0 {
 		return errors.New("durations and sizes must be positive")
 	}
 	if m.RefreshBefore >= caddy.Duration(mxconnect.DefaultLifetime) {
 		return errors.New("refresh_before must be shorter than a token's life (" + mxconnect.DefaultLifetime.String() + ")")
+	}
+	if m.MinRefresh == 0 {
+		m.MinRefresh = caddy.Duration(30 * time.Second)
 	}
 	if m.Timeout == 0 {
 		m.Timeout = caddy.Duration(5 * time.Second)
@@ -112,13 +123,20 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 	m.source = &mxconnect.Source{
 		Endpoint: endpoint, Username: creds[0], Password: creds[1], APIKey: creds[2],
 		RefreshBefore:  time.Duration(m.RefreshBefore),
+		MinRefresh:     time.Duration(m.MinRefresh),
 		Client:         &http.Client{Timeout: time.Duration(m.Timeout)},
 		OnRefreshError: func(error) { gate.Metrics.TokenRefreshFailures.Inc() },
+		OnFetch:        gate.CountCredentialFetches("mxconnect_token", "token"),
 	}
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
-// ServeHTTP attaches the token, and retries once after a 401.
+// ServeHTTP attaches the token. An upstream's 401 is reported to the
+// token source, which fetches a new token only if the one refused is still
+// current and the last such fetch is at least min_refresh old; a
+// replayable request is then sent once more with the token it hands out
+// (new, or newer than the one refused). A 401 to that second attempt, or
+// one the source will not fetch again for, is the caller's answer.
 func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if !m.Callers.Allowed(r) {
 		return m.Callers.Refuse(w, r)
@@ -130,35 +148,46 @@ func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 			return caddyhttp.Error(http.StatusBadRequest, err)
 		}
 	}
+	tok, gen, err := m.source.Get(r.Context())
+	if err != nil {
+		return m.refuse(w, r, err)
+	}
+	m.available()
 	header := w.Header().Clone()
 	buf := new(bytes.Buffer)
-	for attempt := 1; ; attempt++ {
-		tok, err := m.source.Token(r.Context())
-		if err != nil {
-			return m.refuse(w, r, err)
-		}
-		if m.down.Load() && m.down.Swap(false) {
-			m.logger.Info("MX Connect tokens available again")
-		}
+	for retried := false; ; retried = true {
 		r.Header.Set("Authorization", "Bearer "+tok)
-		again := replay != nil && attempt == 1
 		if replay != nil {
 			replay()
 		}
+		hold := replay != nil && !retried // a 401 is held back while a retry may follow
 		buf.Reset()
 		rec := caddyhttp.NewResponseRecorder(w, buf, func(status int, _ http.Header) bool {
-			return again && status == http.StatusUnauthorized
+			return hold && status == http.StatusUnauthorized
 		})
 		if err := next.ServeHTTP(rec, r); err != nil {
 			return err
 		}
-		if rec.Status() == http.StatusUnauthorized {
-			m.source.Invalidate(tok)
+		if rec.Status() != http.StatusUnauthorized || retried {
+			return nil // streamed: a final answer
 		}
-		if !rec.Buffered() {
+		tok, gen, err = m.source.Refused(r.Context(), gen)
+		if !rec.Buffered() { // answered already; the next request gets the token Refused chose
+			if err != nil && !errors.Is(err, mxconnect.ErrTooSoon) && r.Context().Err() == nil {
+				m.unavailable(err)
+			}
 			return nil
 		}
-		m.logger.Debug("upstream refused the MX Connect token; retrying once with a fresh one")
+		switch {
+		case errors.Is(err, mxconnect.ErrTooSoon):
+			m.logger.Debug("upstream refused a recently refreshed MX Connect token; its 401 is the answer")
+			return rec.WriteResponse()
+		case err != nil:
+			gate.RestoreHeader(w.Header(), header)
+			return m.refuse(w, r, err)
+		}
+		m.available()
+		m.logger.Debug("upstream refused the MX Connect token; retrying once with a newer one")
 		gate.RestoreHeader(w.Header(), header)
 	}
 }
@@ -176,10 +205,24 @@ func (m *MXConnectToken) refuse(w http.ResponseWriter, r *http.Request, err erro
 	if errors.As(err, &me) {
 		rf.Message += ": " + me.Message()
 	}
-	if !m.down.Swap(true) { // once per episode; errors carry the reason, never a credential
+	m.unavailable(err)
+	return gate.Refuse(w, "mxconnect_token", m.format, rf)
+}
+
+// unavailable logs the start of an episode without tokens, once; errors
+// carry the reason, never a credential.
+func (m *MXConnectToken) unavailable(err error) {
+	if !m.down.Swap(true) {
 		m.logger.Error("no MX Connect token; failing requests fast until the Security API answers", zap.Error(err))
 	}
-	return gate.Refuse(w, "mxconnect_token", m.format, rf)
+}
+
+// available logs the end of an episode without tokens, once, when the
+// Security API has answered (not merely when a cached token was served).
+func (m *MXConnectToken) available() {
+	if m.down.Load() && m.source.Failing() == nil && m.down.Swap(false) {
+		m.logger.Info("MX Connect tokens available again")
+	}
 }
 
 // Interface guards

@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 )
 
@@ -135,12 +136,15 @@ func TestMXConnectTokenAttached(t *testing.T) {
 	assertNoSecrets(t, logs)
 }
 
-// TestMXConnectToken401: an upstream 401 drops the token; an idempotent
-// request is sent once more, body and all, with a fresh one, and the client
-// sees only the second answer. A POST is not sent again.
+// TestMXConnectToken401: an upstream 401 fetches a new token; an
+// idempotent request is sent once more, body and all, with it, and the
+// client sees only the second answer. A 401 to that second attempt is the
+// answer; so is a 401 within min_refresh of the last such fetch, without a
+// fetch. A POST is not sent again, but its 401 fetches the token the next
+// request uses.
 func TestMXConnectToken401(t *testing.T) {
 	api := newSecurityAPI(t)
-	m, logs, _ := newToken(t, api.URL, &MXConnectToken{})
+	m, logs, clk := newToken(t, api.URL, &MXConnectToken{})
 	up := &upstream{refuse: map[string]bool{"tok-1": true}}
 	w := httptest.NewRecorder()
 	w.Header().Set("X-Early", "kept")
@@ -157,24 +161,201 @@ func TestMXConnectToken401(t *testing.T) {
 		t.Errorf("headers %v", w.Header())
 	}
 
-	// a second 401 is the answer: one retry only
+	// within min_refresh (30s by default) of that fetch: tok-2's 401 is
+	// the answer, as the upstream gave it, and nothing is fetched
+	clk.Add(29 * time.Second)
 	up = &upstream{refuse: map[string]bool{"tok-2": true, "tok-3": true}}
 	w, _ = handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/accounts", nil)), up)
-	if w.Code != 401 || strings.Join(up.auths, ",") != "Bearer tok-2,Bearer tok-3" {
+	if w.Code != 401 || w.Body.String() != `{"error":"token expired"}` || strings.Join(up.auths, ",") != "Bearer tok-2" || api.issued.Load() != 2 {
+		t.Errorf("within min_refresh: %d %q, tokens %v, %d issued", w.Code, w.Body, up.auths, api.issued.Load())
+	}
+
+	// after it: one fetch, one retry; a second 401 is the answer
+	clk.Add(time.Second)
+	up.auths = nil
+	w, _ = handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/accounts", nil)), up)
+	if w.Code != 401 || strings.Join(up.auths, ",") != "Bearer tok-2,Bearer tok-3" || api.issued.Load() != 3 {
 		t.Errorf("second 401: %d, tokens %v", w.Code, up.auths)
 	}
 
-	// POST: not sent again, but the token is dropped (tok-3 was dropped
-	// by its own 401 above)
-	up = &upstream{refuse: map[string]bool{"tok-4": true}}
+	// POST: not sent again, but the token it was refused is replaced
+	clk.Add(30 * time.Second)
+	up = &upstream{refuse: map[string]bool{"tok-3": true}}
 	w, _ = handlertest.Serve(t, m, local(httptest.NewRequest("POST", "/accounts", strings.NewReader(`{}`))), up)
-	if w.Code != 401 || strings.Join(up.auths, ",") != "Bearer tok-4" || w.Body.String() != `{"error":"token expired"}` {
+	if w.Code != 401 || strings.Join(up.auths, ",") != "Bearer tok-3" || w.Body.String() != `{"error":"token expired"}` {
 		t.Errorf("POST: %d %q, tokens %v", w.Code, w.Body, up.auths)
 	}
 	up = &upstream{}
 	_, _ = handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/accounts", nil)), up)
-	if up.auths[0] != "Bearer tok-5" {
+	if up.auths[0] != "Bearer tok-4" || api.issued.Load() != 4 {
 		t.Errorf("after the POST's 401: %v", up.auths)
+	}
+	assertNoSecrets(t, logs)
+}
+
+// lockedUpstream is upstream, safe for concurrent requests; it answers
+// 401 to every token while refuseAll is set.
+type lockedUpstream struct {
+	mu        sync.Mutex
+	refuseAll bool
+	refuse    map[string]bool
+	auths     []string
+	wait      map[string]chan struct{} // a request for this path waits for it
+}
+
+func (u *lockedUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	auth := r.Header.Get("Authorization")
+	_, _ = io.ReadAll(r.Body)
+	u.mu.Lock()
+	u.auths = append(u.auths, auth)
+	wait := u.wait[r.URL.Path]
+	u.mu.Unlock()
+	if wait != nil {
+		<-wait
+	}
+	u.mu.Lock()
+	refused := u.refuseAll || u.refuse[strings.TrimPrefix(auth, "Bearer ")]
+	u.mu.Unlock()
+	w.Header().Set("X-Upstream", "seen")
+	if refused {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"error":"not allowed"}`)
+		return nil
+	}
+	_, _ = io.WriteString(w, `{"ok":true}`)
+	return nil
+}
+
+func (u *lockedUpstream) seen() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.auths...)
+}
+
+func fetchCount(t *testing.T, outcome string) float64 {
+	return handlertest.MetricValue(t, gate.Metrics.CredentialFetches,
+		map[string]string{"directive": "mxconnect_token", "kind": "token", "outcome": outcome})
+}
+
+// TestMXConnectTokenChurn: an endpoint that answers 401 to every token
+// costs, for a hundred requests at once and a hundred after, two Security
+// API calls (the first token and one forced refresh), not one or two per
+// request; every caller gets the upstream's 401, and the fetches are
+// counted.
+func TestMXConnectTokenChurn(t *testing.T) {
+	for _, method := range []string{"GET", "POST"} {
+		t.Run(method, func(t *testing.T) {
+			api := newSecurityAPI(t)
+			m, logs, clk := newToken(t, api.URL, &MXConnectToken{})
+			up := &lockedUpstream{refuseAll: true}
+			ok, suppressed := fetchCount(t, "ok"), fetchCount(t, "suppressed")
+			var wg sync.WaitGroup
+			codes := make([]int, 100)
+			bodies := make([]string, 100)
+			for i := range codes {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					w, _ := handlertest.Serve(t, m, local(httptest.NewRequest(method, "/members", strings.NewReader(`{"x":1}`))), up)
+					codes[i], bodies[i] = w.Code, w.Body.String()
+				}()
+			}
+			wg.Wait()
+			for range 100 {
+				clk.Add(250 * time.Millisecond) // 25s: within min_refresh
+				w, _ := handlertest.Serve(t, m, local(httptest.NewRequest(method, "/members", strings.NewReader(`{"x":1}`))), up)
+				codes, bodies = append(codes, w.Code), append(bodies, w.Body.String())
+			}
+			for i := range codes {
+				if codes[i] != 401 || bodies[i] != `{"error":"not allowed"}` {
+					t.Fatalf("request %d: %d %q", i, codes[i], bodies[i])
+				}
+			}
+			if n := api.issued.Load(); n != 2 || m.source.Refreshes() != 2 {
+				t.Fatalf("%d Security API calls for 200 refused requests, want 2", n)
+			}
+			if n := len(up.seen()); n < 200 || n > 300 {
+				t.Errorf("the upstream saw %d requests", n)
+			}
+			if got := fetchCount(t, "ok") - ok; got != 2 {
+				t.Errorf("%v fetches counted ok, want 2", got)
+			}
+			if got := fetchCount(t, "suppressed") - suppressed; got < 100 {
+				t.Errorf("%v refreshes counted suppressed, want at least 100", got)
+			}
+			// past min_refresh: one fetch more
+			clk.Add(5 * time.Second)
+			handlertest.Serve(t, m, local(httptest.NewRequest(method, "/members", nil)), up)
+			handlertest.Serve(t, m, local(httptest.NewRequest(method, "/members", nil)), up)
+			if n := api.issued.Load(); n != 3 {
+				t.Fatalf("%d Security API calls after min_refresh, want 3", n)
+			}
+			if logs.FilterMessageSnippet("no MX Connect token").Len() != 0 {
+				t.Error("a refused token was logged as an outage")
+			}
+			assertNoSecrets(t, logs)
+		})
+	}
+}
+
+// TestMXConnectTokenStaleRefusal: a request refused with a token another
+// request has already replaced is sent again with the newer token, without
+// a fetch.
+func TestMXConnectTokenStaleRefusal(t *testing.T) {
+	api := newSecurityAPI(t)
+	m, _, _ := newToken(t, api.URL, &MXConnectToken{})
+	release := make(chan struct{})
+	up := &lockedUpstream{refuse: map[string]bool{"tok-1": true}, wait: map[string]chan struct{}{"/slow": release}}
+	slow := make(chan *httptest.ResponseRecorder)
+	go func() {
+		w, _ := handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/slow", nil)), up)
+		slow <- w
+	}()
+	for len(up.seen()) == 0 { // the slow request holds tok-1 at the upstream
+		time.Sleep(time.Millisecond)
+	}
+	w, _ := handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/fast", nil)), up)
+	if w.Code != 200 || api.issued.Load() != 2 {
+		t.Fatalf("fast: %d, %d issued", w.Code, api.issued.Load())
+	}
+	close(release)
+	if w := <-slow; w.Code != 200 || api.issued.Load() != 2 {
+		t.Fatalf("slow: %d, %d issued", w.Code, api.issued.Load())
+	}
+	if got := strings.Join(up.seen(), ","); got != "Bearer tok-1,Bearer tok-1,Bearer tok-2,Bearer tok-2" {
+		t.Errorf("tokens %v", got)
+	}
+}
+
+// TestMXConnectTokenRefreshFails: when the refresh a 401 asks for fails,
+// the caller gets the Security API's failure (not the 401), logged once;
+// the next success is logged as the end of it.
+func TestMXConnectTokenRefreshFails(t *testing.T) {
+	api := newSecurityAPI(t)
+	m, logs, clk := newToken(t, api.URL, &MXConnectToken{})
+	up := &lockedUpstream{refuse: map[string]bool{"tok-1": true}}
+	w, _ := handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/members", nil)), &lockedUpstream{})
+	if w.Code != 200 {
+		t.Fatal(w.Code)
+	}
+	api.status.Store(http.StatusServiceUnavailable)
+	for range 3 {
+		w, _ = handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/members", nil)), up)
+		if w.Code != 503 || !strings.Contains(w.Body.String(), "Security API unavailable: status 503") || w.Header().Get("X-Upstream") != "" {
+			t.Fatalf("refresh failed: %d %q %v", w.Code, w.Body, w.Header())
+		}
+	}
+	if n := m.source.Refreshes(); n != 2 {
+		t.Fatalf("%d Security API calls, want 2 (the backoff holds the rest)", n)
+	}
+	if n := logs.FilterMessageSnippet("no MX Connect token").Len(); n != 1 {
+		t.Errorf("logged %d times", n)
+	}
+	api.status.Store(0)
+	clk.Add(time.Second)
+	w, _ = handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/members", nil)), up)
+	if w.Code != 200 || logs.FilterMessage("MX Connect tokens available again").Len() != 1 {
+		t.Fatalf("after recovery: %d", w.Code)
 	}
 	assertNoSecrets(t, logs)
 }
@@ -299,6 +480,7 @@ func TestMXConnectTokenProvisionErrors(t *testing.T) {
 		"unset password": {creds(MXConnectToken{Password: "{env.MXGATE_TEST_EMPTY}"}), "password is empty"},
 		"refresh":        {creds(MXConnectToken{RefreshBefore: 1 << 62}), "refresh_before must be shorter than a token's life (10m0s)"},
 		"negative":       {creds(MXConnectToken{Timeout: -1}), "durations and sizes must be positive"},
+		"min_refresh":    {creds(MXConnectToken{MinRefresh: -1}), "durations and sizes must be positive"},
 		"format":         {creds(MXConnectToken{ErrorFormat: "xml"}), "unknown error_format"},
 	} {
 		err := handlertest.TryProvision(t, c.m)
@@ -308,7 +490,8 @@ func TestMXConnectTokenProvisionErrors(t *testing.T) {
 	}
 	m := creds(MXConnectToken{})
 	handlertest.Provision(t, m)
-	if m.source.Endpoint != "https://api.mxconnect.com/security/v1/apiKey/authenticate" || m.source.Client.Timeout != 5*time.Second || m.MaxBody != 1<<20 {
+	if m.source.Endpoint != "https://api.mxconnect.com/security/v1/apiKey/authenticate" || m.source.Client.Timeout != 5*time.Second || m.MaxBody != 1<<20 ||
+		m.source.MinRefresh != 30*time.Second {
 		t.Errorf("defaults: %+v", m.source)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxgate/mxgate/internal/refetch"
 )
 
 // Metrics are mxgate's collectors. They are process-wide so that counts
@@ -24,6 +26,7 @@ var Metrics = struct {
 
 	TokenRefreshFailures prometheus.Counter
 	JWEDecryptFailures   prometheus.Counter
+	CredentialFetches    *prometheus.CounterVec // directive, kind, outcome
 
 	Shed            *prometheus.CounterVec // where: listener, handler
 	ConnectionsOpen prometheus.Gauge
@@ -65,6 +68,10 @@ var Metrics = struct {
 		Namespace: "mxgate", Name: "token_refresh_failures_total",
 		Help: "Failed calls to MX Connect's Security API for a token (mxconnect_token).",
 	}),
+	CredentialFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Name: "credential_fetches_total",
+		Help: "Fetches the gateway makes on its clients' behalf (kind: token, jwks, introspection, discovery), by directive and outcome: ok, error, or suppressed (asked for and not made: too soon after the last forced refresh, or within the backoff after a failure).",
+	}, []string{"directive", "kind", "outcome"}),
 	JWEDecryptFailures: prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "mxgate", Name: "jwe_decrypt_failures_total",
 		Help: "Upstream replies that claimed to be encrypted but did not decrypt (mx_jwe decrypt).",
@@ -102,7 +109,7 @@ func RegisterMetrics(reg prometheus.Registerer) error {
 	}
 	m := &Metrics
 	for _, c := range []prometheus.Collector{m.Rejections, m.RLAdmitted, m.RLRejected, m.RLWait, m.RLAbandoned,
-		m.StoreErrors, m.StoreUp, m.Retries, m.SanitizeFindings, m.SanitizeLetThrough, m.TokenRefreshFailures, m.JWEDecryptFailures, m.Shed, m.ConnectionsOpen} {
+		m.StoreErrors, m.StoreUp, m.Retries, m.SanitizeFindings, m.SanitizeLetThrough, m.TokenRefreshFailures, m.JWEDecryptFailures, m.CredentialFetches, m.Shed, m.ConnectionsOpen} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -116,4 +123,20 @@ func RegisterMetrics(reg prometheus.Registerer) error {
 // CountRejection counts one refusal.
 func CountRejection(directive, reason string) {
 	Metrics.Rejections.WithLabelValues(directive, reason).Inc()
+}
+
+// CountCredentialFetches returns an observer of the fetches of one kind
+// (token, jwks, introspection, discovery) a directive makes, counting them
+// in mxgate_credential_fetches_total by outcome. The series of the three
+// outcomes exist from then on, at 0.
+func CountCredentialFetches(directive, kind string) func(outcome string) {
+	counters := map[string]prometheus.Counter{}
+	for _, o := range []string{refetch.OK, refetch.Error, refetch.Suppressed} {
+		counters[o] = Metrics.CredentialFetches.WithLabelValues(directive, kind, o)
+	}
+	return func(outcome string) {
+		if c, ok := counters[outcome]; ok {
+			c.Inc()
+		}
+	}
 }
