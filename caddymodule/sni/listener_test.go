@@ -318,7 +318,7 @@ func TestAfterTLSRefusesEverything(t *testing.T) {
 }
 
 // clientHello returns the first flight of a TLS client naming sni.
-func clientHello(t *testing.T, sni string) []byte {
+func clientHello(t testing.TB, sni string) []byte {
 	t.Helper()
 	client, server := net.Pipe()
 	defer server.Close()
