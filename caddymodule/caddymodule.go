@@ -15,6 +15,8 @@
 //	health    mx_health                       readiness: every shared store and JWKS usable
 //	shed      mx_shed, mx_conn_limit          overload: 503 at once past a cap on requests in flight;
 //	                                          as a listener wrapper, past a cap on open connections
+//	sni       mx_server_name                  a listener wrapper: TLS server names that are not plain
+//	                                          ASCII host names are refused in the handshake
 //	listen    the tcp-handover network        reloads that drop no connection
 //	redact    log format mxgate_redact        a log encoder that redacts credential headers everywhere
 //	cli       mxgate mdx-sign, mxgate fdx-dev, mxgate hash-secret
@@ -37,6 +39,7 @@ import (
 	_ "github.com/mxgate/mxgate/caddymodule/mxapi"
 	_ "github.com/mxgate/mxgate/caddymodule/redact"
 	_ "github.com/mxgate/mxgate/caddymodule/shed"
+	_ "github.com/mxgate/mxgate/caddymodule/sni"
 )
 
 // Order is the place of mxgate's directives in a site's handler chain.

@@ -127,4 +127,37 @@ func TestWalkthroughFDX(t *testing.T) {
 	if out, err := curl(""); err == nil && strings.HasPrefix(out, "HTTP/") {
 		t.Fatalf("no certificate got an answer:\n%s", out)
 	}
+	// nor under another spelling of the name, or another name
+	addr := fmt.Sprintf("127.0.0.1:%d", ports["8443"])
+	if _, err := tlsAnswer(t, addr, "localho\u017ft", "localhost", nil); err == nil || !strings.Contains(err.Error(), "unrecognized name") {
+		t.Fatalf("a long s in the server name: %v", err)
+	}
+	for _, sni := range []string{"other.localhost", ""} {
+		if status, err := tlsAnswer(t, addr, sni, "localhost", nil); err == nil {
+			t.Fatalf("server name %q, no certificate: answered %d", sni, status)
+		}
+	}
+}
+
+// TestExampleServerNames: every TLS server of Caddyfile.example refuses
+// server names that are not plain ASCII, and Hosts that are not the
+// server name; and every handshake on the FDX port asks for a client
+// certificate.
+func TestExampleServerNames(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := checkServerNames(t, "Caddyfile.example", adaptedServers(t, string(raw),
+		"MDX_HMAC_KEY="+demoKey, "MX_CLIENT_ID=CLIENT-1234", "MX_API_KEY=API-KEY-4567"))
+	fdxPort, ok := servers["tcp-handover/127.0.0.1:8443"]
+	if !ok || len(fdxPort.Policies) != 2 {
+		t.Fatalf("the FDX port's TLS connection policies: %+v", fdxPort.Policies)
+	}
+	for i, p := range fdxPort.Policies {
+		if p.ClientAuthentication == nil || p.ClientAuthentication.Mode != "require_and_verify" {
+			t.Errorf("TLS connection policy %d (match %v) asks for no verified client certificate", i, p.Match)
+		}
+	}
 }

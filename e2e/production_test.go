@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,6 +132,115 @@ func validateProd(t *testing.T, name, cf string, env ...string) {
 	}
 }
 
+// adaptedServer is what the server-name checks read of a server in
+// `mxgate adapt`'s JSON.
+type adaptedServer struct {
+	Listen           []string `json:"listen"`
+	ListenerWrappers []struct {
+		Wrapper string `json:"wrapper"`
+	} `json:"listener_wrappers"`
+	StrictSNIHost *bool    `json:"strict_sni_host"`
+	Protocols     []string `json:"protocols"`
+	Policies      []struct {
+		Match                map[string]json.RawMessage `json:"match"`
+		ClientAuthentication *struct {
+			Mode string `json:"mode"`
+			CA   struct {
+				Provider string   `json:"provider"`
+				PEMFiles []string `json:"pem_files"`
+			} `json:"ca"`
+		} `json:"client_authentication"`
+	} `json:"tls_connection_policies"`
+}
+
+// adaptedServers runs `mxgate adapt` on cf with env and returns its HTTP
+// servers.
+func adaptedServers(t *testing.T, cf string, env ...string) map[string]adaptedServer {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	c := exec.Command(binary, "adapt", "--config", path, "--adapter", "caddyfile")
+	c.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+home, "XDG_CONFIG_HOME="+home)
+	c.Env = append(c.Env, env...)
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("mxgate adapt: %v", err)
+	}
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]adaptedServer `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Apps.HTTP.Servers
+}
+
+// checkServerNames fails unless every server of servers that speaks TLS
+// has mx_server_name before tls in its listener wrappers, strict_sni_host
+// on, and no HTTP/3 (which runs beside the listener wrappers); it
+// returns those servers by their listen address.
+func checkServerNames(t *testing.T, name string, servers map[string]adaptedServer) map[string]adaptedServer {
+	t.Helper()
+	tlsServers := map[string]adaptedServer{}
+	for _, srv := range servers {
+		if len(srv.Policies) == 0 {
+			continue
+		}
+		tlsServers[strings.Join(srv.Listen, " ")] = srv
+		var wrappers []string
+		for _, w := range srv.ListenerWrappers {
+			wrappers = append(wrappers, w.Wrapper)
+		}
+		i, j := slices.Index(wrappers, "mx_server_name"), slices.Index(wrappers, "tls")
+		if i < 0 || j < i {
+			t.Errorf("%s, %v: listener wrappers %v, want mx_server_name before tls", name, srv.Listen, wrappers)
+		}
+		if srv.StrictSNIHost == nil || !*srv.StrictSNIHost {
+			t.Errorf("%s, %v: strict_sni_host is not on", name, srv.Listen)
+		}
+		if !slices.Equal(srv.Protocols, []string{"h1", "h2"}) {
+			t.Errorf("%s, %v: protocols %v, want h1 h2", name, srv.Listen, srv.Protocols)
+		}
+	}
+	if len(tlsServers) == 0 {
+		t.Errorf("%s: no server speaks TLS", name)
+	}
+	return tlsServers
+}
+
+// tlsAnswer makes one TLS connection to addr naming sni (with cert, when
+// not nil) and sends one GET for host; it returns the status, or the
+// error of the handshake or the exchange.
+func tlsAnswer(t *testing.T, addr, sni, host string, cert *tls.Certificate) (int, error) {
+	t.Helper()
+	cfg := &tls.Config{ServerName: sni, InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
 // getOK fetches url and fails unless it answers 200 with want in the body.
 func getOK(t *testing.T, url, want string) {
 	t.Helper()
@@ -175,6 +287,7 @@ func TestProductionMDXIngress(t *testing.T) {
 	redis := redistest.Start(t)
 	redisEnv := fmt.Sprintf("MXGATE_REDIS_URL=redis://127.0.0.1:%d/0", redis.Port)
 	validateProd(t, name, prodConfig(t, name, e), redisEnv)
+	checkServerNames(t, name, adaptedServers(t, prodConfig(t, name, e), redisEnv))
 
 	app := newUpstream(t, nil)
 	port, health, metrics := freePort(t), freePort(t), freePort(t)
@@ -233,6 +346,18 @@ func TestProductionMDXIngress(t *testing.T) {
 	}
 	if status, body := send("64.77.254.40"); status == 200 {
 		t.Fatalf("the same signature again was admitted:\n%s", body)
+	}
+	// a server name that is not plain ASCII is refused in the handshake;
+	// a Host that is not the server name, before any site (421)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if _, err := tlsAnswer(t, addr, "localho\u017ft", "localhost", nil); err == nil || !strings.Contains(err.Error(), "unrecognized name") {
+		t.Fatalf("a long s in the server name: %v", err)
+	}
+	if status, err := tlsAnswer(t, addr, "localhost", "other.bank.example", nil); err != nil || status != 421 {
+		t.Fatalf("a Host other than the server name: %d %v", status, err)
+	}
+	if n := len(app.Requests()); n != 1 {
+		t.Fatalf("the FI's application saw %d requests, want 1", n)
 	}
 	getOK(t, fmt.Sprintf("http://127.0.0.1:%d/", health), `"ready"`)
 	getOK(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics), "mxgate_store_up")
@@ -319,6 +444,28 @@ func TestProductionFDX(t *testing.T) {
 	t.Cleanup(jwks.Close)
 	env := []string{"FDX_JWKS_URL=" + jwks.URL + "/jwks.json", "FDX_ISSUER=https://as.fdx.localhost", "FDX_AUDIENCE=https://fdx.localhost"}
 	validateProd(t, name, prodConfig(t, name, e), env...)
+	// Every handshake on the public port asks for a certificate from the
+	// recipients' CA: the catch-all policy the Caddyfile adapter would add
+	// for other names, which asks for none, is the example's own and asks
+	// too, so that no policy without client authentication can hand out
+	// the FDX certificate.
+	public, ok := checkServerNames(t, name, adaptedServers(t, prodConfig(t, name, e), env...))["tcp-handover/0.0.0.0:443"]
+	if !ok {
+		t.Fatalf("%s: no TLS server on tcp-handover/0.0.0.0:443", name)
+	}
+	catchAll := 0
+	for i, p := range public.Policies {
+		ca := p.ClientAuthentication
+		if ca == nil || ca.Mode != "require_and_verify" || ca.CA.Provider != "file" || !slices.Equal(ca.CA.PEMFiles, []string{e.etc + "/tls/fdx-clients-ca.pem"}) {
+			t.Errorf("%s: TLS connection policy %d (match %v) does not require a certificate from the recipients' CA: %+v", name, i, p.Match, ca)
+		}
+		if len(p.Match) == 0 {
+			catchAll++
+		}
+	}
+	if len(public.Policies) != 2 || catchAll != 1 {
+		t.Errorf("%s: %d TLS connection policies, %d of them catch-all; want the FDX site's and one catch-all", name, len(public.Policies), catchAll)
+	}
 
 	provider := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -372,6 +519,28 @@ func TestProductionFDX(t *testing.T) {
 
 	if _, err := devTLS(t, e.dev, "").Get(url); err == nil {
 		t.Fatal("a client without a certificate got an answer")
+	}
+	// whatever name it asks for: the KELVIN SIGN spelling of the site's
+	// (here a long s, localhost having no k) in the handshake, any other
+	// name at the catch-all, which asks for a certificate too
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if _, err := tlsAnswer(t, addr, "localho\u017ft", "localhost", nil); err == nil || !strings.Contains(err.Error(), "unrecognized name") {
+		t.Fatalf("a long s in the server name: %v", err)
+	}
+	for _, sni := range []string{"other.localhost", ""} {
+		if status, err := tlsAnswer(t, addr, sni, "localhost", nil); err == nil {
+			t.Fatalf("server name %q, no certificate: answered %d", sni, status)
+		}
+	}
+	client2, err := tls.LoadX509KeyPair(filepath.Join(e.dev, "client.pem"), filepath.Join(e.dev, "client-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, err := tlsAnswer(t, addr, "localhost", "other.localhost", &client2); err != nil || status != 421 {
+		t.Fatalf("a Host other than the server name: %d %v", status, err)
+	}
+	if n := len(provider.Requests()); n != 1 {
+		t.Fatalf("the data provider saw %d requests, want 1", n)
 	}
 	getOK(t, fmt.Sprintf("http://127.0.0.1:%d/", health), `"ready"`)
 	getOK(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics), "go_goroutines")

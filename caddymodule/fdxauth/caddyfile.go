@@ -25,6 +25,7 @@ func init() {
 //		introspection_cache <duration>       # default 30s
 //		algorithms <alg>...                  # default PS256 ES256
 //		leeway <duration>                    # default 30s
+//		client_cert require|optional         # default require
 //		cert_bound on|off                    # default on
 //		scopes {
 //			<METHOD> <pattern> <scope>[|<scope>...]|authenticated
@@ -97,6 +98,16 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			a.Algorithms = args
+		case "client_cert":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch d.Val() {
+			case ClientCertRequire, ClientCertOptional:
+				a.ClientCert = d.Val()
+			default:
+				return d.Errf("client_cert must be require or optional, not '%s'", d.Val())
+			}
 		case "cert_bound":
 			if !d.NextArg() {
 				return d.ArgErr()

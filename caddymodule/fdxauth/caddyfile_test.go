@@ -24,6 +24,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		introspection_cache 45s
 		algorithms PS256 ES256 RS256
 		leeway 10s
+		client_cert optional
 		cert_bound off
 		scopes {
 			get /fdx/v6/core/accounts/{accountId}/statements fdx:statements:read
@@ -45,7 +46,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		Issuer: "https://as.fdx.example", Audiences: []string{"https://fdx.example", "https://fdx.example/v6", "https://api.example"},
 		JWKSURL: "https://as.fdx.example/jwks", JWKSMinRefresh: caddy.Duration(time.Minute),
 		Introspection: &FDXIntrospection{URL: "https://as.fdx.example/introspect", ClientID: "rs-client", ClientSecret: "{env.RS_SECRET}", CacheFor: caddy.Duration(45 * time.Second)},
-		Algorithms:    []string{"PS256", "ES256", "RS256"}, Leeway: caddy.Duration(10 * time.Second), CertBound: &off,
+		Algorithms:    []string{"PS256", "ES256", "RS256"}, Leeway: caddy.Duration(10 * time.Second), ClientCert: "optional", CertBound: &off,
 		Scopes: []FDXScope{{Method: "GET", Pattern: "/fdx/v6/core/accounts/{accountId}/statements", Scopes: "fdx:statements:read"},
 			{Method: "POST", Pattern: "/fdx/v6/payments", Scopes: "fdx:payments:write|fdx:payments:admin"}},
 		ForwardClaims: map[string]string{"client_id": "X-Fdx-Client", "sub": "X-Fdx-Subject"},
@@ -73,6 +74,9 @@ func TestUnmarshalErrors(t *testing.T) {
 		"algorithms":                     "wrong argument count",
 		"algorithms ES256 none":          "none",
 		"algorithms HS256":               "HS256",
+		"client_cert":                    "wrong argument count",
+		"client_cert off":                "client_cert must be require or optional, not 'off'",
+		"client_cert require optional":   "client_cert: too many arguments",
 		"cert_bound":                     "wrong argument count",
 		"cert_bound maybe":               "cert_bound must be on or off, not 'maybe'",
 		"cert_bound on off":              "cert_bound: too many arguments",

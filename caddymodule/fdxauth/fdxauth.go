@@ -28,6 +28,7 @@ import (
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/fdx"
 	"github.com/mxgate/mxgate/internal/refetch"
+	"github.com/mxgate/mxgate/internal/servername"
 	"github.com/mxgate/mxgate/internal/urlpath"
 )
 
@@ -35,12 +36,15 @@ func init() {
 	caddy.RegisterModule(FDXAuth{})
 }
 
-// FDXAuth protects an FDX v6 resource server: it validates the OAuth 2.0
+// FDXAuth protects an FDX v6 resource server: it refuses a request whose
+// Host is not the TLS server name of its connection, and one whose
+// connection verified no client certificate; it validates the OAuth 2.0
 // access token of each request (a JWT against the authorization server's
 // JWKS, or an opaque token by introspection), checks that the token is
-// bound to the TLS client certificate that presented it, and enforces the
-// scope the endpoint requires. Failures answer as RFC 6750 says, with an
-// FDX error body. Mutual TLS itself is Caddy's: tls { client_auth { … } }.
+// bound to the verified client certificate, and enforces the scope the
+// endpoint requires. Failures answer as RFC 6750 says, with an FDX error
+// body. Mutual TLS itself is Caddy's: tls { client_auth { … } }, with a
+// trust pool (only a certificate the handshake verified counts).
 type FDXAuth struct {
 	// Issuer is the iss every token must carry.
 	Issuer string `json:"issuer,omitempty"`
@@ -60,8 +64,17 @@ type FDXAuth struct {
 	Algorithms []string `json:"algorithms,omitempty"`
 	// Leeway for exp, nbf and iat. Default: 30s.
 	Leeway caddy.Duration `json:"leeway,omitempty"`
+	// ClientCert is "require" or "optional". Required, a request whose
+	// TLS connection verified no client certificate (one that came over
+	// plain HTTP, or through a connection policy without client
+	// authentication, or with a certificate no trust pool vouched for) is
+	// refused with 400 invalid_request before its token is looked at, as
+	// FAPI's mutual TLS requires. Optional lets it on to the token check,
+	// for tokens bound by other means. Default: require.
+	ClientCert string `json:"client_cert,omitempty"`
 	// CertBound requires cnf.x5t#S256 to match the client certificate
-	// (RFC 8705). Default: true.
+	// that the TLS connection verified (RFC 8705); a certificate the
+	// connection did not verify is never used. Default: true.
 	CertBound *bool `json:"cert_bound,omitempty"`
 	// Scopes add rows to the default FDX v6 table, or replace rows with the
 	// same method and pattern. A path no row matches is refused.
@@ -84,6 +97,12 @@ type FDXAuth struct {
 	introspect *fdx.Introspector
 	logger     *zap.Logger
 }
+
+// The values of ClientCert.
+const (
+	ClientCertRequire  = "require"
+	ClientCertOptional = "optional"
+)
 
 // FDXIntrospection configures RFC 7662 introspection.
 type FDXIntrospection struct {
@@ -139,6 +158,16 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 	if a.CertBound == nil {
 		on := true
 		a.CertBound = &on
+	}
+	switch a.ClientCert {
+	case "":
+		a.ClientCert = ClientCertRequire
+	case ClientCertRequire, ClientCertOptional:
+	default:
+		return fmt.Errorf("client_cert must be %s or %s, not %q", ClientCertRequire, ClientCertOptional, a.ClientCert)
+	}
+	if a.ClientCert == ClientCertOptional && !*a.CertBound {
+		a.logger.Warn("fdx_auth: client_cert optional and cert_bound off: a token works from any client that holds it")
 	}
 	if len(a.Algorithms) == 0 {
 		a.Algorithms = []string{"PS256", "ES256"}
@@ -275,6 +304,9 @@ func (a *FDXAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	for _, h := range a.ForwardClaims {
 		r.Header.Del(h)
 	}
+	if fail := a.checkConnection(r); fail != nil {
+		return a.refuse(w, r, fail, id)
+	}
 	p, fail := a.checkForm(r, len(ids))
 	if fail != nil {
 		return a.refuse(w, r, fail, id)
@@ -294,6 +326,33 @@ func (a *FDXAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	gate.SetUser(r, claims.ClientID)
 	return next.ServeHTTP(w, r)
+}
+
+// checkConnection refuses, before anything else, a request whose Host is
+// not the server name its TLS connection was made for (compared in ASCII,
+// as internal/servername says: Caddy's strict_sni_host folds Unicode, and
+// its connection policies and certificate lookup read the name otherwise
+// than each other), and, unless ClientCert is optional, one whose
+// connection verified no client certificate.
+func (a *FDXAuth) checkConnection(r *http.Request) *failure {
+	if r.TLS != nil {
+		if err := servername.MatchHost(r.TLS.ServerName, r.Host); err != nil {
+			debug := "the Host is not the TLS server name"
+			switch err {
+			case servername.ErrNoServerName:
+				debug = "the TLS connection named no server (SNI)"
+			case servername.ErrNotASCII:
+				debug = "the TLS server name or the Host is not plain ASCII"
+			case servername.ErrMalformed:
+				debug = "the TLS server name or the Host is not a host name"
+			}
+			return &failure{status: http.StatusMisdirectedRequest, debug: debug}
+		}
+	}
+	if a.ClientCert != ClientCertOptional && verifiedCert(r) == nil {
+		return &failure{status: 400, oauth: "invalid_request", debug: "no client certificate verified by the TLS connection"}
+	}
+	return nil
 }
 
 // checkForm refuses, before any token is looked at, a request whose form
@@ -394,9 +453,9 @@ func (a *FDXAuth) authorize(r *http.Request, p string) (*fdx.Claims, *failure) {
 		return nil, &failure{status: 401, oauth: "invalid_token", debug: "token could not be checked"}
 	}
 	if *a.CertBound {
-		cert := peerCert(r)
+		cert := verifiedCert(r)
 		if cert == nil {
-			return nil, &failure{status: 401, oauth: "invalid_token", debug: "no client certificate to bind the token to"}
+			return nil, &failure{status: 401, oauth: "invalid_token", debug: "no verified client certificate to bind the token to"}
 		}
 		if !claims.BoundTo(cert) {
 			return nil, &failure{status: 401, oauth: "invalid_token", debug: "token is not bound to this client certificate"}
@@ -420,10 +479,16 @@ func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id 
 			zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
 	reason := strconv.Itoa(f.status) + "_" + cmp.Or(f.oauth, "no_token")
-	if f.status == http.StatusServiceUnavailable {
+	switch f.status {
+	case http.StatusServiceUnavailable:
 		reason = "authorization_server_unavailable"
 		w.Header().Set("Retry-After", "1")
-	} else {
+	case http.StatusMisdirectedRequest: // not an authentication failure: no challenge
+		reason = "misdirected"
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+	default:
 		challenge := `Bearer realm="` + a.Realm + `"`
 		if f.oauth != "" {
 			challenge += `, error="` + f.oauth + `", error_description="` + f.debug + `"`
@@ -437,12 +502,15 @@ func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id 
 	return gate.Refuse(w, "fdx_auth", a.format, gate.Refusal{Status: f.status, Reason: reason, Message: f.debug})
 }
 
-// peerCert returns the TLS client certificate of r, if any.
-func peerCert(r *http.Request) *x509.Certificate {
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+// verifiedCert returns the client certificate that r's TLS connection
+// verified against a trust pool, if any. A certificate the connection
+// merely received (client_auth mode request or require, or a leaf
+// verifier) is not one.
+func verifiedCert(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
 		return nil
 	}
-	return r.TLS.PeerCertificates[0]
+	return r.TLS.VerifiedChains[0][0]
 }
 
 // Interface guards

@@ -148,16 +148,31 @@ func newFDXAuth(t *testing.T, a *FDXAuth) (*FDXAuth, *observer.ObservedLogs) {
 }
 
 // request is a GET of path with the bearer token, over mutual TLS with
-// cert (none when nil).
+// cert, which the connection verified (plain HTTP when nil), for the
+// server name example.com, the request's Host.
 func request(path, token string, cert *x509.Certificate) *http.Request {
 	r := httptest.NewRequest("GET", path, nil)
 	if token != "" {
 		r.Header.Set("Authorization", "Bearer "+token)
 	}
 	if cert != nil {
-		r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}
+		r.TLS = &tls.ConnectionState{ServerName: "example.com", PeerCertificates: []*x509.Certificate{cert},
+			VerifiedChains: [][]*x509.Certificate{{cert}}}
 	}
 	return handlertest.Request(r, "198.51.100.9")
+}
+
+// unverified is r with its client certificate received but not verified
+// (client_auth mode request or require, with no trust pool).
+func unverified(r *http.Request) *http.Request {
+	r.TLS.VerifiedChains = nil
+	return r
+}
+
+// named is r over a TLS connection for server name sni, with Host host.
+func named(r *http.Request, sni, host string) *http.Request {
+	r.TLS.ServerName, r.Host = sni, host
+	return r
 }
 
 // userNext records {http.auth.user.id} as the next handler sees it.
@@ -221,8 +236,10 @@ func TestFDXAuthRefuses(t *testing.T) {
 			`Bearer realm="fdx", error="invalid_token", error_description="wrong audience"`, "wrong audience"},
 		{"opaque, no introspection", request("/fdx/v6/core/accounts", "opaque-token", cert), 401,
 			`Bearer realm="fdx", error="invalid_token", error_description="not a JWT"`, "not a JWT"},
-		{"no client certificate", request("/fdx/v6/core/accounts", good, nil), 401,
-			`Bearer realm="fdx", error="invalid_token", error_description="no client certificate to bind the token to"`, "no client certificate to bind the token to"},
+		{"no client certificate", request("/fdx/v6/core/accounts", good, nil), 400,
+			`Bearer realm="fdx", error="invalid_request", error_description="no client certificate verified by the TLS connection"`, "no client certificate verified by the TLS connection"},
+		{"a client certificate the connection did not verify", unverified(request("/fdx/v6/core/accounts", good, cert)), 400,
+			`Bearer realm="fdx", error="invalid_request", error_description="no client certificate verified by the TLS connection"`, "no client certificate verified by the TLS connection"},
 		{"another client's certificate", request("/fdx/v6/core/accounts", good, other), 401,
 			`Bearer realm="fdx", error="invalid_token", error_description="token is not bound to this client certificate"`, "token is not bound to this client certificate"},
 		{"unbound token", request("/fdx/v6/core/accounts", as.mint(t, nil, nil), cert), 401,
@@ -254,8 +271,8 @@ func TestFDXAuthRefuses(t *testing.T) {
 		}
 	}
 	entries := logs.FilterMessage("FDX request refused").All()
-	if len(entries) != 14 {
-		t.Errorf("%d refusals logged, want 14", len(entries))
+	if len(entries) != 15 {
+		t.Errorf("%d refusals logged, want 15", len(entries))
 	}
 	for _, e := range entries {
 		f := e.ContextMap()
@@ -316,12 +333,12 @@ func TestFDXAuthIntrospection(t *testing.T) {
 
 func TestFDXAuthInteractionIDAndClaims(t *testing.T) {
 	as := newAuthServer(t)
-	a, _ := newFDXAuth(t, &FDXAuth{JWKSURL: as.URL + "/jwks", CertBound: new(bool),
+	a, _ := newFDXAuth(t, &FDXAuth{JWKSURL: as.URL + "/jwks", ClientCert: ClientCertOptional, CertBound: new(bool),
 		ForwardClaims: map[string]string{"client_id": "x-fdx-client", "scope": "X-Fdx-Scope", "cnf": "X-Fdx-Cnf", "acr": "X-Fdx-Acr"}})
 	tok := as.mint(t, nil, map[string]any{"cnf": map[string]string{"x5t#S256": "thumb"}, "scope": []string{"fdx:accountbasic:read"}})
 	const id = "4c1a5f0e-6e8a-4c38-9c5a-2f3d0d6b7e10"
 
-	r := request("/fdx/v6/core/accounts", tok, nil) // cert_bound off: no certificate needed
+	r := request("/fdx/v6/core/accounts", tok, nil) // client_cert optional, cert_bound off: no certificate needed
 	r.Header.Set("X-Fapi-Interaction-Id", id)
 	r.Header.Set("X-Fdx-Client", "spoofed")
 	r.Header.Set("X-Fdx-Acr", "spoofed")
@@ -361,7 +378,7 @@ func TestFDXAuthHandleErrors(t *testing.T) {
 	as := newAuthServer(t)
 	a, _ := newFDXAuth(t, &FDXAuth{JWKSURL: as.URL + "/jwks", ErrorFormat: "handle_errors", Realm: "bank"})
 	w := httptest.NewRecorder()
-	err := a.ServeHTTP(w, request("/fdx/v6/core/accounts", "", nil), &handlertest.Next{})
+	err := a.ServeHTTP(w, request("/fdx/v6/core/accounts", "", clientCert(t, "recipient-1")), &handlertest.Next{})
 	var he caddyhttp.HandlerError
 	if !errors.As(err, &he) || he.StatusCode != 401 || w.Header().Get("WWW-Authenticate") != `Bearer realm="bank"` || w.Body.Len() != 0 {
 		t.Errorf("%v %v %q", err, w.Header(), w.Body)
@@ -370,7 +387,7 @@ func TestFDXAuthHandleErrors(t *testing.T) {
 
 func TestFDXAuthProvision(t *testing.T) {
 	a, _ := newFDXAuth(t, &FDXAuth{JWKSURL: "{env.MXGATE_TEST_UNSET}http://as/jwks", Introspection: &FDXIntrospection{URL: "https://as/i", ClientID: "rs", ClientSecret: "s"}})
-	if a.Realm != "fdx" || !*a.CertBound || strings.Join(a.Algorithms, ",") != "PS256,ES256" || time.Duration(a.Leeway) != 30*time.Second || a.introspect == nil || a.validator == nil {
+	if a.Realm != "fdx" || !*a.CertBound || a.ClientCert != "require" || strings.Join(a.Algorithms, ",") != "PS256,ES256" || time.Duration(a.Leeway) != 30*time.Second || a.introspect == nil || a.validator == nil {
 		t.Errorf("defaults: %+v", a)
 	}
 	t.Setenv("MXGATE_TEST_EMPTY", "")
@@ -390,6 +407,7 @@ func TestFDXAuthProvision(t *testing.T) {
 		"bad header":          {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ForwardClaims: map[string]string{"sub": "X Sub"}}, `bad forward_claims entry "sub" -> "X Sub"`},
 		"empty claim":         {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ForwardClaims: map[string]string{"": "X-Sub"}}, "bad forward_claims entry"},
 		"format":              {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ErrorFormat: "xml"}, "unknown error_format"},
+		"client_cert":         {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ClientCert: "off"}, `client_cert must be require or optional, not "off"`},
 		"jwks, no scheme":     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: "as.example/jwks"}, "jwks_url must be an http(s) URL"},
 		"jwks, unset env":     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: "{env.MXGATE_TEST_EMPTY}"}, "jwks_url must be an http(s) URL"},
 		"issuer, unset env":   {FDXAuth{Issuer: "{env.MXGATE_TEST_EMPTY}", Audiences: []string{audience}, JWKSURL: jwks}, "issuer is empty (an unset {env.*}"},
@@ -399,6 +417,78 @@ func TestFDXAuthProvision(t *testing.T) {
 		err := handlertest.TryProvision(t, &c.a)
 		if err == nil || !strings.Contains(err.Error(), c.msg) {
 			t.Errorf("%s: %v, want %q", name, err, c.msg)
+		}
+	}
+}
+
+// TestFDXAuthConnection: the Host must be the TLS server name, compared in
+// ASCII only, and the connection must have verified a client certificate,
+// whatever cert_bound says; both before the token is looked at.
+func TestFDXAuthConnection(t *testing.T) {
+	as := newAuthServer(t)
+	cert := clientCert(t, "recipient-1")
+	good := as.mint(t, cert, nil)
+	unboundOff := false
+	for _, c := range []struct {
+		name   string
+		a      *FDXAuth
+		r      *http.Request
+		status int
+		debug  string
+	}{
+		{"ASCII case differs", &FDXAuth{}, named(request("/fdx/v6/core/accounts", good, cert), "FDX.Bank.Example", "fdx.bank.EXAMPLE:443"), 200, ""},
+		{"KELVIN SIGN in the server name", &FDXAuth{}, named(request("/fdx/v6/core/accounts", good, cert), "fdx.ban\u212a.example", "fdx.bank.example"), 421,
+			"the TLS server name or the Host is not plain ASCII"},
+		{"long s in the server name", &FDXAuth{}, named(request("/fdx/v6/core/accounts", good, cert), "fdx\u017f.bank.example", "fdxs.bank.example"), 421,
+			"the TLS server name or the Host is not plain ASCII"},
+		{"KELVIN SIGN in the Host", &FDXAuth{}, named(request("/fdx/v6/core/accounts", good, cert), "fdx.bank.example", "fdx.ban\u212a.example"), 421,
+			"the TLS server name or the Host is not plain ASCII"},
+		{"no server name", &FDXAuth{}, named(request("/fdx/v6/core/accounts", good, cert), "", "fdx.bank.example"), 421,
+			"the TLS connection named no server (SNI)"},
+		{"another name", &FDXAuth{}, named(request("/fdx/v6/core/accounts", good, cert), "other.bank.example", "fdx.bank.example"), 421,
+			"the Host is not the TLS server name"},
+		{"trailing dot in the Host", &FDXAuth{}, named(request("/fdx/v6/core/accounts", good, cert), "fdx.bank.example", "fdx.bank.example."), 421,
+			"the Host is not the TLS server name"},
+		{"brackets around a name", &FDXAuth{}, named(request("/fdx/v6/core/accounts", good, cert), "fdx.bank.example", "[fdx.bank.example]"), 421,
+			"the TLS server name or the Host is not a host name"},
+		{"a name check whatever client_cert says", &FDXAuth{ClientCert: ClientCertOptional, CertBound: &unboundOff},
+			named(request("/fdx/v6/core/accounts", good, cert), "fdx.ban\u212a.example", "fdx.bank.example"), 421, "the TLS server name or the Host is not plain ASCII"},
+		{"no certificate, cert_bound off", &FDXAuth{CertBound: &unboundOff}, request("/fdx/v6/core/accounts", good, nil), 400,
+			"no client certificate verified by the TLS connection"},
+		{"an unverified certificate, cert_bound off", &FDXAuth{CertBound: &unboundOff}, unverified(request("/fdx/v6/core/accounts", good, cert)), 400,
+			"no client certificate verified by the TLS connection"},
+		{"an unverified certificate, client_cert optional", &FDXAuth{ClientCert: ClientCertOptional}, unverified(request("/fdx/v6/core/accounts", good, cert)), 401,
+			"no verified client certificate to bind the token to"},
+		{"no certificate, client_cert optional, cert_bound off", &FDXAuth{ClientCert: ClientCertOptional, CertBound: &unboundOff}, request("/fdx/v6/core/accounts", good, nil), 200, ""},
+	} {
+		c.a.JWKSURL = as.URL + "/jwks"
+		a, _ := newFDXAuth(t, c.a)
+		next := &handlertest.Next{}
+		w, err := handlertest.Serve(t, a, c.r, next)
+		if err != nil || w.Code != c.status {
+			t.Errorf("%s: %d %v %s", c.name, w.Code, err, w.Body)
+			continue
+		}
+		if c.status == 200 {
+			if next.Calls != 1 {
+				t.Errorf("%s: next called %d times", c.name, next.Calls)
+			}
+			continue
+		}
+		var b fdxBody
+		if next.Calls != 0 || json.Unmarshal(w.Body.Bytes(), &b) != nil || b.Code != strconv.Itoa(c.status) || b.DebugMessage != c.debug {
+			t.Errorf("%s: next called %d times, body %s", c.name, next.Calls, w.Body)
+		}
+		challenge := w.Header().Get("WWW-Authenticate")
+		switch c.status {
+		case 421: // not an authentication failure
+			if challenge != "" || w.Header().Get("Connection") != "close" {
+				t.Errorf("%s: headers %v", c.name, w.Header())
+			}
+		case 400:
+			if challenge != `Bearer realm="fdx", error="invalid_request", error_description="`+c.debug+`"` {
+				t.Errorf("%s: challenge %s", c.name, challenge)
+			}
 		}
 	}
 }

@@ -72,7 +72,7 @@ func newAuth(t *testing.T, as *testAS) *FDXAuth {
 	t.Helper()
 	off := false
 	a := &FDXAuth{Issuer: "https://as.test", Audiences: []string{"https://rs.test"}, JWKSURL: as.srv.URL,
-		CertBound: &off, ForwardClaims: map[string]string{"sub": "X-FDX-Subject"}}
+		ClientCert: ClientCertOptional, CertBound: &off, ForwardClaims: map[string]string{"sub": "X-FDX-Subject"}} // the form rules, over plain HTTP
 	handlertest.Provision(t, a)
 	a.logger, _ = handlertest.Logs()
 	return a
