@@ -169,7 +169,7 @@ func TestWaitReservation(t *testing.T) {
 // they do not (a flood faster than the refill) nothing is, and the flood
 // shares the overflow budget.
 func TestMemoryCap(t *testing.T) {
-	const maxKeys, flood = 64 * 4, 100_000
+	const maxKeys, flood = 64 * 4, 50_000
 	for name, step := range map[string]time.Duration{
 		"refilled_keys_make_room": time.Millisecond, // a GET refills in 100ms; a shard comes round every ~256ms
 		"throttled_keys_stay":     time.Microsecond,
