@@ -57,13 +57,20 @@ func (g Grouping) Key(s string) string {
 // ClientAddr reads s as servers and proxies write a client's address: an
 // IPv4 address (192.0.2.1), an IPv6 address in any of its spellings
 // (2001:DB8:0::1, ::ffff:192.0.2.1), either with a port (192.0.2.1:443,
-// [2001:db8::1]:443), an IPv6 address in brackets, and an IPv6 zone
-// (%eth0) anywhere one is allowed. It returns the address without its zone
-// and with an IPv4-mapped IPv6 address as the IPv4 address it maps, so
-// that every spelling of one address gives the same result. ok is false
-// for anything else, IPv4 with leading zeros (which some readers take as
-// octal) included.
+// [2001:db8::1]:443), an IPv6 address in brackets, and a zone (%eth0)
+// after the address, which it drops as Caddy does, whatever the family.
+// It returns the address with an IPv4-mapped IPv6 address as the IPv4
+// address it maps, so that every spelling of one address gives the same
+// result. ok is false for anything else, IPv4 with leading zeros (which
+// some readers take as octal) included.
 func ClientAddr(s string) (a netip.Addr, ok bool) {
+	if i := strings.IndexByte(s, '%'); i >= 0 {
+		end := len(s)
+		if j := strings.IndexByte(s[i:], ']'); j >= 0 {
+			end = i + j
+		}
+		s = s[:i] + s[end:]
+	}
 	if s == "" {
 		return a, false
 	}
@@ -83,7 +90,7 @@ func ClientAddr(s string) (a netip.Addr, ok bool) {
 			return netip.Addr{}, false
 		}
 	}
-	return a.WithZone("").Unmap(), true
+	return a.Unmap(), true
 }
 
 var errNotClientAddr = fmt.Errorf("ratelimit: not a client address")
