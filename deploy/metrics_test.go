@@ -35,6 +35,7 @@ var metricsWeExpose = map[string][]string{
 	"mxgate_ratelimit_admitted_total":      {"class"},
 	"mxgate_ratelimit_rejected_total":      {"class"},
 	"mxgate_ratelimit_abandoned_total":     {"class"},
+	"mxgate_ratelimit_overflow_total":      {"class"},
 	"mxgate_ratelimit_wait_seconds_bucket": {"class", "le"},
 	"mxgate_ratelimit_wait_seconds_sum":    {"class"},
 	"mxgate_ratelimit_wait_seconds_count":  {"class"},

@@ -4,10 +4,16 @@
 //
 // Two stores implement [Store]. [Memory] keeps the buckets in this process,
 // over golang.org/x/time/rate, with time as a parameter so that tests are
-// deterministic, idle keys evicted, and the number of keys capped. [Redis]
+// deterministic, and the number of keys capped without ever dropping a
+// bucket that is not full (a throttled key keeps its budget). [Redis]
 // keeps one GCRA state per bucket in Redis and updates it with one atomic
 // script per request, on the Redis server's clock, so that several
 // replicas share one budget exactly.
+//
+// A key that is a client address should be given as [Grouping.Key]
+// makes it: one key for every spelling of an address, and one for a
+// whole prefix (by default an IPv6 /64), so that a client cannot multiply
+// its budget by the addresses it holds.
 //
 // A request is either refused at once when no token is free (maxWait 0),
 // or admitted with a delay of at most maxWait, during which it holds a

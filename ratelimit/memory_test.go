@@ -162,19 +162,47 @@ func TestWaitReservation(t *testing.T) {
 	r3.Cancel(ctx, t0)
 }
 
-// TestMemoryCap: a flood of distinct keys never holds more than the cap,
-// and the least recently used keys are the ones evicted.
+// TestMemoryCap: a flood of distinct keys never holds more than the cap.
+// Each new key either takes a free place, takes the place of a key whose
+// buckets are all full, or draws on the overflow budget: when the flood's
+// keys refill before their shard comes round again they are evicted, when
+// they do not (a flood faster than the refill) nothing is, and the flood
+// shares the overflow budget.
 func TestMemoryCap(t *testing.T) {
-	const maxKeys = 64 * 4
-	m, _ := NewMemory(testPolicy(), maxKeys)
-	for i := range 100_000 {
-		take(t, m, fmt.Sprintf("flood-%d", i), Get, t0.Add(time.Duration(i)*time.Microsecond))
-		if i%997 == 0 && m.Len() > maxKeys {
-			t.Fatalf("%d keys held after %d, cap %d", m.Len(), i, maxKeys)
-		}
-	}
-	if m.Len() > maxKeys || m.Evicted() < 100_000-maxKeys {
-		t.Fatalf("Len %d, Evicted %d", m.Len(), m.Evicted())
+	const maxKeys, flood = 64 * 4, 50_000
+	for name, step := range map[string]time.Duration{
+		"refilled_keys_make_room": time.Millisecond, // a GET refills in 100ms; a shard comes round every ~256ms
+		"throttled_keys_stay":     time.Microsecond,
+	} {
+		t.Run(name, func(t *testing.T) {
+			m, _ := NewMemory(testPolicy(), maxKeys)
+			overflowed := 0
+			for i := range flood {
+				if take(t, m, fmt.Sprintf("flood-%d", i), Get, t0.Add(time.Duration(i)*step)).Overflow {
+					overflowed++
+				}
+				if i%997 == 0 && m.Len() > maxKeys {
+					t.Fatalf("%d keys held after %d, cap %d", m.Len(), i, maxKeys)
+				}
+			}
+			if m.Len() != maxKeys || uint64(overflowed) != m.Overflowed() {
+				t.Fatalf("Len %d, Overflowed %d (counted %d)", m.Len(), m.Overflowed(), overflowed)
+			}
+			// every key that got buckets of its own is held or was evicted
+			if got := uint64(m.Len()) + m.Evicted() + m.Overflowed(); got != flood {
+				t.Fatalf("held %d + evicted %d + overflowed %d = %d, want %d", m.Len(), m.Evicted(), m.Overflowed(), got, flood)
+			}
+			switch step {
+			case time.Millisecond:
+				if m.Evicted() < flood*9/10 {
+					t.Fatalf("only %d refilled keys evicted", m.Evicted())
+				}
+			case time.Microsecond:
+				if m.Evicted() != 0 {
+					t.Fatalf("%d keys evicted before they refilled", m.Evicted())
+				}
+			}
+		})
 	}
 }
 
@@ -199,16 +227,35 @@ func TestEvictionPrefersIdle(t *testing.T) {
 	}
 }
 
+// TestSweep: a key is swept when every bucket of it is full, and only
+// then, whatever its idle time: a key that lent tokens to waiting
+// requests is kept until those are paid back.
 func TestSweep(t *testing.T) {
 	m, _ := NewMemory(testPolicy(), 1024)
-	take(t, m, "old", Get, t0)
-	take(t, m, "new", Get, t0.Add(900*time.Millisecond))
-	// idle time to refill is the largest burst/rate: delete's 1/1 = 1s
-	if n := m.Sweep(t0.Add(1500 * time.Millisecond)); n != 1 || m.Len() != 1 {
-		t.Fatalf("swept %d, %d left", n, m.Len())
+	ctx := context.Background()
+	take(t, m, "get-once", Get, t0)        // full again at 100ms
+	take(t, m, "delete-once", Delete, t0)  // full again at 1s
+	take(t, m, "write-drained", Write, t0) // 2 of 2: full again at 500ms
+	take(t, m, "write-drained", Write, t0) //
+	for range 4 {                          // a DELETE now and three waiting: full again at 4s
+		if r, _ := m.Take(ctx, "waiting", Delete, t0, 5*time.Second); !r.Allowed {
+			t.Fatal("a reservation within max wait was refused")
+		}
 	}
-	if n := m.Sweep(t0.Add(1900 * time.Millisecond)); n != 1 || m.Len() != 0 {
-		t.Fatalf("swept %d, %d left", n, m.Len())
+	for _, c := range []struct {
+		at         time.Duration
+		swept, len int
+	}{
+		{99 * time.Millisecond, 0, 4},
+		{100 * time.Millisecond, 1, 3},
+		{999 * time.Millisecond, 1, 2},
+		{time.Second, 1, 1},
+		{3999 * time.Millisecond, 0, 1}, // idle for 4s less a bit, still owed tokens
+		{4 * time.Second, 1, 0},
+	} {
+		if n := m.Sweep(t0.Add(c.at)); n != c.swept || m.Len() != c.len {
+			t.Fatalf("at %v: swept %d, %d left; want %d, %d left", c.at, n, m.Len(), c.swept, c.len)
+		}
 	}
 }
 

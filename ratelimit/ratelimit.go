@@ -179,6 +179,10 @@ type Result struct {
 	RetryAfter time.Duration
 	// Delay, for an admitted request, is how long it must wait first.
 	Delay time.Duration
+	// Overflow is true when the key had no buckets of its own (a Memory
+	// at its cap with none full to drop) and the request drew on the
+	// store's shared overflow budget.
+	Overflow bool
 
 	cancel canceler
 }

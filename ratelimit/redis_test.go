@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -175,6 +176,39 @@ func TestRedisOutage(t *testing.T) {
 	}
 	if !s.Healthy() {
 		t.Fatal("recovered store not healthy")
+	}
+}
+
+// TestRedisThrottledKeyKeptUntilFull: a bucket's state in Redis expires
+// only when the bucket is full again, so no churn of other keys, and no
+// refused request, resets a throttled key; the budget is reset only by
+// Redis losing the key (maxmemory eviction: see the README).
+func TestRedisThrottledKeyKeptUntilFull(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redisClient(t, srv)
+	p := Policy{Get: {Rate: 10, Burst: 5}, Write: {Rate: Inf}, Delete: {Rate: 1.0 / 1800, Burst: 2}, Other: {Rate: Inf}}
+	s := newRedisStore(t, c, "test:kept:", p)
+	ctx := context.Background()
+	for i := range 3 {
+		r, err := s.Take(ctx, "victim", Delete, time.Now(), 0)
+		if err != nil || r.Allowed != (i < 2) {
+			t.Fatalf("DELETE %d: %+v %v", i+1, r, err)
+		}
+	}
+	for i := range 2000 {
+		if _, err := s.Take(ctx, fmt.Sprintf("churn-%d", i), Get, time.Now(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 100 {
+		if r, _ := s.Take(ctx, "victim", Delete, time.Now(), 0); r.Allowed {
+			t.Fatal("the throttled key was admitted")
+		}
+	}
+	// two tokens of 30 minutes are owed: the state lives that long
+	ttl, err := c.PTTL(ctx, s.bucketKey("victim", Delete)).Result()
+	if err != nil || ttl < time.Hour-time.Minute || ttl > time.Hour+time.Second {
+		t.Fatalf("the throttled bucket expires in %v (%v), want an hour, when it is full", ttl, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package limit
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -35,6 +36,8 @@ func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		delete <n>/s [burst <b>] | unlimited        # default 150/s
 //		other <n>/s [burst <b>] | unlimited         # default unlimited
 //		key <placeholder>
+//		ipv4_prefix <bits>                           # addresses in the key grouped; default 32
+//		ipv6_prefix <bits>                           # default 64
 //		mode reject|wait
 //		max_wait <duration>
 //		methods standard|any                         # default standard
@@ -65,6 +68,10 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			rl.Limits[opt] = cl
 		case "key":
 			rl.Key, err = gate.String(d)
+		case "ipv4_prefix":
+			rl.IPv4Prefix, err = prefixLen(d, 32)
+		case "ipv6_prefix":
+			rl.IPv6Prefix, err = prefixLen(d, 128)
 		case "mode":
 			rl.Mode, err = gate.OneOf(d, "reject", "wait")
 		case "max_wait":
@@ -80,6 +87,19 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		return err
 	})
+}
+
+// prefixLen reads a prefix length of at most bits, written 64 or /64.
+func prefixLen(d *caddyfile.Dispenser, bits int) (int, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(d.Val(), "/"))
+	if err != nil || n < 1 || n > bits || strings.HasPrefix(d.Val(), "+") {
+		return 0, d.Errf("%s: '%s' is not a prefix length from 1 to %d", opt, d.Val(), bits)
+	}
+	return n, nil
 }
 
 // parseClassLimit reads `<n>/s [burst <b>]` or `unlimited`.

@@ -20,6 +20,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		delete unlimited
 		other 1/h burst 1
 		key {http.auth.user.id}
+		ipv4_prefix 24
+		ipv6_prefix /48
 		mode wait
 		max_wait 500ms
 		store redis redis://cache:6379/2
@@ -35,7 +37,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}
 	want := RateLimit{
 		Limits: map[string]*ClassLimit{"get": {Rate: 100, Burst: 200}, "write": {Rate: 0.5}, "delete": {Unlimited: true}, "other": {Rate: 1.0 / 3600, Burst: 1}},
-		Key:    "{http.auth.user.id}", Mode: "wait", MaxWait: caddy.Duration(500 * time.Millisecond), MaxKeys: 5000, ErrorFormat: "json",
+		Key:    "{http.auth.user.id}", IPv4Prefix: 24, IPv6Prefix: 48, Mode: "wait", MaxWait: caddy.Duration(500 * time.Millisecond), MaxKeys: 5000, ErrorFormat: "json",
 		Config: store.Config{Store: "redis", RedisURL: "redis://cache:6379/2", OnStoreError: "deny", RedisTimeout: caddy.Duration(50 * time.Millisecond), Namespace: "api"},
 	}
 	if !reflect.DeepEqual(rl, want) {
@@ -62,6 +64,15 @@ func TestUnmarshalErrors(t *testing.T) {
 		"on_store_error open":   "on_store_error must be local or deny",
 		"namespace a b":         "too many arguments: 'b'",
 		"patch 5/s":             "unrecognized mx_rate_limit option 'patch'",
+		"ipv4_prefix":           "wrong argument count",
+		"ipv4_prefix 33":        "ipv4_prefix: '33' is not a prefix length from 1 to 32",
+		"ipv4_prefix /0":        "ipv4_prefix: '/0' is not a prefix length from 1 to 32",
+		"ipv6_prefix 129":       "ipv6_prefix: '129' is not a prefix length from 1 to 128",
+		"ipv6_prefix -64":       "is not a prefix length",
+		"ipv6_prefix +64":       "is not a prefix length",
+		"ipv6_prefix //64":      "is not a prefix length",
+		"ipv6_prefix 2001::/64": "is not a prefix length",
+		"ipv6_prefix 64 48":     "too many arguments: '48'",
 	} {
 		var rl RateLimit
 		err := rl.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mx_rate_limit {\n\t" + body + "\n}"))

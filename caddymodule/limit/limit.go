@@ -52,9 +52,21 @@ type RateLimit struct {
 
 	// Key selects the budget a request draws on; placeholders are
 	// evaluated per request, e.g. {http.vars.client_ip} or
-	// {http.request.header.X-Client}. A key that evaluates to empty draws
-	// on the shared empty-key budget. Default: one budget for the whole site.
+	// {http.request.header.X-Client}. A placeholder whose value is an IP
+	// address stands for its group (IPv4Prefix, IPv6Prefix). A key that
+	// evaluates to empty draws on the shared empty-key budget. Default: one
+	// budget for the whole site.
 	Key string `json:"key,omitempty"`
+
+	// IPv4Prefix and IPv6Prefix group the client addresses in keys: each
+	// placeholder of Key whose value is an IP address, in any of its
+	// spellings (upper or lower case, leading zeros, ::, a %zone, a :port,
+	// brackets; an IPv4-mapped IPv6 address counts as IPv4), is replaced
+	// by the address's prefix of this many bits, so that every address of
+	// one prefix draws on one budget. Default: 32 (each IPv4 address) and
+	// 64 (each IPv6 /64, what a single client is commonly given).
+	IPv4Prefix int `json:"ipv4_prefix,omitempty"`
+	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
 
 	// Mode is "reject" (refuse at once) or "wait" (hold the request until a
 	// token is free, if within MaxWait). Default: reject.
@@ -75,15 +87,19 @@ type RateLimit struct {
 	store.Config
 
 	// MaxKeys caps the keys held in memory (rounded up to a multiple of
-	// 64); the least recently used are evicted. A change takes effect with
-	// fresh buckets. Default: 100000.
+	// 64). A key's buckets are dropped only when they are all full (the
+	// same as new ones); at the cap, with none of the least recently used
+	// keys full, a new key draws on one overflow budget, of the same
+	// limits, shared by every such key. A change takes effect with fresh
+	// buckets. Default: 100000.
 	MaxKeys int `json:"max_keys,omitempty"`
 
 	// ErrorFormat is how a refusal is written: mdx, json, fdx, text or
 	// handle_errors. Default: mdx.
 	ErrorFormat string `json:"error_format,omitempty"`
 
-	policy ratelimit.Policy
+	policy   ratelimit.Policy
+	grouping ratelimit.Grouping
 	// limitText is each class's bucket size as RateLimit-Limit sends it.
 	limitText [ratelimit.NumClasses]string
 	store     ratelimit.Store
@@ -170,6 +186,19 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 	}
 	if rl.policy, err = buildPolicy(rl.Limits); err != nil {
 		return err
+	}
+	rl.grouping = ratelimit.DefaultGrouping
+	if rl.IPv4Prefix != 0 {
+		rl.grouping.IPv4Bits = rl.IPv4Prefix
+	}
+	if rl.IPv6Prefix != 0 {
+		rl.grouping.IPv6Bits = rl.IPv6Prefix
+	}
+	if rl.grouping.IPv4Bits < 1 || rl.grouping.IPv4Bits > 32 {
+		return fmt.Errorf("ipv4_prefix must be 1 to 32, not %d", rl.IPv4Prefix)
+	}
+	if rl.grouping.IPv6Bits < 1 || rl.grouping.IPv6Bits > 128 {
+		return fmt.Errorf("ipv6_prefix must be 1 to 128, not %d", rl.IPv6Prefix)
 	}
 	for c, l := range rl.policy {
 		rl.limitText[c] = strconv.Itoa(l.Burst)
@@ -268,13 +297,7 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	if rl.policy[class].Unlimited() {
 		return next.ServeHTTP(w, r)
 	}
-	key := ""
-	if rl.Key != "" {
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			key = repl.ReplaceAll(rl.Key, "")
-		}
-	}
-	res, err := rl.store.Take(r.Context(), key, class, rl.now(), rl.maxWait)
+	res, err := rl.store.Take(r.Context(), rl.key(r), class, rl.now(), rl.maxWait)
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		gate.CloseUnread(w, r)
@@ -283,6 +306,9 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	h := w.Header()
 	rl.setRateHeaders(h, class, res)
 	cls := class.String()
+	if res.Overflow {
+		classMetrics[class].overflow.Inc()
+	}
 	if !res.Allowed {
 		classMetrics[class].rejected.Inc()
 		h.Set("Retry-After", strconv.FormatInt(res.RetryAfterSeconds(), 10))
@@ -309,17 +335,44 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	return next.ServeHTTP(w, r)
 }
 
+// key evaluates Key for r, each placeholder whose value is a client
+// address standing for the address's group. Without a replacer (a request
+// not served by Caddy's server) it is the empty key.
+func (rl *RateLimit) key(r *http.Request) string {
+	if rl.Key == "" {
+		return ""
+	}
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return ""
+	}
+	key, err := repl.ReplaceFunc(rl.Key, rl.group)
+	if err != nil { // malformed placeholders in Key itself: one budget
+		return ""
+	}
+	return key
+}
+
+// group is the caddy.ReplacementFunc of key.
+func (rl *RateLimit) group(_ string, val any) (any, error) {
+	if s, ok := val.(string); ok {
+		return rl.grouping.Key(s), nil
+	}
+	return rl.grouping.Key(caddy.ToString(val)), nil
+}
+
 // classMetrics are the rate-limit metrics of each class, looked up once
 // rather than by label on every request.
 var classMetrics = func() (m [ratelimit.NumClasses]struct {
-	admitted, rejected, abandoned prometheus.Counter
-	wait                          prometheus.Observer
+	admitted, rejected, abandoned, overflow prometheus.Counter
+	wait                                    prometheus.Observer
 }) {
 	for c := range ratelimit.NumClasses {
 		cls := c.String()
 		m[c].admitted = gate.Metrics.RLAdmitted.WithLabelValues(cls)
 		m[c].rejected = gate.Metrics.RLRejected.WithLabelValues(cls)
 		m[c].abandoned = gate.Metrics.RLAbandoned.WithLabelValues(cls)
+		m[c].overflow = gate.Metrics.RLOverflow.WithLabelValues(cls)
 		m[c].wait = gate.Metrics.RLWait.WithLabelValues(cls)
 	}
 	return m

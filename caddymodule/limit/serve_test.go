@@ -3,6 +3,7 @@ package limit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -130,6 +131,9 @@ func TestMoreProvisionErrors(t *testing.T) {
 		"nil limit":         {RateLimit{Limits: map[string]*ClassLimit{"get": nil}}, "get: empty limit"},
 		"zero rate":         {RateLimit{Limits: map[string]*ClassLimit{"get": {}}}, ""},
 		"bad store":         {RateLimit{Config: store.Config{Store: "disk"}}, `store must be memory or redis, not "disk"`},
+		"ipv4_prefix 33":    {RateLimit{IPv4Prefix: 33}, "ipv4_prefix must be 1 to 32, not 33"},
+		"ipv4_prefix -1":    {RateLimit{IPv4Prefix: -1}, "ipv4_prefix must be 1 to 32, not -1"},
+		"ipv6_prefix 129":   {RateLimit{IPv6Prefix: 129}, "ipv6_prefix must be 1 to 128, not 129"},
 	} {
 		err := handlertest.TryProvision(t, &c.rl)
 		if err == nil || !strings.Contains(err.Error(), c.msg) {
@@ -160,5 +164,116 @@ func TestUnlimitedClass(t *testing.T) {
 	}
 	if c := take(t, rl, "DELETE"); c != 429 {
 		t.Fatalf("a second DELETE: %d", c)
+	}
+}
+
+// TestKeyGroupsAddresses: a placeholder whose value is a client address
+// stands for its group, by default the address for IPv4 and the /64 for
+// IPv6, whatever its spelling; other values, and the key's own text, are
+// left as they are.
+func TestKeyGroupsAddresses(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	get := func(rl *RateLimit, client, header string) int {
+		r := httptest.NewRequest("GET", "/users", nil)
+		r.Header.Set("X-Client", header)
+		w, err := handlertest.Serve(t, rl, handlertest.Request(r, client), &handlertest.Next{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.Code
+	}
+	type try struct {
+		client, header string
+		want           int
+	}
+	for name, c := range map[string]struct {
+		rl    *RateLimit
+		tries []try
+	}{
+		"client_ip": {&RateLimit{Key: "{http.vars.client_ip}"}, []try{
+			{"2001:db8:1:2::1", "", 200},
+			{"2001:db8:1:2:ffff:ffff:ffff:ffff", "", 429}, // the same /64
+			{"2001:db8:1:3::1", "", 200},                  // the next /64
+			{"192.0.2.1", "", 200},
+			{"::ffff:192.0.2.1", "", 429}, // the same IPv4 address
+			{"192.0.2.2", "", 200},
+		}},
+		"header_spellings": {&RateLimit{Key: "{http.request.header.X-Client}"}, []try{
+			{"", "2001:db8::1", 200},
+			{"", "2001:DB8:0:0::1", 429},
+			{"", "2001:0db8:0000:0000:abcd::1%eth0", 429},
+			{"", "[2001:db8::2]:443", 429},
+			{"", "2001:db8::0.0.0.3", 429},
+			{"", "198.51.100.7", 200},
+			{"", "::ffff:198.51.100.7", 429},
+			{"", "::FFFF:c633:6407", 429},
+			{"", "[::ffff:198.51.100.7%lo]:80", 429},
+			{"", "198.51.100.7:8080", 429},
+			{"", "198.51.100.07", 200}, // not an address: a key of its own, like any text
+		}},
+		"composite_key": {&RateLimit{Key: "{http.vars.client_ip}/{http.request.header.X-Client}"}, []try{
+			{"2001:db8::1", "tenant-a", 200},
+			{"2001:db8::2", "tenant-a", 429},
+			{"2001:db8::2", "tenant-b", 200},
+		}},
+		"prefixes_set": {&RateLimit{Key: "{http.vars.client_ip}", IPv4Prefix: 24, IPv6Prefix: 48}, []try{
+			{"192.0.2.1", "", 200},
+			{"192.0.2.200", "", 429},
+			{"192.0.3.1", "", 200},
+			{"2001:db8:1:2::1", "", 200},
+			{"2001:db8:1:ffff::1", "", 429},
+		}},
+		"per_address": {&RateLimit{Key: "{http.vars.client_ip}", IPv6Prefix: 128}, []try{
+			{"2001:db8::1", "", 200},
+			{"2001:db8::2", "", 200},
+			{"2001:db8::1%eth0", "", 429},
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c.rl.Limits = map[string]*ClassLimit{"get": {Rate: 1.0 / 60, Burst: 1}}
+			c.rl.Namespace = "groups-" + name
+			rl := newLimit(t, c.rl, &now)
+			for _, try := range c.tries {
+				if got := get(rl, try.client, try.header); got != try.want {
+					t.Errorf("client %q, X-Client %q: %d, want %d", try.client, try.header, got, try.want)
+				}
+			}
+		})
+	}
+}
+
+// TestOverflowCounted: past max_keys, with no full bucket to drop, new
+// keys draw on one shared overflow budget, and each such request is
+// counted; a throttled key keeps its budget.
+func TestOverflowCounted(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	rl := newLimit(t, &RateLimit{Key: "{http.request.header.X-Client}", MaxKeys: 1, Config: store.Config{Namespace: "overflow-counted"},
+		Limits: map[string]*ClassLimit{"delete": {Rate: 1.0 / 60, Burst: 1}}}, &now)
+	del := func(client string) int {
+		r := httptest.NewRequest("DELETE", "/users/1", nil)
+		r.Header.Set("X-Client", client)
+		w, _ := handlertest.Serve(t, rl, handlertest.Request(r, "127.0.0.1"), &handlertest.Next{})
+		return w.Code
+	}
+	if del("victim") != 200 || del("victim") != 429 {
+		t.Fatal("the victim's budget")
+	}
+	overflow := func() float64 {
+		return handlertest.MetricValue(t, gate.Metrics.RLOverflow, map[string]string{"class": "delete"})
+	}
+	before := overflow()
+	admitted := 0
+	for i := range 500 {
+		if del(fmt.Sprintf("fresh-%d", i)) == 200 {
+			admitted++
+		}
+	}
+	// max_keys 1 holds 64 keys (one a shard), the victim's among them;
+	// the others share one budget of 1
+	if admitted > 64 || overflow()-before < 500-63 {
+		t.Fatalf("%d fresh keys admitted; %v overflowed", admitted, overflow()-before)
+	}
+	if c := del("victim"); c != 429 {
+		t.Fatalf("the fresh keys reset the victim: %d", c)
 	}
 }

@@ -17,6 +17,7 @@ var Metrics = struct {
 	RLRejected  *prometheus.CounterVec   // class
 	RLWait      *prometheus.HistogramVec // class
 	RLAbandoned *prometheus.CounterVec   // class
+	RLOverflow  *prometheus.CounterVec   // class
 	StoreErrors *prometheus.CounterVec   // directive
 	StoreUp     *prometheus.GaugeVec     // directive, namespace
 	Retries     *prometheus.CounterVec   // status
@@ -51,6 +52,10 @@ var Metrics = struct {
 	RLAbandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mxgate", Subsystem: "ratelimit", Name: "abandoned_total",
 		Help: "Requests whose client went away while they waited for a token, by class; their tokens were given back.",
+	}, []string{"class"}),
+	RLOverflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Subsystem: "ratelimit", Name: "overflow_total",
+		Help: "Requests whose key mx_rate_limit's in-memory store had no room for (max_keys reached, no full bucket to drop), which drew on the shared overflow budget, by class.",
 	}, []string{"class"}),
 	StoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mxgate", Name: "store_errors_total",
@@ -108,7 +113,7 @@ func RegisterMetrics(reg prometheus.Registerer) error {
 		return nil
 	}
 	m := &Metrics
-	for _, c := range []prometheus.Collector{m.Rejections, m.RLAdmitted, m.RLRejected, m.RLWait, m.RLAbandoned,
+	for _, c := range []prometheus.Collector{m.Rejections, m.RLAdmitted, m.RLRejected, m.RLWait, m.RLAbandoned, m.RLOverflow,
 		m.StoreErrors, m.StoreUp, m.Retries, m.SanitizeFindings, m.SanitizeLetThrough, m.TokenRefreshFailures, m.JWEDecryptFailures, m.CredentialFetches, m.Shed, m.ConnectionsOpen} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
