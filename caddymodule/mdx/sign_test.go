@@ -137,17 +137,18 @@ func TestSignProvisionErrors(t *testing.T) {
 		s   Sign
 		msg string
 	}{
-		"no key":              {Sign{}, "at least one key is required"},
-		"two keys":            {Sign{Signing: Signing{Keys: []string{testKey, testKey2}}}, "exactly one key"},
-		"short key":           {Sign{Signing: Signing{Keys: []string{"c2hvcnQ="}}}, "key 1: "},
-		"unset key":           {Sign{Signing: Signing{Keys: []string{"{env.MXGATE_MDX_UNSET}"}}}, "key 1: is empty"},
-		"base_path, final":    {Sign{Signing: Signing{Keys: []string{testKey}, BasePath: "/x"}}, "apply only to `resource path`"},
-		"query, final":        {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "final", ResourceQuery: true}}, "apply only to `resource path`"},
-		"bad base_path":       {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "path", BasePath: "relative"}}, ""},
-		"bad resource":        {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "query"}}, `unknown resource "query"`},
-		"bad algorithm":       {Sign{Signing: Signing{Keys: []string{testKey}, Algorithm: "md5"}}, ""},
-		"negative max_body":   {Sign{Signing: Signing{Keys: []string{testKey}, MaxBody: -1}}, "max_body must be positive"},
-		"unknown errorformat": {Sign{Signing: Signing{Keys: []string{testKey}, ErrorFormat: "xml"}}, "unknown error_format"},
+		"no key":                 {Sign{}, "at least one key is required"},
+		"two keys":               {Sign{Signing: Signing{Keys: []string{testKey, testKey2}}}, "exactly one key"},
+		"short key":              {Sign{Signing: Signing{Keys: []string{"c2hvcnQ="}}}, "key 1: "},
+		"unset key":              {Sign{Signing: Signing{Keys: []string{"{env.MXGATE_MDX_UNSET}"}}}, "key 1: is empty"},
+		"base_path, final":       {Sign{Signing: Signing{Keys: []string{testKey}, BasePath: "/x"}}, "apply only to `resource path`"},
+		"query, final":           {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "final", ResourceQuery: true}}, "apply only to `resource path`"},
+		"bad base_path":          {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "path", BasePath: "relative"}}, ""},
+		"bad resource":           {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "query"}}, `unknown resource "query"`},
+		"bad algorithm":          {Sign{Signing: Signing{Keys: []string{testKey}, Algorithm: "md5"}}, ""},
+		"negative max_body":      {Sign{Signing: Signing{Keys: []string{testKey}, MaxBody: -1}}, "max_body must be positive"},
+		"pending below max_body": {Sign{Signing: Signing{Keys: []string{testKey}, MaxBody: 2 << 20}, MaxPendingBodies: 1 << 20}, "max_pending_bodies must be at least max_body"},
+		"unknown errorformat":    {Sign{Signing: Signing{Keys: []string{testKey}, ErrorFormat: "xml"}}, "unknown error_format"},
 	} {
 		err := handlertest.TryProvision(t, &c.s)
 		switch {
