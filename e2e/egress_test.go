@@ -222,13 +222,14 @@ func TestEgressRetries(t *testing.T) {
 		t.Fatalf("DELETE with Retry-After: %d after %d calls in %v", status, calls.Load(), time.Since(start))
 	}
 
-	// Retry-After beyond max_time: MX's answer comes back at once
+	// Retry-After beyond max_time: MX's answer comes back without a retry
+	// (and without waiting: mx_retry's TestRetryAfterHonoured, whose
+	// delays are an hour)
 	calls.Store(0)
 	retryAfter.Store("30")
-	start = time.Now()
 	status, hdr, _ = do(t, mustRequest(t, "GET", base+"/users"))
-	if status != 429 || calls.Load() != 1 || hdr.Get("Retry-After") != "30" || time.Since(start) > time.Second {
-		t.Fatalf("Retry-After 30 with max_time 3s: %d after %d calls in %v", status, calls.Load(), time.Since(start))
+	if status != 429 || calls.Load() != 1 || hdr.Get("Retry-After") != "30" {
+		t.Fatalf("Retry-After 30 with max_time 3s: %d after %d calls", status, calls.Load())
 	}
 
 	// POST is never retried

@@ -90,49 +90,59 @@ func TestRateLimitReject(t *testing.T) {
 }
 
 // TestRateLimitWaitAdmitsWhatFits: a burst that fits within max_wait is
-// admitted whole, paced at the rate; what does not fit is refused at once.
+// admitted whole, its requests held for their tokens; what does not fit is
+// refused. It asserts what the limiter decided (statuses, what reached the
+// upstream, the admissions, refusals and waits it counted), never how fast
+// the machine was: the schedule itself (the k-th request of a burst held
+// k/rate) is checked on an injected clock by ratelimit's
+// TestWaitBurstSchedule.
 func TestRateLimitWaitAdmitsWhatFits(t *testing.T) {
-	var mu sync.Mutex
-	var arrivals []time.Time
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		arrivals = append(arrivals, time.Now())
-		mu.Unlock()
-	})
-	base, _ := rateGateway(t, up, "get 20/s burst 1\nmode wait\nmax_wait 2s")
+	up := newUpstream(t, nil)
+	base, g := rateGateway(t, up, "get 20/s burst 1\nmode wait\nmax_wait 2s")
+	const (
+		admitted = `mxgate_ratelimit_admitted_total{class="get"}`
+		rejected = `mxgate_ratelimit_rejected_total{class="get"}`
+		waited   = `mxgate_ratelimit_wait_seconds_count{class="get"}`
+		waitSum  = `mxgate_ratelimit_wait_seconds_sum{class="get"}`
+		inMax    = `mxgate_ratelimit_wait_seconds_bucket{class="get",le="2"}`
+	)
 
-	// 30 at once need 29 intervals of 50ms = 1.45s of waiting: all fit.
+	// 30 at once need at most 29 intervals of 50ms = 1.45s of waiting, and
+	// less if they reach the limiter apart: all fit.
 	statuses := fire(t, base, 30)
 	if statuses[200] != 30 {
 		t.Fatalf("statuses %v, want 30 admitted", statuses)
 	}
-	mu.Lock()
-	first, last := arrivals[0], arrivals[len(arrivals)-1]
-	for i := range arrivals {
-		// never more than burst + rate*elapsed have arrived
-		n := 0
-		for _, a := range arrivals {
-			if a.Sub(arrivals[i]) >= 0 && a.Sub(arrivals[i]) < 500*time.Millisecond {
-				n++
-			}
-		}
-		if n > 11 {
-			t.Fatalf("%d requests reached the upstream within 500ms (rate 20/s)", n)
-		}
+	m := metrics(t, g)
+	if m[admitted] != 30 || m[rejected] != 0 || len(up.Requests()) != 30 {
+		t.Fatalf("admitted %v, rejected %v, upstream saw %d; want 30, 0, 30", m[admitted], m[rejected], len(up.Requests()))
 	}
-	mu.Unlock()
-	if spread := last.Sub(first); spread < 1300*time.Millisecond {
-		t.Fatalf("30 requests reached the upstream within %v: not paced", spread)
+	// The limiter held them: requests racing one token wait (only the
+	// first found it), none longer than its place in the queue needs
+	// (the k-th at most k intervals: 50ms * (1+...+29) = 21.75s in all)
+	// nor than max_wait.
+	if m[waited] < 1 || m[waited] > 29 {
+		t.Fatalf("%v requests waited, want 1 to 29: the burst was not paced", m[waited])
+	}
+	if m[waitSum] > 21.75+0.01 || m[inMax] != m[waited] {
+		t.Fatalf("waits: %v s in all (at most 21.75), %v of %v within max_wait", m[waitSum], m[inMax], m[waited])
 	}
 
-	// 60 at once: about 41 fit in 2s; the rest are refused without waiting.
-	start := time.Now()
-	statuses = fire(t, base, 60)
-	if statuses[200] < 38 || statuses[200] > 43 || statuses[429] != 60-statuses[200] {
-		t.Fatalf("statuses %v, want about 41 admitted and the rest 429", statuses)
+	// 100 at once: whenever they come, at least the 40 tokens of the next
+	// 2s fit; unless they reach the limiter more than 3s apart, not all
+	// do, and the rest are refused without waiting.
+	statuses = fire(t, base, 100)
+	ok, refused := statuses[200], statuses[429]
+	if ok < 40 || refused < 1 || ok+refused != 100 {
+		t.Fatalf("statuses %v, want at least 40 admitted and the rest 429", statuses)
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("the burst took %v: something waited beyond max_wait", d)
+	m2 := metrics(t, g)
+	if m2[admitted] != float64(30+ok) || m2[rejected] != float64(refused) || len(up.Requests()) != 30+ok {
+		t.Fatalf("admitted %v, rejected %v, upstream saw %d; want %d, %d, %d", m2[admitted], m2[rejected], len(up.Requests()), 30+ok, refused, 30+ok)
+	}
+	// nothing waited beyond max_wait, and no refusal waited at all
+	if m2[inMax] != m2[waited] || m2[waited]-m[waited] > float64(ok) {
+		t.Fatalf("waits after the second burst: %v, %v within max_wait, for %d admitted", m2[waited], m2[inMax], ok)
 	}
 }
 
@@ -152,19 +162,45 @@ func TestRateLimitAbandonedWaitConsumesNothing(t *testing.T) {
 	}
 	// the gateway has seen the client go and given the token back
 	waitForMetric(t, g, `mxgate_ratelimit_abandoned_total{class="delete"} 1`)
-	start := time.Now()
 	if status, _, _ := do(t, mustRequest(t, "DELETE", base+"/c")); status != 200 {
 		t.Fatal("third DELETE refused")
 	}
-	// had /b kept its slot, /c would wait until 2s after the first
-	if d := time.Since(start); d > 1200*time.Millisecond {
-		t.Fatalf("third DELETE waited %v: the abandoned request kept its token", d)
+	// /c took /b's slot, due 1s after /a: the limiter held it at most 1s
+	// (had /b kept its slot, /c would have been held until 2s after /a).
+	m := metrics(t, g)
+	if n := m[`mxgate_ratelimit_wait_seconds_count{class="delete"}`]; n > 1 ||
+		m[`mxgate_ratelimit_wait_seconds_bucket{class="delete",le="1"}`] != n {
+		t.Fatalf("the third DELETE was held more than 1s: the abandoned request kept its token (%v waits, %v within 1s)",
+			n, m[`mxgate_ratelimit_wait_seconds_bucket{class="delete",le="1"}`])
 	}
 	for _, r := range up.Requests() {
 		if r.URI == "/b" {
 			t.Fatal("the abandoned request reached the upstream")
 		}
 	}
+}
+
+// metrics scrapes the gateway's metrics: each sample's value by its name
+// and labels as exposed ("name{labels}").
+func metrics(t *testing.T, g *gateway) map[string]float64 {
+	t.Helper()
+	_, _, body := do(t, mustRequest(t, "GET", g.metrics))
+	m := map[string]float64{}
+	for _, l := range strings.Split(body, "\n") {
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(l[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", l, err)
+		}
+		m[l[:i]] = v
+	}
+	return m
 }
 
 // fire sends n concurrent GETs and counts the statuses.
@@ -233,10 +269,12 @@ func TestRateLimitSharedAcrossThreeReplicas(t *testing.T) {
 		}(bases[i%3])
 	}
 	wg.Wait()
+	// The shared budget grows with the time the load took (a slow machine
+	// only loosens the bound); the burst is admitted however slow it was.
 	elapsed := time.Since(start).Seconds()
 	budget := 20 + 100*elapsed
-	if a := float64(admitted.Load()); a > budget+2 || a < 0.9*100*2 {
-		t.Fatalf("3 replicas admitted %v in %.2fs; the shared budget is %.0f (refused %d)", a, elapsed, budget, refused.Load())
+	if a := float64(admitted.Load()); a > budget+2 || a < 20 {
+		t.Fatalf("3 replicas admitted %v in %.2fs; the shared budget is at least the burst (20) and at most %.0f (refused %d)", a, elapsed, budget, refused.Load())
 	}
 	if refused.Load() == 0 {
 		t.Fatal("the load never exceeded the budget: the test proves nothing")
@@ -259,7 +297,9 @@ func TestRateLimitRedisOutage(t *testing.T) {
 		}
 	}
 	srv.Stop()
-	start := time.Now()
+	// Each request is bounded by the 200ms timeout at worst, most skipping
+	// Redis while the breaker is open: ratelimit's TestRedisOutage counts
+	// the commands sent; here the answers are checked.
 	for i := range 50 {
 		if status, _, _ := do(t, mustRequest(t, "GET", local+"/a")); status != 200 {
 			t.Fatalf("local fallback, request %d: %d", i, status)
@@ -268,11 +308,6 @@ func TestRateLimitRedisOutage(t *testing.T) {
 		if status != 503 || body != mdxError("Service unavailable: rate limit store unreachable") || hdr.Get("Content-Type") != mdxType {
 			t.Fatalf("deny, request %d: %d %q", i, status, body)
 		}
-	}
-	// 100 requests, each bounded by the 200ms timeout at worst, most
-	// skipping Redis entirely while the breaker is open
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("100 requests during the outage took %v", d)
 	}
 	srv.Restart()
 	deadline := time.Now().Add(10 * time.Second)

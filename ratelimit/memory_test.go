@@ -162,6 +162,45 @@ func TestWaitReservation(t *testing.T) {
 	r3.Cancel(ctx, t0)
 }
 
+// TestWaitBurstSchedule is e2e's TestRateLimitWaitAdmitsWhatFits on an
+// injected clock: at 20/s with a burst of 1 and max_wait 2s, 30 requests
+// at one instant are all admitted, the k-th held k intervals of 50ms; of
+// 60 more at the instant the last of those is due, the 40 whose tokens come
+// within 2s are held for them and the other 20 refused at once.
+func TestWaitBurstSchedule(t *testing.T) {
+	m, _ := NewMemory(Policy{Get: {Rate: 20, Burst: 1}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}}, 64)
+	ctx := context.Background()
+	const interval = 50 * time.Millisecond
+	for k := range 30 {
+		r, err := m.Take(ctx, "", Get, t0, 2*time.Second)
+		if err != nil || !r.Allowed || r.Delay != time.Duration(k)*interval {
+			t.Fatalf("request %d: %+v %v, want admitted after %v", k, r, err, time.Duration(k)*interval)
+		}
+	}
+	now := t0.Add(29 * interval)
+	var admitted, refused int
+	for k := range 60 {
+		r, err := m.Take(ctx, "", Get, now, 2*time.Second)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case r.Allowed:
+			admitted++
+			if want := time.Duration(k+1) * interval; r.Delay != want {
+				t.Fatalf("second burst, request %d held %v, want %v", k, r.Delay, want)
+			}
+		default:
+			refused++
+			if r.Delay != 0 || r.RetryAfter <= 2*time.Second {
+				t.Fatalf("second burst, refused request %d: %+v", k, r)
+			}
+		}
+	}
+	if admitted != 40 || refused != 20 {
+		t.Fatalf("second burst: %d admitted, %d refused; want 40, 20", admitted, refused)
+	}
+}
+
 // TestMemoryCap: a flood of distinct keys never holds more than the cap.
 // Each new key either takes a free place, takes the place of a key whose
 // buckets are all full, or draws on the overflow budget: when the flood's

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/cidr"
 )
 
@@ -35,8 +36,9 @@ func init() {
 //	}
 //
 // It sees TCP connections only: HTTP/3 runs over UDP, beside the
-// listener wrappers, so a server that uses it should also have
-// `protocols h1 h2`.
+// listener wrappers. A server with TLS that uses it must therefore have
+// `protocols h1 h2` (Caddy's default adds h3): otherwise it refuses to
+// provision, and says so.
 //
 // The peer is the address the kernel reports, with no forwarded header in
 // sight; behind a load balancer that is the balancer. A peer that has no
@@ -75,6 +77,9 @@ func (ListenerWrapper) CaddyModule() caddy.ModuleInfo {
 // Provision builds the allow-list.
 func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	lw.logger = ctx.Logger()
+	if err := gate.TCPOnly(ctx, "mx_ip_allow"); err != nil {
+		return err
+	}
 	ranges := lw.Ranges
 	if len(ranges) == 0 {
 		ranges = []string{"mx"}

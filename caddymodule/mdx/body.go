@@ -107,7 +107,7 @@ func readBody(r *http.Request, max int64, b *budget) (*heldBody, [md5.Size]byte,
 				blk = blockPool.Get().(*[blockSize]byte)[:]
 			}
 			h.blocks = append(h.blocks, blk)
-			n, err := io.ReadFull(r.Body, blk[:want])
+			n, err := readFull(r.Body, blk[:want])
 			hash.Write(blk[:n])
 			h.size += int64(n)
 			if h.size > max {
@@ -118,7 +118,7 @@ func readBody(r *http.Request, max int64, b *budget) (*heldBody, [md5.Size]byte,
 				switch {
 				case errors.As(err, &mbe):
 					return fail(gate.ErrBodyTooLarge)
-				case declared < 0 && (err == io.EOF || err == io.ErrUnexpectedEOF):
+				case declared < 0 && err == io.EOF:
 				default:
 					return fail(gate.ErrBodyUnreadable)
 				}
@@ -132,6 +132,26 @@ func readBody(r *http.Request, max int64, b *budget) (*heldBody, [md5.Size]byte,
 	}
 	hash.Sum(sum[:0])
 	return h, sum, nil
+}
+
+// readFull reads into buf until it is full or src fails. Unlike
+// io.ReadFull it reports io.EOF whenever src ended cleanly, however much
+// it read, and passes src's other errors through: io.ErrUnexpectedEOF is
+// then what net/http's body reader says of a chunked body cut short, never
+// a clean end.
+func readFull(src io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := src.Read(buf[n:])
+		n += m
+		if err != nil {
+			if err == io.EOF && n == len(buf) {
+				err = nil // full; the next read tells the end
+			}
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // reader returns the body to hand on; it takes a reference that its Close

@@ -140,6 +140,7 @@ func (v *Verify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		resource final|path [query]
 //		base_path <prefix>
 //		max_body <size>
+//		max_pending_bodies <size>     # default 64MiB
 //		error_format mdx|json|fdx|text|handle_errors
 //		allow_callers <cidr|loopback|private_ranges>...
 //	}
@@ -149,9 +150,19 @@ func (sg *Sign) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return err
 	}
 	for d.NextBlock(0) {
-		if d.Val() == "allow_callers" {
+		switch d.Val() {
+		case "allow_callers":
 			var err error
 			if sg.AllowCallers, err = gate.AllowCallers(d); err != nil {
+				return err
+			}
+			continue
+		case "max_pending_bodies":
+			var err error
+			if sg.MaxPendingBodies, err = gate.Size(d); err != nil {
+				return err
+			}
+			if err := gate.NoMoreArgs(d); err != nil {
 				return err
 			}
 			continue

@@ -98,19 +98,20 @@ func TestVerifyUnmarshalErrors(t *testing.T) {
 
 func TestSignUnmarshalCaddyfile(t *testing.T) {
 	var s Sign
-	input := "mdx_hmac sign {\n\tkey {env.K}\n\talgorithm sha512\n\tresource path\n\tbase_path /mdx\n\tmax_body 1MiB\n\terror_format json\n}"
+	input := "mdx_hmac sign {\n\tkey {env.K}\n\talgorithm sha512\n\tresource path\n\tbase_path /mdx\n\tmax_body 1MiB\n\tmax_pending_bodies 8MiB\n\terror_format json\n}"
 	if err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
 		t.Fatal(err)
 	}
 	want := Signing{Keys: []string{"{env.K}"}, Algorithm: "sha512", Resource: "path", BasePath: "/mdx", MaxBody: 1 << 20, ErrorFormat: "json"}
-	if !reflect.DeepEqual(s.Signing, want) {
-		t.Errorf("%+v, want %+v", s.Signing, want)
+	if !reflect.DeepEqual(s.Signing, want) || s.MaxPendingBodies != 8<<20 {
+		t.Errorf("%+v (max_pending_bodies %d), want %+v", s.Signing, s.MaxPendingBodies, want)
 	}
 	for input, msg := range map[string]string{
-		"mdx_hmac verify {\n}":                     "unknown mdx_hmac mode 'verify' (want sign)",
-		"mdx_hmac sign {\n\treplay_window 10m\n}":  "unrecognized mdx_hmac sign option 'replay_window'",
-		"mdx_hmac sign {\n\tmax_body 1MiB 2MiB\n}": "too many arguments: '2MiB'",
-		"mdx_hmac sign {\n\talgorithm\n}":          "wrong argument count",
+		"mdx_hmac verify {\n}":                            "unknown mdx_hmac mode 'verify' (want sign)",
+		"mdx_hmac sign {\n\treplay_window 10m\n}":         "unrecognized mdx_hmac sign option 'replay_window'",
+		"mdx_hmac sign {\n\tmax_body 1MiB 2MiB\n}":        "too many arguments: '2MiB'",
+		"mdx_hmac sign {\n\talgorithm\n}":                 "wrong argument count",
+		"mdx_hmac sign {\n\tmax_pending_bodies 1MiB 2\n}": "too many arguments: '2'",
 	} {
 		var s Sign
 		if err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil || !strings.Contains(err.Error(), msg) {

@@ -1,6 +1,7 @@
 package mdx
 
 import (
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"time"
@@ -19,18 +20,28 @@ func init() {
 // Sign sets Date, Content-MD5 and MDX-HMAC on each request, as MX signs
 // its requests to an FI: for an aggregator or a test harness calling an
 // FI's MDX endpoint. It uses the same canonical-string builder Verify
-// checks with, and buffers the body (up to MaxBody) to forward it byte for
-// byte. It signs the request as it stands when it runs.
+// checks with, and buffers the body to forward it byte for byte, as
+// verify does: in pooled blocks taken as its bytes arrive, never more than
+// MaxBody for one request (a larger declared length is refused with 413
+// before anything is read) nor than MaxPendingBodies for all at once (503
+// with Retry-After beyond it). It signs the request as it stands when it
+// runs.
 type Sign struct {
 	Signing
+
+	// MaxPendingBodies bounds the bytes of request bodies held at once by
+	// this handler, across all its requests, as verify's option of that
+	// name does. It must be at least MaxBody. Default: 64 MiB.
+	MaxPendingBodies int64 `json:"max_pending_bodies,omitempty"`
 
 	// Callers (allow_callers) are who may have requests signed: by
 	// default loopback and Unix-socket peers only; anyone else gets 403.
 	gate.Callers
 
-	signer *hmac.Signer
-	s      *signing
-	now    func() time.Time
+	signer  *hmac.Signer
+	s       *signing
+	pending *budget
+	now     func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -54,6 +65,13 @@ func (sg *Sign) Provision(ctx caddy.Context) error {
 	if err := sg.Callers.Provision(ctx, "mdx_hmac", sg.s.format); err != nil {
 		return err
 	}
+	switch {
+	case sg.MaxPendingBodies == 0:
+		sg.MaxPendingBodies = max(DefaultMaxPendingBodies, sg.MaxBody)
+	case sg.MaxPendingBodies < sg.MaxBody:
+		return errors.New("max_pending_bodies must be at least max_body")
+	}
+	sg.pending = &budget{max: sg.MaxPendingBodies}
 	if len(sg.s.keys) != 1 {
 		return errors.New("exactly one key (a signer signs with one key)")
 	}
@@ -72,13 +90,27 @@ func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if err != nil {
 		return gate.Refuse(w, "mdx_hmac", sg.s.format, refusal(hmac.ErrOutsideBasePath))
 	}
-	body, err := gate.ReadBody(r, sg.MaxBody)
-	if err != nil {
-		return gate.Refuse(w, "mdx_hmac", sg.s.format, refusal(err))
+	// The body, read as verify reads it: nothing is allocated for a
+	// declared length, only blocks for the bytes that arrive.
+	var held *heldBody
+	sum := emptySum
+	if r.ContentLength != 0 { // as a server reads it: no body (chunked is -1)
+		var err error
+		held, sum, err = readBody(r, sg.MaxBody, sg.pending)
+		if err != nil {
+			rf := refusal(err)
+			if errors.Is(err, errBudget) {
+				rf = refusePending
+				w.Header().Set("Retry-After", "1")
+			}
+			gate.CloseUnread(w, r)
+			return gate.Refuse(w, "mdx_hmac", sg.s.format, rf)
+		}
+		defer held.done(sg.pending)
 	}
 	req := hmac.Request{
 		Method:      r.Method,
-		ContentMD5:  hmac.ContentMD5(body),
+		ContentMD5:  hex.EncodeToString(sum[:]),
 		ContentType: r.Header.Get(headerContentType),
 		Date:        hmac.FormatDate(sg.now()),
 		Accept:      r.Header.Get(headerAccept),
@@ -89,7 +121,11 @@ func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	h.Set(headerDate, req.Date)
 	h.Set(headerContentMD5, req.ContentMD5)
 	h.Set(headerHMAC, sg.signer.Sign(&req))
-	gate.SetBody(r, body)
+	if held == nil {
+		r.Body, r.ContentLength = http.NoBody, 0
+	} else {
+		r.Body, r.ContentLength = held.reader(), held.size
+	}
 	return next.ServeHTTP(w, r)
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -136,17 +137,18 @@ func TestSignProvisionErrors(t *testing.T) {
 		s   Sign
 		msg string
 	}{
-		"no key":              {Sign{}, "at least one key is required"},
-		"two keys":            {Sign{Signing: Signing{Keys: []string{testKey, testKey2}}}, "exactly one key"},
-		"short key":           {Sign{Signing: Signing{Keys: []string{"c2hvcnQ="}}}, "key 1: "},
-		"unset key":           {Sign{Signing: Signing{Keys: []string{"{env.MXGATE_MDX_UNSET}"}}}, "key 1: is empty"},
-		"base_path, final":    {Sign{Signing: Signing{Keys: []string{testKey}, BasePath: "/x"}}, "apply only to `resource path`"},
-		"query, final":        {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "final", ResourceQuery: true}}, "apply only to `resource path`"},
-		"bad base_path":       {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "path", BasePath: "relative"}}, ""},
-		"bad resource":        {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "query"}}, `unknown resource "query"`},
-		"bad algorithm":       {Sign{Signing: Signing{Keys: []string{testKey}, Algorithm: "md5"}}, ""},
-		"negative max_body":   {Sign{Signing: Signing{Keys: []string{testKey}, MaxBody: -1}}, "max_body must be positive"},
-		"unknown errorformat": {Sign{Signing: Signing{Keys: []string{testKey}, ErrorFormat: "xml"}}, "unknown error_format"},
+		"no key":                 {Sign{}, "at least one key is required"},
+		"two keys":               {Sign{Signing: Signing{Keys: []string{testKey, testKey2}}}, "exactly one key"},
+		"short key":              {Sign{Signing: Signing{Keys: []string{"c2hvcnQ="}}}, "key 1: "},
+		"unset key":              {Sign{Signing: Signing{Keys: []string{"{env.MXGATE_MDX_UNSET}"}}}, "key 1: is empty"},
+		"base_path, final":       {Sign{Signing: Signing{Keys: []string{testKey}, BasePath: "/x"}}, "apply only to `resource path`"},
+		"query, final":           {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "final", ResourceQuery: true}}, "apply only to `resource path`"},
+		"bad base_path":          {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "path", BasePath: "relative"}}, ""},
+		"bad resource":           {Sign{Signing: Signing{Keys: []string{testKey}, Resource: "query"}}, `unknown resource "query"`},
+		"bad algorithm":          {Sign{Signing: Signing{Keys: []string{testKey}, Algorithm: "md5"}}, ""},
+		"negative max_body":      {Sign{Signing: Signing{Keys: []string{testKey}, MaxBody: -1}}, "max_body must be positive"},
+		"pending below max_body": {Sign{Signing: Signing{Keys: []string{testKey}, MaxBody: 2 << 20}, MaxPendingBodies: 1 << 20}, "max_pending_bodies must be at least max_body"},
+		"unknown errorformat":    {Sign{Signing: Signing{Keys: []string{testKey}, ErrorFormat: "xml"}}, "unknown error_format"},
 	} {
 		err := handlertest.TryProvision(t, &c.s)
 		switch {
@@ -157,5 +159,108 @@ func TestSignProvisionErrors(t *testing.T) {
 		case strings.Contains(err.Error(), "c2hvcnQ=") || strings.Contains(err.Error(), testKey):
 			t.Errorf("%s: the error reveals the key: %v", name, err)
 		}
+	}
+}
+
+// countingReader counts the bytes read from it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// TestSignBodyNotAllocatedAhead: sign reads the body as verify does. A
+// declared length beyond max_body is refused before a byte is read; one
+// within it (here 1 GiB) with a few bytes behind it allocates blocks for
+// the bytes that came, not the length declared.
+func TestSignBodyNotAllocatedAhead(t *testing.T) {
+	const gib = 1 << 30
+	sg := newSign(t, &Sign{})
+	body := &countingReader{r: strings.NewReader("<tiny/>")}
+	r := local(httptest.NewRequest("POST", "/mdx/sessions", body))
+	r.ContentLength = gib
+	next := &handlertest.Next{}
+	w, _ := handlertest.Serve(t, sg, handlertest.Request(r, ""), next)
+	if w.Code != 413 || body.n != 0 || next.Calls != 0 {
+		t.Errorf("1 GiB declared, max_body 1MiB: %d, %d bytes read, next called %d times", w.Code, body.n, next.Calls)
+	}
+
+	big := newSign(t, &Sign{Signing: Signing{MaxBody: 2 * gib}})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r = local(httptest.NewRequest("POST", "/mdx/sessions", strings.NewReader("<tiny/>")))
+	r.ContentLength = gib
+	w, _ = handlertest.Serve(t, big, handlertest.Request(r, ""), next)
+	runtime.ReadMemStats(&after)
+	if w.Code != 400 || next.Calls != 0 {
+		t.Errorf("1 GiB declared, 7 bytes sent: %d, next called %d times", w.Code, next.Calls)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("allocated %d bytes for a 7-byte body declared 1 GiB", got)
+	}
+	if got := big.pending.held.Load(); got != 0 {
+		t.Errorf("held after the refusal: %d", got)
+	}
+}
+
+// TestSignPendingBodies: bodies sign holds at once are bounded as
+// verify's are: beyond max_pending_bodies a request is refused with 503
+// and Retry-After before its body is read, and the bytes come back when a
+// request is done; a chunked body is bounded by max_body too.
+func TestSignPendingBodies(t *testing.T) {
+	sg := newSign(t, &Sign{Signing: Signing{MaxBody: 4096}, MaxPendingBodies: 6000})
+	body := strings.Repeat("b", 4000)
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	block := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		entered <- struct{}{}
+		<-release
+		_, _ = io.Copy(io.Discard, r.Body)
+		return r.Body.Close()
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r := local(httptest.NewRequest("POST", "/mdx/sessions", strings.NewReader(body)))
+		_ = sg.ServeHTTP(httptest.NewRecorder(), r, block)
+	}()
+	<-entered
+	if got := sg.pending.held.Load(); got != 4000 {
+		t.Errorf("held while the first is served: %d", got)
+	}
+	second := &countingReader{r: strings.NewReader(body)}
+	r := local(httptest.NewRequest("POST", "/mdx/sessions", second))
+	r.ContentLength = int64(len(body))
+	next := &handlertest.Next{}
+	w, _ := handlertest.Serve(t, sg, handlertest.Request(r, ""), next)
+	if w.Code != 503 || w.Header().Get("Retry-After") != "1" || second.n != 0 || next.Calls != 0 ||
+		w.Body.String() != `<mdx version="5.0"><error><code></code><message>Service unavailable: too many request bodies in flight</message></error></mdx>` {
+		t.Errorf("beyond the bound: %d Retry-After %q, %d bytes read, %s", w.Code, w.Header().Get("Retry-After"), second.n, w.Body)
+	}
+	close(release)
+	<-done
+	if got := sg.pending.held.Load(); got != 0 {
+		t.Fatalf("held after every request is done: %d", got)
+	}
+	// chunked: bounded by max_body as it arrives
+	r = local(httptest.NewRequest("POST", "/mdx/sessions", strings.NewReader(strings.Repeat("c", 4097))))
+	r.ContentLength = -1
+	if w, _ := handlertest.Serve(t, sg, handlertest.Request(r, ""), next); w.Code != 413 || next.Calls != 0 {
+		t.Errorf("chunked, one byte over max_body: %d", w.Code)
+	}
+	// and forwarded whole, with its length, when it fits
+	r = local(httptest.NewRequest("POST", "/mdx/sessions", strings.NewReader(body)))
+	r.ContentLength = -1
+	if w, _ := handlertest.Serve(t, sg, handlertest.Request(r, ""), next); w.Code != 200 || string(next.Got) != body {
+		t.Errorf("chunked body within max_body: %d, %d bytes forwarded", w.Code, len(next.Got))
+	}
+	if got := sg.pending.held.Load(); got != 0 {
+		t.Fatalf("held after the refusals: %d", got)
 	}
 }

@@ -344,6 +344,20 @@ func TestVerifyBodies(t *testing.T) {
 	if w, _ := serve(t, m, r); w.Code != 400 {
 		t.Errorf("read error: %d", w.Code)
 	}
+	// a chunked body cut short: net/http's reader says io.ErrUnexpectedEOF,
+	// which is no end of the body
+	r = signed{body: session}.request(t)
+	r.ContentLength = -1
+	r.Body = io.NopCloser(io.MultiReader(strings.NewReader(session[:10]), unexpectedEOF{}))
+	if w, rec := serve(t, m, r); w.Code != 400 || rec.Calls != 0 {
+		t.Errorf("chunked body cut short: %d", w.Code)
+	}
+	// a reader that ends with the last byte it gives
+	r = signed{body: session}.request(t)
+	r.Body = io.NopCloser(eofWithData{s: session})
+	if w, rec := serve(t, m, r); w.Code != 200 || string(rec.Got) != session {
+		t.Errorf("body ending with its last bytes: %d", w.Code)
+	}
 	// http.MaxBytesReader in front (request_body max_size)
 	r = signed{body: session}.request(t)
 	r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, 10)
@@ -354,6 +368,15 @@ func TestVerifyBodies(t *testing.T) {
 		t.Fatalf("held after the refusals: %d", got)
 	}
 }
+
+type unexpectedEOF struct{}
+
+func (unexpectedEOF) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+
+// eofWithData returns its whole text and io.EOF in one Read.
+type eofWithData struct{ s string }
+
+func (e eofWithData) Read(p []byte) (int, error) { return copy(p, e.s), io.EOF }
 
 type resetReader struct{}
 

@@ -14,8 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -121,7 +124,11 @@ func (a *AuthAttach) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 // of a configured client, and exposes the client id as {http.auth.user.id}
 // (usable as a rate-limit key). A request with more than one
 // Authorization header is refused whatever they hold. An unknown client
-// costs the same time as a wrong secret. The checked Authorization header
+// costs the same time as a wrong secret (with clients of mixed hash kinds,
+// as much as the slowest kind configured). Slow comparisons (bcrypt,
+// argon2id) run at most MaxSlowHashes at once; a request that would need
+// one more is answered 503 with Retry-After at once, without comparing.
+// The checked Authorization header
 // is removed before the request goes on, so the client's secret never
 // reaches the upstream, unless KeepCredentials says otherwise; trailers,
 // which arrive after the check, are never passed on.
@@ -145,9 +152,19 @@ type AuthCheck struct {
 	// next handler (and so the upstream). Default: off; it is removed.
 	KeepCredentials bool `json:"keep_credentials,omitempty"`
 
+	// MaxSlowHashes bounds the bcrypt and argon2id comparisons running at
+	// once (each holds a core, and argon2id its memory, for tens of
+	// milliseconds). A request that needs one more is refused at once with
+	// 503 and Retry-After: 1, counted in mxgate_shed_total{where="mx_auth"}.
+	// A secret that passed once costs an HMAC afterwards and needs no
+	// slot. Default: GOMAXPROCS.
+	MaxSlowHashes int `json:"max_slow_hashes,omitempty"`
+
 	clients  map[string]*clientCred
-	decoy    *clientCred // an unknown client is compared against this
-	cacheKey []byte      // keys the tags of verified secrets
+	decoy    *clientCred   // an unknown client is compared against this
+	slots    chan struct{} // one per slow comparison running
+	measure  func(*clientCred) time.Duration
+	cacheKey []byte // keys the tags of verified secrets
 	format   gate.Format
 	logger   *zap.Logger
 }
@@ -230,7 +247,15 @@ func (a *AuthCheck) Provision(ctx caddy.Context) error {
 	if a.Realm == "" {
 		a.Realm = "mxgate"
 	}
+	switch {
+	case a.MaxSlowHashes == 0:
+		a.MaxSlowHashes = runtime.GOMAXPROCS(0)
+	case a.MaxSlowHashes < 0:
+		return fmt.Errorf("max_slow_hashes must be at least 1, not %d", a.MaxSlowHashes)
+	}
+	a.slots = make(chan struct{}, a.MaxSlowHashes)
 	a.clients = make(map[string]*clientCred, len(a.Clients))
+	ordered := make([]*clientCred, 0, len(a.Clients))
 	kinds := map[string]bool{}
 	for i, c := range a.Clients {
 		cred, err := parseClientCred(c)
@@ -241,23 +266,116 @@ func (a *AuthCheck) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("client %s given twice", cred.id)
 		}
 		a.clients[cred.id] = cred
+		ordered = append(ordered, cred)
 		kinds[cred.kind] = true
-		if a.decoy == nil {
-			a.decoy = cred
-		}
 		if cred.slow != nil {
 			a.logger.Info("a wrong secret for this client costs a full "+cred.kind+" comparison; for a high-entropy machine secret (an API key, a webhook secret) `mxgate hash-secret` makes each failure cost microseconds",
 				zap.String("client", cred.id), zap.String("hash", slowHashCost(cred)))
 		}
 	}
+	if a.measure == nil {
+		a.measure = timeCompare
+	}
+	a.decoy = slowest(ordered, a.measure)
 	if len(kinds) > 1 {
-		a.logger.Warn("clients use different kinds of hash: an unknown client id costs what the first client's does, so the time of a refusal may tell which ids exist; use one kind (and cost) for all")
+		a.logger.Warn("clients use different kinds of hash: an unknown client id costs what the slowest kind does ("+slowHashCost(a.decoy)+"), so a wrong secret for a client of a faster kind is refused sooner, and the time of a refusal may tell that such an id exists; use one kind (and cost) for all",
+			zap.String("decoy", a.decoy.kind))
 	}
 	a.cacheKey = make([]byte, 32)
 	if _, err := rand.Read(a.cacheKey); err != nil {
 		return err
 	}
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+}
+
+// slowest is the credential an unknown client id is compared against:
+// the one whose comparison costs most, so that no id is refused sooner
+// for being unknown than a known one with a wrong secret. A slow hash
+// costs more than a fast one; among bcrypt hashes the highest cost wins,
+// among argon2id ones the most memory times passes (then the fewest
+// lanes); a bcrypt and an argon2id candidate are timed against each other
+// with measure, once, at provisioning. Ties go to the first configured.
+func slowest(creds []*clientCred, measure func(*clientCred) time.Duration) *clientCred {
+	var bcrypt, argon *clientCred
+	for _, cred := range creds {
+		switch cred.kind {
+		case kindBcrypt:
+			if bcrypt == nil || bcryptCost(cred) > bcryptCost(bcrypt) {
+				bcrypt = cred
+			}
+		case kindArgon2id:
+			if argon == nil || argon2Heavier(cred, argon) {
+				argon = cred
+			}
+		}
+	}
+	switch {
+	case bcrypt != nil && argon != nil:
+		if measure(argon) > measure(bcrypt) {
+			return argon
+		}
+		return bcrypt
+	case bcrypt != nil:
+		return bcrypt
+	case argon != nil:
+		return argon
+	}
+	return creds[0] // every kind is fast
+}
+
+// bcryptCost is a bcrypt hash's cost ($2b$10$…: 10), 0 if unreadable.
+func bcryptCost(c *clientCred) int {
+	if len(c.hashed) < 7 {
+		return 0
+	}
+	n, err := strconv.Atoi(string(c.hashed[4:6]))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// argon2Heavier reports whether argon2id hash a costs more than b: more
+// memory times passes, or as much over fewer lanes.
+func argon2Heavier(a, b *clientCred) bool {
+	am, at, ap := argon2Params(a)
+	bm, bt, bp := argon2Params(b)
+	if am*at != bm*bt {
+		return am*at > bm*bt
+	}
+	return ap < bp
+}
+
+// argon2Params reads m, t and p from an argon2id hash
+// ($argon2id$v=19$m=47104,t=1,p=1$…); zeros where unreadable.
+func argon2Params(c *clientCred) (m, t, p uint64) {
+	parts := strings.Split(string(c.hashed), "$")
+	if len(parts) < 4 {
+		return 0, 0, 0
+	}
+	for _, kv := range strings.Split(parts[3], ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		n, _ := strconv.ParseUint(v, 10, 32)
+		switch k {
+		case "m":
+			m = n
+		case "t":
+			t = n
+		case "p":
+			p = n
+		}
+	}
+	return m, t, p
+}
+
+// timeCompare is how long one comparison against c takes, with a random
+// secret (never a configured one).
+func timeCompare(c *clientCred) time.Duration {
+	var secret [16]byte
+	_, _ = rand.Read(secret[:])
+	start := time.Now()
+	c.compare(secret[:])
+	return time.Since(start)
 }
 
 // slowHashCost names a bcrypt or argon2id hash's parameters.
@@ -311,7 +429,20 @@ func (a *AuthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return a.refuse(w, r, rf)
 	}
 	id, secret, ok := r.BasicAuth()
-	if ok && a.authenticate(id, secret) {
+	var pass bool
+	if ok {
+		var busy bool
+		if pass, busy = a.authenticate(id, secret); busy {
+			gate.ShedAuth.Inc()
+			if ce := a.logger.Check(zapcore.DebugLevel, "credential check shed: every slow-hash slot busy"); ce != nil {
+				ce.Write(zap.Int("max_slow_hashes", a.MaxSlowHashes), zap.String("client_ip", gate.ClientIP(r)))
+			}
+			w.Header().Set("Retry-After", "1")
+			gate.CloseUnread(w, r)
+			return gate.Refuse(w, "mx_auth", a.format, refuseHashBusy)
+		}
+	}
+	if pass {
 		gate.SetUser(r, id)
 		if !a.KeepCredentials {
 			r.Header.Del("Authorization")
@@ -341,28 +472,65 @@ func (a *AuthCheck) refuse(w http.ResponseWriter, r *http.Request, rf gate.Refus
 	return gate.Refuse(w, "mx_auth", a.format, rf)
 }
 
-// authenticate compares secret with id's; an unknown id is compared with a
-// configured client's hash, so it costs what a wrong secret costs. A
-// secret that passed a slow comparison is remembered (by its tag, in the
-// client's one slot), so the client's next requests cost an HMAC.
-func (a *AuthCheck) authenticate(id, secret string) bool {
+// refuseHashBusy answers a request whose check would need a slow-hash
+// comparison beyond MaxSlowHashes.
+var refuseHashBusy = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "slow_hash_busy",
+	Message: "Service unavailable: too many credential checks in progress"}
+
+// authenticate compares secret with id's; an unknown id is compared with
+// the decoy, so it costs what a wrong secret for the slowest kind costs.
+// A secret that passed a slow comparison is remembered (by its tag, in the
+// client's one slot), so the client's next requests cost an HMAC. busy
+// reports that the comparison needed a slow-hash slot and none was free:
+// nothing was compared.
+func (a *AuthCheck) authenticate(id, secret string) (ok, busy bool) {
 	cred, known := a.clients[id]
 	if !known {
+		if !a.acquire(a.decoy) {
+			return false, true
+		}
 		a.decoy.compare([]byte(secret))
-		return false
+		a.release(a.decoy)
+		return false, false
 	}
 	if cred.slow == nil { // fast already: nothing to cache
-		return cred.compare([]byte(secret))
+		return cred.compare([]byte(secret)), false
 	}
 	tag := a.tag(secret)
 	if last := cred.verified.Load(); last != nil && subtle.ConstantTimeCompare(tag[:], last[:]) == 1 {
-		return true
+		return true, false
 	}
-	if !cred.compare([]byte(secret)) {
-		return false
+	if !a.acquire(cred) {
+		return false, true
+	}
+	ok = cred.compare([]byte(secret))
+	a.release(cred)
+	if !ok {
+		return false, false
 	}
 	cred.verified.Store(&tag)
-	return true
+	return true, false
+}
+
+// acquire takes a slow-hash slot for a comparison against c, if c's is
+// slow; it reports false, at once, when every slot is taken.
+func (a *AuthCheck) acquire(c *clientCred) bool {
+	if c.slow == nil {
+		return true
+	}
+	select {
+	case a.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// release gives back the slot acquire took for c.
+func (a *AuthCheck) release(c *clientCred) {
+	if c.slow != nil {
+		<-a.slots
+	}
 }
 
 // tag is the HMAC of secret under the check's random cache key: what the

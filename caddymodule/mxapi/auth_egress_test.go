@@ -172,18 +172,18 @@ func (c *countingComparer) count() int {
 func TestUnknownClientCostsAWrongKey(t *testing.T) {
 	cc := &countingComparer{}
 	known := &clientCred{id: "known", kind: kindBcrypt, hashed: []byte("hash-of-right"), slow: cc}
-	a := &AuthCheck{clients: map[string]*clientCred{"known": known}, decoy: known, cacheKey: []byte("0123456789abcdef0123456789abcdef")}
-	if a.authenticate("nobody", "right") {
+	a := &AuthCheck{clients: map[string]*clientCred{"known": known}, decoy: known, slots: make(chan struct{}, 64), cacheKey: []byte("0123456789abcdef0123456789abcdef")}
+	if authOK(a, "nobody", "right") {
 		t.Fatal("an unknown client with the decoy's secret was admitted")
 	}
-	if a.authenticate("known", "wrong") {
+	if authOK(a, "known", "wrong") {
 		t.Fatal("a wrong secret was admitted")
 	}
 	if len(cc.compared) != 2 || cc.compared[0] != cc.compared[1] {
 		t.Fatalf("comparisons %q: the unknown client did not cost a comparison", cc.compared)
 	}
 	for range 2 { // the second time from the cache
-		if !a.authenticate("known", "right") {
+		if !authOK(a, "known", "right") {
 			t.Fatal("the right secret was refused")
 		}
 	}
@@ -198,8 +198,8 @@ func TestUnknownClientCostsAWrongKey(t *testing.T) {
 func TestCacheSurvivesAFloodOfWrongSecrets(t *testing.T) {
 	cc := &countingComparer{}
 	known := &clientCred{id: "known", kind: kindBcrypt, hashed: []byte("hash-of-right"), slow: cc}
-	a := &AuthCheck{clients: map[string]*clientCred{"known": known}, decoy: known, cacheKey: []byte("0123456789abcdef0123456789abcdef")}
-	if !a.authenticate("known", "right") {
+	a := &AuthCheck{clients: map[string]*clientCred{"known": known}, decoy: known, slots: make(chan struct{}, 64), cacheKey: []byte("0123456789abcdef0123456789abcdef")}
+	if !authOK(a, "known", "right") {
 		t.Fatal("the right secret was refused")
 	}
 	var wg sync.WaitGroup
@@ -207,7 +207,7 @@ func TestCacheSurvivesAFloodOfWrongSecrets(t *testing.T) {
 		wg.Go(func() {
 			for i := range 200 {
 				secret := "wrong-" + string(rune('a'+w)) + "-" + string(rune('a'+i%26))
-				if a.authenticate("known", secret) || a.authenticate("nobody-"+secret, secret) {
+				if authOK(a, "known", secret) || authOK(a, "nobody-"+secret, secret) {
 					t.Error("a wrong secret was admitted")
 					return
 				}
@@ -215,7 +215,7 @@ func TestCacheSurvivesAFloodOfWrongSecrets(t *testing.T) {
 		})
 	}
 	for range 100 {
-		if !a.authenticate("known", "right") {
+		if !authOK(a, "known", "right") {
 			t.Fatal("the good client was refused during the flood")
 		}
 	}
@@ -225,7 +225,7 @@ func TestCacheSurvivesAFloodOfWrongSecrets(t *testing.T) {
 	if got := cc.count(); got != 1+16*200*2 {
 		t.Fatalf("%d comparisons, want %d", got, 1+16*200*2)
 	}
-	if !a.authenticate("known", "right") || cc.count() != 1+16*200*2 {
+	if !authOK(a, "known", "right") || cc.count() != 1+16*200*2 {
 		t.Fatal("the flood evicted the verified secret")
 	}
 }
@@ -251,4 +251,13 @@ func TestCacheHoldsNoSecret(t *testing.T) {
 	if a.clients[machineID].verified.Load() != nil {
 		t.Fatal("a fast hash was cached")
 	}
+}
+
+// authOK is a.authenticate for tests whose slow-hash slots never run out.
+func authOK(a *AuthCheck, id, secret string) bool {
+	ok, busy := a.authenticate(id, secret)
+	if busy {
+		panic("every slow-hash slot busy")
+	}
+	return ok
 }

@@ -1,17 +1,23 @@
 package mxapi
 
 import (
+	"crypto/rand"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+	"github.com/mxgate/mxgate/secrethash"
 )
 
 // Cheap hashes (bcrypt cost 4, argon2id with 64 KiB) of the test secrets,
@@ -129,15 +135,16 @@ func TestAuthCheckProvisionErrors(t *testing.T) {
 		a   AuthCheck
 		msg string
 	}{
-		"no clients":       {AuthCheck{}, "at least one client is required"},
-		"failure 403":      {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: bcryptHash}}, Failure: 403}, "failure must be 401 or 404, not 403"},
-		"twice":            {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: bcryptHash}, {ID: "a", Secret: argon2idHash}}}, "client a given twice"},
-		"plain secret":     {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: "hunter2"}}}, "a plain secret does not belong in the configuration"},
-		"bad argon2id":     {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: "$argon2id$hunter2"}}}, "the argon2id hash is malformed"},
-		"unset env secret": {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: "{env.MXGATE_TEST_EMPTY}"}}}, "resolved to nothing"},
-		"colon in id":      {AuthCheck{Clients: []AuthClient{{ID: "a:b", Secret: bcryptHash}}}, "the id must be non-empty and hold no ':'"},
-		"empty id":         {AuthCheck{Clients: []AuthClient{{ID: "", Secret: bcryptHash}}}, "the id must be non-empty"},
-		"bad format":       {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: bcryptHash}}, ErrorFormat: "xml"}, "unknown error_format"},
+		"no clients":        {AuthCheck{}, "at least one client is required"},
+		"failure 403":       {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: bcryptHash}}, Failure: 403}, "failure must be 401 or 404, not 403"},
+		"no slow-hash slot": {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: bcryptHash}}, MaxSlowHashes: -1}, "max_slow_hashes must be at least 1"},
+		"twice":             {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: bcryptHash}, {ID: "a", Secret: argon2idHash}}}, "client a given twice"},
+		"plain secret":      {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: "hunter2"}}}, "a plain secret does not belong in the configuration"},
+		"bad argon2id":      {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: "$argon2id$hunter2"}}}, "the argon2id hash is malformed"},
+		"unset env secret":  {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: "{env.MXGATE_TEST_EMPTY}"}}}, "resolved to nothing"},
+		"colon in id":       {AuthCheck{Clients: []AuthClient{{ID: "a:b", Secret: bcryptHash}}}, "the id must be non-empty and hold no ':'"},
+		"empty id":          {AuthCheck{Clients: []AuthClient{{ID: "", Secret: bcryptHash}}}, "the id must be non-empty"},
+		"bad format":        {AuthCheck{Clients: []AuthClient{{ID: "a", Secret: bcryptHash}}, ErrorFormat: "xml"}, "unknown error_format"},
 	} {
 		err := handlertest.TryProvision(t, &c.a)
 		if err == nil || !strings.Contains(err.Error(), c.msg) {
@@ -208,4 +215,159 @@ func TestAttachKeyWithBraces(t *testing.T) {
 	if id, key, ok := r.BasicAuth(); !ok || id != "c" || key != "k{e}y}" {
 		t.Errorf("credentials %q %q", id, key)
 	}
+}
+
+// kindCounter wraps a client's slow comparer and counts its comparisons
+// under the client's hash kind.
+type kindCounter struct {
+	inner caddyauth.Comparer
+	kind  string
+	n     map[string]int
+	mu    *sync.Mutex
+}
+
+func (k kindCounter) Compare(hashed, plaintext []byte) (bool, error) {
+	k.mu.Lock()
+	k.n[k.kind]++
+	k.mu.Unlock()
+	return k.inner.Compare(hashed, plaintext)
+}
+
+// countKinds makes every slow comparison of a's clients counted by kind.
+func countKinds(a *AuthCheck) map[string]int {
+	n, mu := map[string]int{}, new(sync.Mutex)
+	for _, c := range a.clients {
+		if c.slow != nil {
+			c.slow = kindCounter{inner: c.slow, kind: c.kind, n: n, mu: mu}
+		}
+	}
+	return n
+}
+
+// TestDecoyIsTheSlowest: with clients of mixed hash kinds, an unknown id
+// is compared against the kind whose comparison costs most, wherever that
+// client stands in the list: among bcrypt hashes the highest cost, among
+// argon2id the most memory times passes, between the two what measuring
+// them told. The test tells which kind the decoy ran by counting, not by
+// timing.
+func TestDecoyIsTheSlowest(t *testing.T) {
+	keyed := machineKey(t)
+	bcrypt5 := "$2a$05$2eTtp6bJAA6ExDd4RLJCfO.tYgBxUimMARBQZZRAWsxDcZ8WFrCZ2"
+	argonHeavy := "$argon2id$v=19$m=128,t=2,p=1$MDEyMzQ1Njc4OWFiY2RlZg$TzuLNS1YIdov3KFCdNLM0sIzvJApw42SHADLnNqD4/4"
+	for _, tc := range []struct {
+		name        string
+		clients     []AuthClient
+		argonSlow   bool   // what measuring says, when both kinds are there
+		wantKind    string // compared for an unknown id
+		wantHash    string
+		wantMeasure int
+	}{
+		{"fast first, argon2id measured slower", []AuthClient{{"k", keyed}, {"b", bcryptHash}, {"a", argon2idHash}}, true, kindArgon2id, argon2idHash, 2},
+		{"fast first, bcrypt measured slower", []AuthClient{{"k", keyed}, {"a", argon2idHash}, {"b", bcryptHash}}, false, kindBcrypt, bcryptHash, 2},
+		{"slow kind last", []AuthClient{{"k", keyed}, {"p", "{env.MXGATE_TEST_DECOY}"}, {"b", bcryptHash}}, false, kindBcrypt, bcryptHash, 0},
+		{"the higher bcrypt cost", []AuthClient{{"b4", bcryptHash}, {"b5", bcrypt5}, {"k", keyed}}, false, kindBcrypt, bcrypt5, 0},
+		{"the heavier argon2id", []AuthClient{{"a1", argon2idHash}, {"a2", argonHeavy}}, false, kindArgon2id, argonHeavy, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("MXGATE_TEST_DECOY", "plain-s3cret")
+			measured := 0
+			a := &AuthCheck{Clients: tc.clients, measure: func(c *clientCred) time.Duration {
+				measured++
+				if (c.kind == kindArgon2id) == tc.argonSlow {
+					return 100 * time.Millisecond
+				}
+				return time.Millisecond
+			}}
+			a, _ = newCheck(t, a)
+			if a.decoy.kind != tc.wantKind || string(a.decoy.hashed) != tc.wantHash || measured != tc.wantMeasure {
+				t.Fatalf("decoy %s %s after %d measurements, want %s %s after %d", a.decoy.kind, a.decoy.hashed, measured, tc.wantKind, tc.wantHash, tc.wantMeasure)
+			}
+			counts := countKinds(a)
+			w, err := handlertest.Serve(t, a, basic("nobody", "webhook-s3cret"), &handlertest.Next{})
+			if err != nil || w.Code != 401 {
+				t.Fatalf("unknown id: %d %v", w.Code, err)
+			}
+			if len(counts) != 1 || counts[tc.wantKind] != 1 {
+				t.Fatalf("an unknown id ran %v, want one %s comparison", counts, tc.wantKind)
+			}
+		})
+	}
+	// every kind fast: the first client is the decoy, and no slot is used
+	a, _ := newCheck(t, &AuthCheck{Clients: []AuthClient{{"k", keyed}}, MaxSlowHashes: 1})
+	a.slots <- struct{}{} // every slot taken: a fast check needs none
+	if w, _ := handlertest.Serve(t, a, basic("nobody", "x"), &handlertest.Next{}); w.Code != 401 || a.decoy.kind != kindKeyed {
+		t.Fatalf("fast kinds only: %d, decoy %s", w.Code, a.decoy.kind)
+	}
+}
+
+// blockingComparer holds each comparison until release is closed.
+type blockingComparer struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b blockingComparer) Compare(hashed, plaintext []byte) (bool, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return false, nil
+}
+
+// TestSlowHashCap: at most max_slow_hashes bcrypt or argon2id comparisons
+// run at once; a request that needs another, for a known client or an
+// unknown one, is answered 503 with Retry-After at once, compares
+// nothing, and is counted; a secret verified before needs no slot.
+func TestSlowHashCap(t *testing.T) {
+	a, _ := newCheck(t, &AuthCheck{Clients: []AuthClient{{"mx", bcryptHash}, {"other", argon2idHash}}, MaxSlowHashes: 1})
+	if w, _ := handlertest.Serve(t, a, basic("mx", "webhook-s3cret"), &handlertest.Next{}); w.Code != 200 {
+		t.Fatalf("the right secret: %d", w.Code)
+	}
+	b := blockingComparer{entered: make(chan struct{}), release: make(chan struct{})}
+	a.clients["other"].slow = b
+	done := make(chan int)
+	go func() {
+		w := httptest.NewRecorder()
+		_ = a.ServeHTTP(w, basic("other", "wrong"), &handlertest.Next{})
+		done <- w.Code
+	}()
+	<-b.entered // the one slot is taken
+	counts := countKinds(a)
+	shed := handlertest.MetricValue(t, gate.Metrics.Shed, map[string]string{"where": "mx_auth"})
+	for name, r := range map[string]*http.Request{
+		"wrong secret": basic("mx", "wrong"),
+		"unknown id":   basic("nobody", "wrong"),
+	} {
+		next := &handlertest.Next{}
+		w, err := handlertest.Serve(t, a, r, next)
+		if err != nil || w.Code != 503 || w.Header().Get("Retry-After") != "1" || next.Calls != 0 ||
+			w.Body.String() != `{"error":{"message":"Service unavailable: too many credential checks in progress"}}` {
+			t.Errorf("%s with every slot busy: %d %v Retry-After %q %s", name, w.Code, err, w.Header().Get("Retry-After"), w.Body)
+		}
+	}
+	if len(counts) != 0 {
+		t.Errorf("comparisons ran beyond the cap: %v", counts)
+	}
+	if got := handlertest.MetricValue(t, gate.Metrics.Shed, map[string]string{"where": "mx_auth"}) - shed; got != 2 {
+		t.Errorf("mxgate_shed_total{where=\"mx_auth\"} grew by %v, want 2", got)
+	}
+	// verified before: an HMAC, no slot
+	if w, _ := handlertest.Serve(t, a, basic("mx", "webhook-s3cret"), &handlertest.Next{}); w.Code != 200 {
+		t.Errorf("a verified secret with every slot busy: %d", w.Code)
+	}
+	close(b.release)
+	if code := <-done; code != 401 {
+		t.Errorf("the held comparison: %d", code)
+	}
+	if w, _ := handlertest.Serve(t, a, basic("mx", "wrong"), &handlertest.Next{}); w.Code != 401 || counts[kindBcrypt] != 1 {
+		t.Errorf("a slot free again: %d, %v", w.Code, counts)
+	}
+}
+
+// machineKey is a stored hmac-sha256 hash of a random machine secret.
+func machineKey(t *testing.T) string {
+	t.Helper()
+	h, err := secrethash.New([]byte("machine-s3cret-0123456789abcdef"), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.String()
 }

@@ -85,6 +85,7 @@ func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		realm <realm>
 //		error_format json|mdx|fdx|text|handle_errors
 //		keep_credentials
+//		max_slow_hashes <n>              # default GOMAXPROCS
 //	}
 func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return gate.Block(d, "mx_auth", "check", func(opt string) (err error) {
@@ -106,6 +107,8 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.ErrorFormat, err = gate.ErrorFormat(d)
 		case "keep_credentials":
 			a.KeepCredentials = true
+		case "max_slow_hashes":
+			a.MaxSlowHashes, err = gate.PositiveInt(d)
 		default:
 			return gate.Unrecognized(d, "mx_auth check")
 		}

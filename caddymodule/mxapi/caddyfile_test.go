@@ -20,8 +20,8 @@ func helper(input string) httpcaddyfile.Helper {
 func TestDualModeDirectives(t *testing.T) {
 	for input, want := range map[string]any{
 		"mx_auth attach {\n\tclient_id {env.ID}\n\tapi_key {env.KEY}\n\tapi_version v20250224\n}": &AuthAttach{ClientID: "{env.ID}", APIKey: "{env.KEY}", APIVersion: "v20250224"},
-		"mx_auth check {\n\tclient mx " + bcryptHash + "\n\tclient other {env.S}\n\tfailure 404\n\trealm hooks\n\terror_format text\n}": &AuthCheck{
-			Clients: []AuthClient{{ID: "mx", Secret: bcryptHash}, {ID: "other", Secret: "{env.S}"}}, Failure: 404, Realm: "hooks", ErrorFormat: "text"},
+		"mx_auth check {\n\tclient mx " + bcryptHash + "\n\tclient other {env.S}\n\tfailure 404\n\trealm hooks\n\terror_format text\n\tmax_slow_hashes 3\n}": &AuthCheck{
+			Clients: []AuthClient{{ID: "mx", Secret: bcryptHash}, {ID: "other", Secret: "{env.S}"}}, Failure: 404, Realm: "hooks", ErrorFormat: "text", MaxSlowHashes: 3},
 		"mx_jwe decrypt {\n\tcurve p256\n\tcipher a128gcm\n\ta128_key_algorithm ECDH-ES\n\trotate 10m\n\tmax_body 1MiB\n}": &JWEDecrypt{
 			Curve: "p256", Cipher: "a128gcm", A128KeyAlgorithm: "ECDH-ES", Rotate: caddy.Duration(10 * time.Minute), MaxBody: 1 << 20},
 		"mx_jwe encrypt {\n\ta128_key_algorithm ECDH-ES+A128KW\n\tresponse_type application/jwt\n\tmax_body 2MiB\n}": &JWEEncrypt{
@@ -95,6 +95,7 @@ func TestUnmarshalErrors(t *testing.T) {
 		{new(AuthAttach), "mx_auth attach {\n\tapi_key\n}", "wrong argument count"},
 		{new(AuthCheck), "mx_auth check {\n\tclient mx\n}", "client takes an id and a hash or placeholder"},
 		{new(AuthCheck), "mx_auth check {\n\tfailure 403\n}", "failure must be 401 or 404, not '403'"},
+		{new(AuthCheck), "mx_auth check {\n\tmax_slow_hashes 0\n}", "max_slow_hashes: invalid number '0'"},
 		{new(AuthCheck), "mx_auth check {\n\trealm\n}", "wrong argument count"},
 		{new(AuthCheck), "mx_auth check {\n\terror_format html\n}", `unknown error_format "html"`},
 		{new(AuthCheck), "mx_auth check {\n\tclient_id mx\n}", "unrecognized mx_auth check option 'client_id'"},

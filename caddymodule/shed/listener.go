@@ -48,6 +48,7 @@ func init() {
 // "close", and a connection over Max is reset, no handshake spent on it:
 //
 //	servers :443 {
+//		protocols h1 h2
 //		listener_wrappers {
 //			mx_ip_allow mdx
 //			mx_conn_limit {
@@ -66,7 +67,9 @@ func init() {
 // Max counts over every address the server listens on, and for one loaded
 // configuration: during a reload the connections the old configuration
 // still serves count against its own wrapper, not the new one's. It sees
-// TCP only: HTTP/3 runs over UDP beside the listener wrappers.
+// TCP only: HTTP/3 runs over UDP beside the listener wrappers, so on a
+// server with TLS it refuses to provision unless the server's protocols
+// leave h3 out (`protocols h1 h2`; Caddy's default adds h3).
 //
 // Answering is bounded too: at most MaxShedding connections are being
 // answered at once (each for at most about a second, while what the client
@@ -134,6 +137,9 @@ func (ConnLimit) CaddyModule() caddy.ModuleInfo {
 // Provision sets the defaults and checks the settings.
 func (cl *ConnLimit) Provision(ctx caddy.Context) error {
 	cl.logger = ctx.Logger()
+	if err := gate.TCPOnly(ctx, "mx_conn_limit"); err != nil {
+		return err
+	}
 	if cl.Max == 0 {
 		cl.Max = DefaultMaxConns
 	}

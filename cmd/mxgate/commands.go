@@ -23,9 +23,12 @@ Prints one line each for mxgate's version, the commit it was built from (with
 -dirty when the work tree had uncommitted changes), the Caddy version it
 embeds, and the Go version that built it.
 
-The Makefile and the container image set mxgate's version from
-'git describe --tags --always --dirty'; a binary built otherwise takes it from
-the Go build information, or says unknown.
+The Makefile and the container image stamp mxgate's version from
+'git describe --tags --always --dirty', and that stamp wins. A binary built
+otherwise (plain 'go build', xcaddy) takes the module version Go recorded
+(a tag or pseudo-version when Go stamped VCS information, or the required
+version when mxgate is a dependency), else the VCS revision Go recorded
+(-dirty for uncommitted changes), else says unknown.
 `,
 	Func: func(caddycmd.Flags) (int, error) {
 		fmt.Print(version.Get().String())
@@ -43,9 +46,9 @@ Prints the Go build information of this binary: the Go version, mxgate's
 module with its version, every module linked in with its version and checksum,
 and the build settings.
 
-When the Go toolchain recorded no version for mxgate's module ("(devel)", as
-when building from a work tree), the version set by the Makefile or the image
-build is shown in its place.
+mxgate's module is shown at the version 'mxgate version' prints (the one
+stamped by the Makefile or the image build wins over the "(devel)" or the
+pseudo-version the Go toolchain recorded), so the two commands agree.
 `,
 	Func: func(caddycmd.Flags) (int, error) {
 		bi, ok := version.BuildInfo()

@@ -1,15 +1,30 @@
 // Package version tells which mxgate this binary is: its version, the
 // commit it was built from, and the Caddy it embeds.
 //
-// The version and commit come from the linker when the Makefile or the
-// container image builds mxgate:
+// mxgate's version is, by the first rule that gives one:
+//
+//  1. the version the linker stamped in (Version, set by `make build` and
+//     the container image from `git describe --tags --always --dirty`):
+//     what the operator tagged wins over anything the toolchain guessed;
+//  2. the module version the Go toolchain recorded for mxgate, when it is
+//     a real version and not "(devel)": the required version when mxgate
+//     is a dependency (xcaddy), or, when mxgate is the main module and the
+//     toolchain stamps VCS information (-buildvcs=auto, the default, in a
+//     git checkout), the tag or pseudo-version of the commit, with
+//     "+dirty" for uncommitted changes;
+//  3. the VCS revision from the build settings, with "-dirty" for
+//     uncommitted changes;
+//  4. "unknown".
+//
+// The commit is the one the linker stamped in (Commit), else the VCS
+// revision from the build settings (with "-dirty"), else "unknown".
+// A linker value of "unknown" (what the Makefile and the image stamp when
+// git is not at hand) counts as none. `mxgate build-info` shows the same
+// version for mxgate's module as `mxgate version`, so the two never
+// disagree whatever -buildvcs was.
 //
 //	go build -ldflags "-X github.com/mxgate/mxgate/internal/version.Version=v1.2.3 \
 //	  -X github.com/mxgate/mxgate/internal/version.Commit=0123abc" ./cmd/mxgate
-//
-// Otherwise they come from the build information the Go toolchain embeds:
-// the main module's version (set when mxgate is built as a dependency, or
-// from a VCS tag when Go stamps VCS information) and vcs.revision.
 package version
 
 import (
@@ -52,13 +67,16 @@ func Get() Info {
 
 // fromBuildInfo is Get with its inputs as parameters, for tests.
 func fromBuildInfo(bi *debug.BuildInfo, ldVersion, ldCommit string) Info {
-	info := Info{Version: ldVersion, Commit: ldCommit, Caddy: Unknown, Go: runtime.Version()}
+	info := Info{Version: stamped(ldVersion), Commit: stamped(ldCommit), Caddy: Unknown, Go: runtime.Version()}
 	if bi != nil {
 		if bi.GoVersion != "" {
 			info.Go = bi.GoVersion
 		}
 		if info.Version == "" {
 			info.Version = moduleVersion(bi)
+		}
+		if info.Version == "" {
+			info.Version = vcsCommit(bi)
 		}
 		if info.Commit == "" {
 			info.Commit = vcsCommit(bi)
@@ -85,6 +103,17 @@ func fromBuildInfo(bi *debug.BuildInfo, ldVersion, ldCommit string) Info {
 	return info
 }
 
+// stamped is a linker-stamped value, or "" when the linker stamped none
+// or stamped Unknown (the Makefile's and the image's stand-in when git
+// was not at hand).
+func stamped(v string) string {
+	v = strings.TrimSpace(v)
+	if v == Unknown {
+		return ""
+	}
+	return v
+}
+
 // moduleVersion is mxgate's module version: the main module's when mxgate
 // is the main module, or the dependency's when mxgate was built into
 // another main module (as xcaddy does). "(devel)" tells nothing and is
@@ -96,15 +125,17 @@ func moduleVersion(bi *debug.BuildInfo) string {
 		if m.Path != ModulePath {
 			continue
 		}
-		if m.Replace != nil && m.Replace.Version != "" && m.Replace.Version != "(devel)" {
+		if m.Replace != nil && realVersion(m.Replace.Version) {
 			return m.Replace.Version
 		}
-		if m.Version != "" && m.Version != "(devel)" {
+		if realVersion(m.Version) {
 			return m.Version
 		}
 	}
 	return ""
 }
+
+func realVersion(v string) bool { return v != "" && v != "(devel)" }
 
 func vcsCommit(bi *debug.BuildInfo) string {
 	var rev string
@@ -144,22 +175,25 @@ func (i Info) Short() string {
 }
 
 // BuildInfo is the Go build information of this binary with mxgate's
-// module version filled in from Version when the toolchain recorded only
-// "(devel)" (as it does when building from a work tree without VCS
-// stamping). ok is false when the binary carries no build information.
+// module version replaced by the version Get tells, so that
+// `mxgate build-info` and `mxgate version` agree whatever the toolchain
+// recorded ("(devel)" without VCS stamping, a pseudo-version with it).
+// ok is false when the binary carries no build information.
 func BuildInfo() (bi *debug.BuildInfo, ok bool) {
 	bi, ok = debug.ReadBuildInfo()
 	if !ok {
 		return nil, false
 	}
-	return withMainVersion(bi, Version), true
+	return withMainVersion(bi, fromBuildInfo(bi, Version, Commit).Version), true
 }
 
-func withMainVersion(bi *debug.BuildInfo, ldVersion string) *debug.BuildInfo {
-	if bi.Main.Path != ModulePath || ldVersion == "" || (bi.Main.Version != "" && bi.Main.Version != "(devel)") {
+// withMainVersion is bi with the main module's version set to v, when
+// mxgate is the main module and v is known; bi itself is not changed.
+func withMainVersion(bi *debug.BuildInfo, v string) *debug.BuildInfo {
+	if bi.Main.Path != ModulePath || v == "" || v == Unknown || v == bi.Main.Version {
 		return bi
 	}
 	cp := *bi
-	cp.Main.Version = ldVersion
+	cp.Main.Version = v
 	return &cp
 }

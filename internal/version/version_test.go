@@ -38,6 +38,27 @@ func TestFromBuildInfo(t *testing.T) {
 			want: Info{Version: "v1.0.0", Commit: "0123456789abcdef-dirty", Caddy: "v2.11.9", Go: "go1.26.8"},
 		},
 		{
+			// A stock toolchain in a git checkout (-buildvcs=auto) records a
+			// pseudo-version; `make build` stamps git describe: the stamp wins.
+			name:      "linker flags win over a VCS pseudo-version",
+			bi:        buildInfo("v0.0.0-20261121164344-4122eae3e998+dirty", map[string]string{"vcs.revision": "4122eae3e998aaaa", "vcs.modified": "true"}),
+			ldVersion: "v0.4.0-2-g4122eae-dirty", ldCommit: "4122eae3e998aaaa",
+			want: Info{Version: "v0.4.0-2-g4122eae-dirty", Commit: "4122eae3e998aaaa", Caddy: "v2.11.9", Go: "go1.26.8"},
+		},
+		{
+			name:      "a linker-stamped unknown counts as none",
+			bi:        buildInfo("v0.0.0-20261121164344-4122eae3e998", map[string]string{"vcs.revision": "4122eae3e998aaaa"}),
+			ldVersion: Unknown, ldCommit: Unknown,
+			want: Info{Version: "v0.0.0-20261121164344-4122eae3e998", Commit: "4122eae3e998aaaa", Caddy: "v2.11.9", Go: "go1.26.8"},
+		},
+		{
+			// go build -buildvcs=true of an older toolchain, or a module
+			// version Go could not work out: the revision stands in.
+			name: "devel with a VCS revision",
+			bi:   buildInfo("(devel)", map[string]string{"vcs.revision": "0123456789abcdef", "vcs.modified": "true"}),
+			want: Info{Version: "0123456789abcdef-dirty", Commit: "0123456789abcdef-dirty", Caddy: "v2.11.9", Go: "go1.26.8"},
+		},
+		{
 			name: "devel is not a version",
 			bi:   buildInfo("(devel)", nil),
 			want: Info{Version: Unknown, Commit: Unknown, Caddy: "v2.11.9", Go: "go1.26.8"},
@@ -94,13 +115,20 @@ func TestWithMainVersion(t *testing.T) {
 	if !strings.Contains(got.String(), "mod\t"+ModulePath+"\tv1.2.3") {
 		t.Errorf("String() does not show the version:\n%s", got)
 	}
-	// A version the toolchain knows is kept.
-	if got := withMainVersion(buildInfo("v0.9.0", nil), "v1.2.3"); got.Main.Version != "v0.9.0" {
-		t.Errorf("main version = %q, want v0.9.0", got.Main.Version)
+	// A pseudo-version the toolchain made up from VCS is replaced too:
+	// build-info shows what version shows.
+	if got := withMainVersion(buildInfo("v0.0.0-20261121164344-4122eae3e998", nil), "v1.2.3"); got.Main.Version != "v1.2.3" {
+		t.Errorf("main version = %q, want v1.2.3", got.Main.Version)
 	}
-	// Without linker flags, nothing to fill in.
-	if got := withMainVersion(buildInfo("(devel)", nil), ""); got.Main.Version != "(devel)" {
+	// Nothing known: nothing filled in.
+	if got := withMainVersion(buildInfo("(devel)", nil), Unknown); got.Main.Version != "(devel)" {
 		t.Errorf("main version = %q, want (devel)", got.Main.Version)
+	}
+	// Another main module (xcaddy's) is left alone.
+	other := buildInfo("(devel)", nil)
+	other.Main.Path = "caddy"
+	if got := withMainVersion(other, "v1.2.3"); got.Main.Version != "(devel)" {
+		t.Errorf("another main module's version = %q, want (devel)", got.Main.Version)
 	}
 }
 

@@ -29,7 +29,7 @@ var Metrics = struct {
 	JWEDecryptFailures   prometheus.Counter
 	CredentialFetches    *prometheus.CounterVec // directive, kind, outcome
 
-	Shed            *prometheus.CounterVec // where: listener, handler
+	Shed            *prometheus.CounterVec // where: listener, handler, mx_auth
 	ConnectionsOpen prometheus.Gauge
 }{
 	Rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -83,7 +83,7 @@ var Metrics = struct {
 	}),
 	Shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mxgate", Name: "shed_total",
-		Help: "Work refused for want of capacity, with 503: connections at accept by mx_conn_limit (where=listener), requests by mx_shed (where=handler).",
+		Help: "Work refused for want of capacity, with 503: connections at accept by mx_conn_limit (where=listener), requests by mx_shed (where=handler), credential checks beyond mx_auth check's max_slow_hashes (where=mx_auth).",
 	}, []string{"where"}),
 	ConnectionsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "mxgate", Name: "connections_open",
@@ -104,6 +104,7 @@ var Metrics = struct {
 var (
 	ShedListener = Metrics.Shed.WithLabelValues("listener")
 	ShedHandler  = Metrics.Shed.WithLabelValues("handler")
+	ShedAuth     = Metrics.Shed.WithLabelValues("mx_auth")
 )
 
 // RegisterMetrics registers mxgate's collectors with reg (a config's
