@@ -16,7 +16,8 @@
 //	shed      mx_shed, mx_conn_limit          overload: 503 at once past a cap on requests in flight;
 //	                                          as a listener wrapper, past a cap on open connections
 //	listen    the tcp-handover network        reloads that drop no connection
-//	redact    log format mxgate_redact        a log encoder that redacts credential headers everywhere
+//	redact    log format mxgate_redact        a log encoder that redacts credential headers everywhere;
+//	          adapters mxgate-caddyfile|json  make it the encoder of every log that names none
 //	cli       mxgate mdx-sign, mxgate fdx-dev, mxgate hash-secret
 //
 // Shared plumbing is in internal/gate (refusals, client address, bodies,
