@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -44,6 +45,10 @@ func (a Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconf
 		}
 	}
 	out, err := WithDefaultEncoder(body)
+	if a.Inner == "" && errors.Is(err, errNotJSON) {
+		// as Caddy says it of a file it takes for JSON
+		err = fmt.Errorf("%w; did you mean to use a config adapter (the --adapter flag)?", err)
+	}
 	return out, warnings, err
 }
 

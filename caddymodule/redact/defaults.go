@@ -8,6 +8,8 @@ import (
 	"strings"
 )
 
+var errNotJSON = errors.New("config is not valid JSON")
+
 // EncoderJSON is the encoder WithDefaultEncoder gives a log that names
 // none.
 const EncoderJSON = `{"format":"mxgate_redact"}`
@@ -36,7 +38,7 @@ func WithDefaultEncoder(cfg []byte) ([]byte, error) {
 	}
 	top, isObject, err := parseObject(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("config is not valid JSON: %v", err)
+		return nil, fmt.Errorf("%w: %v", errNotJSON, err)
 	}
 	if !isObject {
 		return cfg, nil

@@ -253,7 +253,7 @@ func TestAdapters(t *testing.T) {
 	if out, _, err := js.Adapt([]byte(`{"logging":{"logs":{"default":{"level":"DEBUG"}}}}`), nil); err != nil || string(out) != `{"logging":{"logs":{"default":{"level":"DEBUG","encoder":`+EncoderJSON+`}}}}` {
 		t.Errorf("mxgate-json: %s, %v", out, err)
 	}
-	if _, _, err := js.Adapt([]byte(caddyfile), nil); err == nil || !strings.Contains(err.Error(), "config is not valid JSON") {
+	if _, _, err := js.Adapt([]byte(caddyfile), nil); err == nil || !strings.Contains(err.Error(), "config is not valid JSON") || !strings.Contains(err.Error(), "the --adapter flag") {
 		t.Errorf("mxgate-json with a Caddyfile: %v", err)
 	}
 	if _, _, err := (Adapter{Inner: "no-such-adapter"}).Adapt([]byte(`{}`), nil); err == nil || !strings.Contains(err.Error(), "no-such-adapter config adapter is not in this build") {
