@@ -127,11 +127,19 @@ func startGatewayBinary(t testing.TB, binary, caddyfile string, env ...string) *
 	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{admin: admin, Stderr: &syncBuffer{}, done: make(chan struct{})}
-	g.cmd = exec.Command(binary, "run", "--config", path, "--adapter", "caddyfile")
-	g.cmd.Env = append(os.Environ(),
+	cmd := exec.Command(binary, "run", "--config", path, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(),
 		"HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
-	g.cmd.Env = append(g.cmd.Env, env...)
+	cmd.Env = append(cmd.Env, env...)
+	return startGatewayCmd(t, cmd, admin)
+}
+
+// startGatewayCmd starts cmd, an mxgate run whose configuration has its
+// admin endpoint at admin, and waits until it answers with the config
+// loaded.
+func startGatewayCmd(t testing.TB, cmd *exec.Cmd, admin string) *gateway {
+	t.Helper()
+	g := &gateway{cmd: cmd, admin: admin, Stderr: &syncBuffer{}, done: make(chan struct{})}
 	g.cmd.Stdout, g.cmd.Stderr = g.Stderr, g.Stderr
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -87,7 +87,11 @@ func newRootCommand() *cobra.Command {
 		if !ok {
 			cmd = renamed(caddycmd.Commands()[name])
 		}
-		root.AddCommand(toCobra(cmd))
+		c := toCobra(cmd)
+		if slices.Contains(redactingCommands, name) {
+			loadThroughRedact(c)
+		}
+		root.AddCommand(c)
 	}
 	root.AddCommand(toCobra(manpageCommand(root)), toCobra(completionCommand()))
 	return root
