@@ -76,9 +76,9 @@ func (a *churnAS) token(t *testing.T, kid string) string {
 	return tok
 }
 
-// metricValue returns the value of the series line on the gateway's
+// metricAtURL returns the value of the series line on the gateway's
 // /metrics page (name and labels as Prometheus writes them), 0 if absent.
-func metricValue(t *testing.T, metricsURL, series string) float64 {
+func metricAtURL(t *testing.T, metricsURL, series string) float64 {
 	t.Helper()
 	_, _, body := do(t, mustRequest(t, "GET", metricsURL))
 	for _, l := range strings.Split(body, "\n") {
@@ -187,7 +187,7 @@ http://127.0.0.1:%d {
 	site := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
 	metricsURL := site(metricsPort) + "/metrics"
 	fetches := func(directive, kind, outcome string) float64 {
-		return metricValue(t, metricsURL, fmt.Sprintf(`mxgate_credential_fetches_total{directive=%q,kind=%q,outcome=%q}`, directive, kind, outcome))
+		return metricAtURL(t, metricsURL, fmt.Sprintf(`mxgate_credential_fetches_total{directive=%q,kind=%q,outcome=%q}`, directive, kind, outcome))
 	}
 
 	// An endpoint that answers 401 to every token (one the credentials may
