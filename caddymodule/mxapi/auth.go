@@ -47,17 +47,17 @@ const (
 // sent, so that the app never holds an MX secret, and the Accept headers
 // of the configured API version.
 //
-// The app's Accept becomes the version's media type when it names no MX
-// type and admits JSON, or says nothing: absent, empty, "*/*",
-// "application/*", "application/json", or a list such as the "application/json,
-// text/plain, */*" that HTTP clients (MX's Node SDK among them) send by
-// default, in which the most specific range matching application/json has
-// a weight above 0. An Accept that names an MX type
+// The app's Accept becomes the version's media type when it says nothing
+// (absent, empty) or names no MX type and admits JSON: "*/*",
+// "application/*", "application/json", or a list such as the
+// "application/json, text/plain, */*" that HTTP clients (MX's Node SDK
+// among them) send by default, in which the most specific range matching
+// application/json has a weight above 0. An Accept that names an MX type
 // (application/vnd.mx.*) is the app's choice and kept; so is one that
 // admits no JSON (text/html, application/xml, application/json;q=0), which
-// MX then refuses with 406 as it would without the sidecar, and one that is
-// malformed (RFC 9110's grammar, at most 64 ranges), which is passed on as
-// the app wrote it rather than guessed at.
+// MX then refuses with 406 as it would without the sidecar, and one that
+// is malformed (RFC 9110's grammar, at most 64 ranges), which is passed on
+// as the app wrote it rather than guessed at.
 type AuthAttach struct {
 	// ClientID and APIKey are the MX credentials; {env.*} and {file.*}
 	// placeholders are resolved at provisioning.
@@ -66,7 +66,7 @@ type AuthAttach struct {
 
 	// APIVersion is v20111101 (Accept application/vnd.mx.api.v1+json) or
 	// v20250224 (Accept application/json and Accept-Version v20250224);
-	// the Accept is set where the app's asks for no particular type (see
+	// the Accept is set where the app's Accept asks for no particular type (see
 	// above). Default: v20111101.
 	APIVersion string `json:"api_version,omitempty"`
 
