@@ -163,7 +163,9 @@ http://127.0.0.1:%d {
 		audience https://rs.churn.test
 		jwks_url %s/jwks
 		jwks_min_refresh 10m
+		# plain HTTP, to count fetches: no client certificate to bind to
 		cert_bound off
+		client_cert optional
 	}
 	reverse_proxy %s
 }
@@ -173,7 +175,9 @@ http://127.0.0.1:%d {
 		audience https://rs.churn.test
 		introspection %s/introspect churn-rs {env.E2E_CHURN_INTROSPECTION_SECRET}
 		introspection_cache 10m
+		# plain HTTP, to count fetches: no client certificate to bind to
 		cert_bound off
+		client_cert optional
 	}
 	reverse_proxy %s
 }
