@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -118,11 +120,19 @@ func dialable(addr string) (string, error) {
 	return addr, nil
 }
 
-// adminRequest sends a request to the admin endpoint at addr. When addr
-// was not given on the command line, a failure says where it was sought.
+// adminRequest sends a request to the admin endpoint at addr. When it
+// cannot be reached and addr was not given on the command line, the error
+// says where it was sought.
 func adminRequest(addr string, given bool, method, uri string, headers http.Header, body []byte) error {
 	dial, err := dialable(addr)
 	if err != nil {
+		return err
+	}
+	if err := reachable(dial); err != nil {
+		if !given {
+			err = fmt.Errorf("%w (the configuration's admin endpoint, or mxgate's default in this environment; "+
+				"run as the gateway's user in its environment, or give --address; README: the control plane)", err)
+		}
 		return err
 	}
 	var r io.Reader // nil: no body, no Content-Type
@@ -131,12 +141,32 @@ func adminRequest(addr string, given bool, method, uri string, headers http.Head
 	}
 	resp, err := caddycmd.AdminAPIRequest(dial, method, uri, headers, r)
 	if err != nil {
-		if !given {
-			err = fmt.Errorf("%w (the admin endpoint was taken to be %s, from the configuration or mxgate's default in this environment; give --address to name another, README: the control plane)", err, addr)
-		}
 		return err
 	}
 	return resp.Body.Close()
+}
+
+// reachable connects to the admin endpoint at addr (as dialable returns
+// it) and hangs up.
+func reachable(addr string) error {
+	na, err := caddy.ParseNetworkAddress(addr)
+	if err != nil {
+		return err
+	}
+	network, address := na.Network, na.JoinHostPort(0)
+	if na.IsFdNetwork() {
+		return nil // Caddy's request says what it can
+	}
+	if na.IsUnixNetwork() {
+		if address, _, err = listen.SplitUnixAddress(na.Host); err != nil {
+			return err
+		}
+	}
+	c, err := net.DialTimeout(network, address, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("the admin endpoint %s cannot be reached: %w", addr, err)
+	}
+	return c.Close()
 }
 
 const adminClientNote = `
