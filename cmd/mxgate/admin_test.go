@@ -264,4 +264,26 @@ func TestAdminWarning(t *testing.T) {
 			}
 		})
 	}
+	// each credential directive alone warns
+	for directive, block := range map[string]string{
+		"mdx_hmac":        "mdx_hmac sign {\n\t\tkey QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI=\n\t}",
+		"mx_auth":         "mx_auth attach {\n\t\tclient_id a\n\t\tapi_key b\n\t}",
+		"mxconnect_token": "mxconnect_token {\n\t\tusername a\n\t\tpassword b\n\t\tapi_key c\n\t}",
+		"fdx_auth":        "fdx_auth {\n\t\tissuer https://as.example\n\t\taudience https://rs.example\n\t\tjwks_url https://as.example/jwks\n\t}",
+	} {
+		t.Run("only_"+directive, func(t *testing.T) {
+			path := filepath.Join(dir, "only-"+directive+".Caddyfile")
+			cf := "{\n\tadmin 127.0.0.1:2019\n}\n\nhttp://127.0.0.1:1 {\n\t" + block + "\n\trespond ok\n}\n"
+			if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, stderr, status := mxgate(t, []string{"HOME=" + dir}, "adapt", "--config", path, "--adapter", "caddyfile")
+			if status != 0 {
+				t.Fatalf("adapt: %s", stderr)
+			}
+			if n := strings.Count(stderr, warning); n != 1 || !strings.Contains(stderr, `"directive":"`+directive+`"`) {
+				t.Fatalf("%d warnings naming %s, want 1:\n%s", n, directive, stderr)
+			}
+		})
+	}
 }
