@@ -56,6 +56,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "mxgate:", err)
 		os.Exit(1)
 	}
+	if err := setDefaultAdmin(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "mxgate:", err)
+		os.Exit(1)
+	}
 	os.Exit(execute(newRootCommand(), os.Args[1:]))
 }
 
