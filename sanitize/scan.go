@@ -109,7 +109,6 @@ type scanner struct {
 	maxField int64
 	eof      bool
 	tail     bool // with AllowMalformed, after a reply ended inside markup: the rest is text
-	plain    bool // the reply is read as text, not XML (MaskText, InspectText, InspectHeader)
 
 	stack        [maxDepth]elem
 	depth        int    // open elements, in stack[:depth]
@@ -123,14 +122,16 @@ type scanner struct {
 	rootEnd      int64 // while nothing is open after the root closed: offset of its end tag; else -1
 	runStart     int64 // stream offset at which the current text run began
 
-	text  detector // element text and CDATA
-	aux   detector // attribute values, comments, processing instructions
-	nameD detector // names, each read whole
+	text detector // element text and CDATA
+	aux  detector // attribute values, comments, processing instructions
 
 	findings     []Finding
 	cards, accts int
 	allowed      error
 	intern       map[string]string
+
+	nameD detector // names, each read whole
+	plain bool     // the reply is read as text, not XML (MaskText, InspectText, InspectHeader)
 }
 
 func newScanner(g *Guard) *scanner {

@@ -662,9 +662,15 @@ func (sw *sanitizeWriter) finish(p any, err error) error {
 		repanic(p) // the handler's write failed because of us: only that is ours
 		return sw.refuse(guardRefusal(sw.bad), sw.bad)
 	}
-	if sw.wrote && p == nil {
+	switch {
+	case sw.wrote && p == nil:
 		t, _ := sw.trailers(sw.ResponseWriter.Header(), true)
 		sw.sendTrailers(t)
+	case !sw.wrote && p == nil && err == nil:
+		// the handler wrote nothing: net/http sends the header as it is
+		if bad := sw.fields(sw.ResponseWriter.Header(), "header", false); bad != nil {
+			return sw.refuse(guardRefusal(bad), bad)
+		}
 	}
 	if p != nil {
 		panic(p)

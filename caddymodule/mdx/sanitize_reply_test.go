@@ -178,6 +178,15 @@ func TestSanitizeHeaderFields(t *testing.T) {
 			t.Errorf("report %s: %d %v", c.name, out.w.Code, out.w.Header())
 		}
 	}
+	// a handler that writes nothing has its header sent as it is: read too
+	for _, action := range []string{"mask", "block"} {
+		s, _ := newSanitize(t, &Sanitize{Action: action})
+		silent := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Header().Set("X-Card", card) })
+		out := sanitizeServe(t, s, "GET", silent)
+		if out.w.Header().Get("X-Card") != "" || action == "block" && out.w.Code != 502 {
+			t.Errorf("%s, nothing written: %d %v", action, out.w.Code, out.w.Header())
+		}
+	}
 	// a reply without a body has its header read too
 	for _, action := range []string{"mask", "block"} {
 		s, _ := newSanitize(t, &Sanitize{Action: action})
