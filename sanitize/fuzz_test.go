@@ -290,8 +290,8 @@ func FuzzNoCardSurvives(f *testing.F) {
 }
 
 // xmlNames returns every name of a document as encoding/xml reads it:
-// element and attribute names (prefix and local name apart), processing
-// instruction targets.
+// element names, of start and end tags, and attribute names (prefix and
+// local name apart), processing instruction targets.
 func xmlNames(s string) ([]string, error) {
 	d := xml.NewDecoder(strings.NewReader(s))
 	d.Strict = true
@@ -310,6 +310,8 @@ func xmlNames(s string) ([]string, error) {
 			for _, a := range tok.Attr {
 				names = append(names, a.Name.Space, a.Name.Local)
 			}
+		case xml.EndElement:
+			names = append(names, tok.Name.Space, tok.Name.Local)
 		case xml.ProcInst:
 			names = append(names, tok.Target)
 		}
