@@ -29,8 +29,10 @@ func FuzzAcceptsMDXv5(f *testing.F) {
 		if !got && !strings.Contains(lower, "application/vnd.moneydesktop.mdx") {
 			t.Fatalf("%q names no MDX type but was refused", accept)
 		}
-		if mt, _, _ := strings.Cut(lower, ";"); got && !strings.Contains(accept, ",") &&
-			strings.HasPrefix(strings.TrimSpace(mt), "application/vnd.moneydesktop.mdx") && strings.HasSuffix(strings.TrimSpace(mt), "+json") {
+		mt, _, _ := strings.Cut(lower, ";")
+		rest, mdx := strings.CutPrefix(strings.TrimSpace(mt), "application/vnd.moneydesktop.mdx")
+		if got && !strings.Contains(accept, ",") && mdx && (strings.HasPrefix(rest, ".") || strings.HasPrefix(rest, "+")) &&
+			strings.HasSuffix(rest, "+json") {
 			t.Fatalf("%q names MDX in JSON only but was admitted", accept)
 		}
 	})
