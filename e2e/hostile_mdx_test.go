@@ -102,6 +102,12 @@ http://%s {
 // derives from target, so a refusal is the path's, never the signature's.
 func signedHead(t *testing.T, method, target, body, session string) []string {
 	t.Helper()
+	return signedHeadAccept(t, method, target, body, session, mdxType)
+}
+
+// signedHeadAccept is signedHead with the Accept header given, signed.
+func signedHeadAccept(t *testing.T, method, target, body, session, accept string) []string {
+	t.Helper()
 	p, q, _ := strings.Cut(target, "?")
 	if i := strings.Index(p, "://"); i >= 0 { // absolute form
 		if j := strings.IndexByte(p[i+3:], '/'); j >= 0 {
@@ -118,9 +124,9 @@ func signedHead(t *testing.T, method, target, body, session string) []string {
 		ctype = mdxType
 	}
 	hr := hmac.Request{Method: method, ContentMD5: hmac.ContentMD5([]byte(body)), ContentType: ctype,
-		Date: hmac.FormatDate(time.Now()), Accept: mdxType, SessionKey: session, Resource: res}
+		Date: hmac.FormatDate(time.Now()), Accept: accept, SessionKey: session, Resource: res}
 	sig, _ := hmac.Sign(hmac.SHA1, k, &hr)
-	lines := []string{"Accept: " + mdxType}
+	lines := []string{"Accept: " + accept}
 	if ctype != "" {
 		lines = append(lines, "Content-Type: "+ctype)
 	}
@@ -226,6 +232,21 @@ func TestHostileMDX(t *testing.T) {
 		a := h.exchange(t, h.head("GET", "/inst1/accounts", signedHead(t, "GET", "/inst1/accounts", "", session+"a")...))
 		if a.status != 200 || h.upstreamCount() != before+1 {
 			t.Fatalf("%d %s", a.status, a.body)
+		}
+	})
+
+	// MDX On Demand serves XML only (reference 004: "JSON encoding is not
+	// supported at this time"): a signed request for MDX's JSON encoding
+	// is answered 406, in MDX XML, like any version not served. The
+	// control: the same request for v5 in XML passes.
+	t.Run("version/accept-mdx-v5-json-406", func(t *testing.T) {
+		before := h.upstreamCount()
+		json := "application/vnd.moneydesktop.mdx.v5+json"
+		a := h.exchange(t, h.head("GET", "/inst1/accounts", signedHeadAccept(t, "GET", "/inst1/accounts", "", session+"j", json)...))
+		h.refused(t, a, before, 406, "Unsupported MDX version; this endpoint serves MDX v5")
+		a = h.exchange(t, h.head("GET", "/inst1/accounts", signedHeadAccept(t, "GET", "/inst1/accounts", "", session+"x", json+", "+mdxType)...))
+		if a.status != 200 || h.upstreamCount() != before+1 {
+			t.Fatalf("control: %d %s", a.status, a.body)
 		}
 	})
 

@@ -476,10 +476,10 @@ func TestSanitizeMask(t *testing.T) {
 		t.Fatalf("mask, gzip: %d %q %v", status, body, hdr)
 	}
 	app.gzip.Store(false)
-	// not XML: unchanged
+	// not XML, and no allow_types: refused
 	app.ctype.Store("application/json")
 	app.body.Store(`{"id":"4111111111111111"}`)
-	if status, _, body := getRaw(t, base+"/x", false); status != 200 || body != `{"id":"4111111111111111"}` {
+	if status, _, body := getRaw(t, base+"/x", false); status != 502 || body != mdxError("Bad gateway: the response could not be inspected (media_type)") {
 		t.Fatalf("json: %d %q", status, body)
 	}
 	// a large response streams through, masked

@@ -103,6 +103,8 @@ const (
 	ctxAttr
 	ctxComment
 	ctxPI
+	ctxName   // an element or attribute name, a PI target, an entity's name
+	ctxHeader // a header or trailer field of the reply (attr: its name)
 )
 
 // ringSize holds the last 19 digits, the most any card window can span.

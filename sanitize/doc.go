@@ -6,8 +6,11 @@
 //
 // A [Guard] reads a reply with its own streaming XML scanner. [Guard.Mask]
 // writes it on with every number it finds masked; [Guard.Inspect] only
-// reports. [CheckContentType] and [CheckContentEncoding] decide from a
-// reply's headers whether it can be inspected at all.
+// reports. [Guard.MaskText] and [Guard.InspectText] read a reply that is
+// not XML as text, every byte of it; [Guard.InspectHeader] reads one
+// header or trailer field. [ParseContentType], [CheckContentType] and
+// [CheckContentEncoding] decide from a reply's headers how it can be
+// read, if at all.
 //
 // # What is found
 //
@@ -71,6 +74,13 @@
 // so are the attributes of such elements. A transaction's <id> is not a
 // field; its <account_id> is.
 //
+// Names are read too: element and attribute names, namespace prefixes,
+// processing instruction targets and (with AllowMalformed) the names of
+// entity references. A name holding a number by the rules above, read
+// alone (a card number; inside a field, 9 digits or more), is refused
+// with ErrNumberInName: a name cannot be masked without corrupting the
+// document.
+//
 // # How it is masked
 //
 // All but the last four digits of a number found are replaced, in place,
@@ -84,9 +94,10 @@
 //
 // The guard fails closed: what it cannot fully inspect it refuses, with
 // one of the errors of type [*Error] ([ErrEncoding], [ErrInvalidUTF8],
-// [ErrBOM], [ErrDoctype], [ErrEntity], [ErrUpperCase],
+// [ErrBOM], [ErrDoctype], [ErrEntity], [ErrUpperCase], [ErrNumberInName],
 // [ErrFieldTooLarge], [ErrMalformed], [ErrDecodedTooLarge], and from the
-// header checks [ErrContentType] and [ErrContentEncoding]), each with a
+// header checks [ErrContentType], [ErrMediaType] and
+// [ErrContentEncoding]), each with a
 // reason for logs
 // and metrics ([Reason]) and a text that never carries bytes of the reply.
 // MDX itself requires UTF-8, lower-case tags, escaped reserved characters,

@@ -19,9 +19,9 @@ func (e *Error) Reason() string { return e.reason }
 
 // The conditions under which a reply is refused. Every one of them is
 // returned by [Guard.Mask] and [Guard.Inspect] (possibly wrapped, with a
-// fixed description of the spot appended), except ErrContentType and
-// ErrContentEncoding, which also come from [CheckContentType] and
-// [CheckContentEncoding]. With [Options.AllowMalformed], ErrMalformed,
+// fixed description of the spot appended), except ErrContentType,
+// ErrMediaType and ErrContentEncoding, which come from [CheckContentType],
+// [ParseContentType] and [CheckContentEncoding]. With [Options.AllowMalformed], ErrMalformed,
 // ErrEntity and ErrUpperCase let the reply through and are reported in
 // [Report.Malformed] instead.
 var (
@@ -56,6 +56,15 @@ var (
 	// ErrContentType: a reply with a body has no Content-Type, or one that
 	// does not parse.
 	ErrContentType = &Error{"content_type", "sanitize: the reply's Content-Type is missing or unparseable"}
+	// ErrMediaType: a reply with a body is of a media type the guard
+	// does not read as XML, and the caller has not said how to read it.
+	ErrMediaType = &Error{"media_type", "sanitize: the reply's media type is not one the guard reads"}
+	// ErrNumberInName: an element or attribute name, a namespace prefix,
+	// a processing instruction's target or an entity reference's name
+	// holds a number that would be masked as text. A name cannot be
+	// masked without corrupting the document, so the reply is refused,
+	// in every mode and with AllowMalformed too.
+	ErrNumberInName = &Error{"number_in_name", "sanitize: a name in the reply holds a complete account or card number"}
 	// ErrContentEncoding: the reply's content coding is not one gzip (or
 	// none), or its body does not decode as gzip.
 	ErrContentEncoding = &Error{"content_encoding", "sanitize: the reply's content coding is not a single gzip, or its body does not decode"}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -34,6 +36,10 @@ func seeds(f *testing.F) {
 		"\xEF\xBB\xBF<a/>",
 		`<a>AT&T 4111111111111111</a>`,
 		`<a><b>4111111111111111</a>`,
+		`<a><acct_4111111111111111 n_4111111111111111="1"/><?card_4111111111111111 x?></a>`,
+		`<a xmlns:a_4111111111111111="urn:x"><account_number><b n_123456789="1"/></account_number></a>`,
+		`<a>&acct_4111111111111111;</a>`,
+		"/accounts/%34%31%31%31111111111111 &#52;111&nbsp;1111\x001111\xff1111",
 	} {
 		f.Add(s)
 	}
@@ -73,6 +79,36 @@ func FuzzProcess(f *testing.F) {
 				t.Fatalf("reads of %d: %v %v, want %v %v", n, cr, cerr, r, err)
 			}
 		}
+		// read as text: the same, and only ever refused for its size
+		var tout, cout bytes.Buffer
+		r, err := strict.MaskText(&tout, strings.NewReader(in), Identity)
+		if err != nil && !errors.Is(err, ErrFieldTooLarge) {
+			t.Fatalf("text refused: %v", err)
+		}
+		if out := tout.String(); err == nil && len(out) != len(in) || err != nil && len(out) >= len(in) && len(in) > 0 {
+			t.Fatalf("text: output of %d bytes for %d in, err %v", len(out), len(in), err)
+		}
+		for i := range tout.Len() {
+			if tout.Bytes()[i] != in[i] && tout.Bytes()[i] != 'X' {
+				t.Fatalf("text: byte %d changed to %q", i, tout.Bytes()[i])
+			}
+		}
+		ir, ierr := strict.InspectText(strings.NewReader(in), Identity)
+		if fmt.Sprint(ir) != fmt.Sprint(r) || fmt.Sprint(ierr) != fmt.Sprint(err) {
+			t.Fatalf("text: Inspect %v %v, Mask %v %v", ir, ierr, r, err)
+		}
+		n := 1 + len(in)%7
+		cr, cerr := strict.MaskText(&cout, chunkReader{strings.NewReader(in), n}, Identity)
+		if fmt.Sprint(cr) != fmt.Sprint(r) || fmt.Sprint(cerr) != fmt.Sprint(err) || err == nil && cout.String() != tout.String() {
+			t.Fatalf("text, reads of %d: %v %v, want %v %v", n, cr, cerr, r, err)
+		}
+		// a header field is read as text is
+		if len(in) <= 256 {
+			hr, herr := strict.InspectHeader("X-V", []string{in})
+			if herr != nil || hr.Cards != ir.Cards || hr.Accounts != 0 {
+				t.Fatalf("header %+v %v, text %+v", hr, herr, ir)
+			}
+		}
 	})
 }
 
@@ -93,6 +129,13 @@ func FuzzDifferential(f *testing.F) {
 	g := newGuard(f, Options{})
 	f.Fuzz(func(t *testing.T, in string) {
 		out, _, err := mask(g, in)
+		if errors.Is(err, ErrNumberInName) {
+			// refused for a name: one of its names, as encoding/xml reads
+			// them, holds 9 digits or more
+			if names, xerr := xmlNames(in); xerr == nil && !slices.ContainsFunc(names, func(n string) bool { return digitsIn(n) >= 9 }) {
+				t.Fatalf("refused for a name, but no name holds 9 digits: %q", names)
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -222,8 +265,147 @@ func FuzzNoCardSurvives(f *testing.F) {
 					t.Fatalf("a card number survives (allow malformed %v): %q in %q\nfrom %q", g.allow, w, out, in)
 				}
 			}
+			names, _ := xmlNames(out)
+			for _, name := range names {
+				if w := cardIn(name); w != "" {
+					t.Fatalf("a card number survives in a name (allow malformed %v): %q in %q", g.allow, w, name)
+				}
+			}
+		}
+		// read as text: nothing a reader decodes holds a card number
+		var tout bytes.Buffer
+		if _, err := strict.MaskText(&tout, strings.NewReader(in), Identity); err == nil {
+			if w := cardIn(decodeText(tout.String())); w != "" {
+				t.Fatalf("a card number survives in text: %q in %q\nfrom %q", w, tout.String(), in)
+			}
+		}
+		// a header field: found exactly when a reader finds one
+		if len(in) <= DefaultMaxField {
+			r, err := strict.InspectHeader("X-V", []string{in})
+			if want := cardIn(decodeText(in)) != ""; err != nil || (r.Cards > 0) != want {
+				t.Fatalf("header: %+v %v, a reader finds a card: %v, in %q", r, err, want, in)
+			}
 		}
 	})
+}
+
+// xmlNames returns every name of a document as encoding/xml reads it:
+// element names, of start and end tags, and attribute names (prefix and
+// local name apart), processing instruction targets.
+func xmlNames(s string) ([]string, error) {
+	d := xml.NewDecoder(strings.NewReader(s))
+	d.Strict = true
+	var names []string
+	for {
+		tok, err := d.RawToken()
+		if err == io.EOF {
+			return names, nil
+		}
+		if err != nil {
+			return names, err
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			names = append(names, tok.Name.Space, tok.Name.Local)
+			for _, a := range tok.Attr {
+				names = append(names, a.Name.Space, a.Name.Local)
+			}
+		case xml.EndElement:
+			names = append(names, tok.Name.Space, tok.Name.Local)
+		case xml.ProcInst:
+			names = append(names, tok.Target)
+		}
+	}
+}
+
+func digitsIn(s string) int {
+	n := 0
+	for _, r := range s {
+		if _, ok := digitValue(r); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// decodeText is what a reader of text sees, as the package documents it
+// for MaskText, written apart from the scanner: character references and
+// percent-encoded ASCII decoded; an entity reference not of XML's five,
+// a control character, a byte that is not UTF-8 and U+FEFF become a
+// space; a percent-encoded byte that is neither a digit nor a separator
+// becomes a letter.
+func decodeText(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '&':
+			k := i + 1
+			for k < len(s) && k < i+refMax && (c >= 0 && strings.IndexByte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789#_-.:", s[k]) >= 0) {
+				k++
+			}
+			if k == len(s) || k == i+refMax || s[k] != ';' || k == i+1 {
+				b.WriteByte('&')
+				i++
+				continue
+			}
+			body := s[i+1 : k]
+			i = k + 1
+			switch body {
+			case "lt", "gt", "amp", "apos", "quot":
+				b.WriteByte('x')
+				continue
+			}
+			if body[0] != '#' {
+				b.WriteByte(' ')
+				continue
+			}
+			num, base := body[1:], 10
+			if len(num) > 0 && (num[0] == 'x' || num[0] == 'X') {
+				num, base = num[1:], 16
+			}
+			v, err := strconv.ParseUint(num, base, 32)
+			r := rune(v)
+			if err != nil || num == "" || num[0] == '+' || !(r == 9 || r == 10 || r == 13 || r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF) {
+				b.WriteByte('x')
+				continue
+			}
+			b.WriteString(readerRune(r))
+		case c == '%' && i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]):
+			v, _ := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			i += 3
+			switch r := rune(v); {
+			case r >= '0' && r <= '9':
+				b.WriteRune(r)
+			case r < 0x80 && (r < 0x20 || r == 0x7F || strings.ContainsRune(" -./_", r)):
+				b.WriteByte(' ')
+			default:
+				b.WriteByte('x')
+			}
+		default:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			i += size
+			if r == utf8.RuneError && size <= 1 {
+				b.WriteByte(' ')
+				continue
+			}
+			b.WriteString(readerRune(r))
+		}
+	}
+	return b.String()
+}
+
+// readerRune is r as a reader of text takes it: a space for a control
+// character and U+FEFF.
+func readerRune(r rune) string {
+	if r < 0x20 || r == 0x7F || r == 0xFEFF {
+		return " "
+	}
+	return string(r)
+}
+
+func isHexDigit(c byte) bool {
+	return strings.IndexByte("0123456789abcdefABCDEF", c) >= 0
 }
 
 // textRuns returns the text runs, attribute values, comments and

@@ -190,7 +190,7 @@ const (
 // that has sent any of it must abort the transfer (in an http.Handler,
 // panic(http.ErrAbortHandler)) rather than end it normally.
 func (g *Guard) Mask(dst io.Writer, src io.Reader, c Coding) (Report, error) {
-	return g.run(dst, src, c, true)
+	return g.run(dst, src, c, true, false)
 }
 
 // Inspect reads the reply src to its end and reports the numbers in it
@@ -199,10 +199,29 @@ func (g *Guard) Mask(dst io.Writer, src io.Reader, c Coding) (Report, error) {
 // report mode on a copy of the reply as it passes. Memory is bounded as
 // with Mask.
 func (g *Guard) Inspect(src io.Reader, c Coding) (Report, error) {
-	return g.run(nil, src, c, false)
+	return g.run(nil, src, c, false, false)
 }
 
-func (g *Guard) run(dst io.Writer, src io.Reader, c Coding, masking bool) (Report, error) {
+// MaskText is Mask for a reply that is not XML: its body is read as text,
+// every byte of it, with the rules of element text outside fields (card
+// numbers only). Nothing is parsed as markup, so no reply is refused for
+// its form; a character reference (&#52;) and a percent-encoded ASCII
+// byte (%34) count as the character they stand for, and an entity
+// reference other than XML's five, a control character, a byte that is
+// not UTF-8 and U+FEFF count as separators. A number written across
+// markup ("4111<b>1111...") is not one number: tags break it as any other
+// letter does. Memory is bounded as with Mask; a number held open by
+// more separators than the buffer holds is ErrFieldTooLarge.
+func (g *Guard) MaskText(dst io.Writer, src io.Reader, c Coding) (Report, error) {
+	return g.run(dst, src, c, true, true)
+}
+
+// InspectText is Inspect for a reply read as text, as MaskText reads it.
+func (g *Guard) InspectText(src io.Reader, c Coding) (Report, error) {
+	return g.run(nil, src, c, false, true)
+}
+
+func (g *Guard) run(dst io.Writer, src io.Reader, c Coding, masking, plain bool) (Report, error) {
 	var zw *gzip.Writer
 	if c == Gzip {
 		z, _ := g.gzPool.Get().(*gzipState)
@@ -230,6 +249,7 @@ func (g *Guard) run(dst io.Writer, src io.Reader, c Coding, masking bool) (Repor
 	}
 	defer g.pool.Put(s)
 	s.reset(src, dst, masking)
+	s.plain = plain
 	err := s.run()
 	if err == nil && zw != nil {
 		if cerr := zw.Close(); cerr != nil {

@@ -129,24 +129,29 @@ type scanner struct {
 	cards, accts int
 	allowed      error
 	intern       map[string]string
+
+	nameD detector // names, each read whole
+	plain bool     // the reply is read as text, not XML (MaskText, InspectText, InspectHeader)
 }
 
 func newScanner(g *Guard) *scanner {
 	s := &scanner{g: g, buf: make([]byte, 2*g.maxField+g.slack), names: make([]byte, g.maxField+8), intern: make(map[string]string)}
 	s.text.s, s.text.isText = s, true
 	s.aux.s = s
+	s.nameD.s = s
 	return s
 }
 
 func (s *scanner) reset(src io.Reader, dst io.Writer, masking bool) {
 	s.src, s.dst, s.masking, s.maxField = src, dst, masking, int64(s.g.maxField)
 	s.n, s.pos, s.out, s.base = 0, 0, 0, 0
-	s.eof, s.tail = false, false
+	s.eof, s.tail, s.plain = false, false, false
 	s.depth, s.nameLen = 0, 0
 	s.fieldDepth, s.fieldTop, s.accountDepth, s.accounts, s.roots = 0, -1, 0, 0, 0
 	s.rootEnd, s.runStart = -1, 0
 	s.text.reset()
 	s.aux.reset()
+	s.nameD.reset()
 	s.findings, s.cards, s.accts, s.allowed = nil, 0, 0, nil
 }
 
@@ -156,6 +161,7 @@ func (s *scanner) release() {
 	s.findings, s.allowed = nil, nil
 	s.text.reset()
 	s.aux.reset()
+	s.nameD.reset()
 }
 
 // bad meets a condition: it returns the error to stop with, or nil if the
@@ -171,6 +177,9 @@ func (s *scanner) bad(e *Error, spot string) error {
 }
 
 func (s *scanner) run() error {
+	if s.plain {
+		return s.runPlain()
+	}
 	if err := s.start(); err != nil {
 		return err
 	}
@@ -379,6 +388,10 @@ func (s *scanner) where(d *detector) string {
 		return "#comment"
 	case ctxPI:
 		return "#pi"
+	case ctxName:
+		return "#name"
+	case ctxHeader:
+		return s.name("", d.attr)
 	}
 	return ""
 }
@@ -616,6 +629,9 @@ func (s *scanner) ref(d *detector, b []byte, i int, complete bool) (int, error) 
 		return n, nil
 	}
 	if err := s.bad(ErrEntity, "an entity reference"); err != nil {
+		return 0, err
+	}
+	if err := s.nameNumbers(b, i+1, k, s.fieldDepth > 0 || d == &s.aux && d.pField, s.account(), "an entity reference's name"); err != nil {
 		return 0, err
 	}
 	// Let through, an entity unknown to the guard stands between digits
@@ -883,7 +899,7 @@ func (s *scanner) fastStart(b []byte, i int) bool {
 	// elements may take maxField, and a tag maxField too: startTag tells
 	// the two bounds apart
 	if ne == len(b) || b[ne] != '>' || nameClass[b[ns]] != nStart || s.depth == 0 || s.depth == maxDepth ||
-		s.fieldDepth > 0 || int(n0)+n+2 > s.g.maxField {
+		s.fieldDepth > 0 || int(n0)+n+2 > s.g.maxField || n >= 13 && digitCount(b[ns:ne]) >= 13 {
 		return false
 	}
 	var isAccount, isField bool
@@ -968,6 +984,9 @@ func (s *scanner) startTag(b []byte, i int) error {
 		if err := s.checkName(name); err != nil {
 			return err
 		}
+	}
+	if err := s.nameNumbers(b, ns, ne, s.fieldDepth > 0, s.account(), "an element name"); err != nil {
+		return err
 	}
 	// A tag ends the text run, unless it is inside a field, whose text
 	// runs on through markup; there it stands between digits as a
@@ -1095,6 +1114,9 @@ func (s *scanner) attributes(b []byte, k, gt int, infield, inAccount bool, accou
 				return false, err
 			}
 		}
+		if err := s.nameNumbers(b, ns, ne, infield, account, "an attribute name"); err != nil {
+			return false, err
+		}
 		for k = ne; k < gt && isSpace(b[k]); k++ {
 		}
 		if k == gt || b[k] != '=' {
@@ -1175,6 +1197,9 @@ func (s *scanner) endTag(b []byte, i int) error {
 		if err := s.checkName(name); err != nil {
 			return err
 		}
+	}
+	if err := s.nameNumbers(b, ns, ne, s.fieldDepth > 0, s.account(), "an end tag's name"); err != nil {
+		return err
 	}
 	pop := 0
 	if top := s.depth - 1; top >= 0 && bytes.Equal(name, s.names[s.stack[top].name0:s.stack[top].name1]) {
@@ -1277,6 +1302,9 @@ func (s *scanner) pi(b []byte, i int) error {
 	target := b[ts:te]
 	if !utf8.Valid(target) {
 		return &spotError{ErrInvalidUTF8, "in a processing instruction"}
+	}
+	if err := s.nameNumbers(b, ts, te, s.fieldDepth > 0, s.account(), "a processing instruction's target"); err != nil {
+		return err
 	}
 	if bytes.IndexByte(target, ':') >= 0 {
 		if err := s.bad(ErrMalformed, "a colon in a processing instruction's target"); err != nil {
@@ -1487,4 +1515,15 @@ func (s *scanner) cdata(b []byte, i int) error {
 	}
 	s.pos = end
 	return s.checkRun()
+}
+
+// digitCount counts the ASCII digits of b.
+func digitCount(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c >= '0' && c <= '9' {
+			n++
+		}
+	}
+	return n
 }

@@ -190,6 +190,7 @@ func (sg *Sign) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_body <size>            # block mode's buffer; default 10MiB
 //		max_decoded <size>         # a gzip reply's decoded size; default 8 × max_body
 //		allow_malformed            # let malformed replies through, logged
+//		allow_types <media-type>... scan text|none   # pass replies that are not XML, read as text or unread; repeatable
 //	}
 func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -219,6 +220,12 @@ func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			s.MaxDecoded, err = gate.Size(d)
 		case "allow_malformed":
 			s.AllowMalformed = true
+		case "allow_types":
+			args := d.RemainingArgs()
+			if len(args) < 3 || args[len(args)-2] != "scan" {
+				return d.Errf("allow_types: syntax is allow_types <media-type>... scan text|none")
+			}
+			s.AllowTypes = append(s.AllowTypes, AllowedTypes{MediaTypes: args[:len(args)-2], Scan: args[len(args)-1]})
 		default:
 			return d.Errf("unrecognized mdx_sanitize option '%s'", d.Val())
 		}

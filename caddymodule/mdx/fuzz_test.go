@@ -6,12 +6,14 @@ import (
 )
 
 // FuzzAcceptsMDXv5 checks the Accept parser on arbitrary headers: it never
-// panics, always admits a header that names v5, and admits a header that
-// names no MDX media type at all.
+// panics, always admits a header that names v5 in XML, admits a header
+// that names no MDX media type at all, and refuses one whose only media
+// type is MDX in JSON.
 func FuzzAcceptsMDXv5(f *testing.F) {
 	f.Add("application/vnd.moneydesktop.mdx.v5+xml")
 	f.Add("application/vnd.moneydesktop.mdx.v4+xml, */*;q=0.1")
 	f.Add(",,;;")
+	f.Add("application/vnd.moneydesktop.mdx.v5+json")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, accept string) {
 		got := acceptsMDXv5([]string{accept})
@@ -24,8 +26,14 @@ func FuzzAcceptsMDXv5(f *testing.F) {
 				}
 			}
 		}
-		if !got && !strings.Contains(lower, "application/vnd.moneydesktop.mdx.") {
+		if !got && !strings.Contains(lower, "application/vnd.moneydesktop.mdx") {
 			t.Fatalf("%q names no MDX type but was refused", accept)
+		}
+		mt, _, _ := strings.Cut(lower, ";")
+		rest, mdx := strings.CutPrefix(strings.TrimSpace(mt), "application/vnd.moneydesktop.mdx")
+		if got && !strings.Contains(accept, ",") && mdx && (strings.HasPrefix(rest, ".") || strings.HasPrefix(rest, "+")) &&
+			strings.HasSuffix(rest, "+json") {
+			t.Fatalf("%q names MDX in JSON only but was admitted", accept)
 		}
 	})
 }

@@ -566,18 +566,18 @@ func TestSanitizeAllowMalformed(t *testing.T) {
 	}
 }
 
-// TestSanitizePassesOn: what is not a successful XML reply with a body
-// passes unchanged, uninspected.
+// TestSanitizePassesOn: a reply without a body, and one of a type
+// allow_types passes unread, pass unchanged, their bodies uninspected.
 func TestSanitizePassesOn(t *testing.T) {
-	s, logs := newSanitize(t, &Sanitize{Action: "block"})
+	s, logs := newSanitize(t, &Sanitize{Action: "block", AllowTypes: []AllowedTypes{{MediaTypes: []string{"image/png"}, Scan: "none"}}})
 	for name, c := range map[string]struct {
 		method string
 		next   *upstreamReply
 	}{
-		"json":           {"GET", reply(`{"id":"`+card+`"}`).with("Content-Type", "").with("Content-Type", "application/json")},
-		"error":          {"GET", &upstreamReply{status: 500, header: http.Header{"Content-Type": {gate.MDXContentType}}, chunks: []string{accounts}}},
+		"scan none":      {"GET", reply("\x89PNG 4111 1111 1111 1111").with("Content-Type", "").with("Content-Type", "image/png")},
 		"empty, no type": {"GET", &upstreamReply{status: 200, header: http.Header{"Content-Length": {"0"}}}},
 		"no content":     {"DELETE", &upstreamReply{status: 204, header: http.Header{"Content-Type": {gate.MDXContentType}}}},
+		"not modified":   {"GET", &upstreamReply{status: 304, header: http.Header{"Content-Type": {"text/plain"}}}},
 	} {
 		out := sanitizeServe(t, s, c.method, c.next)
 		if out.w.Code != max(c.next.status, 200) || out.w.Body.String() != strings.Join(c.next.chunks, "") {
@@ -686,12 +686,12 @@ func TestSanitizeFlush(t *testing.T) {
 		flushed       bool
 		body          string
 	}{
-		{"mask", "application/json", true, accounts},
+		{"mask", "image/png", true, accounts},
 		{"report", gate.MDXContentType, true, accounts},
 		{"mask", gate.MDXContentType, false, masked},
 		{"block", gate.MDXContentType, false, ""},
 	} {
-		s, _ := newSanitize(t, &Sanitize{Action: c.action})
+		s, _ := newSanitize(t, &Sanitize{Action: c.action, AllowTypes: []AllowedTypes{{MediaTypes: []string{"image/*"}, Scan: "none"}}})
 		out := sanitizeServe(t, s, "GET", flushing{c.ctype})
 		if out.err != nil || out.w.Flushed != c.flushed {
 			t.Errorf("%s %s: flushed %v, err %v", c.action, c.ctype, out.w.Flushed, out.err)

@@ -53,7 +53,8 @@ func init() {
 //   - a body whose MD5 is not Content-MD5: 412;
 //   - trailers sent after the body: 400;
 //   - a signature already seen inside ReplayWindow: 412;
-//   - an Accept header naming an MDX version other than v5: 406.
+//   - an Accept header naming an MDX version other than v5, or MDX's
+//     JSON encoding, which MDX On Demand does not serve: 406.
 //
 // The replay cache outlives configuration reloads (a key rotation is a
 // reload): it is kept under the directive's namespace for as long as a
@@ -483,26 +484,25 @@ func (v *Verify) checkReplay(r *http.Request, sig string) (gate.Refusal, bool) {
 }
 
 // acceptsMDXv5 reports whether the Accept header values admit an MDX v5
-// answer: true unless every MDX media type named is of another version.
-// A request naming no MDX version gets the latest, v5.
+// XML answer: true unless every MDX media type named is of another version
+// or another encoding. A request naming no MDX version gets the latest,
+// v5, in XML; one naming only MDX's JSON encoding (…mdx.v5+json), which
+// MDX On Demand does not serve, gets none.
 func acceptsMDXv5(values []string) bool {
 	namedOther := false
 	for _, v := range values {
 		for part := range strings.SplitSeq(v, ",") {
 			mt, _, _ := strings.Cut(part, ";")
 			mt = strings.ToLower(strings.TrimSpace(mt))
-			rest, ok := strings.CutPrefix(mt, "application/vnd.moneydesktop.mdx.")
-			if !ok {
+			rest, ok := strings.CutPrefix(mt, "application/vnd.moneydesktop.mdx")
+			switch {
+			case !ok || rest == "+xml": // not MDX; or MDX of no version, in XML
 				continue
-			}
-			version, ok := strings.CutSuffix(rest, "+xml")
-			if !ok || version == "" {
-				continue
-			}
-			if version == "v5" {
+			case rest == ".v5+xml":
 				return true
+			case rest != "" && (rest[0] == '.' || rest[0] == '+'):
+				namedOther = true
 			}
-			namedOther = true
 		}
 	}
 	return !namedOther

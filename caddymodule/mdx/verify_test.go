@@ -350,11 +350,18 @@ func TestAcceptsMDXv5(t *testing.T) {
 		"*/*":                                  true,
 		"application/xml":                      true,
 		"application/vnd.moneydesktop.mdx+xml": true,
-		"application/vnd.moneydesktop.mdx.v5+xml":                                          true,
-		"application/vnd.moneydesktop.mdx.V5+XML; q=0.9":                                   true,
-		"application/vnd.moneydesktop.mdx.v4+xml":                                          false,
-		"application/vnd.moneydesktop.mdx.v6+xml, */*":                                     false,
-		"application/vnd.moneydesktop.mdx.v4+xml, application/vnd.moneydesktop.mdx.v5+xml": true,
+		"application/vnd.moneydesktop.mdx.v5+xml":                                           true,
+		"application/vnd.moneydesktop.mdx.V5+XML; q=0.9":                                    true,
+		"application/vnd.moneydesktop.mdx.v4+xml":                                           false,
+		"application/vnd.moneydesktop.mdx.v6+xml, */*":                                      false,
+		"application/vnd.moneydesktop.mdx.v4+xml, application/vnd.moneydesktop.mdx.v5+xml":  true,
+		"application/vnd.moneydesktop.mdx.v5+json":                                          false,
+		"application/vnd.moneydesktop.mdx.V5+JSON; q=1":                                     false,
+		"application/vnd.moneydesktop.mdx+json":                                             false,
+		"application/vnd.moneydesktop.mdx.v5":                                               false,
+		"application/vnd.moneydesktop.mdx.v5+json, application/vnd.moneydesktop.mdx.v5+xml": true,
+		"application/vnd.moneydesktop.mdx.v5+json, */*":                                     false,
+		"application/vnd.moneydesktop.mdxfoo":                                               true,
 	} {
 		if got := acceptsMDXv5([]string{v}); got != want {
 			t.Errorf("acceptsMDXv5(%q) = %v", v, got)
