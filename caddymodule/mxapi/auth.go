@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/secrethash"
 )
 
@@ -57,6 +58,7 @@ type AuthAttach struct {
 	// by default loopback and Unix-socket peers only; anyone else gets 403.
 	gate.Callers
 
+	clientID      string
 	authorization string
 	accept        string
 	acceptVersion string
@@ -87,6 +89,7 @@ func (a *AuthAttach) Provision(ctx caddy.Context) error {
 	if strings.Contains(id, ":") {
 		return errors.New("client_id must not contain ':'")
 	}
+	a.clientID = id
 	a.authorization = "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+key))
 	switch a.APIVersion {
 	case "", APIVersion20111101:
@@ -115,6 +118,10 @@ func (a *AuthAttach) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	return next.ServeHTTP(w, r)
 }
+
+// Credentials names the MX client whose credentials are attached: an
+// mx_rate_limit beside this handler keeps that client's budget.
+func (a *AuthAttach) Credentials() (kind, id string) { return "MX Platform API", a.clientID }
 
 // AuthCheck (serving side: MX's webhooks, which carry no signature, or a
 // local stand-in for MX) admits only requests with the Basic credentials
@@ -379,6 +386,7 @@ func (a *AuthCheck) tag(secret string) [32]byte {
 var (
 	_ caddy.Provisioner           = (*AuthAttach)(nil)
 	_ caddyhttp.MiddlewareHandler = (*AuthAttach)(nil)
+	_ store.Credentialed          = (*AuthAttach)(nil)
 	_ caddy.Provisioner           = (*AuthCheck)(nil)
 	_ caddyhttp.MiddlewareHandler = (*AuthCheck)(nil)
 )

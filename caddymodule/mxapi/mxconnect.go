@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/mxconnect"
 )
 
@@ -118,6 +119,16 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
+// Credentials names the MX Connect client whose tokens are attached (its
+// username): an mx_rate_limit beside this handler keeps that client's
+// budget.
+func (m *MXConnectToken) Credentials() (kind, id string) {
+	if m.source == nil {
+		return "MX Connect", ""
+	}
+	return "MX Connect", m.source.Username
+}
+
 // ServeHTTP attaches the token, and retries once after a 401.
 func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if !m.Callers.Allowed(r) {
@@ -186,4 +197,5 @@ func (m *MXConnectToken) refuse(w http.ResponseWriter, r *http.Request, err erro
 var (
 	_ caddy.Provisioner           = (*MXConnectToken)(nil)
 	_ caddyhttp.MiddlewareHandler = (*MXConnectToken)(nil)
+	_ store.Credentialed          = (*MXConnectToken)(nil)
 )
