@@ -197,8 +197,34 @@ func (b *Binding[T]) set(v *T, release func()) {
 // site: its state is bound at once, named by its directive, options and
 // explicit namespace only.
 func Register[T any](ctx caddy.Context, h caddyhttp.MiddlewareHandler, p *Provisioned, explicitNamespace string, spec Spec, mk func(Naming) (*T, func(), error)) (*Binding[T], error) {
-	b := new(Binding[T])
-	bind := func(n Naming) error {
+	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil {
+		b := new(Binding[T])
+		id := Identity{Directive: spec.Directive, Role: RoleIngress, Options: spec.Options}
+		n := Naming{Namespace: id.Namespace(), Identity: id, Explicit: explicitNamespace != ""}
+		if n.Explicit {
+			n.Namespace = explicitNamespace
+		}
+		return b, b.bindWith(p, mk)(n)
+	}
+	appIface, err := ctx.App(AppID)
+	if err != nil {
+		return nil, err
+	}
+	return register(appIface.(*App), srv, ctx.Logger(), h, p, explicitNamespace, spec, mk), nil
+}
+
+// register adds h, in srv, to the handlers app binds.
+func register[T any](app *App, srv *caddyhttp.Server, logger *zap.Logger, h caddyhttp.MiddlewareHandler, p *Provisioned, explicitNamespace string, spec Spec, mk func(Naming) (*T, func(), error)) *Binding[T] {
+	b := &Binding[T]{app: app}
+	app.entries = append(app.entries, &entry{spec: spec, handler: h, server: srv, store: p,
+		explicit: explicitNamespace, logger: logger, bind: b.bindWith(p, mk)})
+	return b
+}
+
+// bindWith is the function that binds b to the state mk makes.
+func (b *Binding[T]) bindWith(p *Provisioned, mk func(Naming) (*T, func(), error)) func(Naming) error {
+	return func(n Naming) error {
 		p.bindNamespace(n.Namespace)
 		v, release, err := mk(n)
 		if err != nil {
@@ -207,24 +233,6 @@ func Register[T any](ctx caddy.Context, h caddyhttp.MiddlewareHandler, p *Provis
 		b.set(v, release)
 		return nil
 	}
-	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	if srv == nil {
-		id := Identity{Directive: spec.Directive, Role: RoleIngress, Options: spec.Options}
-		n := Naming{Namespace: id.Namespace(), Identity: id, Explicit: explicitNamespace != ""}
-		if n.Explicit {
-			n.Namespace = explicitNamespace
-		}
-		return b, bind(n)
-	}
-	appIface, err := ctx.App(AppID)
-	if err != nil {
-		return nil, err
-	}
-	app := appIface.(*App)
-	app.entries = append(app.entries, &entry{spec: spec, handler: h, server: srv, store: p,
-		explicit: explicitNamespace, logger: ctx.Logger(), bind: bind})
-	b.app = app
-	return b, nil
 }
 
 // bindAll names and binds every registered handler, once.
@@ -308,7 +316,11 @@ func (e *entry) where() string {
 	for _, f := range e.place.frames {
 		idx = append(idx, strconv.Itoa(f.index))
 	}
-	s := "in the server listening on " + strings.Join(e.server.Listen, ", ") + " (route " + strings.Join(idx, ".")
+	s := "in the server"
+	if name := e.server.Name(); name != "" {
+		s += " " + name
+	}
+	s += " listening on " + strings.Join(e.server.Listen, ", ") + " (route " + strings.Join(idx, ".")
 	if len(e.place.part) > 0 {
 		s += " of " + strings.Join(e.place.part, ", ")
 	}
