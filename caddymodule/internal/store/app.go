@@ -328,11 +328,12 @@ func (e *entry) where() string {
 }
 
 // checkCollisions refuses two directives that would share state without
-// the operator having said so: in this configuration, the same kind of
+// the operator having said so. In this configuration, the same kind of
 // state under one namespace is shared only by directives of one role
-// that the operator gave that namespace, or by one directive that
-// stands in several servers (a site with several addresses) with the
-// same limits.
+// that the operator gave that namespace, or by egress budgets of one MX
+// client id with the same limits (they mirror one budget of MX's). Two
+// ingress directives never share by default: if their sites cannot be
+// told apart, the operator must name them.
 func checkCollisions(entries []*entry) error {
 	groups := map[string][]*entry{}
 	var keys []string
@@ -368,15 +369,15 @@ func collide(a, b *entry) error {
 	case na.Explicit != nb.Explicit:
 		return fmt.Errorf("state namespace %q is given to %s, and is the default namespace of %s: give it another namespace",
 			na.Namespace, pick(a, b, true), pick(a, b, false))
-	case a.server == b.server:
-		return fmt.Errorf("%s would share one state: nothing tells them apart (host names, listeners, path matchers); give each its own `namespace`, or both the same `namespace` to share on purpose", both)
-	case na.Identity.Protects.Site != nil && len(na.Identity.Protects.Site.Hosts) == 0:
+	case na.Identity.Protects.Client == nil && a.server == b.server:
+		return fmt.Errorf("%s would share one state: nothing tells them apart (listeners, host names, path matchers); give each its own `namespace`, or both the same `namespace` to share on purpose", both)
+	case na.Identity.Protects.Client == nil:
 		return fmt.Errorf("%s would share one state: their servers differ only in the addresses they bind to; give each its own `namespace`, or both the same `namespace` to share on purpose", both)
 	case a.spec.Limits != b.spec.Limits:
-		return fmt.Errorf("%s would share one state with different limits (%s; %s); make the limits the same, or give each its own `namespace`",
+		return fmt.Errorf("%s would share one state (one MX client's budget) with different limits (%s; %s); make the limits the same, or give each its own `namespace`",
 			both, a.spec.Limits, b.spec.Limits)
 	}
-	return nil // one site served by several servers
+	return nil // one MX client's budget
 }
 
 // pick describes whichever of a and b has (explicit) or has not the

@@ -133,8 +133,10 @@ func TestBindRefuses(t *testing.T) {
 	}}
 	s1 := &caddyhttp.Server{Listen: []string{"10.0.0.1:80"}, Routes: caddyhttp.RouteList{route(nil, l1)}}
 	s2 := &caddyhttp.Server{Listen: []string{"10.0.0.2:80"}, Routes: caddyhttp.RouteList{route(nil, l2)}}
-	h1 := &caddyhttp.Server{Listen: []string{":443"}, Routes: caddyhttp.RouteList{route(hosts("a.example"), sub(route(nil, l1)))}}
-	h2 := &caddyhttp.Server{Listen: []string{":8443"}, Routes: caddyhttp.RouteList{route(hosts("a.example"), sub(route(nil, l2)))}}
+	h1 := &caddyhttp.Server{Listen: []string{"10.0.0.1:443"}, Routes: caddyhttp.RouteList{route(hosts("a.example"), sub(route(nil, l1)))}}
+	h2 := &caddyhttp.Server{Listen: []string{"10.0.0.2:443"}, Routes: caddyhttp.RouteList{route(hosts("a.example"), sub(route(nil, l2)))}}
+	c1 := &caddyhttp.Server{Listen: []string{"unix//a.sock"}, Routes: caddyhttp.RouteList{route(nil, &attach{"MX Platform API", "C"}, l1)}}
+	c2 := &caddyhttp.Server{Listen: []string{":8490"}, Routes: caddyhttp.RouteList{route(nil, &attach{"MX Platform API", "C"}, l2)}}
 	in := &caddyhttp.Server{Listen: []string{":443"}, Routes: caddyhttp.RouteList{route(nil, l1)}}
 	out := &caddyhttp.Server{Listen: []string{"unix//s.sock"}, Routes: caddyhttp.RouteList{route(nil, &attach{"MX Platform API", "C"}, l2)}}
 	two := &caddyhttp.Server{Listen: []string{"unix//s.sock"}, Routes: caddyhttp.RouteList{
@@ -153,8 +155,10 @@ func TestBindRefuses(t *testing.T) {
 			[]string{"would share one state", "route 0.0", "route 1.0", "give each its own `namespace`"}},
 		{"servers that differ in the address bound", []reg{{s1, l1, rlSpec, ""}, {s2, l2, rlSpec, ""}},
 			[]string{"differ only in the addresses they bind to", "10.0.0.1:80", "10.0.0.2:80"}},
-		{"one site on two servers, other limits", []reg{{h1, l1, rlSpec, ""}, {h2, l2, faster, ""}},
-			[]string{"with different limits", "get 10/s", "get 20/s"}},
+		{"a site on two servers that differ in the address bound", []reg{{h1, l1, rlSpec, ""}, {h2, l2, rlSpec, ""}},
+			[]string{"differ only in the addresses they bind to", "site a.example on port 443"}},
+		{"one MX client, other limits", []reg{{c1, l1, rlSpec, ""}, {c2, l2, faster, ""}},
+			[]string{"one MX client's budget) with different limits", "get 10/s", "get 20/s"}},
 		{"one namespace, ingress and egress", []reg{{in, l1, rlSpec, "bank"}, {out, l2, rlSpec, "bank"}},
 			[]string{`state namespace "bank"`, "state must not be shared", "mx_rate_limit (ingress", "mx_rate_limit (egress"}},
 		{"several MX clients", []reg{{two, l1, rlSpec, ""}},
@@ -187,13 +191,13 @@ func TestBindRefuses(t *testing.T) {
 		}
 	}
 
-	// What the operator names alike is shared on purpose; one site on
-	// two servers with the same limits shares; several clients under one
-	// given namespace are the operator's statement.
+	// What the operator names alike is shared on purpose; one MX client's
+	// budget in two servers with the same limits is one; several clients
+	// under one given namespace are the operator's statement.
 	for name, regs := range map[string][]reg{
-		"given twice":           {{oneServer, l1, rlSpec, "together"}, {oneServer, l2, rlSpec, "together"}},
-		"one site, two servers": {{h1, l1, rlSpec, ""}, {h2, l2, rlSpec, ""}},
-		"clients, given":        {{two, l1, rlSpec, "all-clients"}},
+		"given twice":             {{oneServer, l1, rlSpec, "together"}, {oneServer, l2, rlSpec, "together"}},
+		"one client, two servers": {{c1, l1, rlSpec, ""}, {c2, l2, rlSpec, ""}},
+		"clients, given":          {{two, l1, rlSpec, "all-clients"}},
 	} {
 		a := testApp(t)
 		var bs []*Binding[state]

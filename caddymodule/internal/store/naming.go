@@ -14,10 +14,10 @@ import (
 //
 //   - An ingress directive (mdx_hmac verify's replay cache, an
 //     mx_rate_limit in front of an application) protects its site: the
-//     host names its requests are matched on, or, for a site without one,
-//     the ports (or Unix socket) it listens on; and the path matchers on
-//     the way to it. The address a server binds to is left out: it names
-//     the machine, not the site, and replicas bind to their own.
+//     ports (or Unix socket) its server listens on, the host names its
+//     requests are matched on, and the path matchers on the way to it.
+//     The address a server binds to is left out: it names the machine,
+//     not the site, and replicas bind to their own.
 //   - An egress mx_rate_limit (in a site that attaches MX credentials:
 //     mx_auth attach, mxconnect_token) mirrors MX's per-client budget: it
 //     protects the MX client id of those credentials, whichever host or
@@ -40,13 +40,13 @@ const namingVersion = "mxgate-state-2"
 
 // Site is what an ingress directive protects.
 type Site struct {
+	// Listen are the site's listeners, without the address bound to: a
+	// port ("port 8480", "ports 8000-8010") or a Unix socket
+	// ("unix /run/x.sock"), sorted.
+	Listen []string
 	// Hosts are the host names the site's requests are matched on,
 	// normalised and sorted; empty for a site matched on none.
 	Hosts []string
-	// Listen are the site's listeners when it has no host names: a port
-	// ("port 8480", "ports 8000-8010") or a Unix socket ("unix /run/x.sock"),
-	// sorted.
-	Listen []string
 	// Paths are the path matchers on the way to the directive, outermost
 	// first, each sorted.
 	Paths [][]string
@@ -84,12 +84,10 @@ func (p Protected) tokens() []string {
 		return t
 	}
 	s := p.Site
+	t = append(t, "listen")
+	t = append(t, s.Listen...)
 	t = append(t, "hosts")
 	t = append(t, s.Hosts...)
-	if len(s.Hosts) == 0 {
-		t = append(t, "listen")
-		t = append(t, s.Listen...)
-	}
 	for _, paths := range s.Paths {
 		t = append(t, "paths")
 		t = append(t, paths...)
@@ -112,14 +110,14 @@ func (p Protected) String() string {
 	}
 	var b strings.Builder
 	b.WriteString("site ")
-	switch {
-	case len(s.Hosts) > 0:
+	if len(s.Hosts) > 0 {
 		b.WriteString(strings.Join(s.Hosts, ", "))
-	case len(s.Listen) > 0:
-		b.WriteString("without host names on ")
+	} else {
+		b.WriteString("without host names")
+	}
+	if len(s.Listen) > 0 {
+		b.WriteString(" on ")
 		b.WriteString(strings.Join(s.Listen, ", "))
-	default:
-		b.WriteString("without host names or listeners")
 	}
 	for _, paths := range s.Paths {
 		b.WriteString(", paths ")

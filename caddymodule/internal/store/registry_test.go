@@ -65,11 +65,11 @@ func TestRegistry(t *testing.T) {
 	ns := mustGet(t, ing.b).Namespace
 	rec := client.HGetAll(context.Background(), "mxgate:ns:rl:"+ns).Val()
 	if rec["directive"] != "mx_rate_limit" || rec["role"] != "ingress" || rec["named"] != "default" ||
-		rec["protects"] != "site mdx.bank.example" || rec["limits"] != "get 10/s" || len(rec["identity"]) != 64 {
+		rec["protects"] != "site mdx.bank.example on port 443" || rec["limits"] != "get 10/s" || len(rec["identity"]) != 64 {
 		t.Fatalf("record %v", rec)
 	}
 	isrv2, ih2 := ingressSite("mdx.bank.example")
-	isrv2.Listen = []string{"10.1.2.3:8443"}
+	isrv2.Listen = []string{"10.1.2.3:443"}
 	if _, err := startOn(t, url, isrv2, ih2, rlSpec, ""); err != nil {
 		t.Fatalf("a replica: %v", err)
 	}
@@ -78,7 +78,7 @@ func TestRegistry(t *testing.T) {
 	esrv, eh := egressSite("/run/s.sock", "CLIENT-1")
 	_, err = startOn(t, url, esrv, eh, rlSpec, ns)
 	for _, want := range []string{`state namespace "` + ns + `"`, "mx_rate_limit (egress, MX Platform API client id #",
-		"records it as the namespace of mx_rate_limit (ingress, site mdx.bank.example)", "give one of them its own `namespace`", "mxgate:ns:rl:" + ns} {
+		"records it as the namespace of mx_rate_limit (ingress, site mdx.bank.example on port 443)", "give one of them its own `namespace`", "mxgate:ns:rl:" + ns} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("egress on the ingress's namespace: %v\nwant %q", err, want)
 		}

@@ -165,10 +165,10 @@ func sortedSet(v []string, norm func(string) string) []string {
 	return slices.Compact(out)
 }
 
-// site is the site p is in: the host names on the routes down to it (or,
-// without any, the server's listeners), and the path matchers.
+// site is the site p is in: the server's listeners, the host names on the
+// routes down to it, and the path matchers.
 func (p *place) site(srv *caddyhttp.Server) *Site {
-	s := &Site{Part: p.part}
+	s := &Site{Listen: listeners(srv.Listen), Part: p.part}
 	var hosts []string
 	for _, f := range p.frames {
 		hosts = append(hosts, hostsOf(f.route())...)
@@ -177,9 +177,6 @@ func (p *place) site(srv *caddyhttp.Server) *Site {
 		}
 	}
 	s.Hosts = sortedSet(hosts, nil)
-	if len(s.Hosts) == 0 {
-		s.Listen = listeners(srv.Listen)
-	}
 	return s
 }
 

@@ -85,9 +85,8 @@ func TestLocate(t *testing.T) {
 	}
 }
 
-// TestSite: a site is its host names (whatever the listeners), or its
-// ports or socket without any, and its path matchers outermost first; the
-// address bound to is never part of it.
+// TestSite: a site is its ports or socket, its host names and its path
+// matchers outermost first; the address bound to is never part of it.
 func TestSite(t *testing.T) {
 	h := &handler{"h"}
 	for _, c := range []struct {
@@ -98,10 +97,10 @@ func TestSite(t *testing.T) {
 	}{
 		{"host names", []string{"tcp-handover/0.0.0.0:443"},
 			caddyhttp.RouteList{route(hosts("MDX.Bank.example", "b.example"), sub(route(paths("/v1/*", "/A"), h)))},
-			Site{Hosts: []string{"b.example", "mdx.bank.example"}, Paths: [][]string{{"/A", "/v1/*"}}}},
-		{"host names on another port and address", []string{"10.0.0.7:8443"},
+			Site{Listen: []string{"port 443"}, Hosts: []string{"b.example", "mdx.bank.example"}, Paths: [][]string{{"/A", "/v1/*"}}}},
+		{"host names, another address bound", []string{"10.0.0.7:443"},
 			caddyhttp.RouteList{route(hosts("b.example", "mdx.bank.example"), sub(route(paths("/A", "/v1/*"), h)))},
-			Site{Hosts: []string{"b.example", "mdx.bank.example"}, Paths: [][]string{{"/A", "/v1/*"}}}},
+			Site{Listen: []string{"port 443"}, Hosts: []string{"b.example", "mdx.bank.example"}, Paths: [][]string{{"/A", "/v1/*"}}}},
 		{"no host names", []string{"tcp-handover/127.0.0.1:8480", "[::1]:8480", ":9000-9002"},
 			caddyhttp.RouteList{route(nil, h)},
 			Site{Listen: []string{"port 8480", "ports 9000-9002"}}},
@@ -167,10 +166,10 @@ func TestCredentials(t *testing.T) {
 // its identity options; it is stable (a change would start every
 // deployment's state afresh), and its description holds no client id.
 func TestNamespace(t *testing.T) {
-	site := Protected{Site: &Site{Hosts: []string{"mdx.bank.example"}}}
+	site := Protected{Site: &Site{Listen: []string{"port 443"}, Hosts: []string{"mdx.bank.example"}}}
 	base := Identity{Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"key", ""}, Protects: site}
 	// pinned: the naming of every deployed gateway's state
-	if got := base.Namespace(); got != "8413a050db5a572d3989aa02fc46a5e6" {
+	if got := base.Namespace(); got != "89280f49f850e72cddd9d99c8f63cb4c" {
 		t.Errorf("the namespace of a fixed identity changed to %q: deployed state would start afresh", got)
 	}
 	if base.Namespace() != base.Namespace() || len(base.Namespace()) != 32 || !strings.HasPrefix(base.Fingerprint(), base.Namespace()) {
@@ -180,15 +179,16 @@ func TestNamespace(t *testing.T) {
 		return Protected{Client: &Client{Kind: "MX Platform API", Hash: HashClientID("MX Platform API", id)}}
 	}
 	others := map[string]Identity{
-		"another host":      {Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"key", ""}, Protects: Protected{Site: &Site{Hosts: []string{"mdx2.bank.example"}}}},
-		"another path":      {Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"key", ""}, Protects: Protected{Site: &Site{Hosts: []string{"mdx.bank.example"}, Paths: [][]string{{"/v2/*"}}}}},
-		"a port, no host":   {Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"key", ""}, Protects: Protected{Site: &Site{Listen: []string{"port 443"}}}},
+		"another host":      {Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"key", ""}, Protects: Protected{Site: &Site{Listen: []string{"port 443"}, Hosts: []string{"mdx2.bank.example"}}}},
+		"another path":      {Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"key", ""}, Protects: Protected{Site: &Site{Listen: []string{"port 443"}, Hosts: []string{"mdx.bank.example"}, Paths: [][]string{{"/v2/*"}}}}},
+		"no host":           {Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"key", ""}, Protects: Protected{Site: &Site{Listen: []string{"port 443"}}}},
+		"another port":      {Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"key", ""}, Protects: Protected{Site: &Site{Listen: []string{"port 8443"}, Hosts: []string{"mdx.bank.example"}}}},
 		"another key":       {Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"key", "{ip}"}, Protects: site},
 		"another directive": {Directive: "mdx_hmac", Role: RoleIngress, Options: []string{"key", ""}, Protects: site},
 		"egress, client A":  {Directive: "mx_rate_limit", Role: RoleEgress, Options: []string{"key", ""}, Protects: client("CLIENT-A")},
 		"egress, client B":  {Directive: "mx_rate_limit", Role: RoleEgress, Options: []string{"key", ""}, Protects: client("B")},
 		"egress, the site":  {Directive: "mx_rate_limit", Role: RoleEgress, Options: []string{"key", ""}, Protects: site},
-		"errors part":       {Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"key", ""}, Protects: Protected{Site: &Site{Hosts: []string{"mdx.bank.example"}, Part: []string{"errors"}}}},
+		"errors part":       {Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"key", ""}, Protects: Protected{Site: &Site{Listen: []string{"port 443"}, Hosts: []string{"mdx.bank.example"}, Part: []string{"errors"}}}},
 		"option shifted":    {Directive: "mx_rate_limit", Role: RoleIngress, Options: []string{"ke", "y"}, Protects: site},
 	}
 	seen := map[string]string{base.Namespace(): "base"}
@@ -206,7 +206,7 @@ func TestNamespace(t *testing.T) {
 	if strings.Contains(desc, "CLIENT-A") || !strings.Contains(desc, "MX Platform API client id #"+HashClientID("MX Platform API", "CLIENT-A")[:12]) {
 		t.Errorf("description %q", desc)
 	}
-	if d := others["another path"].String(); !strings.Contains(d, "site mdx.bank.example, paths /v2/*") {
+	if d := others["another path"].String(); !strings.Contains(d, "site mdx.bank.example on port 443, paths /v2/*") {
 		t.Errorf("description %q", d)
 	}
 }
