@@ -41,10 +41,12 @@ func init() {
 // With Methods "any" every method is admitted, classified case-blind
 // (`get` draws on the GET budget) and anything else on the other budget.
 //
-// With a Redis store, every replica pointing at the same Redis and
-// Namespace shares one budget exactly. The in-memory buckets (the store,
-// or a Redis store's fallback) outlive configuration reloads: a reload
-// neither refills them nor forgets them, and new limits apply to them.
+// The budget is named by what it protects (see store.Register): its site,
+// or, beside MX credentials (mx_auth attach, mxconnect_token), the MX
+// client id. With a Redis store, every replica whose budget has the same
+// name shares it exactly. The in-memory buckets (the store, or a Redis
+// store's fallback) outlive configuration reloads: a reload neither
+// refills them nor forgets them, and new limits apply to them.
 type RateLimit struct {
 	// Limits maps a class (get, write, delete, other) to its budget.
 	// Default: get 2000/s, write 750/s, delete 150/s, each with a burst of
