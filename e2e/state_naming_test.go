@@ -460,20 +460,25 @@ func tryReload(t *testing.T, g *gateway, caddyfile string) (string, error) {
 	return strings.ReplaceAll(string(out), `\"`, `"`), err
 }
 
-// namedState is the namespace a gateway logged for its one directive of
-// directive.
+// namedState waits for the namespace a gateway logs for its one directive
+// logged by logger.
 func namedState(t *testing.T, g *gateway, logger string) string {
 	t.Helper()
-	for line := range strings.SplitSeq(g.Stderr.String(), "\n") {
-		var m struct {
-			Logger, Msg, Namespace string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for line := range strings.SplitSeq(g.Stderr.String(), "\n") {
+			var m struct {
+				Logger, Msg, Namespace string
+			}
+			if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "state named" && m.Logger == logger {
+				return m.Namespace
+			}
 		}
-		if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "state named" && m.Logger == logger {
-			return m.Namespace
+		if time.Now().After(deadline) {
+			t.Fatalf("no state named by %s:\n%s", logger, g.Stderr)
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("no state named by %s:\n%s", logger, g.Stderr)
-	return ""
 }
 
 // TestStateCollisionRefused: a gateway whose state would be shared by
@@ -523,6 +528,16 @@ http://127.0.0.1:%d {
 	startGateway(t, ingress(pi, "bank"))
 	gd := startGateway(t, ingress(freePort(t), ""))
 	defaultNS := namedState(t, gd, "http.handlers.mx_rate_limit")
+	// both recorded before the others start
+	for _, ns := range []string{"bank", defaultNS} {
+		deadline := time.Now().Add(10 * time.Second)
+		for len(redisKeys(t, srv, "mxgate:ns:rl:"+ns)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("namespace %s never recorded", ns)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 
 	out := startFails(t, egress(freePort(t), "bank"), "E2E_API_KEY=secret-api-key")
 	for _, want := range []string{`state namespace "bank"`, "mx_rate_limit (egress, MX Platform API client id #",
@@ -568,6 +583,7 @@ http://127.0.0.1:%d {
 	// a reload into a collision is refused; the gateway keeps serving
 	pe := freePort(t)
 	ge := startGateway(t, egress(pe, "egress-only"), "E2E_API_KEY=secret-api-key")
+	namedState(t, ge, "http.handlers.mx_rate_limit") // the configuration is running
 	if out, err := tryReload(t, ge, egress(pe, "bank")); err == nil || !strings.Contains(out, "records it as the namespace of mx_rate_limit (ingress") {
 		t.Errorf("a reload into a collision: %v\n%s", err, out)
 	}
