@@ -242,12 +242,7 @@ func (a *App) bindAll() error {
 }
 
 func (a *App) bind() error {
-	for _, e := range a.entries {
-		if err := e.name(); err != nil {
-			return err
-		}
-	}
-	if err := checkCollisions(a.entries); err != nil {
+	if err := a.name(); err != nil {
 		return err
 	}
 	for _, e := range a.entries {
@@ -263,6 +258,43 @@ func (a *App) bind() error {
 			zap.String("protects", e.naming.Identity.Protects.String()), zap.String("store", store))
 	}
 	return nil
+}
+
+// name names every registered handler's state and checks that none would
+// be shared by accident.
+func (a *App) name() error {
+	for _, e := range a.entries {
+		if err := e.name(); err != nil {
+			return err
+		}
+	}
+	return checkCollisions(a.entries)
+}
+
+// Named is a directive's state as it is named.
+type Named struct {
+	Naming
+	Store string // memory or redis
+	Where string // the directive's place in its server's routes
+}
+
+// Names names the state of every registered directive as loading the
+// configuration would, and checks that none would be shared by accident,
+// without taking any state or using any store: for a configuration that
+// is provisioned and never started (mxgate state-names).
+func (a *App) Names() ([]Named, error) {
+	if err := a.name(); err != nil {
+		return nil, err
+	}
+	out := make([]Named, 0, len(a.entries))
+	for _, e := range a.entries {
+		n := Named{Naming: e.naming, Store: Memory, Where: e.where()}
+		if e.store.Client != nil {
+			n.Store = Redis
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // name finds e's place, its role and what it protects, and names it.
