@@ -167,13 +167,15 @@ func (b *Binding[T]) Get() (*T, error) {
 	return nil, errUnbound
 }
 
-// Release lets go of the state; call it from the handler's Cleanup.
+// Release lets go of the state; call it from the handler's Cleanup. A
+// request after it gets no state.
 func (b *Binding[T]) Release() {
 	if b == nil {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.v.Store(nil)
 	if b.release != nil {
 		b.release()
 		b.release = nil

@@ -110,6 +110,9 @@ func TestBindNamesByWhatIsProtected(t *testing.T) {
 	for _, b := range []*Binding[state]{bA, bB, bV, b1, b2, b3, bC, bB2, bA2} {
 		b.Release()
 		b.Release() // harmless
+		if s, err := b.Get(); s != nil || err == nil {
+			t.Error("state after its release")
+		}
 	}
 	if c.released.Load() != 9 {
 		t.Errorf("%d released, want 9", c.released.Load())
