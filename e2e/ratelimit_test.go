@@ -18,7 +18,15 @@ import (
 // given block body in front of up; its metrics are at g.metrics.
 func rateGateway(t *testing.T, up *upstream, block string) (string, *gateway) {
 	t.Helper()
-	port, mport := freePort(t), freePort(t)
+	return rateGatewayOn(t, freePort(t), up, block)
+}
+
+// rateGatewayOn is rateGateway on port, which replicas share (Caddy's
+// TCP listeners set SO_REUSEPORT), as replicas of one configuration on
+// hosts of their own listen on one port.
+func rateGatewayOn(t *testing.T, port int, up *upstream, block string) (string, *gateway) {
+	t.Helper()
+	mport := freePort(t)
 	g := startGateway(t, fmt.Sprintf(`{
 	admin {ADMIN}
 }
@@ -228,12 +236,14 @@ func fire(t *testing.T, base string, n int) map[int]int {
 	return statuses
 }
 
-// sharedGateways starts n mxgate processes that share one Redis budget.
+// sharedGateways starts n mxgate processes, replicas of one
+// configuration on one port, that share one Redis budget by default.
 func sharedGateways(t *testing.T, n int, srv *redistest.Server, up *upstream, block string) []string {
 	t.Helper()
 	var bases []string
+	port := freePort(t)
 	for range n {
-		base, _ := rateGateway(t, up, block+"\nstore redis "+srv.URL()+"\nredis_timeout 200ms")
+		base, _ := rateGatewayOn(t, port, up, block+"\nstore redis "+srv.URL()+"\nredis_timeout 200ms")
 		bases = append(bases, base)
 	}
 	return bases

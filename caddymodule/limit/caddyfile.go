@@ -6,26 +6,13 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/ratelimit"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mx_rate_limit", parseRateLimit)
-}
-
-func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	rl := new(RateLimit)
-	seg := gate.Segment(h)
-	if err := rl.UnmarshalCaddyfile(caddyfile.NewDispenser(seg)); err != nil {
-		return nil, err
-	}
-	if rl.Namespace == "" {
-		rl.Namespace = gate.AutoNamespace(h, seg, "key")
-	}
-	return rl, nil
+	httpcaddyfile.RegisterHandlerDirective("mx_rate_limit", gate.UnmarshalHandler[RateLimit])
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:

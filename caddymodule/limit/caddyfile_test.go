@@ -8,7 +8,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 )
@@ -83,30 +82,5 @@ func TestUnmarshalErrors(t *testing.T) {
 	var rl RateLimit
 	if err := rl.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mx_rate_limit 5/s")); err == nil || !strings.Contains(err.Error(), "wrong argument count") {
 		t.Errorf("an argument on the directive: %v", err)
-	}
-}
-
-// TestParseRateLimit: the directive gets a namespace from its key, not its
-// limits, an ordinal among alike directives, and keeps one it was given.
-func TestParseRateLimit(t *testing.T) {
-	state := map[string]any{}
-	parse := func(input string) (*RateLimit, error) {
-		h, err := parseRateLimit(httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input), State: state})
-		if err != nil {
-			return nil, err
-		}
-		return h.(*RateLimit), nil
-	}
-	a, _ := parse("mx_rate_limit {\n\tget 5/s\n\tkey {ip}\n}")
-	b, _ := parse("mx_rate_limit {\n\tget 50/s\n\tkey {ip}\n}")
-	c, _ := parse("mx_rate_limit {\n\tkey {user}\n}")
-	d, _ := parse("mx_rate_limit {\n\tnamespace mine\n}")
-	baseA, ordA, _ := strings.Cut(a.Namespace, "-")
-	baseB, ordB, _ := strings.Cut(b.Namespace, "-")
-	if baseA != baseB || ordA != "1" || ordB != "2" || strings.HasPrefix(c.Namespace, baseA) || d.Namespace != "mine" {
-		t.Errorf("namespaces %q %q %q %q", a.Namespace, b.Namespace, c.Namespace, d.Namespace)
-	}
-	if _, err := parse("mx_rate_limit {\n\tget\n}"); err == nil {
-		t.Error("a parse error was dropped")
 	}
 }

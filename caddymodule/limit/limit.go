@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -40,10 +41,12 @@ func init() {
 // With Methods "any" every method is admitted, classified case-blind
 // (`get` draws on the GET budget) and anything else on the other budget.
 //
-// With a Redis store, every replica pointing at the same Redis and
-// Namespace shares one budget exactly. The in-memory buckets (the store,
-// or a Redis store's fallback) outlive configuration reloads: a reload
-// neither refills them nor forgets them, and new limits apply to them.
+// The budget is named by what it protects (see store.Register): its site,
+// or, beside MX credentials (mx_auth attach, mxconnect_token), the MX
+// client id. With a Redis store, every replica whose budget has the same
+// name shares it exactly. The in-memory buckets (the store, or a Redis
+// store's fallback) outlive configuration reloads: a reload neither
+// refills them nor forgets them, and new limits apply to them.
 type RateLimit struct {
 	// Limits maps a class (get, write, delete, other) to its budget.
 	// Default: get 2000/s, write 750/s, delete 150/s, each with a burst of
@@ -102,9 +105,8 @@ type RateLimit struct {
 	grouping ratelimit.Grouping
 	// limitText is each class's bucket size as RateLimit-Limit sends it.
 	limitText [ratelimit.NumClasses]string
-	store     ratelimit.Store
 	shared    *store.Provisioned
-	release   func()
+	binding   *store.Binding[bound]
 	format    gate.Format
 	logger    *zap.Logger
 	maxWait   time.Duration
@@ -203,10 +205,27 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 	for c, l := range rl.policy {
 		rl.limitText[c] = strconv.Itoa(l.Burst)
 	}
-	if rl.shared, err = rl.Config.Provision(ctx, "mx_rate_limit", rl.Key); err != nil {
+	if rl.shared, err = rl.Config.Provision(ctx, "mx_rate_limit"); err != nil {
 		return err
 	}
-	local, release, err := store.State(fmt.Sprintf("ratelimit:%s:%d", rl.shared.Namespace, rl.MaxKeys), func() (*ratelimit.Memory, func(), error) {
+	spec := store.Spec{Directive: "mx_rate_limit", Kind: "rl", Options: []string{"key", rl.Key},
+		Limits: policyText(rl.policy), MayBeEgress: true}
+	if rl.binding, err = store.Register(ctx, rl, rl.shared, rl.Namespace, spec, rl.bind); err != nil {
+		return err // Caddy calls Cleanup after a failed Provision
+	}
+	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+}
+
+// bound is the handler's state once named.
+type bound struct {
+	store ratelimit.Store
+}
+
+// bind takes the buckets named n: in memory from the pool that keeps them
+// across reloads (with this configuration's limits), and, for a Redis
+// store, the shared buckets over them.
+func (rl *RateLimit) bind(n store.Naming) (*bound, func(), error) {
+	local, release, err := store.State(fmt.Sprintf("ratelimit:%s:%d", n.Namespace, rl.MaxKeys), func() (*ratelimit.Memory, func(), error) {
 		m, err := ratelimit.NewMemory(rl.policy, rl.MaxKeys)
 		if err != nil {
 			return nil, nil, err
@@ -214,21 +233,36 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 		return m, sweepEvery(m, time.Minute), nil
 	})
 	if err != nil {
-		return err // Caddy calls Cleanup after a failed Provision
+		return nil, nil, err
 	}
-	rl.release = release
 	if err := local.SetPolicy(rl.policy); err != nil {
-		return err
+		release()
+		return nil, nil, err
 	}
-	rl.store = local
+	b := &bound{store: local}
 	if rl.shared.Client != nil {
-		shared, err := ratelimit.NewRedis(rl.shared.Client, "mxgate:rl:"+rl.shared.Namespace+":", rl.policy)
+		shared, err := ratelimit.NewRedis(rl.shared.Client, "mxgate:rl:"+n.Namespace+":", rl.policy)
 		if err != nil {
-			return err
+			release()
+			return nil, nil, err
 		}
-		rl.store = &ratelimit.Fallback{Shared: shared, Local: local, FailClosed: !rl.shared.FailOpen, Observer: rl.shared.Health}
+		b.store = &ratelimit.Fallback{Shared: shared, Local: local, FailClosed: !rl.shared.FailOpen, Observer: rl.shared.Health}
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return b, release, nil
+}
+
+// policyText describes p, as a namespace records it.
+func policyText(p ratelimit.Policy) string {
+	var parts []string
+	for c, l := range p {
+		name := ratelimit.Class(c).String()
+		if l.Unlimited() {
+			parts = append(parts, name+" unlimited")
+			continue
+		}
+		parts = append(parts, name+" "+strconv.FormatFloat(l.Rate, 'g', -1, 64)+"/s burst "+strconv.Itoa(l.Burst))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // buildPolicy fills the defaults into the configured limits.
@@ -281,6 +315,7 @@ var (
 	refuseMethod      = gate.Refusal{Status: http.StatusNotImplemented, Reason: "method_not_implemented", Message: "Method not implemented"}
 	refuseRateLimited = gate.Refusal{Status: http.StatusTooManyRequests, Reason: "rate_limited", Message: "Too many requests"}
 	refuseStoreDown   = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "Service unavailable: rate limit store unreachable"}
+	refuseUnbound     = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "state_unavailable", Message: "Service unavailable: rate limit state not ready"}
 )
 
 // ServeHTTP admits, delays or refuses the request.
@@ -297,7 +332,13 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	if rl.policy[class].Unlimited() {
 		return next.ServeHTTP(w, r)
 	}
-	res, err := rl.store.Take(r.Context(), rl.key(r), class, rl.now(), rl.maxWait)
+	b, err := rl.binding.Get()
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		gate.CloseUnread(w, r)
+		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseUnbound)
+	}
+	res, err := b.store.Take(r.Context(), rl.key(r), class, rl.now(), rl.maxWait)
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		gate.CloseUnread(w, r)
@@ -397,11 +438,9 @@ func (rl *RateLimit) setRateHeaders(h http.Header, class ratelimit.Class, res ra
 
 // Cleanup lets go of the buckets and the Redis client.
 func (rl *RateLimit) Cleanup() error {
-	if rl.release != nil {
-		rl.release()
-	}
+	rl.binding.Release()
 	rl.shared.Release()
-	rl.release, rl.shared = nil, nil
+	rl.binding, rl.shared = nil, nil
 	return nil
 }
 

@@ -29,13 +29,7 @@ func parseMDXHMAC(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 		return s, s.UnmarshalCaddyfile(caddyfile.NewDispenser(seg))
 	}
 	v := new(Verify)
-	if err := v.UnmarshalCaddyfile(caddyfile.NewDispenser(seg)); err != nil {
-		return nil, err
-	}
-	if v.ReplayWindow != 0 && v.Namespace == "" {
-		v.Namespace = gate.AutoNamespace(h, seg, "resource", "base_path")
-	}
-	return v, nil
+	return v, v.UnmarshalCaddyfile(caddyfile.NewDispenser(seg))
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:

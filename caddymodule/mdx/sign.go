@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/hmac"
 )
 
@@ -81,6 +82,11 @@ func (sg *Sign) Provision(ctx caddy.Context) error {
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
+// Credentials says that the requests this handler passes on are signed:
+// an mx_rate_limit beside it is an egress budget. A signing key names no
+// client, so that budget is its site's.
+func (sg *Sign) Credentials() (kind, id string) { return "MDX signing key", "" }
+
 // ServeHTTP signs the request and hands it on.
 func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if !sg.Callers.Allowed(r) {
@@ -133,4 +139,5 @@ func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 var (
 	_ caddy.Provisioner           = (*Sign)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Sign)(nil)
+	_ store.Credentialed          = (*Sign)(nil)
 )

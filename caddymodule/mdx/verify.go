@@ -114,7 +114,7 @@ type Verify struct {
 	pending  *budget
 	verifier *hmac.Verifier
 	maxSkew  time.Duration
-	replay   replay.Store
+	replay   *store.Binding[replayState] // nil without a replay window
 	store    *store.Provisioned
 	closers  []func()
 	fullLog  *atomic.Bool // a "replay cache full" episode has been logged
@@ -192,49 +192,65 @@ func (v *Verify) Provision(ctx caddy.Context) error {
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
-// provisionReplay takes the directive's replay cache from the pool that
-// keeps it across reloads (resized to this configuration), and, for a
-// Redis store, layers the shared cache over it.
+// provisionReplay registers the directive's replay cache, to be named
+// and bound once the configuration is loaded.
 func (v *Verify) provisionReplay(ctx caddy.Context) error {
+	var err error
+	if v.store, err = v.Config.Provision(ctx, "mdx_hmac"); err != nil {
+		return err
+	}
+	v.closers = append(v.closers, v.store.Release)
+	spec := store.Spec{Directive: "mdx_hmac", Kind: "replay", Options: []string{"resource", v.Resource, "base_path", v.BasePath},
+		Limits: "replay_window " + time.Duration(v.ReplayWindow).String()}
+	if v.replay, err = store.Register(ctx, v, v.store, v.Namespace, spec, v.bindReplay); err != nil {
+		return err
+	}
+	v.closers = append(v.closers, v.replay.Release)
+	return nil
+}
+
+// bindReplay takes the replay cache named n from the pool that keeps it
+// across reloads (resized to this configuration), and, for a Redis
+// store, layers the shared cache over it.
+func (v *Verify) bindReplay(n store.Naming) (*replayState, func(), error) {
 	window := time.Duration(v.ReplayWindow)
 	size := v.ReplayCacheSize
 	if size == 0 {
 		size = DefaultReplayCacheSize
 	}
-	var err error
-	if v.store, err = v.Config.Provision(ctx, "mdx_hmac", v.Resource, v.BasePath); err != nil {
-		return err
-	}
-	v.closers = append(v.closers, v.store.Release)
-	local, release, err := store.State("replay:"+v.store.Namespace, func() (*replay.Memory, func(), error) {
+	local, release, err := store.State("replay:"+n.Namespace, func() (*replay.Memory, func(), error) {
 		m, err := replay.NewMemory(window, size)
 		return m, nil, err
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	v.closers = append(v.closers, release)
 	if err := local.Resize(window, size); err != nil {
-		return err
+		release()
+		return nil, nil, err
 	}
 	if v.store.Client == nil {
-		v.replay = local
-		return nil
+		return &replayState{local}, release, nil
 	}
-	shared, err := replay.NewRedis(v.store.Client, "mxgate:replay:"+v.store.Namespace+":", window)
+	shared, err := replay.NewRedis(v.store.Client, "mxgate:replay:"+n.Namespace+":", window)
 	if err != nil {
-		return err
+		release()
+		return nil, nil, err
 	}
 	if v.store.Wait > 0 {
 		shared.WaitForReplicas(v.store.Wait, v.store.Timeout/2)
 	}
 	tiered, err := replay.NewTiered(local, shared, !v.store.FailOpen, v.store.Health)
 	if err != nil {
-		return err
+		release()
+		return nil, nil, err
 	}
-	v.closers = append(v.closers, tiered.Close)
-	v.replay = tiered
-	return nil
+	return &replayState{tiered}, func() { tiered.Close(); release() }, nil
+}
+
+// replayState is the replay cache once named.
+type replayState struct {
+	replay.Store
 }
 
 // Cleanup lets go of the replay cache and the Redis client.
@@ -250,6 +266,7 @@ var (
 	refuseReplay      = gate.Refusal{Status: http.StatusPreconditionFailed, Reason: "replayed", Message: "MDX-HMAC already used"}
 	refuseReplayFull  = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "replay_cache_full", Message: "Service unavailable"}
 	refuseStoreDown   = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "Service unavailable: replay store unreachable"}
+	refuseUnbound     = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "state_unavailable", Message: "Service unavailable: replay cache not ready"}
 	refuseBadVersion  = gate.Refusal{Status: http.StatusNotAcceptable, Reason: "unsupported_version", Message: "Unsupported MDX version; this endpoint serves MDX v5"}
 	refusePending     = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "pending_bodies_full", Message: "Service unavailable: too many request bodies in flight"}
 	refuseTrailers    = gate.Refusal{Status: http.StatusBadRequest, Reason: "trailers", Message: "Trailers are not accepted"}
@@ -463,7 +480,11 @@ func (v *Verify) checkReplay(r *http.Request, sig string) (gate.Refusal, bool) {
 	if _, err := hex.Decode(key[:], []byte(sig[:2*len(key)])); err != nil {
 		return refuseMalformedSg, false
 	}
-	fresh, err := v.replay.Check(r.Context(), key, v.now())
+	cache, err := v.replay.Get()
+	if err != nil {
+		return refuseUnbound, false
+	}
+	fresh, err := cache.Check(r.Context(), key, v.now())
 	switch {
 	case errors.Is(err, replay.ErrFull):
 		if !v.fullLog.Swap(true) {

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/internal/accept"
 	"github.com/mxgate/mxgate/secrethash"
 )
@@ -74,6 +75,7 @@ type AuthAttach struct {
 	// by default loopback and Unix-socket peers only; anyone else gets 403.
 	gate.Callers
 
+	clientID      string
 	authorization string
 	accept        string
 	acceptVersion string
@@ -106,6 +108,7 @@ func (a *AuthAttach) Provision(ctx caddy.Context) error {
 	if strings.Contains(id, ":") {
 		return errors.New("client_id must not contain ':'")
 	}
+	a.clientID = id
 	a.authorization = "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+key))
 	switch a.APIVersion {
 	case "", APIVersion20111101:
@@ -169,6 +172,10 @@ func acceptVerdict(fields []string) acceptKind {
 	}
 	return acceptNoJSON
 }
+
+// Credentials names the MX client whose credentials are attached: an
+// mx_rate_limit beside this handler keeps that client's budget.
+func (a *AuthAttach) Credentials() (kind, id string) { return "MX Platform API", a.clientID }
 
 // AuthCheck (serving side: MX's webhooks, which carry no signature, or a
 // local stand-in for MX) admits only requests with the Basic credentials
@@ -598,6 +605,7 @@ func (a *AuthCheck) tag(secret string) [32]byte {
 var (
 	_ caddy.Provisioner           = (*AuthAttach)(nil)
 	_ caddyhttp.MiddlewareHandler = (*AuthAttach)(nil)
+	_ store.Credentialed          = (*AuthAttach)(nil)
 	_ caddy.Provisioner           = (*AuthCheck)(nil)
 	_ caddyhttp.MiddlewareHandler = (*AuthCheck)(nil)
 )

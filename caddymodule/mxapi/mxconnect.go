@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/mxconnect"
 )
 
@@ -131,6 +132,16 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
+// Credentials names the MX Connect client whose tokens are attached (its
+// username): an mx_rate_limit beside this handler keeps that client's
+// budget.
+func (m *MXConnectToken) Credentials() (kind, id string) {
+	if m.source == nil {
+		return "MX Connect", ""
+	}
+	return "MX Connect", m.source.Username
+}
+
 // ServeHTTP attaches the token. An upstream's 401 is reported to the
 // token source, which fetches a new token only if the one refused is still
 // current and the last such fetch is at least min_refresh old; a
@@ -233,4 +244,5 @@ func (m *MXConnectToken) available() {
 var (
 	_ caddy.Provisioner           = (*MXConnectToken)(nil)
 	_ caddyhttp.MiddlewareHandler = (*MXConnectToken)(nil)
+	_ store.Credentialed          = (*MXConnectToken)(nil)
 )

@@ -1,8 +1,6 @@
 package gate
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
@@ -162,48 +160,4 @@ func NoMoreArgs(d *caddyfile.Dispenser) error {
 		return d.Errf("too many arguments: '%s'", d.Val())
 	}
 	return nil
-}
-
-// AutoNamespace names a directive's state (in memory across reloads, and
-// in Redis across replicas): a hash of the directive's name, the values of
-// the options that say what its state is about (identity), and its ordinal
-// among directives alike in these in this Caddyfile. Keys, limits and
-// other tuning are left out, so a key rotation or a change of limits keeps
-// the state; replicas that load the same Caddyfile agree; two directives
-// never share state by accident.
-func AutoNamespace(h httpcaddyfile.Helper, seg caddyfile.Segment, identity ...string) string {
-	var texts []string
-	d := caddyfile.NewDispenser(seg)
-	d.Next()
-	texts = append(texts, d.Val())
-	d.RemainingArgs() // a mode (mdx_hmac verify): the block follows it
-	for d.NextBlock(0) {
-		if slices.Contains(identity, d.Val()) {
-			texts = append(texts, d.Val())
-			texts = append(texts, d.RemainingArgs()...)
-		}
-	}
-	base := hashTokens(texts)
-	counts, _ := h.State["mxgate_namespaces"].(map[string]int)
-	if counts == nil {
-		counts = map[string]int{}
-		h.State["mxgate_namespaces"] = counts
-	}
-	counts[base]++
-	return base + "-" + strconv.Itoa(counts[base])
-}
-
-func hashTokens(tokens []string) string {
-	s := sha256.New()
-	for _, t := range tokens {
-		s.Write([]byte(t))
-		s.Write([]byte{0})
-	}
-	return hex.EncodeToString(s.Sum(nil)[:8])
-}
-
-// DefaultNamespace is the namespace of a directive configured in JSON
-// without one: a hash of its name and identity values.
-func DefaultNamespace(directive string, identity ...string) string {
-	return hashTokens(append([]string{directive}, identity...)) + "-0"
 }

@@ -170,68 +170,6 @@ func TestSegment(t *testing.T) {
 	}
 }
 
-// namespace returns the AutoNamespace of each directive of input in turn,
-// as one Caddyfile adaptation would.
-func namespaces(input string, identity ...string) []string {
-	state := map[string]any{}
-	d := caddyfile.NewTestDispenser(input)
-	var out []string
-	for d.Next() {
-		seg := d.NextSegment()
-		out = append(out, AutoNamespace(httpcaddyfile.Helper{State: state}, seg, identity...))
-	}
-	return out
-}
-
-func TestAutoNamespace(t *testing.T) {
-	// Keys and limits are not identity: a rotation or a change of limits
-	// keeps the namespace.
-	a := namespaces("mdx_hmac verify {\n\tkey K1\n\tresource path\n\tbase_path /x\n\treplay_window 10m\n}", "resource", "base_path")
-	b := namespaces("mdx_hmac verify {\n\tkey K2\n\tkey K3\n\tresource path\n\tbase_path /x\n\treplay_window 1h\n}", "resource", "base_path")
-	if len(a) != 1 || a[0] != b[0] {
-		t.Errorf("a key rotation changed the namespace: %v, %v", a, b)
-	}
-	if !strings.HasSuffix(a[0], "-1") || len(a[0]) != 16+2 {
-		t.Errorf("namespace %q: want 16 hex digits and the ordinal", a[0])
-	}
-	// Another identity is another namespace.
-	c := namespaces("mdx_hmac verify {\n\tkey K1\n\tresource path\n\tbase_path /y\n}", "resource", "base_path")
-	if c[0] == a[0] {
-		t.Error("another base_path shares the namespace")
-	}
-	// So is another directive with the same options.
-	if d := namespaces("mx_rate_limit {\n\tresource path\n\tbase_path /x\n}", "resource", "base_path"); d[0] == a[0] {
-		t.Error("another directive shares the namespace")
-	}
-	// Directives alike in identity in one Caddyfile get ordinals, stable
-	// from one adaptation to the next.
-	twice := "mx_rate_limit {\n\tkey {ip}\n\tget 5/s\n}\nmx_rate_limit {\n\tkey {ip}\n\tget 10/s\n}\nmx_rate_limit {\n\tkey {user}\n}"
-	first, again := namespaces(twice, "key"), namespaces(twice, "key")
-	base0, ord0, _ := strings.Cut(first[0], "-")
-	base1, ord1, _ := strings.Cut(first[1], "-")
-	if base0 != base1 || ord0 != "1" || ord1 != "2" {
-		t.Errorf("identical directives: %v", first)
-	}
-	if strings.HasPrefix(first[2], base0) || !strings.HasSuffix(first[2], "-1") {
-		t.Errorf("a directive with another key: %v", first)
-	}
-	if strings.Join(first, ",") != strings.Join(again, ",") {
-		t.Errorf("not stable: %v then %v", first, again)
-	}
-}
-
-func TestDefaultNamespace(t *testing.T) {
-	a := DefaultNamespace("mx_rate_limit", "{ip}")
-	if a != DefaultNamespace("mx_rate_limit", "{ip}") || !strings.HasSuffix(a, "-0") {
-		t.Errorf("%q is not stable or lacks -0", a)
-	}
-	for _, other := range []string{DefaultNamespace("mx_rate_limit", "{user}"), DefaultNamespace("mdx_hmac", "{ip}"), DefaultNamespace("mx_rate_limit", "{i", "p}")} {
-		if other == a {
-			t.Errorf("%q collides", other)
-		}
-	}
-}
-
 func TestSecret(t *testing.T) {
 	t.Setenv("MXGATE_GATE_SECRET", "  s3cret-value\n")
 	t.Setenv("MXGATE_GATE_EMPTY", "")

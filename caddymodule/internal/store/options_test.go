@@ -78,6 +78,10 @@ func TestStoreIsADependency(t *testing.T) {
 		t.Fatal(err)
 	}
 	if failed := gate.CheckDependencies(t.Context()); len(failed) != 0 {
+		t.Fatalf("a dependency before the state is named: %v", failed)
+	}
+	p.bindNamespace(c.Namespace)
+	if failed := gate.CheckDependencies(t.Context()); len(failed) != 0 {
 		t.Fatalf("Redis up: %v", failed)
 	}
 	srv.Stop()

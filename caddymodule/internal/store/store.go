@@ -72,10 +72,13 @@ type Config struct {
 	OnStoreError string `json:"on_store_error,omitempty"`
 
 	// Namespace names the directive's state: in Redis, and in this process
-	// across configuration reloads. The Caddyfile sets one per directive
-	// from the options that say what the state is about (never keys or
-	// limits, so a key rotation or a change of limits keeps the state);
-	// without one, the directive's identity options are hashed.
+	// across configuration reloads. Two directives given the same
+	// namespace share their state, on purpose. Default: a hash of what the
+	// state protects (the site the directive is in; for an egress
+	// mx_rate_limit, the MX client id of the credentials it is beside),
+	// the directive, its role and the options that say what its state is
+	// about; never keys or limits, nor where the directive stands in a
+	// file. See Register.
 	Namespace string `json:"namespace,omitempty"`
 }
 
@@ -156,7 +159,8 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 	return true, err
 }
 
-// Provisioned is a directive's store, ready to use.
+// Provisioned is a directive's store, ready to use once its state is
+// named (bound): Namespace and Health are set then.
 type Provisioned struct {
 	Namespace string
 	Client    redis.UniversalClient // nil for a memory store
@@ -165,21 +169,22 @@ type Provisioned struct {
 	Timeout   time.Duration         // each Redis call
 	Wait      int                   // replicas a recorded replay key must reach
 
+	directive  string
+	logger     *zap.Logger
+	addr       string // the Redis's log-safe description
+	policy     string // on_store_error
 	poolKey    string
 	unregister func()
 }
 
 // Provision checks c, fills its defaults and, for a Redis store, takes a
-// pooled client. identity are the values that say what the directive's
-// state is about, for a default namespace. Errors never hold the URL.
-func (c *Config) Provision(ctx caddy.Context, directive string, identity ...string) (*Provisioned, error) {
+// pooled client. The state is named later, when the configuration is
+// loaded (see Register). Errors never hold the URL.
+func (c *Config) Provision(ctx caddy.Context, directive string) (*Provisioned, error) {
 	if c.Store == "" {
 		c.Store = Memory
 	}
-	if c.Namespace == "" {
-		c.Namespace = gate.DefaultNamespace(directive, identity...)
-	}
-	p := &Provisioned{Namespace: c.Namespace}
+	p := &Provisioned{directive: directive, logger: ctx.Logger()}
 	switch c.Store {
 	case Memory:
 		if c.RedisURL != "" || c.OnStoreError != "" || c.RedisTimeout != 0 || c.RedisTLS != nil || c.RedisWaitReplicas != nil {
@@ -213,13 +218,26 @@ func (c *Config) Provision(ctx caddy.Context, directive string, identity ...stri
 		return nil, err
 	}
 	p.Client, p.poolKey, p.FailOpen, p.Timeout = client, key, c.OnStoreError == OnErrorLocal, timeout
+	p.addr, p.policy = addr, c.OnStoreError
 	if c.RedisWaitReplicas != nil {
 		p.Wait = *c.RedisWaitReplicas
 	} else if t, err := redisconf.ParseTarget(gate.Resolve(c.RedisURL)); err == nil && t.Topology == redisconf.Sentinel {
 		p.Wait = 1
 	}
-	p.Health = newHealth(ctx.Logger(), directive, c.Namespace, addr, c.OnStoreError)
-	pctx, cancel := context.WithTimeout(ctx, timeout)
+	return p, nil
+}
+
+// bindNamespace names the store's state: for a Redis store, it sets up
+// the health observer (its gauge is labelled with the namespace), checks
+// the store once, and makes it a dependency of readiness.
+func (p *Provisioned) bindNamespace(namespace string) {
+	p.Namespace = namespace
+	if p.Client == nil || p.Health != nil {
+		return
+	}
+	p.Health = newHealth(p.logger, p.directive, namespace, p.addr, p.policy)
+	client, timeout := p.Client, p.Timeout
+	pctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := client.Ping(pctx).Err(); err != nil {
 		p.Health.Failed(err)
@@ -227,7 +245,7 @@ func (c *Config) Provision(ctx caddy.Context, directive string, identity ...stri
 		p.Health.Succeeded()
 	}
 	p.unregister = gate.RegisterDependency(gate.Dependency{
-		Name: directive + " store (namespace " + c.Namespace + ")",
+		Name: p.directive + " store (namespace " + namespace + ")",
 		Check: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
@@ -237,7 +255,6 @@ func (c *Config) Provision(ctx caddy.Context, directive string, identity ...stri
 			return nil
 		},
 	})
-	return p, nil
 }
 
 // Release drops the directive's reference to its Redis client.

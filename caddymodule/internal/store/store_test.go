@@ -75,11 +75,12 @@ func TestUnmarshalOption(t *testing.T) {
 
 func TestProvisionMemory(t *testing.T) {
 	c := Config{}
-	p, err := c.Provision(newContext(t), "test_dir", "a", "b")
+	p, err := c.Provision(newContext(t), "test_dir")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Store != Memory || p.Namespace != gate.DefaultNamespace("test_dir", "a", "b") || c.Namespace != p.Namespace {
+	p.bindNamespace("mem")
+	if c.Store != Memory || p.Namespace != "mem" || c.Namespace != "" {
 		t.Errorf("defaults: %+v %+v", c, p)
 	}
 	if p.Client != nil || p.Health != nil || !p.Healthy() {
@@ -87,11 +88,6 @@ func TestProvisionMemory(t *testing.T) {
 	}
 	p.Release()
 	(*Provisioned)(nil).Release() // a handler whose Provision failed early
-
-	c = Config{Namespace: "given"}
-	if p, err := c.Provision(newContext(t), "test_dir"); err != nil || p.Namespace != "given" {
-		t.Errorf("a namespace given: %v %v", p, err)
-	}
 }
 
 func TestProvisionErrors(t *testing.T) {
@@ -141,6 +137,7 @@ func TestHealthEpisodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Release)
+	p.bindNamespace(c.Namespace)
 	if c.OnStoreError != OnErrorLocal || !p.FailOpen || p.Client == nil || !p.Healthy() {
 		t.Fatalf("defaults: %+v %+v", c, p)
 	}
@@ -210,6 +207,7 @@ func TestProvisionRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Release)
+	p.bindNamespace(c.Namespace)
 	if p.Healthy() || p.FailOpen || storeUp(t, "test_down", "redis-down") != 0 {
 		t.Errorf("a store down at start-up: healthy %v, fail open %v", p.Healthy(), p.FailOpen)
 	}
