@@ -158,7 +158,6 @@ https://%s:%d {
 `, g.site, port, certFile, keyFile, filepath.Join(e.etc, "tls/fdx-clients-ca.pem"), bound, g.up.hostPort())
 	} else {
 		repl := []string{
-			"admin 127.0.0.1:2019", "admin {ADMIN}",
 			"tcp-handover/0.0.0.0", "tcp-handover/127.0.0.1",
 			":443", fmt.Sprintf(":%d", port),
 			"https://fdx-api.internal:8443", g.up.URL,

@@ -73,7 +73,6 @@ func again(req *http.Request, base string) *http.Request {
 func prodIngress(t *testing.T, e *prodEnv, redisEnv string, port int, app *upstream, getLimit string, extra ...string) *gateway {
 	t.Helper()
 	replace := append([]string{
-		"admin 127.0.0.1:2019", "admin {ADMIN}",
 		":443", fmt.Sprintf(":%d", port),
 		"mdx.bank.example", "localhost",
 		"10.0.1.0/24", "127.0.0.1",
@@ -97,7 +96,6 @@ func signedGet(t *testing.T, e *prodEnv, base, session string) *http.Request {
 func prodSidecar(t *testing.T, e *prodEnv, redisEnv, sock string, mx *upstream, getLimit, clientIDFile string) *gateway {
 	t.Helper()
 	replace := []string{
-		"admin 127.0.0.1:2019", "admin {ADMIN}",
 		"/run/mxgate/sidecar.sock", sock,
 		"https://api.mx.com", mx.URL,
 		":2021", fmt.Sprintf(":%d", freePort(t)),
