@@ -21,6 +21,11 @@
 #
 # The process runs as 65532:65532 without capabilities: listen on ports
 # above 1023 (8443 above) and publish them, or grant NET_BIND_SERVICE.
+# The admin endpoint (reload, stop) is mxgate's default, a Unix socket only
+# that user can open, /tmp/mxgate-65532/admin.sock; nothing of it is on TCP.
+# Reload from inside the container:
+#
+#   docker exec <container> mxgate reload --config /etc/mxgate/Caddyfile --adapter caddyfile
 # Caddy keeps certificates, locks and the autosaved configuration under
 # /data (XDG_DATA_HOME, XDG_CONFIG_HOME); give it a volume.
 #

@@ -18,7 +18,8 @@
 //	sni       mx_server_name                  a listener wrapper: TLS server names that are not plain
 //	                                          ASCII host names are refused in the handshake
 //	listen    the tcp-handover network        reloads that drop no connection
-//	redact    log format mxgate_redact        a log encoder that redacts credential headers everywhere
+//	redact    log format mxgate_redact        a log encoder that redacts credential headers everywhere;
+//	          adapters mxgate-caddyfile|json  make it the encoder of every log that names none
 //	cli       mxgate mdx-sign, mxgate fdx-dev, mxgate hash-secret
 //
 // Shared plumbing is in internal/gate (refusals, client address, bodies,

@@ -69,9 +69,15 @@ func TestSystemdUnitHardening(t *testing.T) {
 		"CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
 		"AmbientCapabilities":   "CAP_NET_BIND_SERVICE",
 		"StateDirectory":        "mxgate",
-		"Restart":               "on-failure",
-		"ExecStart":             "/usr/bin/mxgate run --config /etc/mxgate/Caddyfile --adapter caddyfile",
-		"ExecReload":            "/usr/bin/mxgate reload --config /etc/mxgate/Caddyfile --adapter caddyfile --force",
+		// the admin socket ($RUNTIME_DIRECTORY/admin.sock, mxgate's default)
+		// and the sidecar's: the service's user and group only
+		"RuntimeDirectory":     "mxgate",
+		"RuntimeDirectoryMode": "0750",
+		// a group an app can join (mxgate-sysusers.conf)
+		"Group":      "mxgate-clients",
+		"Restart":    "on-failure",
+		"ExecStart":  "/usr/bin/mxgate run --config /etc/mxgate/Caddyfile --adapter caddyfile",
+		"ExecReload": "/usr/bin/mxgate reload --config /etc/mxgate/Caddyfile --adapter caddyfile --force",
 	} {
 		if got := svc[key]; len(got) != 1 || got[0] != want {
 			t.Errorf("%s=%v, want %s", key, got, want)
@@ -81,6 +87,11 @@ func TestSystemdUnitHardening(t *testing.T) {
 	for _, c := range []string{"mdx-hmac.key:", "mx-api-key:"} {
 		if !strings.Contains(creds, c) {
 			t.Errorf("no LoadCredential=%s…", c)
+		}
+	}
+	for _, env := range append(svc["Environment"], svc["ExecStart"]...) {
+		if strings.Contains(env, "CADDY_ADMIN") || strings.Contains(env, "--address") {
+			t.Errorf("the unit moves the admin endpoint from mxgate's default: %s", env)
 		}
 	}
 	for _, env := range svc["Environment"] {
@@ -128,5 +139,54 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 		t.Errorf("systemd-analyze security: exposure above 2.0 (%v):\n%s", err, out)
 	} else if i := bytes.Index(out, []byte("Overall exposure level")); i >= 0 {
 		t.Logf("%s", bytes.TrimSpace(out[i:]))
+	}
+}
+
+const sysusersPath = "systemd/mxgate-sysusers.conf"
+
+// TestSysusersGroup applies mxgate-sysusers.conf to an empty root with
+// systemd-sysusers --dry-run: it creates the unit's Group= and nothing
+// else, without a complaint.
+func TestSysusersGroup(t *testing.T) {
+	sysusers := requireTool(t, "systemd-sysusers", "systemd")
+	group := unitSettings(t, unitPath)["Service"]["Group"]
+	if len(group) != 1 {
+		t.Fatalf("Group=%v", group)
+	}
+	root := t.TempDir()
+	conf := filepath.Join(root, "usr/lib/sysusers.d/mxgate.conf")
+	if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(sysusersPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(b []byte) string {
+		t.Helper()
+		if err := os.WriteFile(conf, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(sysusers, "--dry-run", "--root="+root).CombinedOutput()
+		if err != nil {
+			t.Fatalf("systemd-sysusers: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	out := run(b)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(line, "Would write ") && !strings.HasPrefix(line, "Creating group '"+group[0]+"' ") {
+			t.Errorf("systemd-sysusers: %s", line)
+		}
+	}
+	if !strings.Contains(out, "Creating group '"+group[0]+"' ") {
+		t.Errorf("systemd-sysusers does not create %s:\n%s", group[0], out)
+	}
+	// a broken copy must be caught, or the check above proves nothing
+	if out := run(append(b, "x broken\n"...)); !strings.Contains(out, "Unknown command type") {
+		t.Errorf("systemd-sysusers missed a broken line:\n%s", out)
 	}
 }

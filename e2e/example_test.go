@@ -73,10 +73,11 @@ func startExample(t *testing.T, edits ...func(string) string) (map[string]int, *
 	for _, edit := range edits {
 		cf = edit(cf)
 	}
-	if !strings.Contains(cf, "admin 127.0.0.1:2019") {
-		t.Fatal("Caddyfile.example no longer has its admin address")
+	// no admin option: it runs on mxgate's default admin endpoint, as
+	// `make run` does, a socket in the harness's $RUNTIME_DIRECTORY
+	if strings.Contains(cf, "\n\tadmin ") {
+		t.Fatal("Caddyfile.example names an admin endpoint; `make run` and this test expect mxgate's default")
 	}
-	cf = strings.ReplaceAll(cf, "admin 127.0.0.1:2019", "admin {ADMIN}")
 	ports := map[string]int{}
 	for _, p := range []string{"8480", "8481", "8490", "8491", "8443", "8444", "8446"} {
 		if !strings.Contains(cf, ":"+p) {

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -58,6 +59,11 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
+	// other users run it too (the control-plane tests run it as the
+	// gateway's user and as strangers)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return 0, err
+	}
 	binary = filepath.Join(dir, "mxgate")
 	args := []string{"build", "-o", binary}
 	if raceEnabled {
@@ -111,7 +117,10 @@ type gateway struct {
 
 // startGateway writes caddyfile (in which {ADMIN} stands for the admin
 // address) to a temporary directory, runs `mxgate run` on it with env, and
-// waits until the admin endpoint answers with the config loaded.
+// waits until the admin endpoint answers with the config loaded. A
+// caddyfile without {ADMIN} (and without an admin option) runs on mxgate's
+// default admin endpoint, the socket admin.sock in $RUNTIME_DIRECTORY,
+// which is a fresh directory (see runtimeDir) unless env sets one.
 func startGateway(t testing.TB, caddyfile string, env ...string) *gateway {
 	t.Helper()
 	return startGatewayBinary(t, binary, caddyfile, env...)
@@ -121,17 +130,35 @@ func startGateway(t testing.TB, caddyfile string, env ...string) *gateway {
 func startGatewayBinary(t testing.TB, binary, caddyfile string, env ...string) *gateway {
 	t.Helper()
 	dir := t.TempDir()
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	caddyfile = strings.ReplaceAll(caddyfile, "{ADMIN}", admin)
+	var admin string
+	if strings.Contains(caddyfile, "{ADMIN}") {
+		admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		caddyfile = strings.ReplaceAll(caddyfile, "{ADMIN}", admin)
+	} else {
+		run := envValue(env, "RUNTIME_DIRECTORY")
+		if run == "" {
+			run = runtimeDir(t)
+			env = append(env, "RUNTIME_DIRECTORY="+run)
+		}
+		admin = "unix/" + filepath.Join(run, "admin.sock")
+	}
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{admin: admin, Stderr: &syncBuffer{}, done: make(chan struct{})}
-	g.cmd = exec.Command(binary, "run", "--config", path, "--adapter", "caddyfile")
-	g.cmd.Env = append(os.Environ(),
+	cmd := exec.Command(binary, "run", "--config", path, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(),
 		"HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
-	g.cmd.Env = append(g.cmd.Env, env...)
+	cmd.Env = append(cmd.Env, env...)
+	return startGatewayCmd(t, cmd, admin)
+}
+
+// startGatewayCmd starts cmd, an mxgate run whose configuration has its
+// admin endpoint at admin, and waits until it answers with the config
+// loaded.
+func startGatewayCmd(t testing.TB, cmd *exec.Cmd, admin string) *gateway {
+	t.Helper()
+	g := &gateway{cmd: cmd, admin: admin, Stderr: &syncBuffer{}, done: make(chan struct{})}
 	g.cmd.Stdout, g.cmd.Stderr = g.Stderr, g.Stderr
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -151,19 +178,71 @@ func startGatewayBinary(t testing.TB, binary, caddyfile string, env ...string) *
 			t.Fatalf("mxgate exited during start-up:\n%s", g.Stderr)
 		default:
 		}
-		resp, err := http.Get("http://" + admin + "/config/")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 && len(bytes.TrimSpace(body)) > 4 {
-				return g
-			}
+		if status, body, err := g.adminDo(http.MethodGet, "/config/", nil); err == nil && status == 200 && len(bytes.TrimSpace(body)) > 4 {
+			return g
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("mxgate did not come up in time:\n%s", g.Stderr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// envValue is the value env (NAME=value entries) gives name, or "".
+func envValue(env []string, name string) string {
+	v := ""
+	for _, e := range env {
+		if k, val, ok := strings.Cut(e, "="); ok && k == name {
+			v = val
+		}
+	}
+	return v
+}
+
+// runtimeDir makes a directory as systemd makes a RuntimeDirectory= by
+// default: fresh, the gateway's, mode 0755, in a directory other users may
+// pass through (/tmp; t.TempDir's are not), so that what keeps other users
+// from a socket in it is the socket's own mode.
+func runtimeDir(t testing.TB) string {
+	t.Helper()
+	run, err := os.MkdirTemp("", "mxgate-run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(run) })
+	if err := os.Chmod(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// adminDo sends a request to the gateway's admin endpoint, on TCP or on
+// a Unix socket (g.admin unix/<path>), as its own user.
+func (g *gateway) adminDo(method, path string, body []byte) (int, []byte, error) {
+	client, base := http.DefaultClient, "http://"+g.admin
+	if sock, ok := strings.CutPrefix(g.admin, "unix/"); ok {
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}
+		defer tr.CloseIdleConnections()
+		client, base = &http.Client{Transport: tr}, "http://admin"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
 }
 
 // reload loads caddyfile ({ADMIN} as in startGateway) into the running

@@ -76,9 +76,9 @@ func (a *churnAS) token(t *testing.T, kid string) string {
 	return tok
 }
 
-// metricValue returns the value of the series line on the gateway's
+// metricAt returns the value of the series line on the gateway's
 // /metrics page (name and labels as Prometheus writes them), 0 if absent.
-func metricValue(t *testing.T, metricsURL, series string) float64 {
+func metricAt(t *testing.T, metricsURL, series string) float64 {
 	t.Helper()
 	_, _, body := do(t, mustRequest(t, "GET", metricsURL))
 	for _, l := range strings.Split(body, "\n") {
@@ -163,7 +163,9 @@ http://127.0.0.1:%d {
 		audience https://rs.churn.test
 		jwks_url %s/jwks
 		jwks_min_refresh 10m
+		# plain HTTP, to count fetches: no client certificate to bind to
 		cert_bound off
+		client_cert optional
 	}
 	reverse_proxy %s
 }
@@ -173,7 +175,9 @@ http://127.0.0.1:%d {
 		audience https://rs.churn.test
 		introspection %s/introspect churn-rs {env.E2E_CHURN_INTROSPECTION_SECRET}
 		introspection_cache 10m
+		# plain HTTP, to count fetches: no client certificate to bind to
 		cert_bound off
+		client_cert optional
 	}
 	reverse_proxy %s
 }
@@ -187,7 +191,7 @@ http://127.0.0.1:%d {
 	site := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
 	metricsURL := site(metricsPort) + "/metrics"
 	fetches := func(directive, kind, outcome string) float64 {
-		return metricValue(t, metricsURL, fmt.Sprintf(`mxgate_credential_fetches_total{directive=%q,kind=%q,outcome=%q}`, directive, kind, outcome))
+		return metricAt(t, metricsURL, fmt.Sprintf(`mxgate_credential_fetches_total{directive=%q,kind=%q,outcome=%q}`, directive, kind, outcome))
 	}
 
 	// An endpoint that answers 401 to every token (one the credentials may

@@ -28,7 +28,8 @@ import (
 // temporary directory of fake keys and fdx-dev certificates, and, to run
 // them, public addresses and ports by free loopback ports, upstreams by
 // recording test servers, the sidecar's socket by one in a temporary
-// directory.
+// directory. They name no admin endpoint: each runs on mxgate's default, a
+// socket in the harness's $RUNTIME_DIRECTORY, as under systemd.
 
 const prodDir = "../examples/production/"
 
@@ -292,7 +293,6 @@ func TestProductionMDXIngress(t *testing.T) {
 	app := newUpstream(t, nil)
 	port, health, metrics := freePort(t), freePort(t), freePort(t)
 	cf := prodConfig(t, name, e,
-		"admin 127.0.0.1:2019", "admin {ADMIN}",
 		"tcp-handover/0.0.0.0", "tcp-handover/127.0.0.1",
 		":443", fmt.Sprintf(":%d", port),
 		"mdx.bank.example", "localhost",
@@ -387,7 +387,6 @@ func TestProductionEgressSidecar(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "sidecar.sock")
 	health, metrics := freePort(t), freePort(t)
 	cf := prodConfig(t, name, e,
-		"admin 127.0.0.1:2019", "admin {ADMIN}",
 		"/run/mxgate/sidecar.sock", sock,
 		"https://api.mx.com", mx.URL,
 		":2021", fmt.Sprintf(":%d", health),
@@ -473,7 +472,6 @@ func TestProductionFDX(t *testing.T) {
 	})
 	port, health, metrics := freePort(t), freePort(t), freePort(t)
 	cf := prodConfig(t, name, e,
-		"admin 127.0.0.1:2019", "admin {ADMIN}",
 		"tcp-handover/0.0.0.0", "tcp-handover/127.0.0.1",
 		":443", fmt.Sprintf(":%d", port),
 		"fdx.bank.example", "localhost",

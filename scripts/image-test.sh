@@ -129,7 +129,7 @@ fi
 # Run the gateway as an operator would: read-only root, state on a volume,
 # the HMAC key as a credential file.
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-admin=$(freeport) ready=$(freeport) mdx=$(freeport)
+ready=$(freeport) mdx=$(freeport)
 work=$(mktemp -d)
 name=mxgate-image-test-$$
 cleanup() { pod rm -f "$name" >/dev/null 2>&1 || true; rm -rf "$work"; }
@@ -141,7 +141,6 @@ printf '%s\n' "$key" >"$work/creds/mdx-hmac.key"
 chmod 0444 "$work/creds/mdx-hmac.key"
 cat >"$work/Caddyfile" <<EOF
 {
-	admin 127.0.0.1:$admin
 	auto_https off
 }
 http://127.0.0.1:$ready {
@@ -187,8 +186,14 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
 [ "$code" = 412 ] || fail "an unsigned request got $code, want 412"
 say "signed request 200, unsigned 412: the key came from the credential file"
 
+# The admin endpoint is mxgate's default, a socket only the gateway's user
+# can open (/tmp/mxgate-65532/admin.sock here): a reload as that user, in
+# the container, reaches it.
+pod exec "$name" /usr/bin/mxgate reload --config /etc/mxgate/Caddyfile --adapter caddyfile --force >/dev/null 2>&1 ||
+	fail "mxgate reload in the container did not reach the admin endpoint; logs: $(pod logs "$name" 2>&1 | tail -20)"
+say "mxgate reload in the container reaches the admin socket"
+
 # Nothing but /data (and the /tmp tmpfs) was written.
-pod exec "$name" /usr/bin/mxgate healthcheck --url "http://127.0.0.1:$admin/config/" >/dev/null || fail "admin endpoint unreachable"
 [ -n "$(ls -A "$work/data")" ] || fail "nothing was written to /data"
 pod stop -t 10 "$name" >/dev/null
 say "PASS"

@@ -39,6 +39,11 @@ fi
 if [ ! -f jwe/testdata/interop/node_modules/jose/package.json ]; then
 	npm ci --prefix jwe/testdata/interop --no-audit --no-fund --silent
 fi
+# The e2e SDK tests run MX's Node SDK, mx-platform-node, pinned likewise
+# (its packages run no install scripts).
+if [ ! -f e2e/testdata/mxsdk/node_modules/mx-platform-node/package.json ]; then
+	npm ci --prefix e2e/testdata/mxsdk --ignore-scripts --no-audit --no-fund --silent
+fi
 
 # Under CI the Redis, systemd and promtool tests fail, never skip, if their
 # programs cannot be found.

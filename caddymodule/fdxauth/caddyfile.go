@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("fdx_auth", gate.UnmarshalHandler[FDXAuth])
+	httpcaddyfile.RegisterHandlerDirective("fdx_auth", gate.Credential("fdx_auth", gate.UnmarshalHandler[FDXAuth]))
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:

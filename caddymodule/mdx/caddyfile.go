@@ -10,7 +10,7 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mdx_hmac", parseMDXHMAC)
+	httpcaddyfile.RegisterHandlerDirective("mdx_hmac", gate.Credential("mdx_hmac", parseMDXHMAC))
 	httpcaddyfile.RegisterHandlerDirective("mdx_sanitize", gate.UnmarshalHandler[Sanitize])
 }
 

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/internal/accept"
 	"github.com/mxgate/mxgate/secrethash"
 )
 
@@ -43,17 +44,30 @@ const (
 
 // AuthAttach (the egress sidecar) sets Authorization: Basic
 // base64(client_id:api_key) on every request, replacing whatever the app
-// sent, and the Accept headers of the configured API version, so that the
-// app never holds an MX secret.
+// sent, so that the app never holds an MX secret, and the Accept headers
+// of the configured API version.
+//
+// The app's Accept becomes the version's media type when it says nothing
+// (absent, empty) or names no MX type and admits JSON: "*/*",
+// "application/*", "application/json", or a list such as the
+// "application/json, text/plain, */*" that HTTP clients (MX's Node SDK
+// among them) send by default, in which the most specific range matching
+// application/json has a weight above 0. An Accept that names an MX type
+// (application/vnd.mx.*) is the app's choice and kept; so is one that
+// admits no JSON (text/html, application/xml, application/json;q=0), which
+// MX then refuses with 406 as it would without the sidecar, and one that
+// is malformed (RFC 9110's grammar, at most 64 ranges), which is passed on
+// as the app wrote it rather than guessed at.
 type AuthAttach struct {
 	// ClientID and APIKey are the MX credentials; {env.*} and {file.*}
 	// placeholders are resolved at provisioning.
 	ClientID string `json:"client_id,omitempty"`
 	APIKey   string `json:"api_key,omitempty"`
 
-	// APIVersion is v20111101 (Accept application/vnd.mx.api.v1+json when
-	// the app sent none) or v20250224 (Accept application/json when the app
-	// sent none, and Accept-Version v20250224). Default: v20111101.
+	// APIVersion is v20111101 (Accept application/vnd.mx.api.v1+json) or
+	// v20250224 (Accept application/json and Accept-Version v20250224);
+	// the Accept is set where the app's Accept asks for no particular type (see
+	// above). Default: v20111101.
 	APIVersion string `json:"api_version,omitempty"`
 
 	// Callers (allow_callers) are who may have the credentials attached:
@@ -63,6 +77,7 @@ type AuthAttach struct {
 	authorization string
 	accept        string
 	acceptVersion string
+	logger        *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -76,6 +91,7 @@ func (AuthAttach) CaddyModule() caddy.ModuleInfo {
 // Provision resolves the credentials.
 func (a *AuthAttach) Provision(ctx caddy.Context) error {
 	gate.WarnUnredactedLogs(ctx, "mx_auth attach", gate.AuthSecretHeaders...)
+	a.logger = ctx.Logger()
 	if err := a.Callers.Provision(ctx, "mx_auth", gate.FormatJSON); err != nil {
 		return err
 	}
@@ -110,13 +126,48 @@ func (a *AuthAttach) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	h := r.Header
 	h.Set("Authorization", a.authorization)
-	if len(h.Values("Accept")) == 0 {
+	switch v := acceptVerdict(h.Values("Accept")); v {
+	case acceptAny:
 		h.Set("Accept", a.accept)
+	case acceptNoJSON, acceptMalformed:
+		if ce := a.logger.Check(zapcore.DebugLevel, "the app's Accept was passed on as sent: MX may answer 406"); ce != nil {
+			ce.Write(zap.String("accept", string(v)))
+		}
 	}
 	if a.acceptVersion != "" {
 		h.Set("Accept-Version", a.acceptVersion)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// What the app's Accept asks for, as mx_auth attach sees it.
+type acceptKind string
+
+const (
+	acceptAny       acceptKind = "any"       // nothing in particular, or JSON: replaced
+	acceptMX        acceptKind = "mx_type"   // an MX media type: kept
+	acceptNoJSON    acceptKind = "no_json"   // types that exclude JSON: kept
+	acceptMalformed acceptKind = "malformed" // not RFC 9110's grammar: kept
+)
+
+// acceptVerdict classifies the values of the app's Accept field lines.
+func acceptVerdict(fields []string) acceptKind {
+	ranges, err := accept.Parse(fields)
+	if err != nil {
+		return acceptMalformed
+	}
+	if len(ranges) == 0 {
+		return acceptAny
+	}
+	for _, r := range ranges {
+		if r.Type == "application" && strings.HasPrefix(r.Subtype, "vnd.mx.") {
+			return acceptMX
+		}
+	}
+	if accept.Weight(ranges, "application", "json") > 0 {
+		return acceptAny
+	}
+	return acceptNoJSON
 }
 
 // AuthCheck (serving side: MX's webhooks, which carry no signature, or a

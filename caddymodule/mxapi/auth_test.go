@@ -184,6 +184,72 @@ func TestAttachVersions(t *testing.T) {
 	}
 }
 
+// TestAttachAccept: the Accept that reaches MX, for what the app sent
+// (nil: no Accept field; several values: several field lines), under
+// each API version.
+func TestAttachAccept(t *testing.T) {
+	const v1, v2 = "application/vnd.mx.api.v1+json", "application/json"
+	for _, c := range []struct {
+		name   string
+		sent   []string
+		v1, v2 string // what MX gets under v20111101, v20250224; "=" the app's
+	}{
+		{"none", nil, v1, v2},
+		{"empty", []string{""}, v1, v2},
+		{"empty elements", []string{" , "}, v1, v2},
+		{"any", []string{"*/*"}, v1, v2},
+		{"application/*", []string{"application/*"}, v1, v2},
+		{"json", []string{"application/json"}, v1, v2},
+		{"json with charset", []string{"application/json; charset=utf-8"}, v1, v2},
+		{"axios default (MX's Node SDK)", []string{"application/json, text/plain, */*"}, v1, v2},
+		{"browser-like", []string{"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}, v1, v2},
+		{"JSON weighted low", []string{"text/csv, application/json;q=0.1"}, v1, v2},
+		{"several field lines", []string{"text/plain", "*/*;q=0.1"}, v1, v2},
+		{"upper case", []string{"APPLICATION/JSON"}, v1, v2},
+		{"MX v1 type", []string{v1}, "=", "="},
+		{"MX v1 type weighted", []string{v1 + "; q=1"}, "=", "="},
+		{"MX type in a list", []string{"application/json, " + v1 + ";q=0.5"}, "=", "="},
+		{"MX type upper case", []string{"Application/VND.MX.API.V1+JSON"}, "=", "="},
+		{"another MX type", []string{"application/vnd.mx.api.v2+json"}, "=", "="},
+		{"html only", []string{"text/html"}, "=", "="},
+		{"plain text only", []string{"text/plain"}, "=", "="},
+		{"xml", []string{"application/xml, text/*"}, "=", "="},
+		{"MDX's type", []string{"application/vnd.moneydesktop.mdx.v5+xml"}, "=", "="},
+		{"JSON refused", []string{"application/json;q=0, */*"}, "=", "="},
+		{"everything refused", []string{"*/*;q=0"}, "=", "="},
+		{"malformed", []string{"json"}, "=", "="},
+		{"malformed weight", []string{"application/json;q=2"}, "=", "="},
+		{"malformed second line", []string{"application/json", "*/json"}, "=", "="},
+		{"over 64 ranges", []string{strings.Repeat("application/json, ", 64) + "*/*"}, "=", "="},
+	} {
+		for _, version := range []string{APIVersion20111101, APIVersion20250224} {
+			a := &AuthAttach{ClientID: "c", APIKey: "k", APIVersion: version}
+			handlertest.Provision(t, a)
+			r := local(httptest.NewRequest("GET", "/users", nil))
+			for _, v := range c.sent {
+				r.Header.Add("Accept", v)
+			}
+			next := &handlertest.Next{}
+			if _, err := handlertest.Serve(t, a, r, next); err != nil {
+				t.Fatal(err)
+			}
+			want, wantVersion := []string{c.v1}, ""
+			if version == APIVersion20250224 {
+				want, wantVersion = []string{c.v2}, "v20250224"
+			}
+			if want[0] == "=" {
+				want = c.sent
+			}
+			if got := next.Received.Values("Accept"); strings.Join(got, "|") != strings.Join(want, "|") || len(got) != len(want) {
+				t.Errorf("%s, %s: Accept %q, want %q", c.name, version, got, want)
+			}
+			if got := next.Received.Values("Accept-Version"); strings.Join(got, "") != wantVersion {
+				t.Errorf("%s, %s: Accept-Version %q", c.name, version, got)
+			}
+		}
+	}
+}
+
 func TestAttachProvisionErrors(t *testing.T) {
 	t.Setenv("MXGATE_TEST_EMPTY", "")
 	for name, c := range map[string]struct {

@@ -11,10 +11,10 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mx_auth", parseMXAuth)
+	httpcaddyfile.RegisterHandlerDirective("mx_auth", gate.Credential("mx_auth", parseMXAuth))
 	httpcaddyfile.RegisterHandlerDirective("mx_jwe", parseMXJWE)
 	httpcaddyfile.RegisterHandlerDirective("mx_retry", gate.UnmarshalHandler[Retry])
-	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", gate.UnmarshalHandler[MXConnectToken])
+	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", gate.Credential("mxconnect_token", gate.UnmarshalHandler[MXConnectToken]))
 }
 
 // dualMode reads the mode of a directive with two, and has the handler of

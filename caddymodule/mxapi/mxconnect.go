@@ -155,17 +155,21 @@ func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	m.available()
 	header := w.Header().Clone()
 	buf := new(bytes.Buffer)
+	back := func() {}
+	defer func() { back() }() // the final trip's variables, for the access log
 	for retried := false; ; retried = true {
 		r.Header.Set("Authorization", "Bearer "+tok)
 		if replay != nil {
 			replay()
 		}
+		var trip *http.Request
+		trip, back = gate.Trip(r)
 		hold := replay != nil && !retried // a 401 is held back while a retry may follow
 		buf.Reset()
 		rec := caddyhttp.NewResponseRecorder(w, buf, func(status int, _ http.Header) bool {
 			return hold && status == http.StatusUnauthorized
 		})
-		if err := next.ServeHTTP(rec, r); err != nil {
+		if err := next.ServeHTTP(rec, trip); err != nil {
 			return err
 		}
 		if rec.Status() != http.StatusUnauthorized || retried {

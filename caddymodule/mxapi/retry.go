@@ -119,14 +119,18 @@ func (rt *Retry) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	deadline := start.Add(time.Duration(rt.MaxTime))
 	header := w.Header().Clone() // what earlier handlers set, restored before each retry
 	buf := new(bytes.Buffer)
+	back := func() {}
+	defer func() { back() }() // the final trip's variables, for the access log
 	for attempt := 1; ; attempt++ {
 		replay()
+		var trip *http.Request
+		trip, back = gate.Trip(r)
 		last := attempt >= rt.MaxAttempts
 		buf.Reset()
 		rec := caddyhttp.NewResponseRecorder(w, buf, func(status int, _ http.Header) bool {
 			return !last && slices.Contains(rt.Statuses, status)
 		})
-		if err := next.ServeHTTP(rec, r); err != nil {
+		if err := next.ServeHTTP(rec, trip); err != nil {
 			return err
 		}
 		if !rec.Buffered() {

@@ -12,6 +12,11 @@
 // filter` block covers only the paths it names in the logs it is written
 // in. mxgate_redact covers these six names (and any others configured)
 // under any key that spells them, whatever the case and with _ for -.
+//
+// The package also registers two config adapters, mxgate-caddyfile and
+// mxgate-json (Adapter), which give mxgate_redact to every log whose
+// configuration names no encoder; mxgate's commands load through them,
+// so that it is the default in mxgate's binary.
 package redact
 
 import (

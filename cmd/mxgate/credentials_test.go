@@ -23,7 +23,8 @@ const (
 )
 
 // TestCredentialsDirectoryPlaceholder starts mxgate as the systemd unit in
-// deploy/systemd does: the MDX HMAC key is a file in $CREDENTIALS_DIRECTORY,
+// deploy/systemd does, with $RUNTIME_DIRECTORY for the admin endpoint's
+// socket: the MDX HMAC key is a file in $CREDENTIALS_DIRECTORY,
 // which the Caddyfile reads as {file.{$CREDENTIALS_DIRECTORY}/mdx-hmac.key}.
 // A request signed with that key passes, one signed with another key does
 // not; after the file changes, `mxgate reload --force` (the unit's
@@ -34,17 +35,12 @@ func TestCredentialsDirectoryPlaceholder(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(testKeyA+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	adminPort, err := freeport.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
 	port, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
 	caddyfile := filepath.Join(t.TempDir(), "Caddyfile")
 	config := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
 	auto_https off
 	persist_config off
 }
@@ -55,13 +51,13 @@ http://127.0.0.1:%d {
 	}
 	respond "signed" 200
 }
-`, adminPort, port)
+`, port)
 	if err := os.WriteFile(caddyfile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	state := t.TempDir()
 	env := []string{
-		"CREDENTIALS_DIRECTORY=" + creds,
+		"CREDENTIALS_DIRECTORY=" + creds, "RUNTIME_DIRECTORY=" + t.TempDir(),
 		"XDG_DATA_HOME=" + state, "XDG_CONFIG_HOME=" + state, "HOME=" + state,
 	}
 

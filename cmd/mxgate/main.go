@@ -11,7 +11,9 @@
 // Its command line is Caddy's, under mxgate's name, less the commands that
 // would replace the binary with a stock Caddy (upgrade, add-package,
 // remove-package), with mxgate's own version and build-info, and a
-// healthcheck command for container runtimes.
+// healthcheck command for container runtimes. run, reload, validate and
+// adapt load a Caddyfile or JSON configuration through mxgate's config
+// adapters, which give every log that names no encoder mxgate_redact.
 package main
 
 import (
@@ -51,6 +53,10 @@ const (
 
 func main() {
 	if _, err := setGCDefault(os.LookupEnv); err != nil {
+		fmt.Fprintln(os.Stderr, "mxgate:", err)
+		os.Exit(1)
+	}
+	if err := setDefaultAdmin(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "mxgate:", err)
 		os.Exit(1)
 	}

@@ -46,10 +46,13 @@ Load a changed configuration, or rotated keys, without dropping connections:
 
 	$ mxgate reload --config /etc/mxgate/Caddyfile --force
 
-mxgate opens a local administration endpoint (127.0.0.1:2019 unless the
-configuration's global "admin" option says otherwise) through which reload
-and stop reach the running process; it also serves Prometheus metrics at
-/metrics.`
+mxgate opens a local administration endpoint through which reload and stop
+reach the running process. It can read and replace the configuration and
+stop the gateway, and has no authentication of its own, so mxgate's default
+is a Unix socket only the gateway's user can open: $RUNTIME_DIRECTORY/admin.sock
+under systemd, else $XDG_RUNTIME_DIR/mxgate/admin.sock, else
+/tmp/mxgate-<uid>/admin.sock (CADDY_ADMIN or the global "admin" option
+changes it). Never put it on TCP: every local user could reach it.`
 
 // rootFooter closes the root command's help; %s is Caddy's version.
 const rootFooter = `mxgate's documentation is its README. For Caddy's own directives and
@@ -78,6 +81,8 @@ func newRootCommand() *cobra.Command {
 	overrides := map[string]caddycmd.Command{
 		versionCommand.Name:   versionCommand,
 		buildInfoCommand.Name: buildInfoCommand,
+		"reload":              reloadCommand(caddycmd.Commands()["reload"]),
+		"stop":                stopCommand(caddycmd.Commands()["stop"]),
 	}
 	for _, name := range sortedCommandNames() {
 		if slices.Contains(removedCommands, name) {
@@ -87,7 +92,11 @@ func newRootCommand() *cobra.Command {
 		if !ok {
 			cmd = renamed(caddycmd.Commands()[name])
 		}
-		root.AddCommand(toCobra(cmd))
+		c := toCobra(cmd)
+		if slices.Contains(redactingCommands, name) {
+			loadThroughRedact(c)
+		}
+		root.AddCommand(c)
 	}
 	root.AddCommand(toCobra(manpageCommand(root)), toCobra(completionCommand()))
 	return root

@@ -81,7 +81,7 @@ func WarnUnredactedLogs(ctx caddy.Context, directive string, headers ...string) 
 		return
 	}
 	ctx.Logger().Warn("SECRETS WILL BE LOGGED: "+directive+" handles credentials in "+strings.Join(leaked, ", ")+
-		", and a log that records request headers does not redact them; write `format mxgate_redact` in every log block, the global one included",
+		", and a log that records request headers does not redact them; in every log block (the global one included) name no format, which mxgate's commands load as mxgate_redact, or `format mxgate_redact`",
 		zap.String("directive", directive), zap.Strings("headers", leaked), zap.Strings("loggers", loggers))
 }
 

@@ -2,8 +2,10 @@ package gate
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -103,6 +105,24 @@ func Replayable(r *http.Request, max int64) (replay func(), err error) {
 		return nil, nil
 	}
 	return func() { SetBody(r, b) }, nil
+}
+
+// Trip returns r for one trip down the rest of the chain by a handler that
+// may send a request more than once (a retry): a shallow copy whose
+// context holds its own copy of Caddy's request variables. reverse_proxy
+// writes those variables on every trip, and its transport may still read
+// them from a dial that outlives the trip that started it, so no two trips
+// may share one map. Call back after the trip whose answer is final: it
+// copies the trip's variables into r's, for what runs after the chain (the
+// access log).
+func Trip(r *http.Request) (trip *http.Request, back func()) {
+	vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	if !ok {
+		return r, func() {}
+	}
+	own := maps.Clone(vars)
+	trip = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, own))
+	return trip, func() { maps.Copy(vars, own) }
 }
 
 // Idempotent reports whether a request of method may be sent twice.

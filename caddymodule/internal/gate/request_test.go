@@ -2,6 +2,7 @@ package gate
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 )
@@ -271,5 +273,34 @@ func TestCloseUnread(t *testing.T) {
 		if got := w.Header().Get("Connection"); got != c.want {
 			t.Errorf("length %d, HTTP/%d: Connection %q, want %q", c.length, c.major, got, c.want)
 		}
+	}
+}
+
+// TestTripOwnVariables: each trip down the chain writes its own copy of
+// the request variables (a dial that outlives one trip may still read
+// them while the next trip writes), and back hands the final trip's
+// variables to the request for the access log.
+func TestTripOwnVariables(t *testing.T) {
+	vars := map[string]any{"before": 1}
+	r := httptest.NewRequest("GET", "/", nil)
+	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
+
+	first, _ := Trip(r)
+	caddyhttp.SetVar(first.Context(), "trip", 1)
+	second, back := Trip(r)
+	caddyhttp.SetVar(second.Context(), "trip", 2)
+
+	if got := caddyhttp.GetVar(first.Context(), "trip"); got != 1 {
+		t.Fatalf("the first trip's variable became %v when the second wrote its own", got)
+	}
+	if _, ok := vars["trip"]; ok {
+		t.Fatal("a trip wrote the request's own variables")
+	}
+	if caddyhttp.GetVar(second.Context(), "before") != 1 {
+		t.Fatal("a trip lost the variables set before it")
+	}
+	back()
+	if vars["trip"] != 2 || vars["before"] != 1 {
+		t.Fatalf("after back the request's variables are %v, want the final trip's", vars)
 	}
 }
