@@ -89,7 +89,7 @@ func get(ctx context.Context, client *http.Client, rawURL, what string, max int6
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fdx: fetching the %s: %s", what, Cause(err))
+		return nil, fmt.Errorf("fdx: fetching the %s: %s", what, Cause(err)) // the URL is in err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -98,10 +98,10 @@ func get(ctx context.Context, client *http.Client, rawURL, what string, max int6
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
-		return nil, fmt.Errorf("fdx: reading the %s: %s", what, Cause(err))
+		return nil, fmt.Errorf("fdx: reading the %s from %s: %s", what, RedactURL(rawURL), Cause(err))
 	}
 	if int64(len(raw)) > max {
-		return nil, fmt.Errorf("fdx: the %s is larger than %d bytes", what, max)
+		return nil, fmt.Errorf("fdx: the %s from %s is larger than %d bytes", what, RedactURL(rawURL), max)
 	}
 	return raw, nil
 }
