@@ -57,6 +57,7 @@ func newProdEnv(t *testing.T) *prodEnv {
 		"tls/mdx.crt": "server.pem", "tls/mdx.key": "server-key.pem",
 		"tls/fdx.crt": "server.pem", "tls/fdx.key": "server-key.pem",
 		"tls/fdx-clients-ca.pem": "ca.pem",
+		"tls/as-ca.pem":          "ca.pem",
 	} {
 		b, err := os.ReadFile(filepath.Join(e.dev, from))
 		if err != nil {
@@ -430,18 +431,39 @@ func TestProductionEgressSidecar(t *testing.T) {
 	getOK(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics), "mxgate_store_up")
 }
 
-// TestProductionFDX: validated with a fake environment (issuer, audience
-// and a local JWKS); run on loopback, a request over mutual TLS without a
-// token is refused with 401, the bound token from fdx-dev is admitted and
-// reaches the data provider with the subject forwarded, and a client
-// without a certificate gets no answer.
+// TestProductionFDX: validated with a fake environment (an issuer on
+// loopback over TLS, whose metadata names its JWKS, and the audience);
+// run on loopback, a request over mutual TLS without a token is refused
+// with 401, the bound token from fdx-dev is admitted and reaches the data
+// provider with the subject forwarded, and a client without a certificate
+// gets no answer.
 func TestProductionFDX(t *testing.T) {
 	t.Parallel()
 	const name = "fdx-resource-server.Caddyfile"
 	e := newProdEnv(t)
-	jwks := httptest.NewServer(http.FileServer(http.Dir(filepath.Join(e.dev, "public"))))
-	t.Cleanup(jwks.Close)
-	env := []string{"FDX_JWKS_URL=" + jwks.URL + "/jwks.json", "FDX_ISSUER=https://as.fdx.localhost", "FDX_AUDIENCE=https://fdx.localhost"}
+	// the authorization server: its metadata and keys, over TLS with
+	// fdx-dev's server certificate (the CA the example trusts as as-ca.pem)
+	files := http.FileServer(http.Dir(filepath.Join(e.dev, "public")))
+	var as *httptest.Server
+	as = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/.well-known/oauth-authorization-server" {
+			_ = json.NewEncoder(w).Encode(map[string]string{"issuer": as.URL, "jwks_uri": as.URL + "/jwks.json"})
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	asCert, err := tls.LoadX509KeyPair(filepath.Join(e.dev, "server.pem"), filepath.Join(e.dev, "server-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	as.TLS = &tls.Config{Certificates: []tls.Certificate{asCert}}
+	as.StartTLS()
+	t.Cleanup(as.Close)
+	// the token, minted again for this issuer
+	if out, err := exec.Command(binary, "fdx-dev", "--dir", e.dev, "--issuer", as.URL).CombinedOutput(); err != nil {
+		t.Fatalf("fdx-dev: %v\n%s", err, out)
+	}
+	env := []string{"FDX_ISSUER=" + as.URL, "FDX_AUDIENCE=https://fdx.localhost"}
 	validateProd(t, name, prodConfig(t, name, e), env...)
 	// Every handshake on the public port asks for a certificate from the
 	// recipients' CA: the catch-all policy the Caddyfile adapter would add

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,7 +30,7 @@ type outcomes struct {
 	m  map[string]int
 }
 
-func (o *outcomes) hear(outcome string) { o.mu.Lock(); o.m[outcome]++; o.mu.Unlock() }
+func (o *outcomes) hear(outcome string, _ error) { o.mu.Lock(); o.m[outcome]++; o.mu.Unlock() }
 func (o *outcomes) n(outcome string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -87,8 +88,8 @@ func TestJWKSKidFlood(t *testing.T) {
 
 // TestJWKSOutageBackoff: with no key ever fetched and the server down,
 // requests fail at once as ErrUnavailable and fetch only after a backoff
-// that doubles from a second up to MinRefresh; the readiness Refresh obeys
-// it too.
+// that doubles from a second up to 30s; the readiness Refresh obeys it
+// too, and the failure's cause is kept.
 func TestJWKSOutageBackoff(t *testing.T) {
 	a := newAuthServer(t)
 	a.down.Store(true)
@@ -106,7 +107,10 @@ func TestJWKSOutageBackoff(t *testing.T) {
 	if n := a.jwksCalls.Load(); jwks.Fetches() != 1 {
 		t.Fatalf("%d fetches (%d reached the server) within the first backoff", jwks.Fetches(), n)
 	}
-	for i, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
+	if err := jwks.Failing(); err == nil || !strings.Contains(err.Error(), "status 503") {
+		t.Fatalf("the cause of the outage: %v", err)
+	}
+	for i, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second} {
 		c.Add(wait - time.Millisecond)
 		jwks.Key(ctx, "es-1", jose.ES256)
 		if jwks.Fetches() != i+1 {
@@ -119,8 +123,8 @@ func TestJWKSOutageBackoff(t *testing.T) {
 		}
 	}
 	a.down.Store(false)
-	c.Add(4 * time.Second)
-	if _, err := jwks.Key(ctx, "es-1", jose.ES256); err != nil || !jwks.HasKeys() {
+	c.Add(30 * time.Second)
+	if _, err := jwks.Key(ctx, "es-1", jose.ES256); err != nil || !jwks.HasKeys() || jwks.Failing() != nil {
 		t.Fatalf("after the outage: %v", err)
 	}
 }

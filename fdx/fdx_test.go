@@ -307,7 +307,7 @@ func TestIntrospection(t *testing.T) {
 	if in.Calls() != 2 {
 		t.Fatal("the cache outlived CacheFor")
 	}
-	for tok, reason := range map[string]string{"opaque-unknown": "token is not active", "opaque-expired": "expired", "opaque-other-aud": "wrong issuer"} {
+	for tok, reason := range map[string]string{"opaque-unknown": "token is not active", "opaque-expired": "expired", "opaque-other-aud": "wrong audience"} {
 		if _, err := in.Introspect(ctx, tok); !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), reason) {
 			t.Errorf("%s: %v", tok, err)
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -15,62 +14,107 @@ import (
 	"github.com/mxgate/mxgate/internal/refetch"
 )
 
-// JWKS is a KeySource over an authorization server's JSON Web Key Set:
-// keys are fetched on first use, cached, and fetched again when a token
-// names a key id not in the cache: once however many tokens name unknown
-// key ids at the same time, and at most once per MinRefresh. After a failed
-// fetch none is made until a backoff (doubling from a second up to
-// MinRefresh) has passed. During an outage the cached keys keep working;
-// an unknown key id is an invalid token, never a wait. It is safe for
+// JWKS is a KeySource over an authorization server's JSON Web Key Set.
+// Keys are fetched on first use and cached. A token naming a key id not in
+// the cache makes the set be fetched again: once however many tokens name
+// unknown key ids at the same time, and at most once per MinRefresh (a
+// token that arrives when the next refetch is at most a second away waits
+// for it, so that a key published and used within MinRefresh of the last
+// refetch is found). A set older than MaxAge is fetched again in the
+// background on its next use, so that a key the server removed stops being
+// accepted. After a failed fetch none is made until a backoff (doubling
+// from a second up to 30s) has passed. During an outage the cached keys
+// keep working; an unknown key id is an invalid token. It is safe for
 // concurrent use; fill the fields, then use it, and do not change them.
 type JWKS struct {
-	URL        string
-	Client     *http.Client  // default: 5s timeout
-	MinRefresh time.Duration // default 30s
-	MaxBytes   int64         // default 1 MiB
-	Now        func() time.Time
-	// OnFetch, if set, hears the outcome of every fetch ("ok", "error")
-	// and of every fetch asked for and not made ("suppressed").
-	OnFetch func(outcome string)
+	// URL is the key set's; if empty, Locate finds it (from the
+	// authorization server's metadata) for each fetch.
+	URL    string
+	Locate func(context.Context) (string, error)
+	Client *http.Client // default: DefaultTimeout, no redirects
+	// MinRefresh is the least time between two fetches made for unknown
+	// key ids. Default: DefaultMinRefresh.
+	MinRefresh time.Duration
+	// MaxAge is the age past which the set is fetched again, in the
+	// background. Default: DefaultMaxAge.
+	MaxAge   time.Duration
+	MaxBytes int64 // default 1 MiB
+	Now      func() time.Time
+	// OnFetch, if set, hears the outcome of every fetch ("ok"; "error",
+	// with its error) and of every fetch asked for and not made
+	// ("suppressed").
+	OnFetch func(outcome string, err error)
 
 	once sync.Once
-	set  refetch.Value[map[string]jose.JSONWebKey]
+	set  refetch.Value[keySet]
+	// sleep waits d or until ctx ends; tests replace it to move their
+	// clock instead.
+	sleep func(ctx context.Context, d time.Duration) error
 
 	mu      sync.Mutex
 	fetches int
 }
 
+// keySet is a fetched set and when it was fetched.
+type keySet struct {
+	keys map[string]jose.JSONWebKey
+	at   time.Time
+}
+
+// Defaults of JWKS.
+const (
+	DefaultMinRefresh = time.Second
+	DefaultMaxAge     = 5 * time.Minute
+)
+
 // retryAfterFailure is the first wait after a failed fetch (or MinRefresh,
-// if shorter); it doubles up to MinRefresh.
-const retryAfterFailure = time.Second
+// if shorter); it doubles up to maxRetryAfterFailure.
+const (
+	retryAfterFailure    = time.Second
+	maxRetryAfterFailure = 30 * time.Second
+)
+
+// maxKeyWait is the longest a token naming an unknown key id waits for
+// the next refetch to be allowed.
+const maxKeyWait = time.Second
 
 // ErrUnknownKey is returned when no key of a freshly fetched set matches a
 // token's key id.
 var ErrUnknownKey = invalid("unknown signing key")
 
-func (j *JWKS) value() *refetch.Value[map[string]jose.JSONWebKey] {
+func (j *JWKS) value() *refetch.Value[keySet] {
 	j.once.Do(func() {
 		minRefresh := j.MinRefresh
 		if minRefresh <= 0 {
-			minRefresh = 30 * time.Second
+			minRefresh = DefaultMinRefresh
 		}
 		j.set.MinInterval = minRefresh
-		j.set.MinBackoff, j.set.MaxBackoff = min(minRefresh, retryAfterFailure), minRefresh
+		j.set.MinBackoff, j.set.MaxBackoff = min(minRefresh, retryAfterFailure), max(minRefresh, maxRetryAfterFailure)
 		j.set.Now = j.Now
 		j.set.Observe = func(outcome string) {
 			if j.OnFetch != nil {
-				j.OnFetch(outcome)
+				j.OnFetch(outcome, errorOf(outcome, &j.set))
 			}
 		}
 	})
 	return &j.set
 }
 
+func (j *JWKS) now() time.Time {
+	if j.Now != nil {
+		return j.Now()
+	}
+	return time.Now()
+}
+
 // HasKeys reports whether the set holds a signing key.
 func (j *JWKS) HasKeys() bool {
-	keys, _ := j.value().Load()
-	return len(keys) > 0
+	set, _ := j.value().Load()
+	return len(set.keys) > 0
 }
+
+// Failing returns the error of the last fetch if it failed, or nil.
+func (j *JWKS) Failing() error { return j.value().Failing() }
 
 // Fetches returns how many times the set was fetched.
 func (j *JWKS) Fetches() int {
@@ -82,22 +126,50 @@ func (j *JWKS) Fetches() int {
 // Key implements KeySource.
 func (j *JWKS) Key(ctx context.Context, kid string, alg jose.SignatureAlgorithm) (any, error) {
 	v := j.value()
-	keys, gen := v.Load()
-	if k, ok := lookup(keys, kid, alg); ok {
+	set, gen := v.Load()
+	if k, ok := lookup(set.keys, kid, alg); ok {
+		maxAge := j.MaxAge
+		if maxAge <= 0 {
+			maxAge = DefaultMaxAge
+		}
+		if j.now().Sub(set.at) >= maxAge {
+			v.Prefetch(ctx, gen, j.fetch)
+		}
 		return k, nil
 	}
+	var err error
 	if gen == 0 { // never fetched: fetch, unless within the backoff
-		keys, _, _ = v.Renew(ctx, gen, j.fetch)
+		set, _, _ = v.Renew(ctx, gen, j.fetch)
 	} else { // an unknown kid: refetch, at most once per MinRefresh
-		keys, _, _ = v.Refused(ctx, gen, j.fetch)
+		set, gen, err = v.Refused(ctx, gen, j.fetch)
+		if errors.Is(err, refetch.ErrTooSoon) {
+			if wait := v.NextForced().Sub(j.now()); wait > 0 && wait <= maxKeyWait && j.wait(ctx, wait) == nil {
+				set, _, _ = v.Refused(ctx, gen, j.fetch)
+			}
+		}
 	}
-	if k, ok := lookup(keys, kid, alg); ok {
+	if k, ok := lookup(set.keys, kid, alg); ok {
 		return k, nil
 	}
-	if len(keys) == 0 { // no key at all: the set could not be fetched to know
+	if len(set.keys) == 0 { // no key at all: the set could not be fetched to know
 		return nil, fmt.Errorf("%w: the JWKS could not be fetched", ErrUnavailable)
 	}
 	return nil, ErrUnknownKey
+}
+
+// wait waits d, or until ctx ends.
+func (j *JWKS) wait(ctx context.Context, d time.Duration) error {
+	if j.sleep != nil {
+		return j.sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // lookup finds a signing key for kid usable with alg. A token without a
@@ -129,45 +201,40 @@ func (j *JWKS) Refresh(ctx context.Context) error {
 	return err
 }
 
-func (j *JWKS) fetch(ctx context.Context) (map[string]jose.JSONWebKey, error) {
+func (j *JWKS) fetch(ctx context.Context) (keySet, error) {
 	j.mu.Lock()
 	j.fetches++
 	j.mu.Unlock()
-	client := j.Client
-	if client == nil {
-		client = &http.Client{Timeout: 5 * time.Second}
-	}
 	max := j.MaxBytes
 	if max <= 0 {
 		max = 1 << 20
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.URL, nil)
+	u := j.URL
+	if u == "" {
+		if j.Locate == nil {
+			return keySet{}, errors.New("fdx: no JWKS URL")
+		}
+		var err error
+		if u, err = j.Locate(ctx); err != nil {
+			return keySet{}, fmt.Errorf("fdx: locating the JWKS: %w", err)
+		}
+	}
+	raw, err := get(ctx, j.Client, u, "JWKS", max)
 	if err != nil {
-		return nil, err
+		return keySet{}, err
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fdx: fetching the JWKS: %w", err)
+	// each key on its own: one of a type go-jose does not know (a newer
+	// algorithm published beside ours) is skipped, not the whole set
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fdx: fetching the JWKS: status %d", resp.StatusCode)
-	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("fdx: reading the JWKS: %w", err)
-	}
-	if int64(len(raw)) > max {
-		return nil, errors.New("fdx: the JWKS is larger than allowed")
-	}
-	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(raw, &set); err != nil {
-		return nil, fmt.Errorf("fdx: the JWKS does not parse: %w", err)
+		return keySet{}, fmt.Errorf("fdx: the JWKS from %s does not parse as a JSON Web Key Set", RedactURL(u))
 	}
 	keys := make(map[string]jose.JSONWebKey)
-	for _, k := range set.Keys {
-		if k.Use == "enc" || !k.Valid() {
+	for _, rawKey := range set.Keys {
+		var k jose.JSONWebKey
+		if k.UnmarshalJSON(rawKey) != nil || k.Use == "enc" || !k.Valid() {
 			continue
 		}
 		pub := k.Public()
@@ -177,7 +244,7 @@ func (j *JWKS) fetch(ctx context.Context) (map[string]jose.JSONWebKey, error) {
 		keys[k.KeyID] = pub
 	}
 	if len(keys) == 0 {
-		return nil, errors.New("fdx: the JWKS holds no usable signing key")
+		return keySet{}, fmt.Errorf("fdx: the JWKS from %s holds no usable signing key", RedactURL(u))
 	}
-	return keys, nil
+	return keySet{keys: keys, at: j.now()}, nil
 }

@@ -45,6 +45,12 @@ if [ ! -f e2e/testdata/mxsdk/node_modules/mx-platform-node/package.json ]; then
 	npm ci --prefix e2e/testdata/mxsdk --ignore-scripts --no-audit --no-fund --silent
 fi
 
+# The fdx_auth interop tests run a certified authorization server, the npm
+# package oidc-provider, pinned likewise (no install scripts needed).
+if [ ! -f e2e/testdata/as/node_modules/oidc-provider/package.json ]; then
+	npm ci --prefix e2e/testdata/as --ignore-scripts --no-audit --no-fund --silent
+fi
+
 # Under CI the Redis, systemd and promtool tests fail, never skip, if their
 # programs cannot be found.
 export CI="${CI:-}"

@@ -3,8 +3,10 @@ package fdxauth
 import (
 	"strings"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddytls"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/fdx"
@@ -17,12 +19,17 @@ func init() {
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	fdx_auth {
-//		issuer <url>
+//		issuer <url>                         # alone, the endpoints are discovered from it
 //		audience <aud>                       # repeatable
-//		jwks_url <url>
-//		jwks_min_refresh <duration>          # default 30s
-//		introspection <url> <client_id> <secret>
+//		jwks_url <url>                       # default: the issuer's metadata's jwks_uri
+//		jwks_min_refresh <duration>          # default 1s
+//		jwks_max_age <duration>              # default 5m
+//		introspection <url>|discover <client_id> [<secret>]
+//		introspection_auth basic|tls_client_auth|private_key_jwt [<key_file> [<kid>]]
 //		introspection_cache <duration>       # default 30s
+//		introspection_require_aud on|off     # default on
+//		tls_trust_pool <source> [...]        # default: the system's roots
+//		tls_client_auth <cert_file> <key_file>
 //		algorithms <alg>...                  # default PS256 ES256
 //		leeway <duration>                    # default 30s
 //		client_cert require|optional         # default require
@@ -64,14 +71,79 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.Audiences = append(a.Audiences, args...)
 		case "introspection":
 			args := d.RemainingArgs()
-			if len(args) != 3 {
-				return d.Err("introspection takes a URL, a client id and a secret")
+			if len(args) != 2 && len(args) != 3 {
+				return d.Err("introspection takes a URL (or discover), a client id and, for basic authentication, a secret")
 			}
 			if a.Introspection == nil {
 				a.Introspection = &FDXIntrospection{}
 			}
-			a.Introspection.URL, a.Introspection.ClientID, a.Introspection.ClientSecret = args[0], args[1], args[2]
-		case "introspection_cache", "jwks_min_refresh", "leeway":
+			if args[0] != "discover" {
+				a.Introspection.URL = args[0]
+			}
+			a.Introspection.ClientID = args[1]
+			if len(args) == 3 {
+				a.Introspection.ClientSecret = args[2]
+			}
+		case "introspection_auth":
+			if a.Introspection == nil {
+				return d.Err("introspection_auth needs introspection first")
+			}
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			switch args[0] {
+			case AuthBasic, AuthTLSClientAuth:
+				if len(args) != 1 {
+					return d.Errf("introspection_auth %s takes no file", args[0])
+				}
+			case AuthPrivateKeyJWT:
+				if len(args) != 2 && len(args) != 3 {
+					return d.Err("introspection_auth private_key_jwt takes a key file and, optionally, the kid to name")
+				}
+				a.Introspection.KeyFile = args[1]
+				if len(args) == 3 {
+					a.Introspection.KeyID = args[2]
+				}
+			default:
+				return d.Errf("introspection_auth must be basic, tls_client_auth or private_key_jwt, not '%s'", args[0])
+			}
+			a.Introspection.Auth = args[0]
+		case "introspection_require_aud":
+			if a.Introspection == nil {
+				return d.Err("introspection_require_aud needs introspection first")
+			}
+			on, err := onOff(d)
+			if err != nil {
+				return err
+			}
+			a.Introspection.RequireAudience = &on
+		case "tls_trust_pool":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if a.TLSTrustPoolRaw != nil {
+				return d.Err("tls_trust_pool given twice")
+			}
+			modStem := d.Val()
+			modID := "tls.ca_pool.source." + modStem
+			unm, err := caddyfile.UnmarshalModule(d, modID)
+			if err != nil {
+				return err
+			}
+			ca, ok := unm.(caddytls.CA)
+			if !ok {
+				return d.Errf("module %s is not a CA pool source", modID)
+			}
+			a.TLSTrustPoolRaw = caddyconfig.JSONModuleObject(ca, "provider", modStem, nil)
+			continue
+		case "tls_client_auth":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Err("tls_client_auth takes a certificate file and a key file")
+			}
+			a.TLSClientAuth = &FDXClientCertificate{CertFile: args[0], KeyFile: args[1]}
+		case "introspection_cache", "jwks_min_refresh", "jwks_max_age", "leeway":
 			dur, err := gate.PositiveDuration(d)
 			if err != nil {
 				return err
@@ -84,6 +156,8 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.Introspection.CacheFor = dur
 			case "jwks_min_refresh":
 				a.JWKSMinRefresh = dur
+			case "jwks_max_age":
+				a.JWKSMaxAge = dur
 			default:
 				a.Leeway = dur
 			}
@@ -109,16 +183,11 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("client_cert must be require or optional, not '%s'", d.Val())
 			}
 		case "cert_bound":
-			if !d.NextArg() {
-				return d.ArgErr()
+			on, err := onOff(d)
+			if err != nil {
+				return err
 			}
-			switch d.Val() {
-			case "on", "off":
-				on := d.Val() == "on"
-				a.CertBound = &on
-			default:
-				return d.Errf("cert_bound must be on or off, not '%s'", d.Val())
-			}
+			a.CertBound = &on
 		case "scopes":
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				method := d.Val()
@@ -160,6 +229,19 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// onOff reads an option's on|off argument.
+func onOff(d *caddyfile.Dispenser) (bool, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return false, d.ArgErr()
+	}
+	switch d.Val() {
+	case "on", "off":
+		return d.Val() == "on", nil
+	}
+	return false, d.Errf("%s must be on or off, not '%s'", opt, d.Val())
 }
 
 // Interface guards

@@ -55,6 +55,33 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	if !reflect.DeepEqual(h, want) {
 		t.Errorf("got  %+v\nwant %+v", h, want)
 	}
+	// the connection to the authorization server, discovered from the issuer
+	input = `fdx_auth {
+		issuer https://as.fdx.example
+		audience https://fdx.example
+		jwks_max_age 10m
+		introspection discover rs-client
+		introspection_auth private_key_jwt /etc/mxgate/keys/rs-client.pem rs-key-1
+		introspection_require_aud off
+		tls_trust_pool file /etc/mxgate/as-ca.pem {
+			pem_file /etc/mxgate/as-ca-next.pem
+		}
+		tls_client_auth /etc/mxgate/rs.pem /etc/mxgate/rs-key.pem
+	}`
+	h, err = gate.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := h.(*FDXAuth)
+	want = &FDXAuth{
+		Issuer: "https://as.fdx.example", Audiences: []string{"https://fdx.example"}, JWKSMaxAge: caddy.Duration(10 * time.Minute),
+		Introspection:   &FDXIntrospection{ClientID: "rs-client", Auth: "private_key_jwt", KeyFile: "/etc/mxgate/keys/rs-client.pem", KeyID: "rs-key-1", RequireAudience: &off},
+		TLSTrustPoolRaw: got.TLSTrustPoolRaw,
+		TLSClientAuth:   &FDXClientCertificate{CertFile: "/etc/mxgate/rs.pem", KeyFile: "/etc/mxgate/rs-key.pem"},
+	}
+	if !reflect.DeepEqual(got, want) || string(got.TLSTrustPoolRaw) != `{"pem_files":["/etc/mxgate/as-ca.pem","/etc/mxgate/as-ca-next.pem"],"provider":"file"}` {
+		t.Errorf("got  %+v\nwant %+v\npool %s", got, want, got.TLSTrustPoolRaw)
+	}
 	var on FDXAuth
 	if err := on.UnmarshalCaddyfile(caddyfile.NewTestDispenser("fdx_auth {\n\tcert_bound on\n}")); err != nil || on.CertBound == nil || !*on.CertBound {
 		t.Errorf("cert_bound on: %v %v", on.CertBound, err)
@@ -67,25 +94,40 @@ func TestUnmarshalErrors(t *testing.T) {
 		"realm":                          "wrong argument count",
 		"issuer a b":                     "issuer: too many arguments",
 		"audience":                       "wrong argument count",
-		"introspection https://x rs":     "introspection takes a URL, a client id and a secret",
-		"introspection_cache 30s":        "introspection_cache needs introspection first",
-		"jwks_min_refresh 0s":            "jwks_min_refresh: invalid duration '0s'",
-		"leeway soon":                    "leeway: invalid duration 'soon'",
-		"algorithms":                     "wrong argument count",
-		"algorithms ES256 none":          "none",
-		"algorithms HS256":               "HS256",
-		"client_cert":                    "wrong argument count",
-		"client_cert off":                "client_cert must be require or optional, not 'off'",
-		"client_cert require optional":   "client_cert: too many arguments",
-		"cert_bound":                     "wrong argument count",
-		"cert_bound maybe":               "cert_bound must be on or off, not 'maybe'",
-		"cert_bound on off":              "cert_bound: too many arguments",
-		"scopes {\n\t\tGET /a\n\t}":      "scope row: want <METHOD> <pattern> <scopes>, got GET /a",
-		"scopes {\n\t\tGET a x\n\t}":     "Testfile:",
-		"forward_claims {\n\t\tsub\n\t}": "forward_claims: claim sub needs a header",
-		"forward_claims {\n\t\tsub X-Sub X-Other\n\t}": "wrong argument count",
-		"error_format xml":     `unknown error_format "xml"`,
-		"jwks https://as/jwks": "unrecognized fdx_auth option 'jwks'",
+		"introspection https://x":        "introspection takes a URL (or discover), a client id",
+		"introspection https://x rs s t": "introspection takes a URL (or discover), a client id",
+		"introspection_auth basic":       "introspection_auth needs introspection first",
+		"introspection_require_aud off":  "introspection_require_aud needs introspection first",
+		"introspection https://x rs\n\tintrospection_auth":                        "wrong argument count",
+		"introspection https://x rs\n\tintrospection_auth mtls":                   "introspection_auth must be basic, tls_client_auth or private_key_jwt, not 'mtls'",
+		"introspection https://x rs\n\tintrospection_auth basic /k.pem":           "introspection_auth basic takes no file",
+		"introspection https://x rs\n\tintrospection_auth tls_client_auth /k.pem": "introspection_auth tls_client_auth takes no file",
+		"introspection https://x rs\n\tintrospection_auth private_key_jwt":        "takes a key file",
+		"introspection https://x rs\n\tintrospection_auth private_key_jwt /k a b": "takes a key file",
+		"introspection https://x rs\n\tintrospection_require_aud maybe":           "introspection_require_aud must be on or off, not 'maybe'",
+		"tls_trust_pool":         "wrong argument count",
+		"tls_trust_pool nowhere": "tls.ca_pool.source.nowhere",
+		"tls_trust_pool file /a.pem\n\ttls_trust_pool file /b.pem": "tls_trust_pool given twice",
+		"tls_client_auth /c.pem":                                   "tls_client_auth takes a certificate file and a key file",
+		"jwks_max_age 0s":                                          "jwks_max_age: invalid duration '0s'",
+		"introspection_cache 30s":                                  "introspection_cache needs introspection first",
+		"jwks_min_refresh 0s":                                      "jwks_min_refresh: invalid duration '0s'",
+		"leeway soon":                                              "leeway: invalid duration 'soon'",
+		"algorithms":                                               "wrong argument count",
+		"algorithms ES256 none":                                    "none",
+		"algorithms HS256":                                         "HS256",
+		"client_cert":                                              "wrong argument count",
+		"client_cert off":                                          "client_cert must be require or optional, not 'off'",
+		"client_cert require optional":                             "client_cert: too many arguments",
+		"cert_bound":                                               "wrong argument count",
+		"cert_bound maybe":                                         "cert_bound must be on or off, not 'maybe'",
+		"cert_bound on off":                                        "cert_bound: too many arguments",
+		"scopes {\n\t\tGET /a\n\t}":                                "scope row: want <METHOD> <pattern> <scopes>, got GET /a",
+		"scopes {\n\t\tGET a x\n\t}":                               "Testfile:",
+		"forward_claims {\n\t\tsub\n\t}":                           "forward_claims: claim sub needs a header",
+		"forward_claims {\n\t\tsub X-Sub X-Other\n\t}":             "wrong argument count",
+		"error_format xml":                                         `unknown error_format "xml"`,
+		"jwks https://as/jwks":                                     "unrecognized fdx_auth option 'jwks'",
 	} {
 		var a FDXAuth
 		err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("fdx_auth {\n\t" + body + "\n}"))

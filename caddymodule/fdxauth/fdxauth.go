@@ -5,7 +5,6 @@ package fdxauth
 
 import (
 	"cmp"
-	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -27,7 +25,6 @@ import (
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/fdx"
-	"github.com/mxgate/mxgate/internal/refetch"
 	"github.com/mxgate/mxgate/internal/servername"
 	"github.com/mxgate/mxgate/internal/urlpath"
 )
@@ -51,14 +48,31 @@ type FDXAuth struct {
 	// Audiences: a token's aud must hold one of them.
 	Audiences []string `json:"audiences,omitempty"`
 	// JWKSURL is the authorization server's key set, for JWT tokens.
+	// Without it, the key set is the one the issuer's metadata names
+	// (jwks_uri; RFC 8414, then OpenID Connect Discovery), unless
+	// Introspection has a URL of its own: then every token is
+	// introspected.
 	JWKSURL string `json:"jwks_url,omitempty"`
-	// JWKSMinRefresh bounds refetches of the key set for unknown key ids:
-	// one at a time however many tokens name them, and at most one per
-	// period; after a failed fetch, the wait doubles from 1s up to it.
-	// Default: 30s.
+	// JWKSMinRefresh is the least time between two fetches of the key set
+	// made for tokens naming unknown key ids; however many such tokens
+	// arrive, one fetch at a time. A token that arrives when the next such
+	// fetch is at most a second away waits for it. Default: 1s.
 	JWKSMinRefresh caddy.Duration `json:"jwks_min_refresh,omitempty"`
+	// JWKSMaxAge is the age past which the key set is fetched again (in
+	// the background, on its next use), so that a key the authorization
+	// server removed stops being accepted. Default: 5m.
+	JWKSMaxAge caddy.Duration `json:"jwks_max_age,omitempty"`
 	// Introspection checks opaque tokens (RFC 7662).
 	Introspection *FDXIntrospection `json:"introspection,omitempty"`
+	// TLSTrustPoolRaw is the source of the CAs trusted for every
+	// connection to the authorization server (discovery, JWKS,
+	// introspection), a module of Caddy's tls.ca_pool.source namespace
+	// (file, inline, pki_root, …); it replaces the system's roots for
+	// these connections only. Default: the system's roots.
+	TLSTrustPoolRaw json.RawMessage `json:"tls_trust_pool,omitempty" caddy:"namespace=tls.ca_pool.source inline_key=provider"`
+	// TLSClientAuth is the client certificate presented on every
+	// connection to the authorization server.
+	TLSClientAuth *FDXClientCertificate `json:"tls_client_auth,omitempty"`
 	// Algorithms allowed for JWT tokens. Default: PS256, ES256. none and
 	// HMAC algorithms are refused.
 	Algorithms []string `json:"algorithms,omitempty"`
@@ -92,9 +106,12 @@ type FDXAuth struct {
 
 	format     gate.Format
 	table      *fdx.Table
-	unregister func()
+	unregister []func()
 	validator  *fdx.Validator
+	jwks       *fdx.JWKS
 	introspect *fdx.Introspector
+	discovery  *fdx.Discovery
+	transport  *http.Transport
 	logger     *zap.Logger
 }
 
@@ -106,10 +123,40 @@ const (
 
 // FDXIntrospection configures RFC 7662 introspection.
 type FDXIntrospection struct {
-	URL          string         `json:"url"`
-	ClientID     string         `json:"client_id"`
-	ClientSecret string         `json:"client_secret"` // {env.*} and {file.*} work
-	CacheFor     caddy.Duration `json:"cache_for,omitempty"`
+	// URL is the endpoint; empty, it is the one the issuer's metadata
+	// names (introspection_endpoint, or its mutual-TLS alias with
+	// tls_client_auth).
+	URL      string `json:"url,omitempty"`
+	ClientID string `json:"client_id"`
+	// ClientSecret is for Auth basic; {env.*} and {file.*} work.
+	ClientSecret string `json:"client_secret,omitempty"`
+	// Auth is how the gateway authenticates as a client: basic
+	// (client_secret_basic), tls_client_auth (RFC 8705 §2: the
+	// certificate of TLSClientAuth) or private_key_jwt (RFC 7523: an
+	// assertion signed with KeyFile). Default: basic.
+	Auth string `json:"auth,omitempty"`
+	// KeyFile is the PEM private key of private_key_jwt; KeyID, if set,
+	// is the kid its assertions name.
+	KeyFile string `json:"key_file,omitempty"`
+	KeyID   string `json:"key_id,omitempty"`
+	// RequireAudience refuses an active answer without aud (RFC 7662
+	// makes it optional). An answer with an aud must hold one of the
+	// audiences whatever this says. Default: true.
+	RequireAudience *bool          `json:"require_aud,omitempty"`
+	CacheFor        caddy.Duration `json:"cache_for,omitempty"`
+}
+
+// The values of FDXIntrospection.Auth.
+const (
+	AuthBasic         = "basic"
+	AuthTLSClientAuth = "tls_client_auth"
+	AuthPrivateKeyJWT = "private_key_jwt"
+)
+
+// FDXClientCertificate is a certificate and its key, PEM files.
+type FDXClientCertificate struct {
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
 }
 
 // FDXScope is one scope-table row: "a|b" scopes, or "authenticated".
@@ -149,9 +196,6 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 		}
 	}
 	a.Audiences = audiences
-	if a.JWKSURL == "" && a.Introspection == nil {
-		return errors.New("jwks_url or introspection is required")
-	}
 	if a.Realm == "" {
 		a.Realm = "fdx"
 	}
@@ -175,7 +219,7 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 	if a.Leeway == 0 {
 		a.Leeway = caddy.Duration(30 * time.Second)
 	}
-	if a.Leeway < 0 || a.JWKSMinRefresh < 0 {
+	if a.Leeway < 0 || a.JWKSMinRefresh < 0 || a.JWKSMaxAge < 0 {
 		return errors.New("durations must be positive")
 	}
 	var algs []jose.SignatureAlgorithm
@@ -195,45 +239,8 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 		rows = append(rows, r)
 	}
 	a.table = fdx.DefaultTable().With(rows...)
-	if a.JWKSURL != "" {
-		u := gate.Resolve(a.JWKSURL)
-		if !isHTTPURL(u) {
-			return errors.New("jwks_url must be an http(s) URL")
-		}
-		jwks := &fdx.JWKS{URL: u, MinRefresh: time.Duration(a.JWKSMinRefresh),
-			OnFetch: a.watchFetches("jwks",
-				"fdx_auth: the authorization server's JWKS could not be fetched; keys fetched before stay in use, and a token that needs another is refused until it can be",
-				"fdx_auth: the authorization server's JWKS fetched again")}
-		a.validator = &fdx.Validator{Issuer: a.Issuer, Audiences: a.Audiences, Algorithms: algs, Leeway: time.Duration(a.Leeway), Keys: jwks}
-		// Fetched on the first token (the key server may be this very
-		// process), or by the first readiness check.
-		a.unregister = gate.RegisterDependency(gate.Dependency{
-			Name: "fdx_auth JWKS",
-			Check: func(ctx context.Context) error {
-				if !jwks.HasKeys() {
-					_ = jwks.Refresh(ctx)
-				}
-				if !jwks.HasKeys() {
-					return errors.New("no signing key could be fetched")
-				}
-				return nil
-			},
-		})
-	}
-	if in := a.Introspection; in != nil {
-		secret, err := gate.Secret(in.ClientSecret)
-		if in.URL == "" || in.ClientID == "" || err != nil {
-			return errors.New("introspection needs a URL, a client id and a secret")
-		}
-		u := gate.Resolve(in.URL)
-		if !isHTTPURL(u) {
-			return errors.New("the introspection URL must be an http(s) URL")
-		}
-		a.introspect = &fdx.Introspector{URL: u, ClientID: in.ClientID, ClientSecret: secret,
-			Issuer: a.Issuer, Audiences: a.Audiences, CacheFor: time.Duration(in.CacheFor),
-			OnCall: a.watchFetches("introspection",
-				"fdx_auth: the introspection endpoint failed; opaque tokens it has not answered for are refused with 503 until it answers",
-				"fdx_auth: the introspection endpoint answers again")}
+	if err := a.provisionAuthorizationServer(ctx, algs); err != nil {
+		return err
 	}
 	for claim, header := range a.ForwardClaims {
 		if claim == "" || header == "" || strings.ContainsAny(header, " :") {
@@ -244,36 +251,15 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
-// watchFetches counts the fetches of one kind, and logs the first failure
-// of an episode and the first success after it (never a token, a secret
-// or a URL: the refusals' log lines say why each request was refused).
-func (a *FDXAuth) watchFetches(kind, failed, recovered string) func(outcome string) {
-	count := gate.CountCredentialFetches("fdx_auth", kind)
-	down := new(atomic.Bool)
-	return func(outcome string) {
-		count(outcome)
-		switch {
-		case outcome == refetch.Error && !down.Swap(true):
-			a.logger.Error(failed)
-		case outcome == refetch.OK && down.Load() && down.Swap(false):
-			a.logger.Info(recovered)
-		}
-	}
-}
-
-// isHTTPURL reports whether s is an absolute http or https URL. One that is
-// not would fail every request at run time: a JWKS as 503, an
-// introspection endpoint as 401 invalid_token.
-func isHTTPURL(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}
-
-// Cleanup withdraws the JWKS from readiness checks.
+// Cleanup withdraws the authorization server from readiness checks and
+// closes its idle connections.
 func (a *FDXAuth) Cleanup() error {
-	if a.unregister != nil {
-		a.unregister()
-		a.unregister = nil
+	for _, f := range a.unregister {
+		f()
+	}
+	a.unregister = nil
+	if a.transport != nil {
+		a.transport.CloseIdleConnections()
 	}
 	return nil
 }

@@ -392,27 +392,45 @@ func TestFDXAuthProvision(t *testing.T) {
 	}
 	t.Setenv("MXGATE_TEST_EMPTY", "")
 	jwks := "http://as/jwks"
+	dir := t.TempDir()
+	certFile, keyFile := writeKeyPair(t, dir, "rs")
+	_, otherKeyFile := writeKeyPair(t, dir, "other")
 	for name, c := range map[string]struct {
 		a   FDXAuth
 		msg string
 	}{
-		"no issuer":           {FDXAuth{Audiences: []string{audience}, JWKSURL: jwks}, "issuer and at least one audience are required"},
-		"no audience":         {FDXAuth{Issuer: issuer, JWKSURL: jwks}, "issuer and at least one audience are required"},
-		"no keys":             {FDXAuth{Issuer: issuer, Audiences: []string{audience}}, "jwks_url or introspection is required"},
-		"hmac":                {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, Algorithms: []string{"HS256"}}, "HS256"},
-		"negative leeway":     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, Leeway: -1}, "durations must be positive"},
-		"bad row":             {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, Scopes: []FDXScope{{Method: "GET", Pattern: "relative", Scopes: "x"}}}, ""},
-		"introspection, bare": {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://as/i", ClientID: "rs"}}, "introspection needs a URL, a client id and a secret"},
-		"introspection, env":  {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://as/i", ClientID: "rs", ClientSecret: "{env.MXGATE_TEST_EMPTY}"}}, "introspection needs"},
-		"bad header":          {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ForwardClaims: map[string]string{"sub": "X Sub"}}, `bad forward_claims entry "sub" -> "X Sub"`},
-		"empty claim":         {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ForwardClaims: map[string]string{"": "X-Sub"}}, "bad forward_claims entry"},
-		"format":              {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ErrorFormat: "xml"}, "unknown error_format"},
-		"client_cert":         {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ClientCert: "off"}, `client_cert must be require or optional, not "off"`},
-		"jwks, no scheme":     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: "as.example/jwks"}, "jwks_url must be an http(s) URL"},
-		"jwks, unset env":     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: "{env.MXGATE_TEST_EMPTY}"}, "jwks_url must be an http(s) URL"},
-		"issuer, unset env":   {FDXAuth{Issuer: "{env.MXGATE_TEST_EMPTY}", Audiences: []string{audience}, JWKSURL: jwks}, "issuer is empty (an unset {env.*}"},
-		"audience, unset env": {FDXAuth{Issuer: issuer, Audiences: []string{audience, "{env.MXGATE_TEST_EMPTY}"}, JWKSURL: jwks}, "audience 2 is empty"},
-		"introspection, url":  {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://%zz/i", ClientID: "rs", ClientSecret: "s"}}, "the introspection URL must be an http(s) URL"},
+		"no issuer":                       {FDXAuth{Audiences: []string{audience}, JWKSURL: jwks}, "issuer and at least one audience are required"},
+		"no audience":                     {FDXAuth{Issuer: issuer, JWKSURL: jwks}, "issuer and at least one audience are required"},
+		"no discovery":                    {FDXAuth{Issuer: "as.fdx.example", Audiences: []string{audience}}, "the issuer cannot be discovered, and jwks_url or the introspection URL is not given"},
+		"no discovery, intro":             {FDXAuth{Issuer: "https://as.fdx.example?t=1", Audiences: []string{audience}, JWKSURL: jwks, Introspection: &FDXIntrospection{ClientID: "rs", ClientSecret: "s"}}, "query or fragment"},
+		"negative max age":                {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, JWKSMaxAge: -1}, "durations must be positive"},
+		"hmac":                            {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, Algorithms: []string{"HS256"}}, "HS256"},
+		"negative leeway":                 {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, Leeway: -1}, "durations must be positive"},
+		"bad row":                         {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, Scopes: []FDXScope{{Method: "GET", Pattern: "relative", Scopes: "x"}}}, ""},
+		"introspection, bare":             {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://as/i", ClientID: "rs"}}, "introspection needs a URL, a client id and a secret"},
+		"introspection, env":              {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://as/i", ClientID: "rs", ClientSecret: "{env.MXGATE_TEST_EMPTY}"}}, "introspection needs"},
+		"bad header":                      {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ForwardClaims: map[string]string{"sub": "X Sub"}}, `bad forward_claims entry "sub" -> "X Sub"`},
+		"empty claim":                     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ForwardClaims: map[string]string{"": "X-Sub"}}, "bad forward_claims entry"},
+		"format":                          {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ErrorFormat: "xml"}, "unknown error_format"},
+		"client_cert":                     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, ClientCert: "off"}, `client_cert must be require or optional, not "off"`},
+		"jwks, no scheme":                 {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: "as.example/jwks"}, "jwks_url must be an http(s) URL"},
+		"jwks, unset env":                 {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: "{env.MXGATE_TEST_EMPTY}"}, "jwks_url must be an http(s) URL"},
+		"issuer, unset env":               {FDXAuth{Issuer: "{env.MXGATE_TEST_EMPTY}", Audiences: []string{audience}, JWKSURL: jwks}, "issuer is empty (an unset {env.*}"},
+		"audience, unset env":             {FDXAuth{Issuer: issuer, Audiences: []string{audience, "{env.MXGATE_TEST_EMPTY}"}, JWKSURL: jwks}, "audience 2 is empty"},
+		"introspection, no id":            {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://as/i", ClientSecret: "s"}}, "introspection needs a client id"},
+		"introspection, auth":             {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://as/i", ClientID: "rs", Auth: "mtls"}}, `introspection_auth must be basic, tls_client_auth or private_key_jwt, not "mtls"`},
+		"tls_client_auth, no certificate": {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://as/i", ClientID: "rs", Auth: AuthTLSClientAuth}}, "needs tls_client_auth <cert_file> <key_file>"},
+		"tls_client_auth, a secret": {FDXAuth{Issuer: issuer, Audiences: []string{audience}, TLSClientAuth: &FDXClientCertificate{CertFile: certFile, KeyFile: keyFile},
+			Introspection: &FDXIntrospection{URL: "http://as/i", ClientID: "rs", ClientSecret: "s", Auth: AuthTLSClientAuth}}, "introspection_auth tls_client_auth uses no client secret"},
+		"private_key_jwt, no key":        {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://as/i", ClientID: "rs", Auth: AuthPrivateKeyJWT}}, "private_key_jwt needs a key file"},
+		"private_key_jwt, missing key":   {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://as/i", ClientID: "rs", Auth: AuthPrivateKeyJWT, KeyFile: dir + "/none.pem"}}, "reading the key file"},
+		"private_key_jwt, a certificate": {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://as/i", ClientID: "rs", Auth: AuthPrivateKeyJWT, KeyFile: certFile}}, "no PEM private key found"},
+		"key file with basic":            {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://as/i", ClientID: "rs", ClientSecret: "s", KeyFile: keyFile}}, "a key file is for introspection_auth private_key_jwt only"},
+		"trust pool, missing file":       {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, TLSTrustPoolRaw: json.RawMessage(`{"provider":"file","pem_files":["` + dir + `/none.pem"]}`)}, "tls_trust_pool"},
+		"trust pool, no certificate":     {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, TLSTrustPoolRaw: json.RawMessage(`{"provider":"file","pem_files":["` + keyFile + `"]}`)}, "tls_trust_pool holds no certificate"},
+		"client certificate, mismatched": {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, TLSClientAuth: &FDXClientCertificate{CertFile: certFile, KeyFile: otherKeyFile}}, "tls_client_auth: tls: private key does not match public key"},
+		"client certificate, half":       {FDXAuth{Issuer: issuer, Audiences: []string{audience}, JWKSURL: jwks, TLSClientAuth: &FDXClientCertificate{CertFile: certFile}}, "tls_client_auth needs a certificate file and a key file"},
+		"introspection, url":             {FDXAuth{Issuer: issuer, Audiences: []string{audience}, Introspection: &FDXIntrospection{URL: "http://%zz/i", ClientID: "rs", ClientSecret: "s"}}, "the introspection URL must be an http(s) URL"},
 	} {
 		err := handlertest.TryProvision(t, &c.a)
 		if err == nil || !strings.Contains(err.Error(), c.msg) {

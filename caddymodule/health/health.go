@@ -1,6 +1,7 @@
 // Package health is the mx_health handler: a readiness endpoint that
-// answers 200 only while every shared store and every authorization
-// server's key set the loaded configuration needs can be used.
+// answers 200 only while every shared store, and every authorization
+// server's key set and introspection endpoint, the loaded configuration
+// needs can be used.
 package health
 
 import (
@@ -25,8 +26,9 @@ func init() {
 
 // Health answers a readiness check: 200 {"status":"ready"} while every
 // dependency of the loaded configuration (the Redis of each `store
-// redis`, the JWKS of each fdx_auth) can be used, else 503
-// {"status":"unready","reasons":[…]} naming what cannot, never a secret.
+// redis`, the JWKS and introspection endpoint of each fdx_auth) can be
+// used, else 503 {"status":"unready","reasons":[…]} naming what cannot
+// and why, never a secret.
 // Each check is bounded by Timeout; it never calls the next handler.
 // Serve it on an address only the orchestrator reaches.
 type Health struct {

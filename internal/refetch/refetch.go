@@ -106,6 +106,18 @@ func (v *Value[T]) Failing() error {
 	return v.lastErr
 }
 
+// NextForced returns the earliest time at which Refused may fetch again
+// after the last successful forced fetch: zero if none was made. (The
+// backoff after a failure is another wait; Refused reports it itself.)
+func (v *Value[T]) NextForced() time.Time {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.forced.IsZero() {
+		return time.Time{}
+	}
+	return v.forced.Add(v.minInterval())
+}
+
 // Renew returns a version newer than generation seen: the current one if
 // it is already newer, else the result of a fetch (one shared with every
 // caller that asks while it runs). Within the backoff after a failed fetch

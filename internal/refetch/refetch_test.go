@@ -105,11 +105,18 @@ func TestRefusedMinInterval(t *testing.T) {
 	v, c, n := newValue(30 * time.Second)
 	s := &source{}
 	gen := first(t, v, s)
+	if !v.NextForced().IsZero() {
+		t.Fatal("NextForced before any forced fetch")
+	}
 	// the first refusal after a routine fetch is not limited: a credential
 	// revoked once is recovered at once
+	start := c.Now()
 	val, gen, err := v.Refused(context.Background(), gen, s.fetch)
 	if err != nil || val != "cred-2" || gen != 2 {
 		t.Fatalf("first refusal: %q %d %v", val, gen, err)
+	}
+	if got := v.NextForced(); !got.Equal(start.Add(30 * time.Second)) {
+		t.Fatalf("NextForced %v, want %v", got, start.Add(30*time.Second))
 	}
 	for range 100 {
 		c.Add(250 * time.Millisecond) // up to 25s: within the interval
