@@ -22,9 +22,9 @@ import (
 type partCase struct {
 	name  string
 	serve func(w http.ResponseWriter, r *http.Request)
-	// what each mode answers: a status, and with refused the reason of
-	// the 502 (otherwise the body, masked in mask mode, is masked)
-	mask, block     int
+	// what mask mode answers: a status, and with refused the reason of
+	// the 502 (otherwise the body, masked); block mode always refuses
+	mask            int
 	refused         string // both modes: 502 for this reason
 	blockRefused    string // block mode only
 	maskBody        string // mask mode's body, if not refused

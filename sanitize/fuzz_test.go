@@ -341,7 +341,7 @@ func decodeText(s string) string {
 		switch {
 		case c == '&':
 			k := i + 1
-			for k < len(s) && k < i+refMax && (c >= 0 && strings.IndexByte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789#_-.:", s[k]) >= 0) {
+			for k < len(s) && k < i+refMax && (strings.IndexByte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789#_-.:", s[k]) >= 0) {
 				k++
 			}
 			if k == len(s) || k == i+refMax || s[k] != ';' || k == i+1 {

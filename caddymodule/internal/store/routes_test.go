@@ -172,7 +172,7 @@ func TestNamespace(t *testing.T) {
 	if got := base.Namespace(); got != "89280f49f850e72cddd9d99c8f63cb4c" {
 		t.Errorf("the namespace of a fixed identity changed to %q: deployed state would start afresh", got)
 	}
-	if base.Namespace() != base.Namespace() || len(base.Namespace()) != 32 || !strings.HasPrefix(base.Fingerprint(), base.Namespace()) {
+	if again := base.Namespace(); again != base.Namespace() || len(again) != 32 || !strings.HasPrefix(base.Fingerprint(), base.Namespace()) {
 		t.Error("not stable, or not the start of the fingerprint")
 	}
 	client := func(id string) Protected {
