@@ -113,14 +113,19 @@ func startSNIGateway(t *testing.T, v sniVariant) *sniGateway {
 	if g.client, err = tls.LoadX509KeyPair(filepath.Join(e.dev, "client.pem"), filepath.Join(e.dev, "client-key.pem")); err != nil {
 		t.Fatal(err)
 	}
+	var env []string
+	if v.bare {
+		jwks := httptest.NewServer(http.FileServer(http.Dir(filepath.Join(e.dev, "public"))))
+		t.Cleanup(jwks.Close)
+		env = []string{"FDX_JWKS_URL=" + jwks.URL + "/jwks.json", "FDX_ISSUER=https://as.fdx.localhost", "FDX_AUDIENCE=https://fdx.localhost"}
+	} else { // the example discovers its keys from the issuer
+		env = []string{"FDX_ISSUER=" + prodAuthorizationServer(t, e), "FDX_AUDIENCE=https://fdx.localhost"}
+	}
 	tok, err := os.ReadFile(filepath.Join(e.dev, "token.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.token = strings.TrimSpace(string(tok))
-	jwks := httptest.NewServer(http.FileServer(http.Dir(filepath.Join(e.dev, "public"))))
-	t.Cleanup(jwks.Close)
-	env := []string{"FDX_JWKS_URL=" + jwks.URL + "/jwks.json", "FDX_ISSUER=https://as.fdx.localhost", "FDX_AUDIENCE=https://fdx.localhost"}
 	g.up = newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"accounts":[]}`)

@@ -437,12 +437,13 @@ func TestProductionEgressSidecar(t *testing.T) {
 // with 401, the bound token from fdx-dev is admitted and reaches the data
 // provider with the subject forwarded, and a client without a certificate
 // gets no answer.
-func TestProductionFDX(t *testing.T) {
-	t.Parallel()
-	const name = "fdx-resource-server.Caddyfile"
-	e := newProdEnv(t)
-	// the authorization server: its metadata and keys, over TLS with
-	// fdx-dev's server certificate (the CA the example trusts as as-ca.pem)
+// prodAuthorizationServer serves the production FDX example's
+// authorization server: its RFC 8414 metadata and fdx-dev's keys, over TLS
+// with fdx-dev's server certificate (the CA the example trusts as
+// as-ca.pem). fdx-dev mints e's token again for its issuer, which it
+// returns.
+func prodAuthorizationServer(t *testing.T, e *prodEnv) string {
+	t.Helper()
 	files := http.FileServer(http.Dir(filepath.Join(e.dev, "public")))
 	var as *httptest.Server
 	as = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -459,11 +460,18 @@ func TestProductionFDX(t *testing.T) {
 	as.TLS = &tls.Config{Certificates: []tls.Certificate{asCert}}
 	as.StartTLS()
 	t.Cleanup(as.Close)
-	// the token, minted again for this issuer
 	if out, err := exec.Command(binary, "fdx-dev", "--dir", e.dev, "--issuer", as.URL).CombinedOutput(); err != nil {
 		t.Fatalf("fdx-dev: %v\n%s", err, out)
 	}
-	env := []string{"FDX_ISSUER=" + as.URL, "FDX_AUDIENCE=https://fdx.localhost"}
+	return as.URL
+}
+
+func TestProductionFDX(t *testing.T) {
+	t.Parallel()
+	const name = "fdx-resource-server.Caddyfile"
+	e := newProdEnv(t)
+	issuer := prodAuthorizationServer(t, e)
+	env := []string{"FDX_ISSUER=" + issuer, "FDX_AUDIENCE=https://fdx.localhost"}
 	validateProd(t, name, prodConfig(t, name, e), env...)
 	// Every handshake on the public port asks for a certificate from the
 	// recipients' CA: the catch-all policy the Caddyfile adapter would add
