@@ -285,7 +285,9 @@ func TestFDXAuthDPoPNonce(t *testing.T) {
 		w.Header().Get("WWW-Authenticate") != `DPoP realm="fdx", error="use_dpop_nonce", error_description="a server nonce is required", algs="ES256 PS256"` {
 		t.Fatalf("no nonce: %d %v", w.Code, w.Header())
 	}
-	withNonce := func(n string) func(map[string]any) { return func(c map[string]any) { c["nonce"], c["iat"] = n, now.Unix() } }
+	withNonce := func(n string) func(map[string]any) {
+		return func(c map[string]any) { c["nonce"], c["iat"] = n, now.Unix() }
+	}
 	w, _ = handlertest.Serve(t, b, dpopRequest(path, tok, k.proof(t, "GET", site+path, tok, withNonce(nonce)), nil), next)
 	if w.Code != 200 || next.Calls != 1 || w.Header().Get("DPoP-Nonce") != "" {
 		t.Fatalf("the nonce at the other gateway: %d %v %s", w.Code, w.Header(), w.Body)
