@@ -163,6 +163,12 @@ func oidcProvider(t *testing.T) string {
 	if want := pinned.Dependencies["oidc-provider"]; installed.Version != want {
 		t.Fatalf("oidc-provider %s is installed, package.json pins %s: run npm ci --prefix e2e/testdata/as", installed.Version, want)
 	}
+	for name, want := range pinned.Dependencies { // dpop, the client library of the DPoP tests, too
+		var dep struct{ Version string }
+		if b, err := os.ReadFile("testdata/as/node_modules/" + name + "/package.json"); err != nil || json.Unmarshal(b, &dep) != nil || dep.Version != want {
+			t.Fatalf("the npm package %s %s is not installed as package.json pins it: run npm ci --prefix e2e/testdata/as", name, want)
+		}
+	}
 	return node
 }
 

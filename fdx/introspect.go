@@ -277,17 +277,15 @@ func (in *Introspector) call(ctx context.Context, token string) (*Claims, error,
 		return unavailable("introspection endpoint %s answered %d", RedactURL(endpoint), resp.StatusCode)
 	}
 	var v struct {
-		Active   *bool           `json:"active"`
-		Scope    string          `json:"scope"`
-		ClientID string          `json:"client_id"`
-		Sub      string          `json:"sub"`
-		Iss      *string         `json:"iss"`
-		Aud      json.RawMessage `json:"aud"`
-		Exp      *float64        `json:"exp"`
-		Nbf      *float64        `json:"nbf"`
-		Cnf      struct {
-			X5tS256 string `json:"x5t#S256"`
-		} `json:"cnf"`
+		Active   *bool             `json:"active"`
+		Scope    string            `json:"scope"`
+		ClientID string            `json:"client_id"`
+		Sub      string            `json:"sub"`
+		Iss      *string           `json:"iss"`
+		Aud      json.RawMessage   `json:"aud"`
+		Exp      *float64          `json:"exp"`
+		Nbf      *float64          `json:"nbf"`
+		Cnf      map[string]string `json:"cnf"` // its shape; confirmation reads it
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	switch {
@@ -321,7 +319,11 @@ func (in *Introspector) call(ctx context.Context, token string) (*Claims, error,
 	if v.Iss != nil {
 		iss = *v.Iss
 	}
-	c := &Claims{Issuer: iss, Subject: v.Sub, ClientID: v.ClientID, Scopes: strings.Fields(v.Scope), CertThumbprint: v.Cnf.X5tS256, All: all}
+	x5t, jkt, err := confirmation(all)
+	if err != nil {
+		return nil, err, true
+	}
+	c := &Claims{Issuer: iss, Subject: v.Sub, ClientID: v.ClientID, Scopes: strings.Fields(v.Scope), CertThumbprint: x5t, KeyThumbprint: jkt, All: all}
 	if v.Exp != nil {
 		c.Expiry = time.Unix(int64(*v.Exp), 0)
 	}

@@ -1,8 +1,10 @@
 // Package fdx protects FDX v6 resource servers: it validates OAuth 2.0
 // access tokens (RFC 9068 JWTs against a JWKS, or opaque tokens by RFC 7662
 // introspection), checks that a token is bound to the client certificate
-// that presented it (RFC 8705), and enforces the scope each endpoint
-// requires (the FDX tables of the API security profile).
+// that presented it (RFC 8705) or to the key of the DPoP proof that came
+// with it (RFC 9449), enforces the scope each endpoint requires (the FDX
+// tables of the API security profile), and the accounts and consent a
+// token's consent grants (Grants).
 //
 // It knows nothing of HTTP servers; it is the library under the fdx_auth
 // Caddy directive.
@@ -10,6 +12,7 @@ package fdx
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -27,6 +30,7 @@ type Rule struct {
 	Pattern string
 	Scopes  []string // empty: a valid token suffices
 	segs    []string // "" for a wildcard segment
+	params  []string // a wildcard segment's name (accountId), "" for a literal one
 }
 
 // NewRule parses a rule. scopes is "a|b|c" or "authenticated".
@@ -43,10 +47,12 @@ func NewRule(method, pattern, scopes string) (Rule, error) {
 		switch {
 		case strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") && len(seg) > 2:
 			r.segs = append(r.segs, "")
+			r.params = append(r.params, seg[1:len(seg)-1])
 		case seg == "" || strings.ContainsAny(seg, "{}*") || urlpath.Check("/"+seg) != nil:
 			return Rule{}, fmt.Errorf("fdx: pattern %q has a bad segment %q", pattern, seg)
 		default:
 			r.segs = append(r.segs, seg)
+			r.params = append(r.params, "")
 		}
 	}
 	if scopes != Authenticated {
@@ -79,6 +85,31 @@ func (r *Rule) Required() string {
 		return Authenticated
 	}
 	return strings.Join(r.Scopes, " ")
+}
+
+// Has reports whether the rule's pattern has the wildcard segment
+// {name}.
+func (r *Rule) Has(name string) bool { return slices.Contains(r.params, name) }
+
+// Param returns the segment of p, a canonical path the rule matches, at
+// the place of the pattern's {name}, percent-decoded once, as an
+// application reads it (p's canonical form guarantees that decoding
+// yields no "/", "%", "?", "#", "\", ";" or control byte). ok is false
+// when the pattern has no {name} or p does not have the rule's shape.
+func (r *Rule) Param(p, name string) (string, bool) {
+	i := slices.Index(r.params, name)
+	if i < 0 || urlpath.Check(p) != nil {
+		return "", false
+	}
+	segs := urlpath.Segments(p)
+	if len(segs) != len(r.segs) {
+		return "", false
+	}
+	v, err := url.PathUnescape(segs[i])
+	if err != nil {
+		return "", false
+	}
+	return v, true
 }
 
 func (r *Rule) match(segs []string) (wild int, ok bool) {

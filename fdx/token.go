@@ -46,6 +46,10 @@ type Claims struct {
 	// CertThumbprint is cnf.x5t#S256: base64url, unpadded, of the SHA-256
 	// of the client certificate the token is bound to; empty if unbound.
 	CertThumbprint string
+	// KeyThumbprint is cnf.jkt: the RFC 7638 SHA-256 thumbprint of the
+	// public key a DPoP-bound token is bound to (RFC 9449 §6); empty if
+	// the token is not DPoP-bound.
+	KeyThumbprint string
 	// All holds every claim, for forwarding.
 	All map[string]any
 }
@@ -98,9 +102,6 @@ type accessClaims struct {
 	ClientID string          `json:"client_id"`
 	Scope    json.RawMessage `json:"scope"`
 	Scp      []string        `json:"scp"`
-	Cnf      struct {
-		X5tS256 string `json:"x5t#S256"`
-	} `json:"cnf"`
 }
 
 // LooksLikeJWT reports whether tok has the three-part shape of a JWS.
@@ -167,10 +168,45 @@ func (v *Validator) Validate(ctx context.Context, raw string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
+	x5t, jkt, err := confirmation(all)
+	if err != nil {
+		return nil, err
+	}
 	return &Claims{
 		Issuer: c.Issuer, Subject: c.Subject, ClientID: c.ClientID, Scopes: scopes,
-		Expiry: c.Expiry.Time(), CertThumbprint: c.Cnf.X5tS256, All: all,
+		Expiry: c.Expiry.Time(), CertThumbprint: x5t, KeyThumbprint: jkt, All: all,
 	}, nil
+}
+
+// confirmation reads a token's cnf claim (RFC 7800): the certificate
+// thumbprint of RFC 8705 (x5t#S256) and the key thumbprint of RFC 9449
+// (jkt). A cnf that is not an object, a member of either that is not a
+// non-empty string, or any other confirmation method (jwk, kid, jku, …)
+// makes the token invalid: a token bound by a method the gateway does not
+// check must not pass as a bearer token.
+func confirmation(all map[string]any) (x5t, jkt string, err error) {
+	raw, ok := all["cnf"]
+	if !ok || raw == nil {
+		return "", "", nil
+	}
+	cnf, ok := raw.(map[string]any)
+	if !ok {
+		return "", "", invalid("cnf is not an object")
+	}
+	for name, v := range cnf {
+		s, isStr := v.(string)
+		switch {
+		case name != "x5t#S256" && name != "jkt":
+			return "", "", invalid("cnf names a confirmation method other than x5t#S256 and jkt")
+		case !isStr || s == "":
+			return "", "", invalid("cnf." + name + " is not a thumbprint")
+		case name == "jkt":
+			jkt = s
+		default:
+			x5t = s
+		}
+	}
+	return x5t, jkt, nil
 }
 
 // parseScopes reads scope (a space-separated string, RFC 9068) or scp.

@@ -46,8 +46,9 @@ if [ ! -f e2e/testdata/mxsdk/node_modules/mx-platform-node/package.json ]; then
 fi
 
 # The fdx_auth interop tests run a certified authorization server, the npm
-# package oidc-provider, pinned likewise (no install scripts needed).
-if [ ! -f e2e/testdata/as/node_modules/oidc-provider/package.json ]; then
+# package oidc-provider, and the DPoP client library dpop, pinned likewise
+# (no install scripts needed).
+if [ ! -f e2e/testdata/as/node_modules/oidc-provider/package.json ] || [ ! -f e2e/testdata/as/node_modules/dpop/package.json ]; then
 	npm ci --prefix e2e/testdata/as --ignore-scripts --no-audit --no-fund --silent
 fi
 

@@ -34,6 +34,16 @@ func init() {
 //		leeway <duration>                    # default 30s
 //		client_cert require|optional         # default require
 //		cert_bound on|off                    # default on
+//		dpop off|allowed|required            # default off
+//		dpop_algorithms <alg>...             # default ES256 PS256
+//		dpop_max_age <duration>              # default 60s
+//		dpop_nonce on|off                    # default off
+//		dpop_nonce_key <base64 key>          # default: a key of this process
+//		dpop_origin <scheme://host[:port]>   # default: the request's
+//		dpop_jti_cache_size <n>              # default 1000000
+//		store memory|redis <url>             # the jti cache's; with on_store_error, redis_timeout, redis_tls, redis_wait_replicas, namespace
+//		account_claim <claim>|authorization_details <type> <member>
+//		consent_claim <claim>|authorization_details <type> <member>
 //		scopes {
 //			<METHOD> <pattern> <scope>[|<scope>...]|authenticated
 //		}
@@ -50,6 +60,15 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		if ok, err := a.Config.UnmarshalOption(d); ok {
+			if err != nil {
+				return err
+			}
+			if err := gate.NoMoreArgs(d); err != nil {
+				return err
+			}
+			continue
+		}
 		switch opt {
 		case "issuer", "jwks_url", "realm":
 			if !d.NextArg() {
@@ -188,6 +207,63 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.CertBound = &on
+		case "dpop":
+			var err error
+			if a.DPoP, err = gate.OneOf(d, DPoPOff, DPoPAllowed, DPoPRequired); err != nil {
+				return err
+			}
+		case "dpop_algorithms":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, alg := range args {
+				if _, err := fdx.ParseAlgorithm(alg); err != nil {
+					return d.Err(err.Error())
+				}
+			}
+			a.DPoPAlgorithms = args
+		case "dpop_max_age":
+			var err error
+			if a.DPoPMaxAge, err = gate.PositiveDuration(d); err != nil {
+				return err
+			}
+		case "dpop_nonce":
+			var err error
+			if a.DPoPNonce, err = onOff(d); err != nil {
+				return err
+			}
+		case "dpop_nonce_key", "dpop_origin":
+			v, err := gate.String(d)
+			if err != nil {
+				return err
+			}
+			if opt == "dpop_nonce_key" {
+				a.DPoPNonceKey = v
+			} else {
+				a.DPoPOrigin = v
+			}
+		case "dpop_jti_cache_size":
+			var err error
+			if a.DPoPJTICacheSize, err = gate.PositiveInt(d); err != nil {
+				return err
+			}
+		case "account_claim", "consent_claim":
+			args := d.RemainingArgs()
+			var c FDXGrantClaim
+			switch {
+			case len(args) == 1 && args[0] != fdx.AuthorizationDetails:
+				c.Claim = args[0]
+			case len(args) == 3 && args[0] == fdx.AuthorizationDetails:
+				c = FDXGrantClaim{Claim: args[0], Type: args[1], Member: args[2]}
+			default:
+				return d.Errf("%s takes a claim, or authorization_details <type> <member>", opt)
+			}
+			if opt == "account_claim" {
+				a.AccountClaim = &c
+			} else {
+				a.ConsentClaim = &c
+			}
 		case "scopes":
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				method := d.Val()

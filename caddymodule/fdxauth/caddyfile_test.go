@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/store"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -82,6 +83,39 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	if !reflect.DeepEqual(got, want) || string(got.TLSTrustPoolRaw) != `{"pem_files":["/etc/mxgate/as-ca.pem","/etc/mxgate/as-ca-next.pem"],"provider":"file"}` {
 		t.Errorf("got  %+v\nwant %+v\npool %s", got, want, got.TLSTrustPoolRaw)
 	}
+	// DPoP, its jti cache in Redis, and a consent's grants
+	input = `fdx_auth {
+		issuer https://as.fdx.example
+		audience https://fdx.example
+		client_cert optional
+		dpop required
+		dpop_algorithms ES256 PS256 EdDSA
+		dpop_max_age 30s
+		dpop_nonce on
+		dpop_nonce_key {file./etc/mxgate/dpop-nonce.key}
+		dpop_origin https://fdx.bank.example
+		dpop_jti_cache_size 50000
+		store redis redis+sentinel://s1,s2/mymaster
+		on_store_error deny
+		namespace fdx-dpop
+		account_claim fdx_accounts
+		consent_claim authorization_details fdx_consent consentId
+	}`
+	h, err = gate.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = &FDXAuth{
+		Issuer: "https://as.fdx.example", Audiences: []string{"https://fdx.example"}, ClientCert: "optional",
+		DPoP: "required", DPoPAlgorithms: []string{"ES256", "PS256", "EdDSA"}, DPoPMaxAge: caddy.Duration(30 * time.Second),
+		DPoPNonce: true, DPoPNonceKey: "{file./etc/mxgate/dpop-nonce.key}", DPoPOrigin: "https://fdx.bank.example", DPoPJTICacheSize: 50000,
+		Config:       store.Config{Store: "redis", RedisURL: "redis+sentinel://s1,s2/mymaster", OnStoreError: "deny", Namespace: "fdx-dpop"},
+		AccountClaim: &FDXGrantClaim{Claim: "fdx_accounts"},
+		ConsentClaim: &FDXGrantClaim{Claim: "authorization_details", Type: "fdx_consent", Member: "consentId"},
+	}
+	if !reflect.DeepEqual(h, want) {
+		t.Errorf("got  %+v\nwant %+v", h, want)
+	}
 	var on FDXAuth
 	if err := on.UnmarshalCaddyfile(caddyfile.NewTestDispenser("fdx_auth {\n\tcert_bound on\n}")); err != nil || on.CertBound == nil || !*on.CertBound {
 		t.Errorf("cert_bound on: %v %v", on.CertBound, err)
@@ -128,6 +162,22 @@ func TestUnmarshalErrors(t *testing.T) {
 		"forward_claims {\n\t\tsub X-Sub X-Other\n\t}":             "wrong argument count",
 		"error_format xml":                                         `unknown error_format "xml"`,
 		"jwks https://as/jwks":                                     "unrecognized fdx_auth option 'jwks'",
+		"dpop":                                                     "wrong argument count",
+		"dpop on":                                                  "dpop must be off, allowed or required, not 'on'",
+		"dpop allowed required":                                    "dpop: too many arguments",
+		"dpop_algorithms":                                          "wrong argument count",
+		"dpop_algorithms ES256 HS256":                              "HS256",
+		"dpop_max_age 0s":                                          "dpop_max_age: invalid duration",
+		"dpop_nonce yes":                                           "dpop_nonce must be on or off",
+		"dpop_nonce_key":                                           "wrong argument count",
+		"dpop_origin a b":                                          "dpop_origin: too many arguments",
+		"dpop_jti_cache_size 0":                                    "dpop_jti_cache_size: invalid number",
+		"store disk":                                               "store takes `memory` or `redis <url>`",
+		"on_store_error local extra":                               "too many arguments",
+		"account_claim":                                            "account_claim takes a claim, or authorization_details <type> <member>",
+		"account_claim a b":                                        "account_claim takes a claim",
+		"account_claim authorization_details fdx_consent": "account_claim takes a claim",
+		"consent_claim authorization_details":             "consent_claim takes a claim",
 	} {
 		var a FDXAuth
 		err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("fdx_auth {\n\t" + body + "\n}"))

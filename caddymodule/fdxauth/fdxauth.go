@@ -1,6 +1,7 @@
 // Package fdxauth is the fdx_auth handler: an FDX v6 resource server's
-// certificate-bound OAuth 2.0 access tokens, and the scope each endpoint
-// requires.
+// sender-constrained OAuth 2.0 access tokens (bound to a client
+// certificate, or to a DPoP key), the scope each endpoint requires, and
+// the accounts and consent a token's consent grants.
 package fdxauth
 
 import (
@@ -24,6 +25,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/fdx"
 	"github.com/mxgate/mxgate/internal/servername"
 	"github.com/mxgate/mxgate/internal/urlpath"
@@ -38,10 +40,13 @@ func init() {
 // connection verified no client certificate; it validates the OAuth 2.0
 // access token of each request (a JWT against the authorization server's
 // JWKS, or an opaque token by introspection), checks that the token is
-// bound to the verified client certificate, and enforces the scope the
-// endpoint requires. Failures answer as RFC 6750 says, with an FDX error
-// body. Mutual TLS itself is Caddy's: tls { client_auth { … } }, with a
-// trust pool (only a certificate the handshake verified counts).
+// bound to the verified client certificate, or to the key of the DPoP
+// proof that comes with it (RFC 9449), and enforces the scope the
+// endpoint requires and, when told where the token lists them, the
+// accounts and consent its consent grants. Failures answer as RFC 6750
+// and RFC 9449 say, with an FDX error body. Mutual TLS itself is Caddy's:
+// tls { client_auth { … } }, with a trust pool (only a certificate the
+// handshake verified counts).
 type FDXAuth struct {
 	// Issuer is the iss every token must carry.
 	Issuer string `json:"issuer,omitempty"`
@@ -86,10 +91,57 @@ type FDXAuth struct {
 	// FAPI's mutual TLS requires. Optional lets it on to the token check,
 	// for tokens bound by other means. Default: require.
 	ClientCert string `json:"client_cert,omitempty"`
-	// CertBound requires cnf.x5t#S256 to match the client certificate
-	// that the TLS connection verified (RFC 8705); a certificate the
-	// connection did not verify is never used. Default: true.
+	// CertBound requires every token to be sender-constrained: a token
+	// with cnf.x5t#S256 must name the client certificate that the TLS
+	// connection verified (RFC 8705; a certificate the connection did not
+	// verify is never used), and one without it must be DPoP-bound
+	// (cnf.jkt, with DPoP allowed or required). Off, a token with neither
+	// passes as a bearer token, and cnf.x5t#S256 is not compared; a
+	// DPoP-bound token needs its proof whatever this says. Default: true.
 	CertBound *bool `json:"cert_bound,omitempty"`
+
+	// DPoP is off, allowed or required (RFC 9449). Off, a DPoP-bound
+	// token (cnf.jkt) is refused. Allowed, a DPoP-bound token is accepted
+	// only as Authorization: DPoP with a valid proof in the DPoP header,
+	// and other tokens as Bearer, as without DPoP. Required, only
+	// DPoP-bound tokens, with their proofs, are accepted. A DPoP-bound
+	// token sent as Bearer is always refused. Default: off.
+	DPoP string `json:"dpop,omitempty"`
+	// DPoPAlgorithms a proof may be signed with: asymmetric algorithms
+	// only (none and HMAC are refused). Default: ES256, PS256.
+	DPoPAlgorithms []string `json:"dpop_algorithms,omitempty"`
+	// DPoPMaxAge is how old (by its iat) a proof may be; one whose iat is
+	// more than Leeway ahead is refused too. Each proof's jti is refused a
+	// second time for DPoPMaxAge + Leeway + 1s. Default: 60s.
+	DPoPMaxAge caddy.Duration `json:"dpop_max_age,omitempty"`
+	// DPoPNonce makes the gateway issue server nonces (DPoP-Nonce) and
+	// require them in proofs (RFC 9449 §9). Nonces are stateless: an HMAC
+	// of a period of DPoPMaxAge. Default: false.
+	DPoPNonce bool `json:"dpop_nonce,omitempty"`
+	// DPoPNonceKey is the base64 of the nonces' key, at least 32 bytes;
+	// {env.*} and {file.*} work. Replicas given the same key accept each
+	// other's nonces. Default: a random key of this process.
+	DPoPNonceKey string `json:"dpop_nonce_key,omitempty"`
+	// DPoPOrigin is the scheme, host and port clients address
+	// (https://fdx.bank.example), which a proof's htu must begin with;
+	// for a gateway behind a TLS-terminating balancer. Default: https
+	// (or http over plain HTTP) and the request's Host.
+	DPoPOrigin string `json:"dpop_origin,omitempty"`
+	// DPoPJTICacheSize bounds the jtis remembered at once; when the cache
+	// is full, DPoP requests are refused with 503 until entries expire.
+	// Default: 1000000.
+	DPoPJTICacheSize int `json:"dpop_jti_cache_size,omitempty"`
+	// The jti cache's store: in this process (default) or in Redis, so
+	// that a proof replayed to another replica is refused too.
+	store.Config
+
+	// AccountClaim, when set, is where a token lists the accounts its
+	// consent grants: a path's {accountId} must be one of them (403
+	// otherwise, and for a token without the claim).
+	AccountClaim *FDXGrantClaim `json:"account_claim,omitempty"`
+	// ConsentClaim, when set, is where a token names its consent: a
+	// path's {consentId} must be it.
+	ConsentClaim *FDXGrantClaim `json:"consent_claim,omitempty"`
 	// Scopes add rows to the default FDX v6 table, or replace rows with the
 	// same method and pattern. A path no row matches is refused.
 	Scopes []FDXScope `json:"scopes,omitempty"`
@@ -113,6 +165,27 @@ type FDXAuth struct {
 	discovery  *fdx.Discovery
 	transport  *http.Transport
 	logger     *zap.Logger
+
+	dpopAlgs []jose.SignatureAlgorithm
+	algsAttr string // the challenge's algs
+	proofs   *fdx.ProofChecker
+	nonces   *fdx.Nonces
+	origin   string // dpop_origin, normalised
+	jti      *store.Binding[jtiState]
+	jtiStore *store.Provisioned
+	grants   *fdx.Grants
+	closers  []func()
+	now      func() time.Time
+}
+
+// FDXGrantClaim is where a token lists what its consent grants: a claim
+// (Claim: for accounts a JSON array of strings, for a consent a string),
+// or, with Claim "authorization_details" (RFC 9396), the member Member of
+// every entry of type Type (an array of strings, or a string).
+type FDXGrantClaim struct {
+	Claim  string `json:"claim"`
+	Type   string `json:"type,omitempty"`
+	Member string `json:"member,omitempty"`
 }
 
 // The values of ClientCert.
@@ -210,8 +283,8 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("client_cert must be %s or %s, not %q", ClientCertRequire, ClientCertOptional, a.ClientCert)
 	}
-	if a.ClientCert == ClientCertOptional && !*a.CertBound {
-		a.logger.Warn("fdx_auth: client_cert optional and cert_bound off: a token works from any client that holds it")
+	if a.ClientCert == ClientCertOptional && !*a.CertBound && a.DPoP != DPoPRequired {
+		a.logger.Warn("fdx_auth: client_cert optional and cert_bound off: a token that is not DPoP-bound works from any client that holds it")
 	}
 	if len(a.Algorithms) == 0 {
 		a.Algorithms = []string{"PS256", "ES256"}
@@ -239,6 +312,12 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 		rows = append(rows, r)
 	}
 	a.table = fdx.DefaultTable().With(rows...)
+	if err := a.provisionGrants(); err != nil {
+		return err
+	}
+	if err := a.provisionDPoP(ctx); err != nil {
+		return err
+	}
 	if err := a.provisionAuthorizationServer(ctx, algs); err != nil {
 		return err
 	}
@@ -251,13 +330,40 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
-// Cleanup withdraws the authorization server from readiness checks and
-// closes its idle connections.
+// provisionGrants checks account_claim and consent_claim.
+func (a *FDXAuth) provisionGrants() error {
+	g := &fdx.Grants{}
+	for _, c := range []struct {
+		name string
+		in   *FDXGrantClaim
+		out  **fdx.GrantClaim
+	}{{"account_claim", a.AccountClaim, &g.Accounts}, {"consent_claim", a.ConsentClaim, &g.Consent}} {
+		if c.in == nil {
+			continue
+		}
+		gc := fdx.GrantClaim{Claim: c.in.Claim, Type: c.in.Type, Member: c.in.Member}
+		if err := gc.Validate(); err != nil {
+			return fmt.Errorf("%s: %v", c.name, err)
+		}
+		*c.out = &gc
+	}
+	if g.Accounts != nil || g.Consent != nil {
+		a.grants = g
+	}
+	return nil
+}
+
+// Cleanup withdraws the authorization server from readiness checks,
+// closes its idle connections and lets go of the DPoP jti cache.
 func (a *FDXAuth) Cleanup() error {
 	for _, f := range a.unregister {
 		f()
 	}
 	a.unregister = nil
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
 	if a.transport != nil {
 		a.transport.CloseIdleConnections()
 	}
@@ -270,6 +376,9 @@ type failure struct {
 	oauth  string // error attribute; "" for a request with no token or an unavailable server
 	scope  string // required scope, with insufficient_scope
 	debug  string // the reason; never holds the token
+	reason string // the refusal's reason in metrics, if not <status>_<oauth>
+	dpop   bool   // the error is the DPoP challenge's (the request used DPoP)
+	nonce  bool   // send a fresh DPoP-Nonce
 }
 
 // ServeHTTP authorizes the request.
@@ -297,7 +406,7 @@ func (a *FDXAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if fail != nil {
 		return a.refuse(w, r, fail, id)
 	}
-	claims, fail := a.authorize(r, p)
+	claims, fail := a.authorize(w, r, p)
 	if fail != nil {
 		return a.refuse(w, r, fail, id)
 	}
@@ -407,16 +516,41 @@ func (a *FDXAuth) claimHeader(h string) bool {
 	return false
 }
 
-// authorize checks the token and the scope the endpoint at p (the path
-// as sent, canonical) requires.
-func (a *FDXAuth) authorize(r *http.Request, p string) (*fdx.Claims, *failure) {
+// authorize checks the token, its binding (to the client certificate,
+// or to the key of its DPoP proof), the scope the endpoint at p (the path
+// as sent, canonical) requires, and the accounts and consent it grants.
+func (a *FDXAuth) authorize(w http.ResponseWriter, r *http.Request, p string) (*fdx.Claims, *failure) {
 	auths := r.Header.Values("Authorization")
 	if len(auths) == 0 {
 		return nil, &failure{status: 401, debug: "no access token"}
 	}
 	scheme, tok, _ := strings.Cut(auths[0], " ")
-	if len(auths) > 1 || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
-		return nil, &failure{status: 401, oauth: "invalid_token", debug: "the Authorization header is not one Bearer token"}
+	dpop := a.DPoP != DPoPOff && strings.EqualFold(scheme, "DPoP")
+	if len(auths) > 1 || !(dpop || strings.EqualFold(scheme, "Bearer")) || tok == "" || strings.ContainsAny(tok, " \t") {
+		debug := "the Authorization header is not one Bearer token"
+		if a.DPoP != DPoPOff {
+			debug = "the Authorization header is not one Bearer or DPoP token"
+		}
+		return nil, &failure{status: 401, oauth: "invalid_token", debug: debug}
+	}
+	claims, fail := a.authorizeToken(w, r, p, tok, dpop)
+	if fail != nil && dpop {
+		fail.dpop = true // the error is the scheme's the client used
+	}
+	return claims, fail
+}
+
+// authorizeToken checks tok, sent with the DPoP scheme or Bearer.
+func (a *FDXAuth) authorizeToken(w http.ResponseWriter, r *http.Request, p, tok string, dpop bool) (*fdx.Claims, *failure) {
+	if a.DPoP == DPoPRequired && !dpop {
+		return nil, &failure{status: 401, oauth: "invalid_token", debug: "DPoP is required: send a DPoP-bound token as Authorization: DPoP, with its proof"}
+	}
+	var proof *fdx.Proof
+	if dpop {
+		var fail *failure
+		if proof, fail = a.readProof(r); fail != nil {
+			return nil, fail
+		}
 	}
 	var claims *fdx.Claims
 	var err error
@@ -438,14 +572,8 @@ func (a *FDXAuth) authorize(r *http.Request, p string) (*fdx.Claims, *failure) {
 	default:
 		return nil, &failure{status: 401, oauth: "invalid_token", debug: "token could not be checked"}
 	}
-	if *a.CertBound {
-		cert := verifiedCert(r)
-		if cert == nil {
-			return nil, &failure{status: 401, oauth: "invalid_token", debug: "no verified client certificate to bind the token to"}
-		}
-		if !claims.BoundTo(cert) {
-			return nil, &failure{status: 401, oauth: "invalid_token", debug: "token is not bound to this client certificate"}
-		}
+	if fail := a.checkBinding(w, r, p, tok, claims, proof); fail != nil {
+		return nil, fail
 	}
 	rule, err := a.table.Match(r.Method, p)
 	switch {
@@ -456,7 +584,54 @@ func (a *FDXAuth) authorize(r *http.Request, p string) (*fdx.Claims, *failure) {
 	case !rule.Allows(claims.Scopes):
 		return nil, &failure{status: 403, oauth: "insufficient_scope", scope: rule.Required(), debug: "scope " + rule.Required() + " required"}
 	}
+	if a.grants != nil {
+		if err := a.grants.Check(rule, p, claims.All); err != nil {
+			var ge *fdx.GrantError
+			debug := "not granted"
+			if errors.As(err, &ge) {
+				debug = ge.Reason
+			}
+			return nil, &failure{status: 403, oauth: "insufficient_scope", reason: "403_not_granted", debug: debug}
+		}
+	}
 	return claims, nil
+}
+
+// checkBinding checks that the token is used by the client it was issued
+// to: a DPoP-bound token (cnf.jkt) only with the DPoP scheme and a valid
+// proof by its key, never as a bearer token nor with dpop off; a token
+// with cnf.x5t#S256, with cert_bound on, only over a connection that
+// verified that certificate; and, with cert_bound on, no token bound to
+// neither.
+func (a *FDXAuth) checkBinding(w http.ResponseWriter, r *http.Request, p, tok string, claims *fdx.Claims, proof *fdx.Proof) *failure {
+	jkt := claims.KeyThumbprint
+	switch {
+	case jkt != "" && a.DPoP == DPoPOff:
+		return &failure{status: 401, oauth: "invalid_token", debug: "the token is DPoP-bound (cnf.jkt), and this resource server does not accept DPoP"}
+	case jkt != "" && proof == nil:
+		return &failure{status: 401, oauth: "invalid_token", dpop: true, debug: "the token is DPoP-bound: send it as Authorization: DPoP, with its proof"}
+	case jkt == "" && proof != nil:
+		return &failure{status: 401, oauth: "invalid_token", debug: "the token is not DPoP-bound (no cnf.jkt): send it as a Bearer token"}
+	case jkt != "":
+		method := r.Method
+		if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.Method != "" {
+			method = orig.Method
+		}
+		if fail := a.checkProof(w, r, method, p, tok, jkt, proof); fail != nil {
+			return fail
+		}
+	}
+	if !*a.CertBound || (jkt != "" && claims.CertThumbprint == "") {
+		return nil
+	}
+	cert := verifiedCert(r)
+	if cert == nil {
+		return &failure{status: 401, oauth: "invalid_token", debug: "no verified client certificate to bind the token to"}
+	}
+	if !claims.BoundTo(cert) {
+		return &failure{status: 401, oauth: "invalid_token", debug: "token is not bound to this client certificate"}
+	}
+	return nil
 }
 
 func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id string) error {
@@ -464,10 +639,10 @@ func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id 
 		ce.Write(zap.Int("status", f.status), zap.String("reason", f.debug), zap.String("fapi_interaction_id", id),
 			zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
-	reason := strconv.Itoa(f.status) + "_" + cmp.Or(f.oauth, "no_token")
+	reason := cmp.Or(f.reason, strconv.Itoa(f.status)+"_"+cmp.Or(f.oauth, "no_token"))
 	switch f.status {
 	case http.StatusServiceUnavailable:
-		reason = "authorization_server_unavailable"
+		reason = cmp.Or(f.reason, "authorization_server_unavailable")
 		w.Header().Set("Retry-After", "1")
 	case http.StatusMisdirectedRequest: // not an authentication failure: no challenge
 		reason = "misdirected"
@@ -475,14 +650,7 @@ func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id 
 			w.Header().Set("Connection", "close")
 		}
 	default:
-		challenge := `Bearer realm="` + a.Realm + `"`
-		if f.oauth != "" {
-			challenge += `, error="` + f.oauth + `", error_description="` + f.debug + `"`
-		}
-		if f.scope != "" {
-			challenge += `, scope="` + f.scope + `"`
-		}
-		w.Header().Set("WWW-Authenticate", challenge)
+		a.challenges(w.Header(), f)
 	}
 	gate.CloseUnread(w, r)
 	return gate.Refuse(w, "fdx_auth", a.format, gate.Refusal{Status: f.status, Reason: reason, Message: f.debug})

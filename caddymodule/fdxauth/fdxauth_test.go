@@ -44,7 +44,7 @@ type authServer struct {
 	intro  atomic.Int32 // introspection calls
 }
 
-func newAuthServer(t *testing.T) *authServer {
+func newAuthServer(t testing.TB) *authServer {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -86,7 +86,7 @@ func newAuthServer(t *testing.T) *authServer {
 }
 
 // mint signs claims (over good defaults) as an at+jwt.
-func (a *authServer) mint(t *testing.T, cert *x509.Certificate, override map[string]any) string {
+func (a *authServer) mint(t testing.TB, cert *x509.Certificate, override map[string]any) string {
 	t.Helper()
 	now := time.Now()
 	claims := map[string]any{
@@ -117,7 +117,7 @@ func (a *authServer) mint(t *testing.T, cert *x509.Certificate, override map[str
 }
 
 // clientCert makes a self-signed client certificate.
-func clientCert(t *testing.T, name string) *x509.Certificate {
+func clientCert(t testing.TB, name string) *x509.Certificate {
 	t.Helper()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
@@ -133,7 +133,7 @@ func clientCert(t *testing.T, name string) *x509.Certificate {
 	return c
 }
 
-func newFDXAuth(t *testing.T, a *FDXAuth) (*FDXAuth, *observer.ObservedLogs) {
+func newFDXAuth(t testing.TB, a *FDXAuth) (*FDXAuth, *observer.ObservedLogs) {
 	t.Helper()
 	if a.Issuer == "" {
 		a.Issuer = issuer

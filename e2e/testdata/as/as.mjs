@@ -9,7 +9,9 @@
 //     "keys": [<private JWK>, ...],      // the signing keys, the first one signs
 //     "clients": [<client metadata>, ...],
 //     "resources": {"https://rs.test": {"scope": "a b", "format": "jwt", "alg": "ES256"}},
-//     "ttl": {"<client_id>": <seconds>}  // client-credentials access token lifetimes; default 3600
+//     "ttl": {"<client_id>": <seconds>}, // client-credentials access token lifetimes; default 3600
+//     "claims": {"<client_id>": {...}},  // extra claims of the client's access tokens (JWT and introspection)
+//     "rar": ["<type>", ...]             // authorization_details types (RFC 9396) a token request may carry
 //   }
 //
 // When it listens it prints {"issuer": "..."} on a line of standard output.
@@ -17,6 +19,13 @@
 //
 //   {"op": "rotate", "keys": [...]}      // serve and sign with a new key set: {"ok": true}
 //   {"op": "stats"}                      // requests by path so far: {"paths": {"/jwks": 3, ...}}
+//   {"op": "claims", "client": "<client_id>", "claims": {...}}   // the client's extra claims from now on: {"ok": true}
+//   {"op": "dpop-key", "name": "k1", "alg": "ES256"}             // a DPoP key pair made by the dpop package: {"jwk": {...}, "jkt": "..."}
+//   {"op": "dpop-proof", "key": "k1", "htm": "GET", "htu": "https://...", "accessToken": "...", "nonce": "..."}
+//                                        // a DPoP proof by that key, made by the dpop package: {"proof": "..."}
+//
+// DPoP (RFC 9449) is on, as oidc-provider has it by default: a token
+// request with a DPoP proof gets a token bound to its key (cnf.jkt).
 //
 // Client certificates are asked for in every handshake and verified
 // against clientCA when given; the mTLS features read them from the
@@ -27,6 +36,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { createInterface } from 'node:readline';
 
+import * as DPoP from 'dpop';
 import Provider, { errors } from 'oidc-provider';
 
 // standard output carries this protocol only: oidc-provider's notices
@@ -40,6 +50,8 @@ const first = await iterator.next();
 const config = JSON.parse(first.value);
 const issuer = `https://127.0.0.1:${config.port}`;
 const paths = {};
+const extraClaims = { ...(config.claims || {}) };
+const dpopKeys = {};
 
 function subjectMatches(cert, property, expected) {
   switch (property) {
@@ -69,10 +81,26 @@ function makeProvider(keys) {
         return config.ttl?.[client.clientId] ?? 3600;
       },
     },
+    extraTokenClaims(ctx, token) {
+      return extraClaims[token.clientId];
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
+      richAuthorizationRequests: {
+        enabled: (config.rar || []).length > 0,
+        types: Object.fromEntries((config.rar || []).map((type) => [type, { validate() {} }])),
+        authorizationDetailsForGrantSource(ctx, source) {
+          return source.rar;
+        },
+        authorizationDetailsForAccessToken(ctx) {
+          return JSON.parse(ctx.oidc.params.authorization_details);
+        },
+        authorizationDetailsForIntrospection(ctx, token) {
+          return token.rar;
+        },
+      },
       mTLS: {
         enabled: true,
         certificateBoundAccessTokens: true,
@@ -144,6 +172,23 @@ for (;;) {
     case 'stats':
       process.stdout.write(`${JSON.stringify({ paths })}\n`);
       break;
+    case 'claims':
+      extraClaims[cmd.client] = cmd.claims;
+      process.stdout.write(`${JSON.stringify({ ok: true })}\n`);
+      break;
+    case 'dpop-key': {
+      const pair = await DPoP.generateKeyPair(cmd.alg || 'ES256');
+      dpopKeys[cmd.name] = pair;
+      const jwk = await crypto.subtle.exportKey('jwk', pair.publicKey);
+      const jkt = await DPoP.calculateThumbprint(pair.publicKey);
+      process.stdout.write(`${JSON.stringify({ jwk, jkt })}\n`);
+      break;
+    }
+    case 'dpop-proof': {
+      const proof = await DPoP.generateProof(dpopKeys[cmd.key], cmd.htu, cmd.htm, cmd.nonce, cmd.accessToken);
+      process.stdout.write(`${JSON.stringify({ proof })}\n`);
+      break;
+    }
     default:
       process.stdout.write(`${JSON.stringify({ error: `unknown op ${cmd.op}` })}\n`);
   }
