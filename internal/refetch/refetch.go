@@ -150,6 +150,23 @@ func (v *Value[T]) NextForced() time.Time {
 	return v.forced.Add(v.minInterval())
 }
 
+// Wait waits for the fetch under way, if any, to end, or for ctx to end
+// (returning its error).
+func (v *Value[T]) Wait(ctx context.Context) error {
+	v.mu.Lock()
+	f := v.flight
+	v.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	select {
+	case <-f.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Renew returns a version newer than generation seen: the current one if
 // it is already newer, else the result of a fetch (one shared with every
 // caller that asks while it runs). Within the backoff after a failed fetch

@@ -426,3 +426,26 @@ func TestBackoffDoubles(t *testing.T) {
 		t.Fatalf("zero Backoff waits %v", got)
 	}
 }
+
+// TestWait: Wait returns at once with no fetch under way, and after the
+// fetch a Prefetch started has ended.
+func TestWait(t *testing.T) {
+	v, _, _ := newValue(0)
+	if err := v.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := &source{hold: make(chan struct{})}
+	v.Prefetch(context.Background(), 0, s.fetch)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := v.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait with the fetch held: %v", err)
+	}
+	close(s.hold)
+	if err := v.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if val, gen := v.Load(); val != "cred-1" || gen != 1 {
+		t.Fatalf("after Wait: %q %d", val, gen)
+	}
+}
