@@ -74,13 +74,13 @@ type Introspector struct {
 	ctx    context.Context // of every call; cancelled by Close
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	cache   map[[32]byte]cached
-	calls   int
+	mu       sync.Mutex
+	cache    map[[32]byte]cached
+	calls    int
 	backoff  refetch.Backoff // after failed calls
 	failedAt time.Time       // when the last failure that counted ended
 	lastErr  error           // the last call's failure; nil once one answers
-	probed  time.Time       // when Probe last called the endpoint
+	probed   time.Time       // when Probe last called the endpoint
 }
 
 // introspectOptions are the settings of an Introspector that Adopt may
