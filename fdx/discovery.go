@@ -141,7 +141,7 @@ func (d *Discovery) value() *refetch.Value[discovered] {
 	d.once.Do(func() {
 		d.opts.Store(d.options())
 		d.val.MinBackoff, d.val.MaxBackoff = retryAfterFailure, maxRetryAfterFailure
-		d.val.Now = d.Now
+		d.val.Now = d.now
 		d.val.Observe = func(outcome string) {
 			if f := d.opts.Load().onFetch; f != nil {
 				f(outcome, errorOf(outcome, &d.val))

@@ -136,7 +136,7 @@ func (j *JWKS) value() *refetch.Value[keySet] {
 	j.once.Do(func() {
 		j.opts.Store(j.options())
 		j.set.MinInterval, j.set.MinBackoff, j.set.MaxBackoff = j.limits()
-		j.set.Now = j.Now
+		j.set.Now = j.now
 		j.set.Observe = func(outcome string) {
 			if f := j.opts.Load().onFetch; f != nil {
 				f(outcome, errorOf(outcome, &j.set))

@@ -251,8 +251,10 @@ func (a *FDXAuth) Provision(ctx caddy.Context) error {
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
-// Cleanup withdraws the authorization server from readiness checks and
-// closes its idle connections.
+// Cleanup withdraws the authorization server from readiness checks, lets
+// go of the key set, metadata and introspection answers kept across
+// reloads (the last configuration to hold one closes it: a fetch under
+// way is cancelled), and closes its idle connections.
 func (a *FDXAuth) Cleanup() error {
 	for _, f := range a.unregister {
 		f()

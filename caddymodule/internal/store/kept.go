@@ -13,18 +13,20 @@ import (
 // Keep returns the value kept under key across reloads, as State does (mk
 // makes it when no loaded configuration holds one), for a configuration
 // whose settings for it are opts. apply(val, opts) makes them the value's
-// settings at once; when this configuration lets go (the returned release,
+// settings at once (mk's value is taken to have them); when this configuration lets go (the returned release,
 // from the handler's Cleanup), the settings of the configuration that took
 // the value most recently, among those that still hold it, are applied
 // again. So a reload applies the new configuration's settings to the kept
 // value, and a configuration that fails to load leaves the running one's
 // in force. apply runs with a lock held: it must not call Keep.
 func Keep[T, O any](key string, mk func() (T, func(), error), apply func(T, O), opts O) (T, func(), error) {
+	made := false
 	k, release, err := State(key, func() (*kept[T, O], func(), error) {
 		v, destruct, err := mk()
 		if err != nil {
 			return nil, nil, err
 		}
+		made = true
 		return &kept[T, O]{val: v}, destruct, nil
 	})
 	if err != nil {
@@ -34,7 +36,9 @@ func Keep[T, O any](key string, mk func() (T, func(), error), apply func(T, O), 
 	h := &opts
 	k.mu.Lock()
 	k.holders = append(k.holders, h)
-	apply(k.val, opts)
+	if !made { // a value just made has its settings
+		apply(k.val, opts)
+	}
 	k.mu.Unlock()
 	var once sync.Once
 	return k.val, func() {

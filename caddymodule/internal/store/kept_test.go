@@ -12,12 +12,14 @@ import (
 func TestKeep(t *testing.T) {
 	type value struct{ setting string }
 	made, destroyed := 0, 0
-	mk := func() (*value, func(), error) {
+	setting := ""
+	mk := func() (*value, func(), error) { // made with the settings of the one that makes it
 		made++
-		return &value{}, func() { destroyed++ }, nil
+		return &value{setting: setting}, func() { destroyed++ }, nil
 	}
 	apply := func(v *value, s string) { v.setting = s }
 	key := CredentialKey("test-keep", t.Name())
+	setting = "running"
 	running, releaseRunning, err := Keep(key, mk, apply, "running")
 	if err != nil || running.setting != "running" {
 		t.Fatal(err, running.setting)
@@ -43,9 +45,10 @@ func TestKeep(t *testing.T) {
 	if destroyed != 1 {
 		t.Fatalf("the last configuration let go: %d destroyed", destroyed)
 	}
+	setting = "again"
 	again, releaseAgain, _ := Keep(key, mk, apply, "again")
 	defer releaseAgain()
-	if again == running || made != 2 {
+	if again == running || made != 2 || again.setting != "again" {
 		t.Fatal("a value destroyed was handed out again")
 	}
 }
