@@ -2022,12 +2022,21 @@ func TestHostileOutsideFetches(t *testing.T) {
 			answers = append(answers, b)
 			iss.mu.Unlock()
 		})
+		base, endpoint := c.cf, fmt.Sprintf("endpoint %s/security\n", iss.URL)
 		for _, mode := range []string{"echo", "garbage"} {
 			iss.setSecurity(mode)
+			// another endpoint URL (the same path): a reload with the same
+			// endpoint and credentials keeps the token (and min_refresh),
+			// and would never meet this answer
+			c.cf = strings.Replace(base, endpoint, strings.TrimSuffix(endpoint, "\n")+"?after-reload="+mode+"\n", 1)
+			calls := iss.Calls("security")
 			c.reload(t)
 			for i := 0; i < 3; i++ {
 				_, b := c.call(t, http.MethodGet)
 				answers = append(answers, b)
+			}
+			if iss.Calls("security") == calls {
+				t.Errorf("the Security API's %s answer was never met", mode)
 			}
 		}
 		secrets := []string{hoConnectPassword, hoConnectAPIKey, "the-apps-own-token-never-logged",
@@ -2246,8 +2255,16 @@ func TestHostileOutsideFetches(t *testing.T) {
 		other := hoOpaque(t)
 		f.send(t, other)
 		f.iss.jwksFail.Store(true)
+		// another jwks_url (the same path): a reload with the same one
+		// keeps the keys, and would never meet the failing JWKS
+		jwksURL := "jwks_url " + f.iss.URL + "/jwks.json\n"
+		f.cf = strings.Replace(f.cf, jwksURL, strings.TrimSuffix(jwksURL, "\n")+"?after-reload\n", 1)
+		jwks := f.iss.Calls("jwks")
 		f.reload(t)
 		f.send(t, f.token)
+		if f.iss.Calls("jwks") == jwks {
+			t.Error("the failing JWKS was never met after the reload")
+		}
 		logs := f.g.Stderr.String()
 		for _, s := range []string{hoIntroSecret, base64.StdEncoding.EncodeToString([]byte("intro-client:" + hoIntroSecret)),
 			f.tokenSignatureB64, opaque, other} {
