@@ -279,10 +279,27 @@ func TestHostileFDXAuthorizationServer(t *testing.T) {
 			// bound to nothing: the certificate check refuses it
 			{`{"active":true,"aud":"https://rs.test","scope":"` + interopScopes + `"}`, 401, "not bound to this client certificate"},
 		} {
+			// after an answer of the wrong shape no call is made, for any
+			// token, within the backoff: wait for an answer that ends it,
+			// so that each answer below reaches the parser
+			as.shape.Store(`{"active":false}`)
+			for j, deadline := 0, time.Now().Add(15*time.Second); ; j++ {
+				if got, _ := site("shape").get(t, a, "/fdx/v6/core/accounts", fmt.Sprintf("opaque-settle-%d-%d", i, j)); got == 401 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the introspection endpoint was never called again after a failure")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
 			as.shape.Store(c.answer)
+			calls := as.count("/shape/introspect")
 			got, body := site("shape").get(t, a, "/fdx/v6/core/accounts", fmt.Sprintf("opaque-shape-%d", i))
 			if got != c.status || !strings.Contains(body, c.reason) {
 				t.Errorf("answer %d: %d %s, want %d %q", i, got, body, c.status, c.reason)
+			}
+			if n := as.count("/shape/introspect") - calls; n != 1 {
+				t.Errorf("answer %d: %d introspection calls, want 1", i, n)
 			}
 		}
 		if n := len(up.Requests()); n != reached {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mxgate/mxgate/internal/refetch"
@@ -83,7 +84,7 @@ func WellKnownURLs(issuer string) []string {
 // failed fetch none is made until a backoff (doubling from a second up to
 // 30s) has passed, and metadata fetched before stays in use. It is safe
 // for concurrent use; fill the fields, then use it, and do not change
-// them.
+// them (Adopt changes the settings of a Discovery in use; Close ends it).
 type Discovery struct {
 	Issuer   string
 	Client   *http.Client  // default: DefaultTimeout, no redirects
@@ -97,7 +98,39 @@ type Discovery struct {
 
 	once sync.Once
 	val  refetch.Value[discovered]
+	opts atomic.Pointer[discoveryOptions] // the settings in force
 }
+
+// discoveryOptions are the settings of a Discovery that Adopt may change.
+type discoveryOptions struct {
+	client   *http.Client
+	maxAge   time.Duration
+	maxBytes int64
+	onFetch  func(outcome string, err error)
+}
+
+func (d *Discovery) options() *discoveryOptions {
+	o := &discoveryOptions{client: d.Client, maxAge: d.MaxAge, maxBytes: d.MaxBytes, onFetch: d.OnFetch}
+	if o.maxAge <= 0 {
+		o.maxAge = time.Hour
+	}
+	if o.maxBytes <= 0 {
+		o.maxBytes = 256 << 10
+	}
+	return o
+}
+
+// Adopt makes the settings of o (Client, MaxAge, MaxBytes, OnFetch) those
+// of d from now on; d keeps its metadata and its backoff. o's issuer and
+// clock are not read; o is not used otherwise.
+func (d *Discovery) Adopt(o *Discovery) {
+	d.value()
+	d.opts.Store(o.options())
+}
+
+// Close ends d: a fetch under way is cancelled, and none is made after;
+// the metadata fetched before stays in use.
+func (d *Discovery) Close() { d.value().Close() }
 
 type discovered struct {
 	md *Metadata
@@ -106,11 +139,12 @@ type discovered struct {
 
 func (d *Discovery) value() *refetch.Value[discovered] {
 	d.once.Do(func() {
+		d.opts.Store(d.options())
 		d.val.MinBackoff, d.val.MaxBackoff = retryAfterFailure, maxRetryAfterFailure
-		d.val.Now = d.Now
+		d.val.Now = d.now
 		d.val.Observe = func(outcome string) {
-			if d.OnFetch != nil {
-				d.OnFetch(outcome, errorOf(outcome, &d.val))
+			if f := d.opts.Load().onFetch; f != nil {
+				f(outcome, errorOf(outcome, &d.val))
 			}
 		}
 	})
@@ -148,11 +182,7 @@ func (d *Discovery) Metadata(ctx context.Context) (*Metadata, error) {
 		}
 		return cur.md, nil
 	}
-	maxAge := d.MaxAge
-	if maxAge <= 0 {
-		maxAge = time.Hour
-	}
-	if d.now().Sub(cur.at) >= maxAge {
+	if d.now().Sub(cur.at) >= d.opts.Load().maxAge {
 		v.Prefetch(ctx, gen, d.fetch)
 	}
 	return cur.md, nil
@@ -162,16 +192,13 @@ func (d *Discovery) Metadata(ctx context.Context) (*Metadata, error) {
 func (d *Discovery) Failing() error { return d.value().Failing() }
 
 func (d *Discovery) fetch(ctx context.Context) (discovered, error) {
-	max := d.MaxBytes
-	if max <= 0 {
-		max = 256 << 10
-	}
+	o := d.opts.Load()
 	if err := CheckIssuer(d.Issuer); err != nil {
 		return discovered{}, err
 	}
 	var failures []string
 	for _, wk := range WellKnownURLs(d.Issuer) {
-		raw, err := get(ctx, d.Client, wk, "authorization server's metadata", max)
+		raw, err := get(ctx, o.client, wk, "authorization server's metadata", o.maxBytes)
 		var se *statusError
 		if errors.As(err, &se) {
 			failures = append(failures, fmt.Sprintf("%s answered %d", RedactURL(wk), se.code))

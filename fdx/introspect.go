@@ -6,12 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -23,16 +25,24 @@ import (
 // endpoint, authenticating as a client (Auth; client_secret_basic with
 // ClientID and ClientSecret if nil). Answers are cached in a bounded cache
 // keyed by the token's SHA-256: an active token for CacheFor (never past
-// its exp), an inactive or invalid one for CacheFor too, and a failure of
-// the endpoint itself for a second (a client repeating a token during an
-// outage costs one call a second, not one per request). Requests with the
+// its exp), an inactive or invalid one for CacheFor too. Requests with the
 // same token while one call for it is under way share that call.
+//
+// A failure of the endpoint itself (unreachable, a status other than 200,
+// an answer that is not RFC 7662's) is no answer about the token, and is
+// not cached; instead no call is made, for any token, until a backoff has
+// passed (doubling from MinBackoff up to MaxBackoff after each failure in a
+// row; a call that is answered ends it): a token without a cached answer
+// gets the failure at once. So a failing endpoint gets one call per
+// backoff however many distinct tokens clients send. A token with a
+// cached answer keeps it throughout.
 //
 // An active answer must name the configured Issuer as iss if it names one
 // (RFC 7662 makes iss optional; the endpoint is the configured server's);
 // it must hold one of Audiences in aud, and an answer without aud is
 // refused unless AllowMissingAudience is set. It is safe for concurrent
-// use; fill the fields, then use it, and do not change them.
+// use; fill the fields, then use it, and do not change them (Adopt
+// changes the settings of an Introspector in use; Close ends it).
 type Introspector struct {
 	// URL is the endpoint's; if empty, Locate finds it (from the
 	// authorization server's metadata) for each call.
@@ -47,31 +57,98 @@ type Introspector struct {
 	Client               *http.Client
 	CacheFor             time.Duration // default 30s
 	MaxEntries           int           // default 10000
-	Now                  func() time.Time
+	// MinBackoff and MaxBackoff bound the wait after a failed call before
+	// the next (doubling); defaults refetch.DefaultMinBackoff and
+	// refetch.DefaultMaxBackoff (1s and 30s).
+	MinBackoff, MaxBackoff time.Duration
+	Now                    func() time.Time
 	// OnCall, if set, hears the outcome of every call ("ok": the endpoint
 	// answered, whether the token is active or not; "error", with the
-	// error: it did not) and of every request answered from a cached
-	// failure ("suppressed").
+	// error: it did not) and of every call asked for and not made, within
+	// the backoff after a failure ("suppressed").
 	OnCall func(outcome string, err error)
 
 	flight singleflight.Group
+	opts   atomic.Pointer[introspectOptions] // the settings in force
+	once   sync.Once
+	ctx    context.Context // of every call; cancelled by Close
+	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	cache   map[[32]byte]cached
-	calls   int
-	lastErr error     // the last call's failure; nil once one answers
-	probed  time.Time // when Probe last called the endpoint
+	mu       sync.Mutex
+	cache    map[[32]byte]cached
+	calls    int
+	backoff  refetch.Backoff // after failed calls
+	failedAt time.Time       // when the last failure that counted ended
+	lastErr  error           // the last call's failure; nil once one answers
+	probed   time.Time       // when Probe last called the endpoint
 }
 
-// failureCacheFor is how long a failure of the endpoint is the answer for
-// the token that met it.
-const failureCacheFor = time.Second
+// introspectOptions are the settings of an Introspector that Adopt may
+// change.
+type introspectOptions struct {
+	locate     func(context.Context) (string, error)
+	client     *http.Client
+	cacheFor   time.Duration
+	maxEntries int
+	minBackoff time.Duration
+	maxBackoff time.Duration
+	onCall     func(outcome string, err error)
+}
+
+func (in *Introspector) options() *introspectOptions {
+	o := &introspectOptions{locate: in.Locate, client: in.Client, cacheFor: in.CacheFor, maxEntries: in.MaxEntries,
+		minBackoff: in.MinBackoff, maxBackoff: in.MaxBackoff, onCall: in.OnCall}
+	if o.cacheFor <= 0 {
+		o.cacheFor = 30 * time.Second
+	}
+	if o.maxEntries <= 0 {
+		o.maxEntries = 10000
+	}
+	return o
+}
+
+// init fills the settings in force from the fields, once.
+func (in *Introspector) init() *introspectOptions {
+	in.once.Do(func() {
+		in.opts.Store(in.options())
+		in.ctx, in.cancel = context.WithCancel(context.Background())
+	})
+	return in.opts.Load()
+}
+
+// Adopt makes the settings of o (Locate, Client, CacheFor, MaxEntries,
+// MinBackoff, MaxBackoff, OnCall) those of in from now on; in keeps its
+// cached answers (a changed CacheFor applies to them too: an answer is
+// good for CacheFor from when it came) and its backoff, so that a new
+// configuration calls no more than the old one would have. o's URL,
+// client credentials, issuer, audiences and clock are not read; o is not
+// used otherwise.
+func (in *Introspector) Adopt(o *Introspector) {
+	in.init()
+	in.opts.Store(o.options())
+}
+
+// Close ends in: calls under way are cancelled, and none is made after
+// (a token without a cached answer gets ErrUnavailable).
+func (in *Introspector) Close() {
+	in.init()
+	in.cancel()
+}
 
 type cached struct {
 	claims *Claims
 	err    error
-	until  time.Time
-	failed bool // the endpoint failed: no answer about the token
+	at     time.Time // when the answer came
+}
+
+// until is when an answer stops being good: CacheFor after it came, and
+// never past the token's exp.
+func (c cached) until(cacheFor time.Duration) time.Time {
+	u := c.at.Add(cacheFor)
+	if c.claims != nil && !c.claims.Expiry.IsZero() && c.claims.Expiry.Before(u) {
+		u = c.claims.Expiry
+	}
+	return u
 }
 
 // Calls returns how many introspection requests were made.
@@ -89,35 +166,53 @@ func (in *Introspector) now() time.Time {
 }
 
 func (in *Introspector) observe(outcome string, err error) {
-	if in.OnCall != nil {
-		in.OnCall(outcome, err)
+	if f := in.opts.Load().onCall; f != nil {
+		f(outcome, err)
 	}
 }
 
-// lookup returns the cached answer for key, if it is still good.
-func (in *Introspector) lookup(key [32]byte, now time.Time) (cached, bool) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	c, ok := in.cache[key]
-	return c, ok && now.Before(c.until)
+// lookup returns the cached answer for key, if it is still good; else,
+// within the backoff after a failed call, the failure (held is true for
+// either). in.mu is held.
+func (in *Introspector) lookup(key [32]byte, now time.Time, o *introspectOptions) (c cached, held, suppressed bool) {
+	if c, ok := in.cache[key]; ok && now.Before(c.until(o.cacheFor)) {
+		return c, true, false
+	}
+	if in.ctx.Err() != nil {
+		return cached{err: fmt.Errorf("%w: the introspection client is closed", ErrUnavailable)}, true, false
+	}
+	if now.Before(in.backoff.Until()) {
+		return cached{err: in.lastErr}, true, true
+	}
+	return cached{}, false, false
 }
 
 // Introspect returns the claims of an active token.
 func (in *Introspector) Introspect(ctx context.Context, token string) (*Claims, error) {
+	o := in.init()
 	key := sha256.Sum256([]byte(token))
-	if c, ok := in.lookup(key, in.now()); ok {
-		if c.failed {
+	in.mu.Lock()
+	c, held, suppressed := in.lookup(key, in.now(), o)
+	in.mu.Unlock()
+	if held {
+		if suppressed {
 			in.observe(refetch.Suppressed, nil)
 		}
 		return c.claims, c.err
 	}
 	ch := in.flight.DoChan(string(key[:]), func() (any, error) {
 		// a call that ended while this one waited for the flight has
-		// cached its answer
-		if c, ok := in.lookup(key, in.now()); ok {
+		// cached its answer, or failed
+		in.mu.Lock()
+		c, held, suppressed := in.lookup(key, in.now(), in.opts.Load())
+		in.mu.Unlock()
+		if held {
+			if suppressed {
+				in.observe(refetch.Suppressed, nil)
+			}
 			return c, nil
 		}
-		return in.ask(context.WithoutCancel(ctx), key, token), nil
+		return in.ask(key, token), nil
 	})
 	select {
 	case r := <-ch:
@@ -128,47 +223,47 @@ func (in *Introspector) Introspect(ctx context.Context, token string) (*Claims, 
 	}
 }
 
-// ask calls the endpoint and caches its answer.
-func (in *Introspector) ask(ctx context.Context, key [32]byte, token string) cached {
+// ask calls the endpoint, and caches its answer or starts (or lengthens)
+// the backoff.
+func (in *Introspector) ask(key [32]byte, token string) cached {
 	in.mu.Lock()
 	in.calls++
 	in.mu.Unlock()
-	claims, err, answered := in.call(ctx, token)
+	o := in.opts.Load()
+	started := in.now()
+	claims, err, answered := in.call(in.ctx, o, token)
 	now := in.now()
-	c := cached{claims: claims, err: err, failed: !answered}
-	in.mu.Lock()
-	if answered {
-		in.lastErr = nil
-	} else {
-		in.lastErr = err
-	}
-	in.mu.Unlock()
-	if answered {
-		in.observe(refetch.OK, nil)
-		ttl := in.CacheFor
-		if ttl <= 0 {
-			ttl = 30 * time.Second
+	c := cached{claims: claims, err: err, at: now}
+	if !answered {
+		in.mu.Lock()
+		closed := in.ctx.Err() != nil
+		if !closed {
+			in.lastErr = err
+			// calls that were under way together fail together: the
+			// backoff doubles once for them, not once each
+			if !started.Before(in.failedAt) || !now.Before(in.backoff.Until()) {
+				in.failedAt = now
+				in.backoff.Min, in.backoff.Max = o.minBackoff, o.maxBackoff
+				in.backoff.Failed(now)
+			}
 		}
-		c.until = now.Add(ttl)
-		if claims != nil && !claims.Expiry.IsZero() && claims.Expiry.Before(c.until) {
-			c.until = claims.Expiry
+		in.mu.Unlock()
+		if !closed { // a call Close cancelled is no outcome
+			in.observe(refetch.Error, err)
 		}
-	} else {
-		in.observe(refetch.Error, err)
-		c.until = now.Add(failureCacheFor)
+		return c
 	}
+	in.observe(refetch.OK, nil)
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	in.lastErr = nil
+	in.backoff.Succeeded()
 	if in.cache == nil {
 		in.cache = make(map[[32]byte]cached)
 	}
-	max := in.MaxEntries
-	if max <= 0 {
-		max = 10000
-	}
-	if len(in.cache) >= max {
+	if max := o.maxEntries; len(in.cache) >= max {
 		for k, c := range in.cache { // first the expired
-			if !now.Before(c.until) {
+			if !now.Before(c.until(o.cacheFor)) {
 				delete(in.cache, k)
 			}
 		}
@@ -190,18 +285,23 @@ func (in *Introspector) Failing() error {
 	return in.lastErr
 }
 
+// probeEvery is the least time between two calls Probe makes while no
+// call has been answered.
+const probeEvery = time.Second
+
 // Probe checks that the endpoint answers, for a readiness check: nil if
-// the last call was answered; otherwise (no call yet, or the last one
-// failed) it asks about a random token that no server issued, at most
-// once a second (within it, the last failure is the answer).
+// the last call was answered; within the backoff after a failed call,
+// that failure; otherwise (no call yet, or the backoff passed) it asks
+// about a random token that no server issued, at most once a second.
 func (in *Introspector) Probe(ctx context.Context) error {
+	in.init()
 	in.mu.Lock()
 	if in.calls > 0 && in.lastErr == nil {
 		in.mu.Unlock()
 		return nil
 	}
 	now := in.now()
-	if !in.probed.IsZero() && now.Sub(in.probed) < failureCacheFor {
+	if now.Before(in.backoff.Until()) || (!in.probed.IsZero() && now.Sub(in.probed) < probeEvery) {
 		err := in.lastErr
 		in.mu.Unlock()
 		if err == nil {
@@ -216,11 +316,15 @@ func (in *Introspector) Probe(ctx context.Context) error {
 	token := "mxgate-readiness-" + base64.RawURLEncoding.EncodeToString(nonce[:])
 	key := sha256.Sum256([]byte(token))
 	ch := in.flight.DoChan(string(key[:]), func() (any, error) {
-		return in.ask(context.WithoutCancel(ctx), key, token), nil
+		c := in.ask(key, token)
+		in.mu.Lock()
+		delete(in.cache, key) // the probe's own answer is of no use
+		in.mu.Unlock()
+		return c, nil
 	})
 	select {
 	case r := <-ch:
-		if c := r.Val.(cached); c.failed {
+		if c := r.Val.(cached); c.err != nil && errors.Is(c.err, ErrUnavailable) {
 			return c.err
 		}
 		return nil
@@ -231,17 +335,17 @@ func (in *Introspector) Probe(ctx context.Context) error {
 
 // call asks the endpoint; answered is false for a failure of the endpoint
 // itself (which is cached only briefly).
-func (in *Introspector) call(ctx context.Context, token string) (*Claims, error, bool) {
+func (in *Introspector) call(ctx context.Context, o *introspectOptions, token string) (*Claims, error, bool) {
 	unavailable := func(format string, args ...any) (*Claims, error, bool) {
 		return nil, fmt.Errorf("%w: "+format, append([]any{ErrUnavailable}, args...)...), false
 	}
 	endpoint := in.URL
 	if endpoint == "" {
-		if in.Locate == nil {
+		if o.locate == nil {
 			return unavailable("no introspection endpoint")
 		}
 		var err error
-		if endpoint, err = in.Locate(ctx); err != nil {
+		if endpoint, err = o.locate(ctx); err != nil {
 			return unavailable("locating the introspection endpoint: %s", Cause(err))
 		}
 	}
@@ -263,7 +367,7 @@ func (in *Introspector) call(ctx context.Context, token string) (*Claims, error,
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	client := in.Client
+	client := o.client
 	if client == nil {
 		client = defaultClient
 	}

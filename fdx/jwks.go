@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -25,7 +26,8 @@ import (
 // accepted. After a failed fetch none is made until a backoff (doubling
 // from a second up to 30s) has passed. During an outage the cached keys
 // keep working; an unknown key id is an invalid token. It is safe for
-// concurrent use; fill the fields, then use it, and do not change them.
+// concurrent use; fill the fields, then use it, and do not change them
+// (Adopt changes the settings of a JWKS in use; Close ends it).
 type JWKS struct {
 	// URL is the key set's; if empty, Locate finds it (from the
 	// authorization server's metadata) for each fetch.
@@ -47,6 +49,7 @@ type JWKS struct {
 
 	once sync.Once
 	set  refetch.Value[keySet]
+	opts atomic.Pointer[jwksOptions] // the settings in force
 	// sleep waits d or until ctx ends; tests replace it to move their
 	// clock instead.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -54,6 +57,53 @@ type JWKS struct {
 	mu      sync.Mutex
 	fetches int
 }
+
+// jwksOptions are the settings of a JWKS that Adopt may change.
+type jwksOptions struct {
+	locate   func(context.Context) (string, error)
+	client   *http.Client
+	maxAge   time.Duration
+	maxBytes int64
+	onFetch  func(outcome string, err error)
+}
+
+func (j *JWKS) options() *jwksOptions {
+	o := &jwksOptions{locate: j.Locate, client: j.Client, maxAge: j.MaxAge, maxBytes: j.MaxBytes, onFetch: j.OnFetch}
+	if o.maxAge <= 0 {
+		o.maxAge = DefaultMaxAge
+	}
+	if o.maxBytes <= 0 {
+		o.maxBytes = 1 << 20
+	}
+	return o
+}
+
+// limits are the refetch limits of MinRefresh: the interval, and the
+// backoff after a failure (from a second, or MinRefresh if shorter, up to
+// 30s, or MinRefresh if longer).
+func (j *JWKS) limits() (interval, minBackoff, maxBackoff time.Duration) {
+	interval = j.MinRefresh
+	if interval <= 0 {
+		interval = DefaultMinRefresh
+	}
+	return interval, min(interval, retryAfterFailure), max(interval, maxRetryAfterFailure)
+}
+
+// Adopt makes the settings of o (MinRefresh, MaxAge, MaxBytes, Client,
+// Locate, OnFetch) those of j from now on; j keeps its keys and what it
+// knows of past fetches (the last refetch for an unknown kid, a backoff
+// under way), so that a new configuration fetches no more than the old
+// one would have. o's URL and clock are not read; o is not used
+// otherwise.
+func (j *JWKS) Adopt(o *JWKS) {
+	v := j.value()
+	j.opts.Store(o.options())
+	v.SetLimits(o.limits())
+}
+
+// Close ends j: a fetch under way is cancelled, and none is made after;
+// the keys fetched before stay usable.
+func (j *JWKS) Close() { j.value().Close() }
 
 // keySet is a fetched set and when it was fetched.
 type keySet struct {
@@ -84,16 +134,12 @@ var ErrUnknownKey = invalid("unknown signing key")
 
 func (j *JWKS) value() *refetch.Value[keySet] {
 	j.once.Do(func() {
-		minRefresh := j.MinRefresh
-		if minRefresh <= 0 {
-			minRefresh = DefaultMinRefresh
-		}
-		j.set.MinInterval = minRefresh
-		j.set.MinBackoff, j.set.MaxBackoff = min(minRefresh, retryAfterFailure), max(minRefresh, maxRetryAfterFailure)
-		j.set.Now = j.Now
+		j.opts.Store(j.options())
+		j.set.MinInterval, j.set.MinBackoff, j.set.MaxBackoff = j.limits()
+		j.set.Now = j.now
 		j.set.Observe = func(outcome string) {
-			if j.OnFetch != nil {
-				j.OnFetch(outcome, errorOf(outcome, &j.set))
+			if f := j.opts.Load().onFetch; f != nil {
+				f(outcome, errorOf(outcome, &j.set))
 			}
 		}
 	})
@@ -128,11 +174,7 @@ func (j *JWKS) Key(ctx context.Context, kid string, alg jose.SignatureAlgorithm)
 	v := j.value()
 	set, gen := v.Load()
 	if k, ok := lookup(set.keys, kid, alg); ok {
-		maxAge := j.MaxAge
-		if maxAge <= 0 {
-			maxAge = DefaultMaxAge
-		}
-		if j.now().Sub(set.at) >= maxAge {
+		if j.now().Sub(set.at) >= j.opts.Load().maxAge {
 			v.Prefetch(ctx, gen, j.fetch)
 		}
 		return k, nil
@@ -205,21 +247,18 @@ func (j *JWKS) fetch(ctx context.Context) (keySet, error) {
 	j.mu.Lock()
 	j.fetches++
 	j.mu.Unlock()
-	max := j.MaxBytes
-	if max <= 0 {
-		max = 1 << 20
-	}
+	o := j.opts.Load()
 	u := j.URL
 	if u == "" {
-		if j.Locate == nil {
+		if o.locate == nil {
 			return keySet{}, errors.New("fdx: no JWKS URL")
 		}
 		var err error
-		if u, err = j.Locate(ctx); err != nil {
+		if u, err = o.locate(ctx); err != nil {
 			return keySet{}, fmt.Errorf("fdx: locating the JWKS: %w", err)
 		}
 	}
-	raw, err := get(ctx, j.Client, u, "JWKS", max)
+	raw, err := get(ctx, o.client, u, "JWKS", o.maxBytes)
 	if err != nil {
 		return keySet{}, err
 	}

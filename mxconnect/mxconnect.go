@@ -12,6 +12,14 @@
 // most once per MinRefresh however many requests saw it refused, and after
 // a failure fails fast, with bounded exponential backoff, rather than
 // calling the Security API per request.
+//
+// Renewals that no refusal forced (ahead of expiry, or at it) are bounded
+// whatever the token's lifetime and whatever the clocks say: a token is
+// renewed at the later of RefreshBefore before its exp and half its
+// lifetime, and never sooner than MinRenewal after the last fetch ended;
+// within MinRenewal of its fetch a token is served even if this clock
+// says it has expired (a clock ahead of the issuer's: the upstream, not
+// this clock, is the judge, and its 401 is a refusal like any other).
 package mxconnect
 
 import (
@@ -27,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,6 +47,13 @@ const DefaultEndpoint = "https://api.mxconnect.com/security/v1/apiKey/authentica
 
 // DefaultLifetime is a token's lifetime when it carries no exp claim.
 const DefaultLifetime = 10 * time.Minute
+
+// Defaults of a Source's zero fields.
+const (
+	DefaultRefreshBefore = time.Minute
+	DefaultMinRefresh    = 30 * time.Second
+	DefaultMinRenewal    = 10 * time.Second
+)
 
 // Errors of Token. Their texts carry the reason, never a credential.
 var (
@@ -80,7 +96,8 @@ var ErrTooSoon = errors.New("mxconnect: token refreshed too recently to refresh 
 
 // Source hands out MX Connect tokens. It is safe for concurrent use. The
 // zero value is not usable: fill the exported fields, then call Token, Get
-// or Refused; do not change the fields after.
+// or Refused; do not change the fields after (Adopt changes the settings
+// of a Source in use).
 //
 // Each token has a generation (Get returns it). An upstream that refuses a
 // token is reported with Refused and the generation used: only a report
@@ -90,14 +107,21 @@ var ErrTooSoon = errors.New("mxconnect: token refreshed too recently to refresh 
 // is (an endpoint the credentials may not use) costs one extra fetch per
 // MinRefresh, not one per request.
 type Source struct {
-	Endpoint      string        // default DefaultEndpoint
-	Username      string        // Basic user
-	Password      string        // Basic password
-	APIKey        string        // sent as {"value": APIKey}
-	RefreshBefore time.Duration // refresh this long before exp; default 1m
+	Endpoint string // default DefaultEndpoint
+	Username string // Basic user
+	Password string // Basic password
+	APIKey   string // sent as {"value": APIKey}
+	// RefreshBefore: a token is renewed, in the background, this long
+	// before its exp, or at half its lifetime if that is later (a token
+	// that lives less than RefreshBefore). Default: DefaultRefreshBefore.
+	RefreshBefore time.Duration
 	// MinRefresh is the least time between two fetches forced by refused
-	// tokens (Refused). Default: 30s.
+	// tokens (Refused). Default: DefaultMinRefresh.
 	MinRefresh time.Duration
+	// MinRenewal is the least time from the end of a successful fetch to
+	// the next fetch no refusal forced; within it a token is served even
+	// if this clock says it has expired. Default: DefaultMinRenewal.
+	MinRenewal time.Duration
 	Client     *http.Client // default: a client with a 5s timeout
 	Now        func() time.Time
 	// MinBackoff and MaxBackoff bound the wait after a failed fetch before
@@ -110,18 +134,53 @@ type Source struct {
 	// of every fetch asked for and not made ("suppressed": too soon after
 	// the last forced one, or within the backoff after a failure).
 	OnFetch func(outcome string)
+	// OnShortLived, if set, hears of every token fetched that lives less
+	// than RefreshBefore by this clock, with its lifetime (a hint for an
+	// operator: tokens that short-lived, or a clock ahead of MX's).
+	OnShortLived func(lifetime time.Duration)
 
 	once sync.Once
 	val  refetch.Value[token]
+	opts atomic.Pointer[options] // the settings in force
 
 	mu        sync.Mutex
 	refreshes int // fetches that reached the Security API, for tests and metrics
 }
 
-// token is one JWT and when it expires.
+// options are the settings of a Source that Adopt may change.
+type options struct {
+	refreshBefore, minRenewal time.Duration
+	client                    *http.Client
+	onRefreshError            func(error)
+	onFetch                   func(string)
+	onShortLived              func(time.Duration)
+}
+
+// token is one JWT, when it expires and when it was fetched (by Now).
 type token struct {
 	jwt     string
 	expires time.Time
+	fetched time.Time
+}
+
+// usable reports whether t may be served at now: before its exp, or
+// within MinRenewal of its fetch whatever its exp says.
+func (t token) usable(now time.Time, o *options) bool {
+	return now.Before(t.expires) || now.Before(t.fetched.Add(o.minRenewal))
+}
+
+// renewAt is when t is to be renewed in the background: RefreshBefore
+// before its exp, but not before half its lifetime, nor within MinRenewal
+// of its fetch.
+func (t token) renewAt(o *options) time.Time {
+	at := t.expires.Add(-o.refreshBefore)
+	if half := t.fetched.Add(t.expires.Sub(t.fetched) / 2); half.After(at) {
+		at = half
+	}
+	if floor := t.fetched.Add(o.minRenewal); floor.After(at) {
+		at = floor
+	}
+	return at
 }
 
 func (s *Source) now() time.Time {
@@ -133,25 +192,64 @@ func (s *Source) now() time.Time {
 
 func (s *Source) value() *refetch.Value[token] {
 	s.once.Do(func() {
-		s.val.MinInterval = s.MinRefresh
-		if s.val.MinInterval <= 0 {
-			s.val.MinInterval = 30 * time.Second
-		}
+		s.opts.Store(s.options())
+		s.val.MinInterval = s.minRefresh()
 		s.val.MinBackoff, s.val.MaxBackoff = s.MinBackoff, s.MaxBackoff
 		s.val.Now = s.now
 		s.val.Observe = func(outcome string) {
-			if s.OnFetch != nil {
-				s.OnFetch(outcome)
+			if f := s.opts.Load().onFetch; f != nil {
+				f(outcome)
 			}
 		}
 	})
 	return &s.val
 }
 
+// options reads the settings from the fields, with their defaults.
+func (s *Source) options() *options {
+	o := &options{refreshBefore: s.RefreshBefore, minRenewal: s.MinRenewal, client: s.Client,
+		onRefreshError: s.OnRefreshError, onFetch: s.OnFetch, onShortLived: s.OnShortLived}
+	if o.refreshBefore <= 0 {
+		o.refreshBefore = DefaultRefreshBefore
+	}
+	if o.minRenewal <= 0 {
+		o.minRenewal = DefaultMinRenewal
+	}
+	if o.client == nil {
+		o.client = &http.Client{Timeout: 5 * time.Second}
+	}
+	return o
+}
+
+func (s *Source) minRefresh() time.Duration {
+	if s.MinRefresh > 0 {
+		return s.MinRefresh
+	}
+	return DefaultMinRefresh
+}
+
+// Adopt makes the settings of o (RefreshBefore, MinRefresh, MinRenewal,
+// Client, MinBackoff, MaxBackoff and the On… functions) those of s from
+// now on; s keeps its credentials, its token and what it knows of past
+// fetches (the last forced one, a backoff under way), so that a new
+// configuration with the same credentials fetches no more than the old
+// one would have. o's credentials, endpoint and clock are not read; o is
+// not used otherwise.
+func (s *Source) Adopt(o *Source) {
+	v := s.value()
+	s.opts.Store(o.options())
+	v.SetLimits(o.minRefresh(), o.MinBackoff, o.MaxBackoff)
+}
+
+// Close ends s: a fetch under way is cancelled, and every later call that
+// needs one fails (ErrUnavailable) without calling the Security API.
+func (s *Source) Close() { s.value().Close() }
+
 // Token returns a valid token: the cached one (starting a background
-// refresh when it is within RefreshBefore of expiry), or a fresh one. While
-// the Security API is failing, it returns the last error at once until the
-// backoff has passed.
+// refresh when it is due: RefreshBefore before its exp, at half its
+// lifetime, or MinRenewal after its fetch, whichever is last), or a fresh
+// one. While the Security API is failing, it returns the last error at
+// once until the backoff has passed.
 func (s *Source) Token(ctx context.Context) (string, error) {
 	tok, _, err := s.Get(ctx)
 	return tok, err
@@ -160,19 +258,28 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 // Get is Token, with the token's generation, to report to Refused.
 func (s *Source) Get(ctx context.Context) (string, uint64, error) {
 	v := s.value()
+	o := s.opts.Load()
 	t, gen := v.Load()
 	now := s.now()
-	if gen != 0 && now.Before(t.expires) {
-		if !now.Before(t.expires.Add(-s.refreshBefore())) {
+	if gen != 0 && t.usable(now, o) {
+		if !now.Before(t.renewAt(o)) {
 			v.Prefetch(ctx, gen, s.fetch) // refresh ahead, keep serving
 		}
 		return t.jwt, gen, nil
 	}
 	t, gen, err := v.Renew(ctx, gen, s.fetch)
 	if err != nil {
-		return "", 0, err
+		return "", 0, closedError(err)
 	}
 	return t.jwt, gen, nil
+}
+
+// closedError says ErrUnavailable for a closed Source.
+func closedError(err error) error {
+	if errors.Is(err, refetch.ErrClosed) {
+		return fail(ErrUnavailable, "the token source is closed")
+	}
+	return err
 }
 
 // Refused reports that the token of generation gen was refused (an
@@ -188,8 +295,8 @@ func (s *Source) Refused(ctx context.Context, gen uint64) (string, uint64, error
 	case errors.Is(err, refetch.ErrTooSoon):
 		return "", 0, ErrTooSoon
 	case err != nil:
-		return "", 0, err
-	case !s.now().Before(t.expires): // a newer token, expired since: renew
+		return "", 0, closedError(err)
+	case !t.usable(s.now(), s.opts.Load()): // a newer token, expired since: renew
 		return s.Get(ctx)
 	}
 	return t.jwt, gen, nil
@@ -205,30 +312,29 @@ func (s *Source) Refreshes() int {
 	return s.refreshes
 }
 
-func (s *Source) refreshBefore() time.Duration {
-	if s.RefreshBefore > 0 {
-		return s.RefreshBefore
-	}
-	return time.Minute
-}
-
 // fetch calls the Security API once (in the Value's single flight).
 func (s *Source) fetch(ctx context.Context) (token, error) {
 	s.mu.Lock()
 	s.refreshes++
 	s.mu.Unlock()
-	tok, err := s.call(ctx)
+	o := s.opts.Load()
+	tok, err := s.call(ctx, o.client)
 	if err != nil {
-		if s.OnRefreshError != nil {
-			s.OnRefreshError(err)
+		if o.onRefreshError != nil && ctx.Err() == nil { // not a fetch Close cancelled
+			o.onRefreshError(err)
 		}
 		return token{}, err
 	}
-	return token{jwt: tok, expires: expiry(tok, s.now())}, nil
+	now := s.now()
+	t := token{jwt: tok, expires: expiry(tok, now), fetched: now}
+	if life := t.expires.Sub(now); life < o.refreshBefore && o.onShortLived != nil {
+		o.onShortLived(life)
+	}
+	return t, nil
 }
 
 // call performs the Security API request.
-func (s *Source) call(ctx context.Context) (string, error) {
+func (s *Source) call(ctx context.Context, client *http.Client) (string, error) {
 	endpoint := s.Endpoint
 	if endpoint == "" {
 		endpoint = DefaultEndpoint
@@ -241,10 +347,6 @@ func (s *Source) call(ctx context.Context) (string, error) {
 	req.SetBasicAuth(s.Username, s.Password)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	client := s.Client
-	if client == nil {
-		client = &http.Client{Timeout: 5 * time.Second}
-	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return "", fail(ErrUnavailable, transportReason(err))

@@ -33,6 +33,8 @@ type securityAPI struct {
 	gate    chan struct{} // when set, each call waits for it
 	clock   *clock
 	lastReq atomic.Value // of string: the request as seen
+	life    atomic.Int64 // of its tokens; 0: ten minutes
+	behind  atomic.Int64 // its clock is this far behind the gateway's
 }
 
 func newSecurityAPI(t *testing.T, c *clock) *securityAPI {
@@ -53,7 +55,12 @@ func newSecurityAPI(t *testing.T, c *clock) *securityAPI {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		json.NewEncoder(w).Encode(map[string]string{"token": jwt(c.Now().Add(10*time.Minute), n)})
+		life := time.Duration(s.life.Load())
+		if life == 0 {
+			life = 10 * time.Minute
+		}
+		exp := c.Now().Add(-time.Duration(s.behind.Load())).Add(life)
+		json.NewEncoder(w).Encode(map[string]string{"token": jwt(exp, n)})
 	}))
 	t.Cleanup(s.Close)
 	return s
@@ -315,5 +322,181 @@ func TestExpiry(t *testing.T) {
 		if got := expiry(tok, now); !got.Equal(want) {
 			t.Errorf("expiry(%.30q) = %v, want %v", tok, got, want)
 		}
+	}
+}
+
+// settle waits for the background fetch a call may have started, so that
+// the next step of a test sees its result.
+func settle(t *testing.T, s *Source) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.value().Wait(ctx); err != nil {
+		t.Fatal("a background fetch did not end")
+	}
+}
+
+// TestShortLivedTokens: tokens that live less than RefreshBefore are
+// renewed at half their lifetime, not on every request; the hint is heard
+// for each such token.
+func TestShortLivedTokens(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	api := newSecurityAPI(t, c)
+	api.life.Store(int64(30 * time.Second)) // RefreshBefore is 1m
+	s := newSource(api, c)
+	var hints []time.Duration
+	s.OnShortLived = func(life time.Duration) { hints = append(hints, life) }
+	for range 600 { // ten minutes, a request every second
+		if _, err := s.Token(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		settle(t, s)
+		c.Add(time.Second)
+	}
+	// one fetch per 15 s (half of 30 s), and the first
+	if n := api.calls.Load(); n < 39 || n > 41 {
+		t.Fatalf("%d Security API calls in ten minutes of 30-second tokens, want one per 15 s", n)
+	}
+	if len(hints) != int(api.calls.Load()) || hints[0] != 30*time.Second {
+		t.Fatalf("short-lived hints %v for %d tokens", hints, api.calls.Load())
+	}
+}
+
+// TestClockAhead: a gateway clock ahead of the Security API's, so that
+// each token seems to live a second (or to have expired already), costs
+// at most one fetch per MinRenewal, not one per request, and the token is
+// served meanwhile.
+func TestClockAhead(t *testing.T) {
+	for _, ahead := range []time.Duration{10*time.Minute - time.Second, 10*time.Minute - 100*time.Millisecond} {
+		c := &clock{t: time.Unix(1_700_000_000, 0)}
+		api := newSecurityAPI(t, c)
+		api.behind.Store(int64(ahead))
+		s := newSource(api, c)
+		for range 1200 { // a minute, a request every 50 ms
+			if tok, err := s.Token(context.Background()); err != nil || tok == "" {
+				t.Fatalf("%v ahead: %v", ahead, err)
+			}
+			settle(t, s)
+			c.Add(50 * time.Millisecond)
+		}
+		if n := api.calls.Load(); n > 7 { // at 0, 10 s, …, 60 s
+			t.Fatalf("%v ahead: %d Security API calls in a minute, want at most one per %v", ahead, n, DefaultMinRenewal)
+		}
+	}
+	// a token whose exp has passed by this clock on arrival lives
+	// DefaultLifetime (TestExpiry): one fetch for the minute
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	api := newSecurityAPI(t, c)
+	api.behind.Store(int64(11 * time.Minute))
+	s := newSource(api, c)
+	for range 60 {
+		if _, err := s.Token(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		c.Add(time.Second)
+	}
+	if n := api.calls.Load(); n != 1 {
+		t.Fatalf("a clock 11 minutes ahead: %d calls in a minute", n)
+	}
+}
+
+// TestMinRenewalAtExpiry: a token expired by this clock past MinRenewal
+// is renewed before it is served (the caller waits), and such renewals
+// are one per MinRenewal however many callers.
+func TestMinRenewalAtExpiry(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	api := newSecurityAPI(t, c)
+	api.life.Store(int64(2 * time.Second))
+	s := newSource(api, c)
+	s.MinRenewal = 5 * time.Second
+	first, _ := s.Token(context.Background())
+	c.Add(3 * time.Second) // expired by exp, within MinRenewal: served
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if tok, err := s.Token(context.Background()); err != nil || tok != first {
+				t.Errorf("within MinRenewal: %v, the same token: %v", err, tok == first)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := api.calls.Load(); n != 1 {
+		t.Fatalf("%d calls within MinRenewal", n)
+	}
+	c.Add(2 * time.Second)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if tok, err := s.Token(context.Background()); err != nil || tok == first {
+				t.Errorf("past MinRenewal and exp: %v, the old token: %v", err, tok == first)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := api.calls.Load(); n != 2 {
+		t.Fatalf("%d calls for 50 callers at expiry", n)
+	}
+}
+
+// TestAdopt: a Source that adopts new settings keeps its token and what
+// it knows of past fetches, and applies the settings from then on.
+func TestAdopt(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	api := newSecurityAPI(t, c)
+	s := newSource(api, c)
+	s.MinRefresh = time.Hour
+	_, gen, _ := s.Get(context.Background())
+	_, gen, err := s.Refused(context.Background(), gen)
+	if err != nil || api.calls.Load() != 2 {
+		t.Fatalf("forced fetch: %v, %d calls", err, api.calls.Load())
+	}
+	var fetches []string
+	next := newSource(api, c)
+	next.MinRefresh, next.RefreshBefore = time.Hour, 5*time.Minute
+	next.OnFetch = func(o string) { fetches = append(fetches, o) }
+	s.Adopt(next)
+	if _, _, err := s.Refused(context.Background(), gen); !errors.Is(err, ErrTooSoon) || api.calls.Load() != 2 {
+		t.Fatalf("a refusal within the kept MinRefresh: %v, %d calls", err, api.calls.Load())
+	}
+	// RefreshBefore is now 5m: a renewal at 5 minutes
+	c.Add(5*time.Minute + time.Second)
+	s.Token(context.Background())
+	settle(t, s)
+	if n := api.calls.Load(); n != 3 || len(fetches) != 2 || fetches[0] != "suppressed" || fetches[1] != "ok" {
+		t.Fatalf("%d calls, the adopted OnFetch heard %v", n, fetches)
+	}
+	// a shorter MinRefresh applies to the forced fetch made an hour ago
+	later := newSource(api, c)
+	later.MinRefresh = time.Minute
+	s.Adopt(later)
+	_, gen, _ = s.Get(context.Background())
+	if _, _, err := s.Refused(context.Background(), gen); err != nil || api.calls.Load() != 4 {
+		t.Fatalf("a refusal past the new MinRefresh: %v, %d calls", err, api.calls.Load())
+	}
+}
+
+// TestClose: a closed Source cancels its fetch and makes no more.
+func TestClose(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	api := newSecurityAPI(t, c)
+	api.gate = make(chan struct{})
+	defer close(api.gate)
+	s := newSource(api, c)
+	failures := 0
+	s.OnRefreshError = func(error) { failures++ }
+	done := make(chan error)
+	go func() { _, err := s.Token(context.Background()); done <- err }()
+	for api.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	s.Close()
+	if err := <-done; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("the waiting caller: %v", err)
+	}
+	if _, err := s.Token(context.Background()); !errors.Is(err, ErrUnavailable) || api.calls.Load() != 1 || failures != 0 {
+		t.Fatalf("after Close: %v, %d calls, %d failures heard", err, api.calls.Load(), failures)
 	}
 }

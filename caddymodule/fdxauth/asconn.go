@@ -2,13 +2,16 @@ package fdxauth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/fdx"
 	"github.com/mxgate/mxgate/internal/refetch"
 )
@@ -51,24 +55,36 @@ func (a *FDXAuth) provisionAuthorizationServer(ctx caddy.Context, algs []jose.Si
 			return fmt.Errorf("the issuer cannot be discovered, and jwks_url or the introspection URL is not given: %v", err)
 		}
 	}
-	client, err := a.provisionClient(ctx)
+	client, trust, err := a.provisionClient(ctx)
 	if err != nil {
 		return err
 	}
+	// What is fetched (the metadata, the key set, introspection answers)
+	// outlives a reload while what it is fetched with stays: each is kept
+	// under a keyed hash of its endpoint, credentials and TLS trust, and
+	// takes the new configuration's settings.
 	if (checkJWTs && jwksURL == "") || (in != nil && introURL == "") {
-		a.discovery = &fdx.Discovery{Issuer: a.Issuer, Client: client,
+		d := &fdx.Discovery{Issuer: a.Issuer, Client: client,
 			OnFetch: a.watchFetches("discovery",
 				"fdx_auth: the authorization server's metadata could not be fetched; endpoints discovered before stay in use",
 				"fdx_auth: the authorization server's metadata fetched again")}
+		if a.discovery, err = keep(a, store.CredentialKey("fdx_auth discovery", a.Issuer, trust), d, d.Close, (*fdx.Discovery).Adopt); err != nil {
+			return err
+		}
 	}
 	if checkJWTs {
-		a.jwks = &fdx.JWKS{URL: jwksURL, Client: client,
+		j := &fdx.JWKS{URL: jwksURL, Client: client,
 			MinRefresh: time.Duration(a.JWKSMinRefresh), MaxAge: time.Duration(a.JWKSMaxAge),
 			OnFetch: a.watchFetches("jwks",
 				"fdx_auth: the authorization server's JWKS could not be fetched; keys fetched before stay in use, and a token that needs another is refused until it can be",
 				"fdx_auth: the authorization server's JWKS fetched again")}
+		located := ""
 		if jwksURL == "" {
-			a.jwks.Locate = a.locate("jwks_uri", func(md *fdx.Metadata) string { return md.JWKSURI })
+			j.Locate = a.locate("jwks_uri", func(md *fdx.Metadata) string { return md.JWKSURI })
+			located = a.Issuer
+		}
+		if a.jwks, err = keep(a, store.CredentialKey("fdx_auth jwks", jwksURL, located, trust), j, j.Close, (*fdx.JWKS).Adopt); err != nil {
+			return err
 		}
 		a.validator = &fdx.Validator{Issuer: a.Issuer, Audiences: a.Audiences, Algorithms: algs, Leeway: time.Duration(a.Leeway), Keys: a.jwks}
 		// Fetched on the first token (the key server may be this very
@@ -95,15 +111,27 @@ func (a *FDXAuth) provisionAuthorizationServer(ctx caddy.Context, algs []jose.Si
 		}))
 	}
 	if in != nil {
-		if err := a.provisionIntrospection(in, introURL, client); err != nil {
+		if err := a.provisionIntrospection(in, introURL, client, trust); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// keep takes the value kept under key across reloads (fresh, if no loaded
+// configuration holds one; closed when the last lets go), with fresh's
+// settings applied to it; a's Cleanup lets go of it.
+func keep[T any](a *FDXAuth, key string, fresh T, close func(), adopt func(T, T)) (T, error) {
+	v, release, err := store.Keep(key, func() (T, func(), error) { return fresh, close, nil }, adopt, fresh)
+	if err != nil {
+		return v, err
+	}
+	a.unregister = append(a.unregister, release)
+	return v, nil
+}
+
 // provisionIntrospection sets up the introspection client.
-func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, client *http.Client) error {
+func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, client *http.Client, trust string) error {
 	if in.ClientID == "" {
 		return errors.New("introspection needs a client id")
 	}
@@ -111,13 +139,14 @@ func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, 
 		in.Auth = AuthBasic
 	}
 	var auth fdx.ClientAuth
+	var credential string // what the client authenticates with, for the key of the kept answers
 	switch in.Auth {
 	case AuthBasic:
 		secret, err := gate.Secret(in.ClientSecret)
 		if err != nil {
 			return errors.New("introspection needs a URL, a client id and a secret with introspection_auth basic: the secret " + err.Error())
 		}
-		auth = fdx.ClientSecretBasic{ClientID: in.ClientID, Secret: secret}
+		auth, credential = fdx.ClientSecretBasic{ClientID: in.ClientID, Secret: secret}, secret
 	case AuthTLSClientAuth:
 		if a.TLSClientAuth == nil {
 			return errors.New("introspection_auth tls_client_auth needs tls_client_auth <cert_file> <key_file>: the certificate to authenticate with")
@@ -135,7 +164,7 @@ func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, 
 		if err != nil {
 			return fmt.Errorf("introspection_auth private_key_jwt: %v", err)
 		}
-		auth = fdx.PrivateKeyJWT{ClientID: in.ClientID, Audience: a.Issuer, Key: key, KeyID: in.KeyID}
+		auth, credential = fdx.PrivateKeyJWT{ClientID: in.ClientID, Audience: a.Issuer, Key: key, KeyID: in.KeyID}, string(pemBytes)+"\x00"+in.KeyID
 	default:
 		return fmt.Errorf("introspection_auth must be %s, %s or %s, not %q", AuthBasic, AuthTLSClientAuth, AuthPrivateKeyJWT, in.Auth)
 	}
@@ -146,14 +175,22 @@ func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, 
 		return fmt.Errorf("a key file is for introspection_auth %s only", AuthPrivateKeyJWT)
 	}
 	requireAud := in.RequireAudience == nil || *in.RequireAudience
-	a.introspect = &fdx.Introspector{URL: introURL, Auth: auth, Client: client,
+	fresh := &fdx.Introspector{URL: introURL, Auth: auth, Client: client,
 		Issuer: a.Issuer, Audiences: a.Audiences, AllowMissingAudience: !requireAud, CacheFor: time.Duration(in.CacheFor),
 		OnCall: a.watchFetches("introspection",
-			"fdx_auth: the introspection endpoint failed; opaque tokens it has not answered for are refused with 503 until it answers",
+			"fdx_auth: the introspection endpoint failed; opaque tokens it has not answered for are refused with 503 until it answers or a backoff (1s, doubling up to 30s) has passed",
 			"fdx_auth: the introspection endpoint answers again")}
 	if introURL == "" {
 		mutualTLS := auth.MutualTLS()
-		a.introspect.Locate = a.locate("introspection_endpoint", func(md *fdx.Metadata) string { return md.IntrospectionURL(mutualTLS) })
+		fresh.Locate = a.locate("introspection_endpoint", func(md *fdx.Metadata) string { return md.IntrospectionURL(mutualTLS) })
+	}
+	// the answers kept are those of this endpoint, client and credential,
+	// checked against this issuer and these audiences
+	parts := []string{introURL, a.Issuer, in.ClientID, in.Auth, credential, trust, strconv.FormatBool(requireAud)}
+	var err error
+	if a.introspect, err = keep(a, store.CredentialKey("fdx_auth introspection", append(parts, a.Audiences...)...),
+		fresh, fresh.Close, (*fdx.Introspector).Adopt); err != nil {
+		return err
 	}
 	intro := a.introspect
 	a.unregister = append(a.unregister, gate.RegisterDependency(gate.Dependency{
@@ -187,33 +224,51 @@ func (a *FDXAuth) locate(name string, endpoint func(*fdx.Metadata) string) func(
 // its own transport, trusting only tls_trust_pool's CAs if it is given,
 // presenting tls_client_auth's certificate if it is given. Nothing else
 // in the process uses it, and it changes nothing process-wide.
-func (a *FDXAuth) provisionClient(ctx caddy.Context) (*http.Client, error) {
+//
+// It returns too a digest of the trust it sets up (the trusted CAs, or the
+// pool's configuration where its certificates cannot be read; the client
+// certificate), so that what was fetched under other trust is not kept.
+func (a *FDXAuth) provisionClient(ctx caddy.Context) (*http.Client, string, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if a.TLSTrustPoolRaw != nil {
+	trust := sha256.New()
+	if a.TLSTrustPoolRaw == nil {
+		trust.Write([]byte("system roots\x00"))
+	} else {
 		mod, err := ctx.LoadModule(a, "TLSTrustPoolRaw")
 		if err != nil {
-			return nil, fmt.Errorf("tls_trust_pool: %v", err)
+			return nil, "", fmt.Errorf("tls_trust_pool: %v", err)
 		}
 		ca, ok := mod.(caddytls.CA)
 		if !ok {
-			return nil, fmt.Errorf("tls_trust_pool: %T is not a CA pool source", mod)
+			return nil, "", fmt.Errorf("tls_trust_pool: %T is not a CA pool source", mod)
 		}
-		if cp, ok := mod.(caddytls.CertificateProvider); ok && len(cp.Certificates()) == 0 {
-			return nil, errors.New("tls_trust_pool holds no certificate: it would trust nothing")
+		if cp, ok := mod.(caddytls.CertificateProvider); ok {
+			if len(cp.Certificates()) == 0 {
+				return nil, "", errors.New("tls_trust_pool holds no certificate: it would trust nothing")
+			}
+			for _, c := range cp.Certificates() {
+				sum := sha256.Sum256(c.Raw)
+				trust.Write(sum[:])
+			}
+		} else {
+			trust.Write(a.TLSTrustPoolRaw)
 		}
 		if cfg.RootCAs = ca.CertPool(); cfg.RootCAs == nil {
-			return nil, errors.New("tls_trust_pool holds no certificate pool")
+			return nil, "", errors.New("tls_trust_pool holds no certificate pool")
 		}
 	}
+	trust.Write([]byte("\x00client certificate\x00"))
 	if c := a.TLSClientAuth; c != nil {
 		if c.CertFile == "" || c.KeyFile == "" {
-			return nil, errors.New("tls_client_auth needs a certificate file and a key file")
+			return nil, "", errors.New("tls_client_auth needs a certificate file and a key file")
 		}
 		cert, err := tls.LoadX509KeyPair(gate.Resolve(c.CertFile), gate.Resolve(c.KeyFile))
 		if err != nil {
-			return nil, fmt.Errorf("tls_client_auth: %v", err)
+			return nil, "", fmt.Errorf("tls_client_auth: %v", err)
 		}
 		cfg.Certificates = []tls.Certificate{cert}
+		sum := sha256.Sum256(cert.Certificate[0])
+		trust.Write(sum[:])
 	}
 	dialer := &net.Dialer{Timeout: fdx.DefaultTimeout, KeepAlive: 30 * time.Second}
 	a.transport = &http.Transport{
@@ -227,7 +282,7 @@ func (a *FDXAuth) provisionClient(ctx caddy.Context) (*http.Client, error) {
 		TLSHandshakeTimeout:   fdx.DefaultTimeout,
 		ResponseHeaderTimeout: fdx.DefaultTimeout,
 	}
-	return &http.Client{Transport: a.transport, Timeout: fdx.DefaultTimeout, CheckRedirect: fdx.NoRedirects}, nil
+	return &http.Client{Transport: a.transport, Timeout: fdx.DefaultTimeout, CheckRedirect: fdx.NoRedirects}, hex.EncodeToString(trust.Sum(nil)), nil
 }
 
 // watchFetches counts the fetches of one kind, and logs the first failure

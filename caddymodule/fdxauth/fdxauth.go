@@ -353,8 +353,11 @@ func (a *FDXAuth) provisionGrants() error {
 	return nil
 }
 
-// Cleanup withdraws the authorization server from readiness checks,
-// closes its idle connections and lets go of the DPoP jti cache.
+// Cleanup withdraws the authorization server from readiness checks, lets
+// go of the key set, metadata and introspection answers kept across
+// reloads (the last configuration to hold one closes it: a fetch under
+// way is cancelled) and of the DPoP jti cache, and closes its idle
+// connections.
 func (a *FDXAuth) Cleanup() error {
 	for _, f := range a.unregister {
 		f()

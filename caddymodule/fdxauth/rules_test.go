@@ -244,6 +244,7 @@ func TestKeyServerDown(t *testing.T) {
 		t.Fatalf("key set never fetched: %+v", got)
 	}
 	as.down.Store(false)
+	a.Cleanup()        // the configuration lets go of its key set, within its backoff
 	a = newAuth(t, as) // a fresh key cache that can fetch at once
 	if got := rulesServe(t, a, rulesRequest("/fdx/v6/core/accounts", tok)); got.status != 200 {
 		t.Fatalf("key server back: %+v", got)

@@ -41,8 +41,10 @@ type MXConnectToken struct {
 	APIKey   string `json:"api_key,omitempty"`
 
 	// RefreshBefore is how long before the token's exp a new one is
-	// fetched (in the background, while the old one is still served).
-	// Default: 1m.
+	// fetched (in the background, while the old one is still served); a
+	// token that lives less than that is renewed at half its lifetime,
+	// and none sooner than 10s after the last fetch (a warning says so
+	// once). Default: 1m.
 	RefreshBefore caddy.Duration `json:"refresh_before,omitempty"`
 
 	// MinRefresh is the least time between two token fetches caused by
@@ -67,10 +69,12 @@ type MXConnectToken struct {
 	// default loopback and Unix-socket peers only; anyone else gets 403.
 	gate.Callers
 
-	source *mxconnect.Source
-	down   *atomic.Bool // a Security API outage episode is under way
-	format gate.Format
-	logger *zap.Logger
+	source  *mxconnect.Source // kept across reloads while the credentials stay
+	release func()
+	down    *atomic.Bool // a Security API outage episode is under way
+	short   *atomic.Bool // the short-lived tokens hint was logged
+	format  gate.Format
+	logger  *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -81,11 +85,14 @@ func (MXConnectToken) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves the credentials.
+// Provision resolves the credentials, and takes the token source of the
+// running configuration if it has the same endpoint and credentials: its
+// token, and what it knows of past fetches (min_refresh, a backoff under
+// way), outlive a reload; the new settings apply to it.
 func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 	gate.WarnUnredactedLogs(ctx, "mxconnect_token", gate.AuthSecretHeaders...)
 	m.logger = ctx.Logger()
-	m.down = new(atomic.Bool)
+	m.down, m.short = new(atomic.Bool), new(atomic.Bool)
 	var err error
 	if m.format, err = gate.ParseFormat(m.ErrorFormat, gate.FormatJSON); err != nil {
 		return err
@@ -121,15 +128,43 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) error {
 	if m.MaxBody == 0 {
 		m.MaxBody = 1 << 20
 	}
-	m.source = &mxconnect.Source{
+	src := &mxconnect.Source{
 		Endpoint: endpoint, Username: creds[0], Password: creds[1], APIKey: creds[2],
 		RefreshBefore:  time.Duration(m.RefreshBefore),
 		MinRefresh:     time.Duration(m.MinRefresh),
 		Client:         &http.Client{Timeout: time.Duration(m.Timeout)},
 		OnRefreshError: func(error) { gate.Metrics.TokenRefreshFailures.Inc() },
 		OnFetch:        gate.CountCredentialFetches("mxconnect_token", "token"),
+		OnShortLived:   m.shortLived,
+	}
+	// named by a keyed hash of what it fetches with: other credentials get
+	// a source of their own, and the name holds no secret
+	key := store.CredentialKey("mxconnect_token", endpoint, creds[0], creds[1], creds[2])
+	if m.source, m.release, err = store.Keep(key, func() (*mxconnect.Source, func(), error) {
+		return src, src.Close, nil
+	}, (*mxconnect.Source).Adopt, src); err != nil {
+		return err
 	}
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+}
+
+// Cleanup lets go of the token source: the last configuration to hold it
+// closes it (a fetch under way is cancelled).
+func (m *MXConnectToken) Cleanup() error {
+	if m.release != nil {
+		m.release()
+		m.release = nil
+	}
+	return nil
+}
+
+// shortLived logs, once per configuration, that tokens live less than
+// refresh_before by this clock.
+func (m *MXConnectToken) shortLived(life time.Duration) {
+	if !m.short.Swap(true) {
+		m.logger.Warn("MX Connect tokens live less than refresh_before by this clock: each is renewed at half its lifetime, and none sooner than 10s after the last fetch; check this host's clock (NTP), or lower refresh_before",
+			zap.Duration("lifetime", life), zap.Duration("refresh_before", time.Duration(m.RefreshBefore)))
+	}
 }
 
 // Credentials names the MX Connect client whose tokens are attached (its
@@ -243,6 +278,7 @@ func (m *MXConnectToken) available() {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*MXConnectToken)(nil)
+	_ caddy.CleanerUpper          = (*MXConnectToken)(nil)
 	_ caddyhttp.MiddlewareHandler = (*MXConnectToken)(nil)
 	_ store.Credentialed          = (*MXConnectToken)(nil)
 )

@@ -2,6 +2,7 @@ package mxapi
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,11 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+	"github.com/mxgate/mxgate/mxconnect"
 )
 
 // securityAPI is a stand-in for MX Connect's Security API: it hands out
@@ -29,6 +32,9 @@ type securityAPI struct {
 	issued atomic.Int32
 	status atomic.Int32  // non-zero: answer this instead of a token
 	hold   chan struct{} // non-nil: wait for it before answering
+	// expAt, if set, gives each token an exp claim: the token is then a
+	// JWT whose signature part is tok-n
+	expAt atomic.Pointer[func() time.Time]
 }
 
 func newSecurityAPI(t *testing.T) *securityAPI {
@@ -46,7 +52,12 @@ func newSecurityAPI(t *testing.T) *securityAPI {
 		case r.Method != "POST" || user != "mx-user" || pass != "mx-pa55word" || body.Value != "mx-api-k3y":
 			w.WriteHeader(http.StatusUnauthorized)
 		default:
-			_ = json.NewEncoder(w).Encode(map[string]string{"token": "tok-" + strconv.Itoa(int(s.issued.Add(1)))})
+			tok := "tok-" + strconv.Itoa(int(s.issued.Add(1)))
+			if exp := s.expAt.Load(); exp != nil {
+				enc := base64.RawURLEncoding.EncodeToString
+				tok = enc([]byte(`{"alg":"HS256"}`)) + "." + enc([]byte(`{"exp":`+strconv.FormatInt((*exp)().Unix(), 10)+`}`)) + "." + tok
+			}
+			_ = json.NewEncoder(w).Encode(map[string]string{"token": tok})
 		}
 	}))
 	t.Cleanup(s.Close)
@@ -395,8 +406,11 @@ func TestMXConnectTokenOutage(t *testing.T) {
 	}
 	assertNoSecrets(t, logs)
 
-	// a Security API that cannot be reached at all
+	// a Security API that cannot be reached at all, for a configuration
+	// loaded after the first let go (while it held the source, another
+	// with the same credentials would share its token)
 	api.Close()
+	m.Cleanup()
 	m2, _, _ := newToken(t, api.URL, &MXConnectToken{ErrorFormat: "text"})
 	w, _ = handlertest.Serve(t, m2, local(httptest.NewRequest("GET", "/accounts", nil)), up)
 	if w.Code != 503 || w.Body.String() != "MX Connect token unavailable: Security API unavailable: connection refused\n" {
@@ -494,4 +508,95 @@ func TestMXConnectTokenProvisionErrors(t *testing.T) {
 		m.source.MinRefresh != 30*time.Second {
 		t.Errorf("defaults: %+v", m.source)
 	}
+}
+
+// TestMXConnectTokenReload: a configuration loaded while another with the
+// same endpoint and credentials runs (a reload) takes its token source:
+// its token, and the forced fetch min_refresh counts from, outlive the
+// reload, and the new min_refresh applies to them. One that fails to load
+// leaves the running one's settings. Other credentials get a source of
+// their own; the last configuration to let go closes the source.
+func TestMXConnectTokenReload(t *testing.T) {
+	api := newSecurityAPI(t)
+	old, _, clk := newToken(t, api.URL, &MXConnectToken{MinRefresh: caddy.Duration(time.Hour)})
+	up := &upstream{refuse: map[string]bool{"tok-1": true, "tok-2": true}}
+	serve := func(m *MXConnectToken) int {
+		w, _ := handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/accounts", nil)), up)
+		return w.Code
+	}
+	if code := serve(old); code != 401 || api.issued.Load() != 2 {
+		t.Fatalf("refused twice: %d, %d issued", code, api.issued.Load())
+	}
+	// a reload: the same credentials, min_refresh 1h still
+	next := &MXConnectToken{MinRefresh: caddy.Duration(time.Hour)}
+	next.Endpoint, next.Username, next.Password, next.APIKey = api.URL, "mx-user", "{env.MXGATE_TEST_MXC_PASSWORD}", "mx-api-k3y"
+	handlertest.Provision(t, next)
+	old.Cleanup()
+	if next.source != old.source {
+		t.Fatal("a reload with the same credentials made a new token source")
+	}
+	if code := serve(next); code != 401 || api.issued.Load() != 2 {
+		t.Fatalf("after the reload, within min_refresh: %d, %d issued", code, api.issued.Load())
+	}
+	// a reload that fails to load after this one took the source: its
+	// min_refresh of 1s does not stay
+	failed := &MXConnectToken{MinRefresh: caddy.Duration(time.Second)}
+	failed.Endpoint, failed.Username, failed.Password, failed.APIKey = next.Endpoint, next.Username, next.Password, next.APIKey
+	handlertest.Provision(t, failed)
+	failed.Cleanup()
+	clk.Add(time.Minute)
+	if code := serve(next); code != 401 || api.issued.Load() != 2 {
+		t.Fatalf("after a failed reload, a minute on: %d, %d issued", code, api.issued.Load())
+	}
+	// a reload that shortens min_refresh to 30s: a minute after the last
+	// forced fetch, a 401 fetches again
+	shorter := &MXConnectToken{MinRefresh: caddy.Duration(30 * time.Second)}
+	shorter.Endpoint, shorter.Username, shorter.Password, shorter.APIKey = next.Endpoint, next.Username, next.Password, next.APIKey
+	handlertest.Provision(t, shorter)
+	next.Cleanup()
+	if code := serve(shorter); code != 200 || api.issued.Load() != 3 {
+		t.Fatalf("with min_refresh shortened: %d, %d issued", code, api.issued.Load())
+	}
+	// other credentials (another endpoint) get a source of their own
+	other := &MXConnectToken{}
+	other.Endpoint, other.Username, other.Password, other.APIKey = api.URL+"/v2", next.Username, next.Password, next.APIKey
+	handlertest.Provision(t, other)
+	if other.source == shorter.source {
+		t.Fatal("another endpoint shares the token source")
+	}
+	other.Cleanup()
+	// the last to let go closes the source: no fetch after (its token
+	// expired)
+	shorter.Cleanup()
+	clk.Add(11 * time.Minute)
+	if _, err := shorter.source.Token(context.Background()); !errors.Is(err, mxconnect.ErrUnavailable) {
+		t.Fatalf("a closed source answered %v", err)
+	}
+	if api.issued.Load() != 3 {
+		t.Fatalf("%d issued", api.issued.Load())
+	}
+}
+
+// TestMXConnectTokenShortLivedHint: tokens that live less than
+// refresh_before (30 s, against 1m) are logged once, and renewed at half
+// their lifetime, not per request.
+func TestMXConnectTokenShortLivedHint(t *testing.T) {
+	api := newSecurityAPI(t)
+	m, logs, clk := newToken(t, api.URL, &MXConnectToken{})
+	exp := func() time.Time { return clk.Now().Add(30 * time.Second) }
+	api.expAt.Store(&exp)
+	up := &upstream{}
+	for range 30 {
+		if w, _ := handlertest.Serve(t, m, local(httptest.NewRequest("GET", "/accounts", nil)), up); w.Code != 200 {
+			t.Fatal(w.Code)
+		}
+		clk.Add(time.Second)
+	}
+	if n := api.issued.Load(); n > 3 { // at 0 and 15 s, one more if a renewal ends late
+		t.Fatalf("%d tokens issued for 30 requests in 30 s of 30-second tokens", n)
+	}
+	if n := logs.FilterMessageSnippet("live less than refresh_before").Len(); n != 1 {
+		t.Fatalf("the hint logged %d times", n)
+	}
+	assertNoSecrets(t, logs)
 }

@@ -19,6 +19,10 @@
 // After a failed fetch, no fetch of either kind is made until a backoff
 // (doubling from MinBackoff to MaxBackoff) has passed; callers get the
 // failure at once. Time comes from Now, so that tests can inject a clock.
+//
+// A Value may outlive the configuration that made it (a gateway keeps it
+// across reloads): SetLimits changes its limits in use, and Close ends it,
+// cancelling the fetch under way.
 package refetch
 
 import (
@@ -51,13 +55,17 @@ const (
 // fetch again.
 var ErrTooSoon = errors.New("refetch: refreshed too recently to refresh again")
 
+// ErrClosed is the answer of a Value after Close: no fetch is made.
+var ErrClosed = errors.New("refetch: closed")
+
 // Fetch obtains a new version of the credential. Its error is handed to
 // every caller sharing the fetch, so it must hold no secret.
 type Fetch[T any] func(context.Context) (T, error)
 
 // Value is one fetched credential. It is safe for concurrent use; fill the
-// exported fields before the first call and do not change them after. The
-// zero value is usable, with the defaults.
+// exported fields before the first call and do not change them after
+// (SetLimits changes the limits of a Value in use). The zero value is
+// usable, with the defaults.
 type Value[T any] struct {
 	// MinInterval is the least time from the start of a fetch forced by a
 	// refusal (Refused) that succeeded to the next forced fetch; a failed
@@ -75,21 +83,45 @@ type Value[T any] struct {
 	// before any caller waiting for that fetch returns.
 	Observe func(outcome string)
 
-	mu       sync.Mutex
-	val      T
-	gen      uint64
-	flight   *flight[T] // the fetch under way, if any
-	forced   time.Time  // when the last successful forced fetch started
-	failures int        // consecutive failed fetches
-	retryAt  time.Time  // no fetch before this, after a failure
-	lastErr  error      // the last fetch's error, while failing
+	mu      sync.Mutex
+	val     T
+	gen     uint64
+	flight  *flight[T] // the fetch under way, if any
+	forced  time.Time  // when the last successful forced fetch started
+	backoff Backoff    // after failed fetches
+	lastErr error      // the last fetch's error, while failing
+	closed  bool
 }
 
 type flight[T any] struct {
-	done chan struct{}
-	val  T
-	gen  uint64
-	err  error
+	done   chan struct{}
+	cancel context.CancelFunc
+	val    T
+	gen    uint64
+	err    error
+}
+
+// SetLimits changes MinInterval, MinBackoff and MaxBackoff of a Value that
+// may be in use (zero means the default, as for the fields). The fetch
+// history stays: a forced fetch made a minute ago is a minute old for the
+// new MinInterval, and a backoff under way ends when it was due to.
+func (v *Value[T]) SetLimits(minInterval, minBackoff, maxBackoff time.Duration) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.MinInterval, v.MinBackoff, v.MaxBackoff = minInterval, minBackoff, maxBackoff
+}
+
+// Close cancels the fetch under way, if any (its callers get its error),
+// and makes every later call answer ErrClosed without fetching; Load still
+// returns the last version. Closing twice does nothing more.
+func (v *Value[T]) Close() {
+	v.mu.Lock()
+	v.closed = true
+	f := v.flight
+	v.mu.Unlock()
+	if f != nil {
+		f.cancel()
+	}
 }
 
 // Load returns the current version and its generation (0: none yet).
@@ -116,6 +148,23 @@ func (v *Value[T]) NextForced() time.Time {
 		return time.Time{}
 	}
 	return v.forced.Add(v.minInterval())
+}
+
+// Wait waits for the fetch under way, if any, to end, or for ctx to end
+// (returning its error).
+func (v *Value[T]) Wait(ctx context.Context) error {
+	v.mu.Lock()
+	f := v.flight
+	v.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	select {
+	case <-f.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Renew returns a version newer than generation seen: the current one if
@@ -161,8 +210,11 @@ func (v *Value[T]) get(ctx context.Context, seen uint64, fetch Fetch[T], forced,
 	f := v.flight
 	var suppressed error
 	switch {
+	case v.closed:
+		v.mu.Unlock()
+		return val, gen, ErrClosed
 	case f != nil:
-	case now.Before(v.retryAt):
+	case now.Before(v.backoff.Until()):
 		suppressed = v.lastErr
 	case forced && !v.forced.IsZero() && now.Sub(v.forced) < v.minInterval():
 		suppressed = ErrTooSoon
@@ -188,29 +240,35 @@ func (v *Value[T]) get(ctx context.Context, seen uint64, fetch Fetch[T], forced,
 
 // start begins a fetch; v.mu is held.
 func (v *Value[T]) start(ctx context.Context, fetch Fetch[T], forced bool, now time.Time) *flight[T] {
-	f := &flight[T]{done: make(chan struct{})}
+	// shared: no one caller may cancel it, only Close
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f := &flight[T]{done: make(chan struct{}), cancel: cancel}
 	v.flight = f
-	ctx = context.WithoutCancel(ctx) // shared: no one caller may cancel it
 	go func() {
+		defer cancel()
 		val, err := fetch(ctx)
 		outcome := OK
 		v.mu.Lock()
 		if err != nil {
 			outcome = Error
-			v.failures++
 			v.lastErr = err
-			v.retryAt = v.now().Add(v.backoff())
+			v.backoff.Min, v.backoff.Max = v.MinBackoff, v.MaxBackoff
+			v.backoff.Failed(v.now())
 		} else {
 			v.val, v.gen = val, v.gen+1
-			v.failures, v.lastErr, v.retryAt = 0, nil, time.Time{}
+			v.lastErr = nil
+			v.backoff.Succeeded()
 			if forced {
 				v.forced = now
 			}
 		}
 		f.val, f.gen, f.err = v.val, v.gen, err
 		v.flight = nil
+		closed := v.closed
 		v.mu.Unlock()
-		v.observe(outcome)
+		if !closed || err == nil { // a fetch Close cancelled is no outcome
+			v.observe(outcome)
+		}
 		close(f.done)
 	}()
 	return f
@@ -236,9 +294,36 @@ func (v *Value[T]) minInterval() time.Duration {
 	return DefaultMinInterval
 }
 
-// backoff is the wait after the v.failures-th failure in a row.
-func (v *Value[T]) backoff() time.Duration {
-	lo, hi := v.MinBackoff, v.MaxBackoff
+// Backoff is the wait after failures in a row: Min after the first,
+// doubling after each further one up to Max; a success ends it. The zero
+// value is usable, with DefaultMinBackoff and DefaultMaxBackoff (a Max
+// below Min means Min). It is not safe for concurrent use: its owner
+// holds a lock.
+type Backoff struct {
+	Min, Max time.Duration
+
+	failures int       // in a row
+	until    time.Time // no attempt before this
+}
+
+// Failed records a failure at now and returns the time before which no
+// attempt is to be made.
+func (b *Backoff) Failed(now time.Time) time.Time {
+	b.failures++
+	b.until = now.Add(b.wait())
+	return b.until
+}
+
+// Succeeded ends the backoff.
+func (b *Backoff) Succeeded() { b.failures, b.until = 0, time.Time{} }
+
+// Until returns the time before which no attempt is to be made: zero when
+// the last attempt succeeded.
+func (b *Backoff) Until() time.Time { return b.until }
+
+// wait is the wait after the b.failures-th failure in a row.
+func (b *Backoff) wait() time.Duration {
+	lo, hi := b.Min, b.Max
 	if lo <= 0 {
 		lo = DefaultMinBackoff
 	}
@@ -246,7 +331,7 @@ func (v *Value[T]) backoff() time.Duration {
 		hi = DefaultMaxBackoff
 	}
 	d := lo
-	for i := 1; i < v.failures && d < hi; i++ {
+	for i := 1; i < b.failures && d < hi; i++ {
 		d *= 2
 	}
 	return max(min(d, hi), lo)

@@ -328,3 +328,124 @@ func TestZeroValue(t *testing.T) {
 		t.Fatalf("%v after %d fetches", err, calls)
 	}
 }
+
+// TestSetLimits: limits changed on a Value in use apply from then on, to
+// the history it has: a forced fetch a minute old is a minute old for the
+// new interval, and the next backoff uses the new bounds.
+func TestSetLimits(t *testing.T) {
+	v, c, _ := newValue(time.Hour)
+	s := &source{}
+	gen := first(t, v, s)
+	_, gen, err := v.Refused(context.Background(), gen, s.fetch)
+	if err != nil || s.calls.Load() != 2 {
+		t.Fatalf("forced fetch: %v after %d", err, s.calls.Load())
+	}
+	c.Add(time.Minute)
+	if _, _, err := v.Refused(context.Background(), gen, s.fetch); !errors.Is(err, ErrTooSoon) {
+		t.Fatalf("within the hour: %v", err)
+	}
+	v.SetLimits(2*time.Minute, 3*time.Second, 5*time.Second)
+	if _, _, err := v.Refused(context.Background(), gen, s.fetch); !errors.Is(err, ErrTooSoon) {
+		t.Fatalf("a minute into a new interval of two: %v", err)
+	}
+	if at := v.NextForced(); !at.Equal(c.Now().Add(time.Minute)) {
+		t.Fatalf("next forced fetch at %v, want a minute from now", at)
+	}
+	c.Add(time.Minute)
+	if _, _, err := v.Refused(context.Background(), gen, s.fetch); err != nil || s.calls.Load() != 3 {
+		t.Fatalf("two minutes after the last forced fetch: %v after %d fetches", err, s.calls.Load())
+	}
+	// the new backoff bounds: 3s, then 5s
+	_, gen = v.Load()
+	s.fail.Store(true)
+	v.Renew(context.Background(), gen, s.fetch)
+	for i, wait := range []time.Duration{3 * time.Second, 5 * time.Second, 5 * time.Second} {
+		c.Add(wait - time.Millisecond)
+		v.Renew(context.Background(), gen, s.fetch)
+		if got := s.calls.Load(); got != int32(i+4) {
+			t.Fatalf("backoff %d: fetched within %v", i, wait)
+		}
+		c.Add(time.Millisecond)
+		v.Renew(context.Background(), gen, s.fetch)
+		if got := s.calls.Load(); got != int32(i+5) {
+			t.Fatalf("backoff %d: no fetch after %v", i, wait)
+		}
+	}
+}
+
+// TestClose: Close cancels the fetch under way (its callers get its
+// error, and nothing is counted), and afterwards no call fetches.
+func TestClose(t *testing.T) {
+	v, _, n := newValue(0)
+	started := make(chan struct{})
+	var calls atomic.Int32
+	fetch := func(ctx context.Context) (string, error) {
+		if calls.Add(1) == 1 {
+			close(started)
+		}
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
+	done := make(chan error)
+	go func() { _, _, err := v.Renew(context.Background(), 0, fetch); done <- err }()
+	<-started
+	v.Close()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the waiting caller got %v", err)
+	}
+	for _, call := range []func() error{
+		func() error { _, _, err := v.Renew(context.Background(), 0, fetch); return err },
+		func() error { _, _, err := v.Refused(context.Background(), 0, fetch); return err },
+	} {
+		if err := call(); !errors.Is(err, ErrClosed) {
+			t.Fatalf("after Close: %v", err)
+		}
+	}
+	v.Prefetch(context.Background(), 0, fetch)
+	v.Close()
+	if calls.Load() != 1 || n.get(Error) != 0 || n.get(OK) != 0 {
+		t.Fatalf("%d fetches after Close; observed %v", calls.Load(), n.m)
+	}
+}
+
+// TestBackoffDoubles: the Backoff type alone.
+func TestBackoffDoubles(t *testing.T) {
+	at := time.Unix(1_800_000_000, 0)
+	b := Backoff{Min: time.Second, Max: 5 * time.Second}
+	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second} {
+		if got := b.Failed(at).Sub(at); got != want {
+			t.Fatalf("failure %d: wait %v, want %v", i+1, got, want)
+		}
+	}
+	b.Succeeded()
+	if !b.Until().IsZero() || b.Failed(at).Sub(at) != time.Second {
+		t.Fatal("a success did not end the backoff")
+	}
+	var zero Backoff
+	if got := zero.Failed(at).Sub(at); got != DefaultMinBackoff {
+		t.Fatalf("zero Backoff waits %v", got)
+	}
+}
+
+// TestWait: Wait returns at once with no fetch under way, and after the
+// fetch a Prefetch started has ended.
+func TestWait(t *testing.T) {
+	v, _, _ := newValue(0)
+	if err := v.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := &source{hold: make(chan struct{})}
+	v.Prefetch(context.Background(), 0, s.fetch)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := v.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait with the fetch held: %v", err)
+	}
+	close(s.hold)
+	if err := v.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if val, gen := v.Load(); val != "cred-1" || gen != 1 {
+		t.Fatalf("after Wait: %q %d", val, gen)
+	}
+}
