@@ -20,6 +20,7 @@ command -v redis-cli >/dev/null 2>&1 || missing="$missing redis-tools"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
 	sudo=""
