@@ -175,10 +175,10 @@ func (FDXAuth) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision builds the validator and the scope table.
-func (a *FDXAuth) Provision(ctx caddy.Context) error {
+func (a *FDXAuth) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "fdx_auth")
 	gate.WarnUnredactedLogs(ctx, "fdx_auth", gate.AuthSecretHeaders...)
 	a.logger = ctx.Logger()
-	var err error
 	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatFDX); err != nil {
 		return err
 	}

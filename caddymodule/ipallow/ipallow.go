@@ -73,10 +73,10 @@ func (IPAllow) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision builds the allow-list and the trusted proxies.
-func (a *IPAllow) Provision(ctx caddy.Context) error {
+func (a *IPAllow) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_ip_allow")
 	a.logger = ctx.Logger()
 	a.warned = new(atomic.Bool)
-	var err error
 	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatMDX); err != nil {
 		return err
 	}

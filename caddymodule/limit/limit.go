@@ -147,12 +147,12 @@ func (RateLimit) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision builds the policy and takes the buckets.
-func (rl *RateLimit) Provision(ctx caddy.Context) error {
+func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_rate_limit")
 	rl.logger = ctx.Logger()
 	if rl.now == nil {
 		rl.now = time.Now
 	}
-	var err error
 	if rl.format, err = gate.ParseFormat(rl.ErrorFormat, gate.FormatMDX); err != nil {
 		return err
 	}

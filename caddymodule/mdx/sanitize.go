@@ -133,7 +133,8 @@ func (Sanitize) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults and builds the guard.
-func (s *Sanitize) Provision(ctx caddy.Context) error {
+func (s *Sanitize) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mdx_sanitize")
 	s.logger = ctx.Logger()
 	if err := s.setup(); err != nil {
 		return err

@@ -54,12 +54,12 @@ func (Sign) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision decodes the key.
-func (sg *Sign) Provision(ctx caddy.Context) error {
+func (sg *Sign) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mdx_hmac sign")
 	gate.WarnUnredactedLogs(ctx, "mdx_hmac sign", gate.MDXSecretHeaders...)
 	if sg.now == nil {
 		sg.now = time.Now
 	}
-	var err error
 	if sg.s, err = sg.Signing.provision(); err != nil {
 		return err
 	}

@@ -138,14 +138,14 @@ func (Verify) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision decodes the keys, sets defaults and takes the replay cache.
-func (v *Verify) Provision(ctx caddy.Context) error {
+func (v *Verify) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mdx_hmac verify")
 	gate.WarnUnredactedLogs(ctx, "mdx_hmac verify", gate.MDXSecretHeaders...)
 	v.logger = ctx.Logger()
 	v.fullLog = new(atomic.Bool)
 	if v.now == nil {
 		v.now = time.Now
 	}
-	var err error
 	if v.s, err = v.Signing.provision(); err != nil {
 		return err
 	}

@@ -91,7 +91,8 @@ func (AuthAttach) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision resolves the credentials.
-func (a *AuthAttach) Provision(ctx caddy.Context) error {
+func (a *AuthAttach) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_auth attach")
 	gate.WarnUnredactedLogs(ctx, "mx_auth attach", gate.AuthSecretHeaders...)
 	a.logger = ctx.Logger()
 	if err := a.Callers.Provision(ctx, "mx_auth", gate.FormatJSON); err != nil {
@@ -285,10 +286,10 @@ func (AuthCheck) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision resolves the clients' secrets.
-func (a *AuthCheck) Provision(ctx caddy.Context) error {
+func (a *AuthCheck) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_auth check")
 	gate.WarnUnredactedLogs(ctx, "mx_auth check", gate.AuthSecretHeaders...)
 	a.logger = ctx.Logger()
-	var err error
 	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatJSON); err != nil {
 		return err
 	}

@@ -98,7 +98,8 @@ func a128Suite(alg string) (jwe.Suite, error) {
 }
 
 // Provision sets defaults and makes the first key pair.
-func (m *JWEDecrypt) Provision(ctx caddy.Context) error {
+func (m *JWEDecrypt) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_jwe decrypt")
 	m.logger = ctx.Logger()
 	if m.MaxBody == 0 {
 		m.MaxBody = DefaultJWEMaxBody
@@ -269,14 +270,14 @@ func (JWEEncrypt) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults.
-func (m *JWEEncrypt) Provision(ctx caddy.Context) error {
+func (m *JWEEncrypt) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_jwe encrypt")
 	if m.MaxBody == 0 {
 		m.MaxBody = DefaultJWEMaxBody
 	}
 	if m.MaxBody < 0 {
 		return errors.New("max_body must be positive")
 	}
-	var err error
 	if m.a128, err = a128Suite(m.A128KeyAlgorithm); err != nil {
 		return err
 	}

@@ -82,11 +82,11 @@ func (MXConnectToken) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision resolves the credentials.
-func (m *MXConnectToken) Provision(ctx caddy.Context) error {
+func (m *MXConnectToken) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mxconnect_token")
 	gate.WarnUnredactedLogs(ctx, "mxconnect_token", gate.AuthSecretHeaders...)
 	m.logger = ctx.Logger()
 	m.down = new(atomic.Bool)
-	var err error
 	if m.format, err = gate.ParseFormat(m.ErrorFormat, gate.FormatJSON); err != nil {
 		return err
 	}
