@@ -460,7 +460,7 @@ func (a *FDXAuth) authorize(r *http.Request, p string) (*fdx.Claims, *failure) {
 }
 
 func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id string) error {
-	if ce := a.logger.Check(zapcore.InfoLevel, "FDX request refused"); ce != nil {
+	if ce := a.logger.Check(zapcore.DebugLevel, "FDX request refused"); ce != nil {
 		ce.Write(zap.Int("status", f.status), zap.String("reason", f.debug), zap.String("fapi_interaction_id", id),
 			zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
@@ -485,7 +485,7 @@ func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id 
 		w.Header().Set("WWW-Authenticate", challenge)
 	}
 	gate.CloseUnread(w, r)
-	return gate.Refuse(w, "fdx_auth", a.format, gate.Refusal{Status: f.status, Reason: reason, Message: f.debug})
+	return gate.Refuse(w, r, "fdx_auth", a.format, gate.Refusal{Status: f.status, Reason: reason, Message: f.debug})
 }
 
 // verifiedCert returns the client certificate that r's TLS connection

@@ -146,7 +146,7 @@ func (a *IPAllow) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
 	gate.CloseUnread(w, r)
-	return gate.Refuse(w, "mx_ip_allow", a.format, rf)
+	return gate.Refuse(w, r, "mx_ip_allow", a.format, rf)
 }
 
 // warnServerTrust says, once per configuration, that the server's

@@ -790,7 +790,7 @@ func (sw *sanitizeWriter) refuse(rf gate.Refusal, err error) error {
 		c.Write(fields...)
 	}
 	gate.ClearHeader(sw.ResponseWriter.Header())
-	return gate.Refuse(sw.ResponseWriter, "mdx_sanitize", gate.FormatMDX, rf)
+	return gate.Refuse(sw.ResponseWriter, sw.r, "mdx_sanitize", gate.FormatMDX, rf)
 }
 
 // record logs and counts what the guard found in a body.

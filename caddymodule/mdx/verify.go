@@ -301,7 +301,7 @@ func init() {
 func (v *Verify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	held, rf, ok := v.verify(r)
 	if !ok {
-		if ce := v.logger.Check(zapcore.InfoLevel, "MDX request refused"); ce != nil {
+		if ce := v.logger.Check(zapcore.DebugLevel, "MDX request refused"); ce != nil {
 			ce.Write(zap.String("reason", rf.Reason), zap.Int("status", rf.Status),
 				zap.String("client_ip", gate.ClientIP(r)), zap.String("method", r.Method), zap.String("path", r.URL.Path))
 		}
@@ -309,7 +309,7 @@ func (v *Verify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 			w.Header().Set("Retry-After", "1")
 		}
 		gate.CloseUnread(w, r)
-		return gate.Refuse(w, "mdx_hmac", v.s.format, rf)
+		return gate.Refuse(w, r, "mdx_hmac", v.s.format, rf)
 	}
 	if held != nil {
 		defer held.done(v.pending)

@@ -190,7 +190,7 @@ func (m *JWEDecrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	if rec.Overflow() {
 		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseReplyTooLarge)
+		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseReplyTooLarge)
 	}
 	status := cmp.Or(rec.Status(), http.StatusOK)
 	body := bytes.TrimSpace(rec.Body())
@@ -203,14 +203,14 @@ func (m *JWEDecrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		m.logger.Warn("upstream reply was not encrypted; refused as a downgrade",
 			zap.Int("upstream_status", status), zap.String("upstream_content_type", ctype), zap.Int("upstream_body_bytes", len(rec.Body())))
 		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseNotEncrypted)
+		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseNotEncrypted)
 	}
 	plain, err := jwe.Decrypt(string(body), key, m.allowed)
 	if err != nil {
 		gate.Metrics.JWEDecryptFailures.Inc()
 		m.logger.Warn("upstream reply claims to be encrypted but did not decrypt", zap.Int("upstream_status", status), zap.String("upstream_content_type", ctype))
 		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseUndecryptable)
+		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseUndecryptable)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -319,7 +319,7 @@ func (m *JWEEncrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		}
 	}
 	if refuse != "" {
-		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, encryptionRefusal(refuse))
+		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, encryptionRefusal(refuse))
 	}
 	suite := jwe.SuiteFor(cipher)
 	if cipher == jwe.A128GCM {
@@ -338,7 +338,7 @@ func (m *JWEEncrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	if rec.Overflow() {
 		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseBodyTooLarge)
+		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseBodyTooLarge)
 	}
 	status := cmp.Or(rec.Status(), http.StatusOK)
 	if status < 200 || status > 299 || bodiless(r.Method, status) {

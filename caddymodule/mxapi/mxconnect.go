@@ -221,7 +221,7 @@ func (m *MXConnectToken) refuse(w http.ResponseWriter, r *http.Request, err erro
 		rf.Message += ": " + me.Message()
 	}
 	m.unavailable(err)
-	return gate.Refuse(w, "mxconnect_token", m.format, rf)
+	return gate.Refuse(w, r, "mxconnect_token", m.format, rf)
 }
 
 // unavailable logs the start of an episode without tokens, once; errors

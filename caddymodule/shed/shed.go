@@ -134,7 +134,7 @@ func (s *Shed) refuse(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Retry-After", s.retryAfter)
 	gate.CloseUnread(w, r)
-	return gate.Refuse(w, "mx_shed", s.format, refuseOverloaded)
+	return gate.Refuse(w, r, "mx_shed", s.format, refuseOverloaded)
 }
 
 // Interface guards
