@@ -28,8 +28,8 @@ var testNow = time.Unix(1_800_000_000, 0)
 type authServer struct {
 	*httptest.Server
 	keys       []jose.JSONWebKey // private
-	jwksCalls  atomic.Int32 // JWKS fetches answered
-	jwksTries  atomic.Int32 // JWKS fetches, answered or not
+	jwksCalls  atomic.Int32      // JWKS fetches answered
+	jwksTries  atomic.Int32      // JWKS fetches, answered or not
 	down       atomic.Bool
 	active     map[string]map[string]any
 	introCalls atomic.Int32
