@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -45,7 +46,14 @@ func withStrangers(t *testing.T, name string, body func(t *testing.T, v4, v6 str
 		body(t, strangerV4, strangerV6)
 		return
 	}
-	out, ran, err := inNetns(name)
+	var out []byte
+	var ran bool
+	_, err := exec.LookPath("ip")
+	if err != nil {
+		err = fmt.Errorf("ip (iproute2) is not installed; scripts/test.sh installs it: %w", err)
+	} else {
+		out, ran, err = inNetns(name)
+	}
 	if ran {
 		if err != nil {
 			t.Fatalf("in a network namespace of its own: %v\n%s", err, out)
