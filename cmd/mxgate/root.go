@@ -137,14 +137,14 @@ func newRootCommand() *cobra.Command {
 			continue
 		}
 		cmd, ok := overrides[name]
-		if summary, caddys := caddyCommands[name]; !ok && caddys {
+		if summary, summarized := caddyCommands[name]; !ok && summarized {
 			var notes []string
 			if slices.Contains(redactingCommands, name) {
 				notes = append(notes, redactingNote)
 			}
-			cmd = caddyHelp(caddycmd.Commands()[name], summary, notes...)
+			cmd = caddyHelp(caddys[name], summary, notes...)
 		} else if !ok {
-			cmd = caddycmd.Commands()[name] // mxgate's own, or new in Caddy
+			cmd = caddys[name] // mxgate's own, or new in Caddy
 		}
 		c := toCobra(cmd)
 		if slices.Contains(redactingCommands, name) {
