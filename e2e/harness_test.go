@@ -29,8 +29,8 @@ var binary string
 
 // parallelism is how many tests marked t.Parallel run at once. They spend
 // most of their time waiting on gateways, upstreams and timers, so more of
-// them than there are cores keeps a 2-core machine busy; the tests that
-// measure wall-clock rates are not parallel and run alone. An explicit
+// them than there are cores keeps a 2-core machine busy; a few that flood
+// a gateway are not parallel and run alone. An explicit
 // -parallel on the command line wins.
 const parallelism = "8"
 

@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/deploy"
-	"github.com/mxgate/mxgate/internal/metricnames"
 	"github.com/mxgate/mxgate/internal/redistest"
 )
 
@@ -165,22 +166,10 @@ http://127.0.0.1:%d {
 		t.Fatalf("the readiness answer names the Redis address: %s", body)
 	}
 
-	uses, err := deploy.MetricUses()
-	if err != nil {
-		t.Fatal(err)
-	}
 	waitForMetric(t, &gateway{metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)}, "mxgate_ratelimit_abandoned_total")
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	exposed, err := metricnames.Exposed(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range metricnames.Missing(exposed, uses) {
-		t.Error(m)
+	_, _, exposed := do(t, mustRequest(t, "GET", fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)))
+	if out, err := metricUses(t, exposed); err != nil {
+		t.Errorf("the alert rules and the dashboard use what the gateway does not expose (%v):\n%s", err, out)
 	}
 
 	srv.Restart()
@@ -194,4 +183,27 @@ http://127.0.0.1:%d {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// metricUses checks, with tools/metricuses (Prometheus's PromQL parser, in
+// a module of its own), that every metric and label the alert rules and
+// the dashboard use is in exposed, the text of a gateway's /metrics. It
+// returns the tool's report.
+func metricUses(t *testing.T, exposed string) (string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	metrics := filepath.Join(dir, "metrics.txt")
+	if err := os.WriteFile(metrics, []byte(exposed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "-C", filepath.Join(root, "tools", "metricuses"), "run", ".",
+		"-rules", filepath.Join(root, "deploy", "prometheus", "mxgate-alerts.yml"),
+		"-dashboard", filepath.Join(root, "deploy", "grafana", "mxgate-dashboard.json"),
+		"-exposition", metrics)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }

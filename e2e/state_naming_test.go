@@ -395,10 +395,10 @@ func TestStateSitesReorderedAcrossReload(t *testing.T) {
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() { l.run(t, 4, 1500, stop); close(done) }()
 	for _, order := range [][]string{{siteC, siteB, siteA}, {siteB, siteC, siteA}} {
-		time.Sleep(300 * time.Millisecond) // let traffic flow between reloads
+		l.flowed(t, 50, done) // traffic flows between reloads
 		g.reload(t, reorderedCaddyfile(up, order...))
 	}
-	time.Sleep(300 * time.Millisecond)
+	l.flowed(t, 50, done)
 	close(stop)
 	<-done
 	l.check(t)

@@ -144,6 +144,24 @@ func (l *signedLoad) run(t *testing.T, workers, limit int, stop <-chan struct{})
 	wg.Wait()
 }
 
+// flowed waits until the load has sent k more requests, or has stopped
+// (done closed).
+func (l *signedLoad) flowed(t *testing.T, k int64, done <-chan struct{}) {
+	t.Helper()
+	want := l.n.Load() + k
+	deadline := time.Now().Add(time.Minute) // a hang guard, not a measure
+	for l.n.Load() < want {
+		select {
+		case <-done:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the load sent fewer than %d requests in a minute", k)
+		}
+	}
+}
+
 // TestReloadUnderLoadKeepsReplaysRefused: signed traffic with replays
 // interleaved flows through three reloads (two of them key rotations);
 // no valid request fails, no replay is admitted, and a replay of a request
@@ -169,10 +187,10 @@ func TestReloadUnderLoadKeepsReplaysRefused(t *testing.T) {
 		{rotatedKey, "{env.E2E_MDX_KEY}"},
 		{"{env.E2E_MDX_KEY}", rotatedKey},
 	} {
-		time.Sleep(300 * time.Millisecond) // let traffic flow between reloads
+		l.flowed(t, 50, done) // traffic flows between reloads
 		g.reload(t, replayCaddyfile(port, up, keys, "max_body 8KiB"))
 	}
-	time.Sleep(300 * time.Millisecond)
+	l.flowed(t, 50, done)
 	close(stop)
 	<-done
 	l.check(t)

@@ -28,7 +28,8 @@ var testNow = time.Unix(1_800_000_000, 0)
 type authServer struct {
 	*httptest.Server
 	keys       []jose.JSONWebKey // private
-	jwksCalls  atomic.Int32
+	jwksCalls  atomic.Int32      // JWKS fetches answered
+	jwksTries  atomic.Int32      // JWKS fetches, answered or not
 	down       atomic.Bool
 	active     map[string]map[string]any
 	introCalls atomic.Int32
@@ -38,6 +39,9 @@ func newAuthServer(t testing.TB) *authServer {
 	a := &authServer{active: map[string]map[string]any{}}
 	a.addKey(t, "es-1", jose.ES256)
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/jwks" {
+			a.jwksTries.Add(1)
+		}
 		if a.down.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
@@ -238,7 +242,12 @@ func TestKeyRotationAndRefreshLimit(t *testing.T) {
 	if n := a.jwksCalls.Load(); n != 2 {
 		t.Fatalf("%d JWKS fetches after the flood, want 2", n)
 	}
-	// outage: known keys keep working, unknown ones fail at once
+	// outage: known keys keep working, unknown ones fail at once: one
+	// fetch, no wait for another, and none again within the backoff
+	jwks.sleep = func(context.Context, time.Duration) error {
+		t.Error("a token waited for a refetch during the outage")
+		return nil
+	}
 	a.down.Store(true)
 	now = now.Add(2 * time.Minute)
 	cl["iat"], cl["exp"] = now.Unix(), now.Add(5*time.Minute).Unix()
@@ -246,9 +255,19 @@ func TestKeyRotationAndRefreshLimit(t *testing.T) {
 		t.Fatalf("cached key during the outage: %v", err)
 	}
 	a.addKey(t, "es-3", jose.ES256)
-	start := time.Now()
-	if _, err := v.Validate(ctx, a.sign(t, "es-3", cl, "at+jwt")); !errors.Is(err, ErrUnknownKey) || time.Since(start) > 5*time.Second {
-		t.Fatalf("unknown kid during the outage: %v after %v", err, time.Since(start))
+	tries := a.jwksTries.Load()
+	if _, err := v.Validate(ctx, a.sign(t, "es-3", cl, "at+jwt")); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("unknown kid during the outage: %v", err)
+	}
+	if n := a.jwksTries.Load() - tries; n != 1 {
+		t.Fatalf("the unknown kid during the outage cost %d JWKS fetches, want 1", n)
+	}
+	now = now.Add(time.Second / 2) // within the backoff after the failed fetch
+	if _, err := v.Validate(ctx, a.sign(t, "es-3", cl, "at+jwt")); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("unknown kid again during the outage: %v", err)
+	}
+	if n := a.jwksTries.Load() - tries; n != 1 {
+		t.Fatalf("a second unknown kid within the backoff cost %d more JWKS fetches, want none", n-1)
 	}
 }
 

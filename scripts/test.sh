@@ -20,6 +20,7 @@ command -v redis-cli >/dev/null 2>&1 || missing="$missing redis-tools"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
 	sudo=""
@@ -76,6 +77,10 @@ go test -race -count=1 ./e2e >"$e2e_out" 2>&1 &
 e2e=$!
 status=0
 go test -race -count=1 $(go list ./... | grep -v '/e2e$') || status=$?
+# tools/metricuses, its own module (Prometheus's PromQL parser is no
+# requirement of the gateway's): the metrics and labels the alert rules and
+# the dashboard use are ones the gateway exposes.
+(go -C tools/metricuses vet ./... && go -C tools/metricuses test -race -count=1 ./...) || status=1
 wait "$e2e" || status=1
 cat "$e2e_out"
 wait "$checks" || status=1

@@ -248,10 +248,10 @@ func (FDXAuth) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision builds the validator and the scope table.
-func (a *FDXAuth) Provision(ctx caddy.Context) error {
+func (a *FDXAuth) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "fdx_auth")
 	gate.WarnUnredactedLogs(ctx, "fdx_auth", gate.AuthSecretHeaders...)
 	a.logger = ctx.Logger()
-	var err error
 	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatFDX); err != nil {
 		return err
 	}
@@ -638,7 +638,7 @@ func (a *FDXAuth) checkBinding(w http.ResponseWriter, r *http.Request, p, tok st
 }
 
 func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id string) error {
-	if ce := a.logger.Check(zapcore.InfoLevel, "FDX request refused"); ce != nil {
+	if ce := a.logger.Check(zapcore.DebugLevel, "FDX request refused"); ce != nil {
 		ce.Write(zap.Int("status", f.status), zap.String("reason", f.debug), zap.String("fapi_interaction_id", id),
 			zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
@@ -656,7 +656,7 @@ func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id 
 		a.challenges(w.Header(), f)
 	}
 	gate.CloseUnread(w, r)
-	return gate.Refuse(w, "fdx_auth", a.format, gate.Refusal{Status: f.status, Reason: reason, Message: f.debug})
+	return gate.Refuse(w, r, "fdx_auth", a.format, gate.Refusal{Status: f.status, Reason: reason, Message: f.debug})
 }
 
 // verifiedCert returns the client certificate that r's TLS connection

@@ -22,6 +22,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
@@ -275,6 +276,9 @@ func TestFDXAuthRefuses(t *testing.T) {
 		t.Errorf("%d refusals logged, want 15", len(entries))
 	}
 	for _, e := range entries {
+		if e.Level != zap.DebugLevel { // a flood of bad requests must not flood the logs
+			t.Errorf("a refusal logged at %v, want debug", e.Level)
+		}
 		f := e.ContextMap()
 		if f["status"] == nil || f["reason"] == "" || len(f["fapi_interaction_id"].(string)) != 36 {
 			t.Errorf("log fields %v", f)

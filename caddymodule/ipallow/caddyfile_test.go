@@ -75,8 +75,8 @@ func TestProvisionErrors(t *testing.T) {
 		err := handlertest.TryProvision(t, a)
 		if err == nil {
 			t.Errorf("%s: provisioned", name)
-		} else if name != "bad format" && !strings.HasPrefix(err.Error(), "ranges: ") {
-			t.Errorf("%s: %v does not name the option", name, err)
+		} else if name != "bad format" && !strings.HasPrefix(err.Error(), "mx_ip_allow: ranges: ") {
+			t.Errorf("%s: %v does not name the directive and the option", name, err)
 		}
 	}
 }

@@ -73,10 +73,10 @@ func (IPAllow) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision builds the allow-list and the trusted proxies.
-func (a *IPAllow) Provision(ctx caddy.Context) error {
+func (a *IPAllow) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_ip_allow")
 	a.logger = ctx.Logger()
 	a.warned = new(atomic.Bool)
-	var err error
 	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatMDX); err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func (a *IPAllow) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
 	gate.CloseUnread(w, r)
-	return gate.Refuse(w, "mx_ip_allow", a.format, rf)
+	return gate.Refuse(w, r, "mx_ip_allow", a.format, rf)
 }
 
 // warnServerTrust says, once per configuration, that the server's

@@ -75,7 +75,8 @@ func (ListenerWrapper) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision builds the allow-list.
-func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
+func (lw *ListenerWrapper) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_ip_allow (listener wrapper)")
 	lw.logger = ctx.Logger()
 	if err := gate.TCPOnly(ctx, "mx_ip_allow"); err != nil {
 		return err
@@ -84,7 +85,6 @@ func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	if len(ranges) == 0 {
 		ranges = []string{"mx"}
 	}
-	var err error
 	if lw.list, err = cidr.Parse(ranges...); err != nil {
 		return fmt.Errorf("ranges: %w", err)
 	}

@@ -147,12 +147,12 @@ func (RateLimit) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision builds the policy and takes the buckets.
-func (rl *RateLimit) Provision(ctx caddy.Context) error {
+func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_rate_limit")
 	rl.logger = ctx.Logger()
 	if rl.now == nil {
 		rl.now = time.Now
 	}
-	var err error
 	if rl.format, err = gate.ParseFormat(rl.ErrorFormat, gate.FormatMDX); err != nil {
 		return err
 	}
@@ -326,7 +326,7 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 			ce.Write(zap.String("method", r.Method), zap.String("client_ip", gate.ClientIP(r)))
 		}
 		gate.CloseUnread(w, r)
-		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseMethod)
+		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseMethod)
 	}
 	class := ratelimit.ClassOf(r.Method)
 	if rl.policy[class].Unlimited() {
@@ -336,13 +336,13 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		gate.CloseUnread(w, r)
-		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseUnbound)
+		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseUnbound)
 	}
 	res, err := b.store.Take(r.Context(), rl.key(r), class, rl.now(), rl.maxWait)
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		gate.CloseUnread(w, r)
-		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseStoreDown)
+		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseStoreDown)
 	}
 	h := w.Header()
 	rl.setRateHeaders(h, class, res)
@@ -357,7 +357,7 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 			ce.Write(zap.String("class", cls), zap.Duration("retry_after", res.RetryAfter))
 		}
 		gate.CloseUnread(w, r)
-		return gate.Refuse(w, "mx_rate_limit", rl.format, refuseRateLimited)
+		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseRateLimited)
 	}
 	if res.Delay > 0 {
 		t := time.NewTimer(res.Delay)

@@ -85,8 +85,19 @@ func TestHandoverAcrossReloads(t *testing.T) {
 			}
 		}()
 	}
+	// flowed waits until the clients have had 20 more answers: traffic
+	// flows on each listener before it is replaced.
+	flowed := func() {
+		t.Helper()
+		want := answered.Load() + 20
+		for deadline := time.Now().Add(time.Minute); answered.Load() < want; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) { // a hang guard, not a measure
+				t.Fatalf("%d answers, %d failures: the clients stalled", answered.Load(), failed.Load())
+			}
+		}
+	}
 	for i := 1; i <= 5; i++ {
-		time.Sleep(50 * time.Millisecond)
+		flowed()
 		next, err := Listen(context.Background(), Network, "127.0.0.1", port, 0, net.ListenConfig{})
 		if err != nil {
 			t.Fatal(err)
@@ -98,7 +109,7 @@ func TestHandoverAcrossReloads(t *testing.T) {
 		}
 		cur = next.(*Listener)
 	}
-	time.Sleep(50 * time.Millisecond)
+	flowed()
 	close(stop)
 	clients.Wait()
 	if failed.Load() != 0 || answered.Load() == 0 {

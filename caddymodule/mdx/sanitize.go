@@ -133,7 +133,8 @@ func (Sanitize) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults and builds the guard.
-func (s *Sanitize) Provision(ctx caddy.Context) error {
+func (s *Sanitize) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mdx_sanitize")
 	s.logger = ctx.Logger()
 	if err := s.setup(); err != nil {
 		return err
@@ -789,7 +790,7 @@ func (sw *sanitizeWriter) refuse(rf gate.Refusal, err error) error {
 		c.Write(fields...)
 	}
 	gate.ClearHeader(sw.ResponseWriter.Header())
-	return gate.Refuse(sw.ResponseWriter, "mdx_sanitize", gate.FormatMDX, rf)
+	return gate.Refuse(sw.ResponseWriter, sw.r, "mdx_sanitize", gate.FormatMDX, rf)
 }
 
 // record logs and counts what the guard found in a body.

@@ -54,12 +54,12 @@ func (Sign) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision decodes the key.
-func (sg *Sign) Provision(ctx caddy.Context) error {
+func (sg *Sign) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mdx_hmac sign")
 	gate.WarnUnredactedLogs(ctx, "mdx_hmac sign", gate.MDXSecretHeaders...)
 	if sg.now == nil {
 		sg.now = time.Now
 	}
-	var err error
 	if sg.s, err = sg.Signing.provision(); err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	resource, err := sg.s.rule.Resource(r.URL.EscapedPath(), r.URL.RawQuery)
 	if err != nil {
-		return gate.Refuse(w, "mdx_hmac", sg.s.format, refusal(hmac.ErrOutsideBasePath))
+		return gate.Refuse(w, r, "mdx_hmac", sg.s.format, refusal(hmac.ErrOutsideBasePath))
 	}
 	// The body, read as verify reads it: nothing is allocated for a
 	// declared length, only blocks for the bytes that arrive.
@@ -110,7 +110,7 @@ func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 				w.Header().Set("Retry-After", "1")
 			}
 			gate.CloseUnread(w, r)
-			return gate.Refuse(w, "mdx_hmac", sg.s.format, rf)
+			return gate.Refuse(w, r, "mdx_hmac", sg.s.format, rf)
 		}
 		defer held.done(sg.pending)
 	}

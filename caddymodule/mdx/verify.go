@@ -138,14 +138,14 @@ func (Verify) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision decodes the keys, sets defaults and takes the replay cache.
-func (v *Verify) Provision(ctx caddy.Context) error {
+func (v *Verify) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mdx_hmac verify")
 	gate.WarnUnredactedLogs(ctx, "mdx_hmac verify", gate.MDXSecretHeaders...)
 	v.logger = ctx.Logger()
 	v.fullLog = new(atomic.Bool)
 	if v.now == nil {
 		v.now = time.Now
 	}
-	var err error
 	if v.s, err = v.Signing.provision(); err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func init() {
 func (v *Verify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	held, rf, ok := v.verify(r)
 	if !ok {
-		if ce := v.logger.Check(zapcore.InfoLevel, "MDX request refused"); ce != nil {
+		if ce := v.logger.Check(zapcore.DebugLevel, "MDX request refused"); ce != nil {
 			ce.Write(zap.String("reason", rf.Reason), zap.Int("status", rf.Status),
 				zap.String("client_ip", gate.ClientIP(r)), zap.String("method", r.Method), zap.String("path", r.URL.Path))
 		}
@@ -309,7 +309,7 @@ func (v *Verify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 			w.Header().Set("Retry-After", "1")
 		}
 		gate.CloseUnread(w, r)
-		return gate.Refuse(w, "mdx_hmac", v.s.format, rf)
+		return gate.Refuse(w, r, "mdx_hmac", v.s.format, rf)
 	}
 	if held != nil {
 		defer held.done(v.pending)

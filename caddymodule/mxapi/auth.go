@@ -91,7 +91,8 @@ func (AuthAttach) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision resolves the credentials.
-func (a *AuthAttach) Provision(ctx caddy.Context) error {
+func (a *AuthAttach) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_auth attach")
 	gate.WarnUnredactedLogs(ctx, "mx_auth attach", gate.AuthSecretHeaders...)
 	a.logger = ctx.Logger()
 	if err := a.Callers.Provision(ctx, "mx_auth", gate.FormatJSON); err != nil {
@@ -285,10 +286,10 @@ func (AuthCheck) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision resolves the clients' secrets.
-func (a *AuthCheck) Provision(ctx caddy.Context) error {
+func (a *AuthCheck) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_auth check")
 	gate.WarnUnredactedLogs(ctx, "mx_auth check", gate.AuthSecretHeaders...)
 	a.logger = ctx.Logger()
-	var err error
 	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatJSON); err != nil {
 		return err
 	}
@@ -497,7 +498,7 @@ func (a *AuthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 			}
 			w.Header().Set("Retry-After", "1")
 			gate.CloseUnread(w, r)
-			return gate.Refuse(w, "mx_auth", a.format, refuseHashBusy)
+			return gate.Refuse(w, r, "mx_auth", a.format, refuseHashBusy)
 		}
 	}
 	if pass {
@@ -518,7 +519,7 @@ func (a *AuthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 }
 
 func (a *AuthCheck) refuse(w http.ResponseWriter, r *http.Request, rf gate.Refusal) error {
-	if ce := a.logger.Check(zapcore.InfoLevel, "MX credentials refused"); ce != nil {
+	if ce := a.logger.Check(zapcore.DebugLevel, "MX credentials refused"); ce != nil {
 		ce.Write(zap.String("reason", rf.Reason), zap.String("client_ip", gate.ClientIP(r)))
 	}
 	if a.Failure == http.StatusNotFound {
@@ -527,7 +528,7 @@ func (a *AuthCheck) refuse(w http.ResponseWriter, r *http.Request, rf gate.Refus
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+a.Realm+`", charset="UTF-8"`)
 	}
 	gate.CloseUnread(w, r)
-	return gate.Refuse(w, "mx_auth", a.format, rf)
+	return gate.Refuse(w, r, "mx_auth", a.format, rf)
 }
 
 // refuseHashBusy answers a request whose check would need a slow-hash

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
@@ -96,6 +97,9 @@ func TestAuthCheck(t *testing.T) {
 	}
 	reasons := map[string]int{}
 	for _, e := range logs.FilterMessage("MX credentials refused").All() {
+		if e.Level != zap.DebugLevel { // a flood of bad requests must not flood the logs
+			t.Errorf("a refusal logged at %v, want debug", e.Level)
+		}
 		f := e.ContextMap()
 		reasons[f["reason"].(string)]++
 		if f["client_ip"] != "198.51.100.7" {

@@ -98,7 +98,8 @@ func a128Suite(alg string) (jwe.Suite, error) {
 }
 
 // Provision sets defaults and makes the first key pair.
-func (m *JWEDecrypt) Provision(ctx caddy.Context) error {
+func (m *JWEDecrypt) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_jwe decrypt")
 	m.logger = ctx.Logger()
 	if m.MaxBody == 0 {
 		m.MaxBody = DefaultJWEMaxBody
@@ -189,7 +190,7 @@ func (m *JWEDecrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	if rec.Overflow() {
 		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseReplyTooLarge)
+		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseReplyTooLarge)
 	}
 	status := cmp.Or(rec.Status(), http.StatusOK)
 	body := bytes.TrimSpace(rec.Body())
@@ -202,14 +203,14 @@ func (m *JWEDecrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		m.logger.Warn("upstream reply was not encrypted; refused as a downgrade",
 			zap.Int("upstream_status", status), zap.String("upstream_content_type", ctype), zap.Int("upstream_body_bytes", len(rec.Body())))
 		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseNotEncrypted)
+		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseNotEncrypted)
 	}
 	plain, err := jwe.Decrypt(string(body), key, m.allowed)
 	if err != nil {
 		gate.Metrics.JWEDecryptFailures.Inc()
 		m.logger.Warn("upstream reply claims to be encrypted but did not decrypt", zap.Int("upstream_status", status), zap.String("upstream_content_type", ctype))
 		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseUndecryptable)
+		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseUndecryptable)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -269,14 +270,14 @@ func (JWEEncrypt) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults.
-func (m *JWEEncrypt) Provision(ctx caddy.Context) error {
+func (m *JWEEncrypt) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_jwe encrypt")
 	if m.MaxBody == 0 {
 		m.MaxBody = DefaultJWEMaxBody
 	}
 	if m.MaxBody < 0 {
 		return errors.New("max_body must be positive")
 	}
-	var err error
 	if m.a128, err = a128Suite(m.A128KeyAlgorithm); err != nil {
 		return err
 	}
@@ -318,7 +319,7 @@ func (m *JWEEncrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		}
 	}
 	if refuse != "" {
-		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, encryptionRefusal(refuse))
+		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, encryptionRefusal(refuse))
 	}
 	suite := jwe.SuiteFor(cipher)
 	if cipher == jwe.A128GCM {
@@ -337,7 +338,7 @@ func (m *JWEEncrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	if rec.Overflow() {
 		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, "mx_jwe", gate.FormatJSON, refuseBodyTooLarge)
+		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseBodyTooLarge)
 	}
 	status := cmp.Or(rec.Status(), http.StatusOK)
 	if status < 200 || status > 299 || bodiless(r.Method, status) {

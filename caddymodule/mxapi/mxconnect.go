@@ -89,11 +89,11 @@ func (MXConnectToken) CaddyModule() caddy.ModuleInfo {
 // running configuration if it has the same endpoint and credentials: its
 // token, and what it knows of past fetches (min_refresh, a backoff under
 // way), outlive a reload; the new settings apply to it.
-func (m *MXConnectToken) Provision(ctx caddy.Context) error {
+func (m *MXConnectToken) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mxconnect_token")
 	gate.WarnUnredactedLogs(ctx, "mxconnect_token", gate.AuthSecretHeaders...)
 	m.logger = ctx.Logger()
 	m.down, m.short = new(atomic.Bool), new(atomic.Bool)
-	var err error
 	if m.format, err = gate.ParseFormat(m.ErrorFormat, gate.FormatJSON); err != nil {
 		return err
 	}
@@ -256,7 +256,7 @@ func (m *MXConnectToken) refuse(w http.ResponseWriter, r *http.Request, err erro
 		rf.Message += ": " + me.Message()
 	}
 	m.unavailable(err)
-	return gate.Refuse(w, "mxconnect_token", m.format, rf)
+	return gate.Refuse(w, r, "mxconnect_token", m.format, rf)
 }
 
 // unavailable logs the start of an episode without tokens, once; errors

@@ -65,7 +65,8 @@ func (Retry) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults.
-func (rt *Retry) Provision(ctx caddy.Context) error {
+func (rt *Retry) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_retry")
 	rt.logger = ctx.Logger()
 	rt.jitter = rand.Int64N
 	if len(rt.Statuses) == 0 {

@@ -82,7 +82,12 @@ func (Encoder) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision loads the wrapped encoder and the names.
-func (e *Encoder) Provision(ctx caddy.Context) error {
+func (e *Encoder) Provision(ctx caddy.Context) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("log format mxgate_redact: %w", err)
+		}
+	}()
 	e.ctx = ctx
 	names, err := newNames(e.Headers)
 	if err != nil {

@@ -135,7 +135,8 @@ func (ConnLimit) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets the defaults and checks the settings.
-func (cl *ConnLimit) Provision(ctx caddy.Context) error {
+func (cl *ConnLimit) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_conn_limit (listener wrapper)")
 	cl.logger = ctx.Logger()
 	if err := gate.TCPOnly(ctx, "mx_conn_limit"); err != nil {
 		return err

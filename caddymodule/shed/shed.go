@@ -74,7 +74,8 @@ func (Shed) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision checks the settings and sets the defaults.
-func (s *Shed) Provision(ctx caddy.Context) error {
+func (s *Shed) Provision(ctx caddy.Context) (err error) {
+	defer gate.NameDirective(&err, "mx_shed")
 	s.logger = ctx.Logger()
 	if s.MaxInFlight < 1 {
 		return errors.New("max_in_flight is required: how many requests the handlers after mx_shed may hold at once (at least 1)")
@@ -83,7 +84,6 @@ func (s *Shed) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("retry_after: %s is negative", time.Duration(s.RetryAfter))
 	}
 	s.retryAfter = retryAfterSeconds(time.Duration(s.RetryAfter))
-	var err error
 	if s.format, err = gate.ParseFormat(s.ErrorFormat, gate.FormatMDX); err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func (s *Shed) refuse(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Retry-After", s.retryAfter)
 	gate.CloseUnread(w, r)
-	return gate.Refuse(w, "mx_shed", s.format, refuseOverloaded)
+	return gate.Refuse(w, r, "mx_shed", s.format, refuseOverloaded)
 }
 
 // Interface guards

@@ -7,6 +7,7 @@ package sni
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -100,7 +101,12 @@ func (ServerName) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets up logging and metrics.
-func (s *ServerName) Provision(ctx caddy.Context) error {
+func (s *ServerName) Provision(ctx caddy.Context) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("mx_server_name (listener wrapper): %w", err)
+		}
+	}()
 	s.logger = ctx.Logger()
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		if err := reg.Register(refused); err != nil {

@@ -20,7 +20,7 @@ import (
 // unless its configuration names an encoder that does. (start runs run.)
 var redactingCommands = []string{"run", "reload", "validate", "adapt"}
 
-// redactingNote closes the help of redactingCommands.
+// redactingNote is mxgate's note in the help of redactingCommands.
 const redactingNote = `
 In mxgate, a Caddyfile (--adapter caddyfile, or a file that Caddy takes for
 one) is adapted by mxgate-caddyfile, and a JSON file (no --adapter) is read
@@ -34,7 +34,6 @@ credential headers. A log whose encoder is named is left as written.
 // configuration through mxgate's adapters: it sets --adapter (and --config,
 // for an adjacent Caddyfile) before cmd runs.
 func loadThroughRedact(cmd *cobra.Command) {
-	cmd.Long += redactingNote
 	run := cmd.RunE
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		flags := c.Flags()

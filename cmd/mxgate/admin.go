@@ -178,13 +178,13 @@ environment (under systemd: systemctl reload mxgate), or name the endpoint
 with --address, e.g. --address unix//run/mxgate/admin.sock.
 `
 
-// reloadCommand is Caddy's reload, which dials mxgate's networks.
+// reloadCommand is Caddy's reload, with its help as given, which dials
+// mxgate's networks.
 func reloadCommand(caddys caddycmd.Command) caddycmd.Command {
-	c := renamed(caddys)
-	c.Long += adminClientNote
+	c := caddys
 	c.CobraFunc = func(cmd *cobra.Command) {
 		caddys.CobraFunc(cmd) // the flags
-		cmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+		cmd.RunE = runFunc(func(fl caddycmd.Flags) (int, error) {
 			configFlag, adapterFlag, addressFlag := fl.String("config"), fl.String("adapter"), fl.String("address")
 			config, configFile, adapterUsed, err := caddycmd.LoadConfig(configFlag, adapterFlag)
 			if err != nil {
@@ -214,13 +214,13 @@ func reloadCommand(caddys caddycmd.Command) caddycmd.Command {
 	return c
 }
 
-// stopCommand is Caddy's stop, which dials mxgate's networks.
+// stopCommand is Caddy's stop, with its help as given, which dials
+// mxgate's networks.
 func stopCommand(caddys caddycmd.Command) caddycmd.Command {
-	c := renamed(caddys)
-	c.Long += adminClientNote
+	c := caddys
 	c.CobraFunc = func(cmd *cobra.Command) {
 		caddys.CobraFunc(cmd)
-		cmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+		cmd.RunE = runFunc(func(fl caddycmd.Flags) (int, error) {
 			addressFlag := fl.String("address")
 			addr, err := caddycmd.DetermineAdminAPIAddress(addressFlag, nil, fl.String("config"), fl.String("adapter"))
 			if err != nil {

@@ -74,7 +74,7 @@ it does not exist.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().StringP("directory", "o", "", "The output directory where the manpages are generated")
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+			cmd.RunE = runFunc(func(fl caddycmd.Flags) (int, error) {
 				dir := strings.TrimSpace(fl.String("directory"))
 				if dir == "" {
 					return caddy.ExitCodeFailedQuit, errors.New("the output directory (--directory) is required")

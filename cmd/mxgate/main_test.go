@@ -10,9 +10,11 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
-	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/mxgate/mxgate/internal/gcfloor"
 )
@@ -260,12 +262,56 @@ func TestHelpNamesMxgate(t *testing.T) {
 		}
 	}
 
+	// A command of Caddy's: mxgate's summary and notes, then Caddy's own
+	// text as Caddy wrote it, said to be Caddy's.
 	out, _, _ := mxgate(t, nil, "help", "run")
-	if strings.Contains(out, "caddy run") || strings.Contains(out, "Caddy process") {
-		t.Errorf("help run speaks of caddy:\n%s", out)
+	caddyLong := strings.TrimSpace(caddycmd.Commands()["run"].Long)
+	for _, want := range []string{
+		"Runs mxgate in the foreground until it is stopped.\n",
+		"Usage:\n  mxgate run [--config <path>",
+		strings.TrimSpace(redactingNote),
+		caddyHeading + "\n\n" + caddyLong,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help run lacks %q:\n%s", want, out)
+		}
 	}
-	if !strings.Contains(out, "mxgate run") || !strings.Contains(out, "mxgate process") {
-		t.Errorf("help run does not name mxgate:\n%s", out)
+	if i, j := strings.Index(out, "mxgate-caddyfile"), strings.Index(out, caddyHeading); i < 0 || j < i {
+		t.Errorf("help run: mxgate's note does not come before Caddy's text:\n%s", out)
+	}
+	out, _, _ = mxgate(t, nil, "help", "reload")
+	if !strings.Contains(out, strings.TrimSpace(adminClientNote)) || !strings.Contains(out, strings.TrimSpace(caddycmd.Commands()["reload"].Long)) {
+		t.Errorf("help reload lacks the admin endpoint's note or Caddy's text:\n%s", out)
+	}
+	// mxgate's own commands keep their own help.
+	out, _, _ = mxgate(t, nil, "help", "healthcheck")
+	if !strings.Contains(out, "Sends one GET to a readiness URL") || strings.Contains(out, caddyHeading) {
+		t.Errorf("help healthcheck:\n%s", out)
+	}
+}
+
+// TestEveryCommandIsAccountedFor: each command registered with Caddy is
+// one of Caddy's that mxgate summarizes, one of mxgate's own, one mxgate
+// replaces, or one it removes; and each summary names a command Caddy
+// has. A Caddy upgrade that adds or drops a command fails here, rather
+// than show Caddy's words in mxgate's command list unnoticed.
+func TestEveryCommandIsAccountedFor(t *testing.T) {
+	replaced := []string{"version", "build-info", "manpage", "completion"}
+	for name := range caddycmd.Commands() {
+		_, summarized := caddyCommands[name]
+		if !summarized && !slices.Contains(ownCommands, name) && !slices.Contains(replaced, name) && !slices.Contains(removedCommands, name) {
+			t.Errorf("command %s is not accounted for: give it a summary in caddyCommands, or list it", name)
+		}
+	}
+	for name := range caddyCommands {
+		if _, ok := caddycmd.Commands()[name]; !ok {
+			t.Errorf("caddyCommands summarizes %s, which Caddy no longer has", name)
+		}
+	}
+	for _, name := range ownCommands {
+		if _, ok := caddycmd.Commands()[name]; !ok {
+			t.Errorf("ownCommands lists %s, which is not registered", name)
+		}
 	}
 }
 
@@ -283,7 +329,7 @@ func TestBinaryReplacingCommandsAreUnknown(t *testing.T) {
 
 func TestExitStatusOfCaddyCommands(t *testing.T) {
 	// manpage without --directory fails with Caddy's ExitCodeFailedQuit (3),
-	// reported through caddycmd's own wrapper.
+	// reported through mxgate's runFunc.
 	if _, _, status := mxgate(t, nil, "manpage"); status != 3 {
 		t.Errorf("manpage without --directory exited %d, want 3", status)
 	}
@@ -311,7 +357,7 @@ func TestManpageAndCompletionNameMxgate(t *testing.T) {
 }
 
 func TestExitStatus(t *testing.T) {
-	e := &exitError{ExitCode: 3}
+	e := &statusError{status: 3}
 	for _, tc := range []struct {
 		err  error
 		want int
@@ -319,8 +365,8 @@ func TestExitStatus(t *testing.T) {
 		{errors.New("plain"), 1},
 		{fmt.Errorf("wrapped: %w", e), 3},
 		{e, 3},
-		{exitError{ExitCode: 2}, 2},
-		{&exitError{ExitCode: 0}, 1},
+		{&statusError{status: 2, err: errors.New("x")}, 2},
+		{&statusError{status: 0}, 1},
 	} {
 		if got := exitStatus(tc.err); got != tc.want {
 			t.Errorf("exitStatus(%v) = %d, want %d", tc.err, got, tc.want)
@@ -328,30 +374,38 @@ func TestExitStatus(t *testing.T) {
 	}
 }
 
-// exitError stands in for caddycmd's unexported type in TestExitStatus.
-type exitError struct {
-	ExitCode int
-	Err      error
+// TestStartupErrorNamesTheDirective runs `validate` and `run` on a
+// Caddyfile whose key is an unset environment variable: Caddy's error
+// chain carries the directive's name, given by the module where the
+// error is made, before its complaint.
+func TestStartupErrorNamesTheDirective(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Caddyfile")
+	cf := "{\n\tadmin off\n}\nhttp://127.0.0.1:1 {\n\tmdx_hmac verify {\n\t\tkey {env.MXGATE_TEST_UNSET_KEY}\n\t}\n\trespond ok\n}\n"
+	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const want = "provision http.handlers.mdx_hmac_verify: mdx_hmac verify: key 1: is empty (an unset {env.*} variable or an empty {file.*}?)"
+	env := []string{"MXGATE_TEST_UNSET_KEY=", "HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}
+	for _, cmd := range []string{"validate", "run"} {
+		_, stderr, status := mxgate(t, env, cmd, "--config", path, "--adapter", "caddyfile")
+		if status == 0 {
+			t.Fatalf("%s succeeded:\n%s", cmd, stderr)
+		}
+		if !strings.Contains(stderr, want) {
+			t.Errorf("%s: stderr lacks %q:\n%s", cmd, want, stderr)
+		}
+	}
 }
 
-func (e exitError) Error() string { return fmt.Sprint("status ", e.ExitCode) }
-
-// raised waits for the default floor to raise the collector's percentage
+// raised checks that the default floor raised the collector's percentage
 // well above GOGC=100: the test binary's live heap is far under 64 MiB.
+// The floor adjusts when it starts, from the last collection's measure,
+// which the tests make sure there is.
 func raised(t *testing.T) {
 	t.Helper()
-	runtime.GC()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := gcfloor.CurrentPercent()
-		if got > 200 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("with the default floor the percentage stayed at %d", got)
-		}
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
+	if got := gcfloor.CurrentPercent(); got <= 200 {
+		t.Fatalf("with the default floor the percentage is %d", got)
 	}
 }
 
@@ -370,6 +424,7 @@ func TestGCDefault(t *testing.T) {
 	}
 	keep := func(t *testing.T, lookup func(string) (string, bool)) {
 		t.Helper()
+		runtime.GC() // the live heap the floor starts from
 		f, err := setGCDefault(lookup)
 		if err != nil {
 			t.Fatal(err)
@@ -396,6 +451,7 @@ func TestGCDefault(t *testing.T) {
 	})
 	t.Run("empty floor is the default", func(t *testing.T) {
 		debug.SetGCPercent(100)
+		runtime.GC()
 		f, err := setGCDefault(env("GOGC", "100", gcFloorEnv, " "))
 		if err != nil {
 			t.Fatalf("MXGATE_GC_FLOOR empty: %v, want the default floor", err)

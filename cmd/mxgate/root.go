@@ -3,11 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -58,6 +57,54 @@ changes it). Never put it on TCP: every local user could reach it.`
 const rootFooter = `mxgate's documentation is its README. For Caddy's own directives and
 options, see the documentation of Caddy %s.`
 
+// caddyCommands are the commands of Caddy's that mxgate offers as Caddy
+// defines them, each with mxgate's one-line summary for its command list.
+// Their help is composed by caddyHelp: the summary, mxgate's notes, then
+// Caddy's own text under a line that says whose it is. A command a Caddy
+// upgrade adds is offered with Caddy's own help until it is listed here
+// (TestEveryCommandIsAccountedFor fails meanwhile).
+var caddyCommands = map[string]string{
+	"adapt":         "Adapts a configuration to the JSON mxgate loads",
+	"environ":       "Prints the environment mxgate sees",
+	"file-server":   "Serves the files of a directory, from the command line",
+	"fmt":           "Formats a Caddyfile",
+	"hash-password": "Hashes a password for basic_auth, and writes it in base64",
+	"list-modules":  "Lists the modules built into mxgate",
+	"reload":        "Gives the running mxgate a new configuration",
+	"respond":       "Answers HTTP requests with a fixed response, for development and tests",
+	"reverse-proxy": "Runs a reverse proxy from the command line",
+	"run":           "Runs mxgate in the foreground until it is stopped",
+	"start":         "Starts mxgate in the background, then returns",
+	"stop":          "Stops a running mxgate gracefully, through its admin endpoint",
+	"storage":       "Exports and imports the contents of mxgate's storage (experimental)",
+	"trust":         "Installs a local CA's certificate into the system's trust stores",
+	"untrust":       "Removes a local CA's certificate from the system's trust stores",
+	"validate":      "Loads and provisions a configuration without running it",
+}
+
+// ownCommands are the commands mxgate's packages register with
+// caddycmd.RegisterCommand, in mxgate's words already.
+var ownCommands = []string{"fdx-dev", "hash-secret", "healthcheck", "mdx-sign", "state-names"}
+
+// caddyHeading introduces Caddy's own help text of a command.
+const caddyHeading = `Caddy's own description of the command follows. mxgate is Caddy with
+mxgate's modules: where it says caddy or Caddy, it means mxgate.`
+
+// caddyHelp returns c, one of Caddy's commands, with mxgate's summary as
+// its short help and, as its long help, the summary, then mxgate's notes,
+// then Caddy's own long help under caddyHeading.
+func caddyHelp(c caddycmd.Command, summary string, notes ...string) caddycmd.Command {
+	parts := []string{summary + "."}
+	for _, n := range notes {
+		parts = append(parts, strings.TrimSpace(n))
+	}
+	if long := strings.TrimSpace(c.Long); long != "" {
+		parts = append(parts, caddyHeading, long)
+	}
+	c.Short, c.Long = summary, "\n"+strings.Join(parts, "\n\n")+"\n"
+	return c
+}
+
 // newRootCommand builds mxgate's command line from every command registered
 // with Caddy's caddycmd.RegisterCommand (Caddy's, its standard modules' and
 // mxgate's), under mxgate's name.
@@ -78,19 +125,26 @@ func newRootCommand() *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetHelpTemplate(root.HelpTemplate() + "\n" + fmt.Sprintf(rootFooter, info.Caddy) + "\n")
 
+	caddys := caddycmd.Commands()
 	overrides := map[string]caddycmd.Command{
 		versionCommand.Name:   versionCommand,
 		buildInfoCommand.Name: buildInfoCommand,
-		"reload":              reloadCommand(caddycmd.Commands()["reload"]),
-		"stop":                stopCommand(caddycmd.Commands()["stop"]),
+		"reload":              reloadCommand(caddyHelp(caddys["reload"], caddyCommands["reload"], redactingNote, adminClientNote)),
+		"stop":                stopCommand(caddyHelp(caddys["stop"], caddyCommands["stop"], adminClientNote)),
 	}
 	for _, name := range sortedCommandNames() {
 		if slices.Contains(removedCommands, name) {
 			continue
 		}
 		cmd, ok := overrides[name]
-		if !ok {
-			cmd = renamed(caddycmd.Commands()[name])
+		if summary, summarized := caddyCommands[name]; !ok && summarized {
+			var notes []string
+			if slices.Contains(redactingCommands, name) {
+				notes = append(notes, redactingNote)
+			}
+			cmd = caddyHelp(caddys[name], summary, notes...)
+		} else if !ok {
+			cmd = caddys[name] // mxgate's own, or new in Caddy
 		}
 		c := toCobra(cmd)
 		if slices.Contains(redactingCommands, name) {
@@ -113,7 +167,7 @@ func sortedCommandNames() []string {
 }
 
 // toCobra turns a caddycmd.Command into a cobra command, as caddycmd does
-// for its own root.
+// for its own root, except that a Func's status reaches exitStatus.
 func toCobra(c caddycmd.Command) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   strings.TrimSpace(c.Name + " " + c.Usage),
@@ -123,65 +177,60 @@ func toCobra(c caddycmd.Command) *cobra.Command {
 	if c.CobraFunc != nil {
 		c.CobraFunc(cmd)
 	} else {
-		cmd.RunE = caddycmd.WrapCommandFuncForCobra(c.Func)
+		cmd.RunE = runFunc(c.Func)
 		cmd.Flags().AddGoFlagSet(c.Flags)
 	}
 	return cmd
 }
 
-var (
-	// "Caddy" as a word (not "Caddyfile", not "caddyserver.com").
-	caddyWord = regexp.MustCompile(`\bCaddy\b`)
-	// "caddy run", "caddy storage export": the command as typed.
-	caddyInvocation = regexp.MustCompile(`\bcaddy( [a-z])`)
-)
+// statusError carries a command's exit status above 1 to exitStatus.
+type statusError struct {
+	status int
+	err    error
+}
 
-// renamed returns c with its help text speaking of mxgate where Caddy's
-// commands speak of the caddy binary or the Caddy process.
-func renamed(c caddycmd.Command) caddycmd.Command {
-	r := func(s string) string {
-		s = caddyWord.ReplaceAllString(s, binaryName)
-		return caddyInvocation.ReplaceAllString(s, binaryName+"$1")
+func (e *statusError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exiting with status %d", e.status)
 	}
-	c.Short, c.Long, c.Usage = r(c.Short), r(c.Long), r(c.Usage)
-	return c
+	return e.err.Error()
+}
+
+func (e *statusError) Unwrap() error { return e.err }
+
+// runFunc is caddycmd.WrapCommandFuncForCobra for mxgate's commands: it
+// logs f's error through Caddy's logger, as Caddy's wrapper does, and
+// returns a status above 1 in a statusError, which exitStatus reads. (The
+// status of Caddy's own commands, whose cobra functions Caddy sets, comes
+// back in an error type Caddy does not export: it is exit status 1.)
+func runFunc(f caddycmd.CommandFunc) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		status, err := f(caddycmd.Flags{FlagSet: cmd.Flags()})
+		if err != nil {
+			caddy.Log().Error(err.Error())
+			cmd.SilenceErrors = true
+		}
+		if status > 1 {
+			return &statusError{status: status, err: err}
+		}
+		return err
+	}
 }
 
 // execute runs root with args and returns the process's exit status.
 func execute(root *cobra.Command, args []string) int {
 	root.SetArgs(args)
-	cmd, err := root.ExecuteC()
-	if err == nil {
-		return 0
+	if err := root.Execute(); err != nil {
+		return exitStatus(err)
 	}
-	// Caddy has printed (or logged, as JSON) the full chain; a start-up
-	// error also gets one line that names the directive and its complaint.
-	if cmd != nil && slices.Contains(summarizedCommands, cmd.Name()) {
-		if line := summarize(err.Error()); line != "" {
-			fmt.Fprintln(root.ErrOrStderr(), line)
-		}
-	}
-	return exitStatus(err)
+	return 0
 }
 
-// exitStatus is the exit status an error from a command stands for.
-// caddycmd.WrapCommandFuncForCobra reports a command's status above 1 in
-// an error type it does not export, with an int field ExitCode (as
-// caddycmd.Main reads it); any other error is status 1.
+// exitStatus is the exit status an error from a command stands for: the
+// status a statusError carries, else 1.
 func exitStatus(err error) int {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		v := reflect.ValueOf(e)
-		if v.Kind() == reflect.Pointer && !v.IsNil() {
-			v = v.Elem()
-		}
-		if v.Kind() != reflect.Struct {
-			continue
-		}
-		if f := v.FieldByName("ExitCode"); f.IsValid() && f.CanInt() {
-			if code := int(f.Int()); code > 0 {
-				return code
-			}
-		}
+	if se, ok := errors.AsType[*statusError](err); ok && se.status > 1 {
+		return se.status
 	}
 	return 1
 }

@@ -9,10 +9,12 @@ import (
 )
 
 // Breaker is safe for concurrent use. The zero value allows everything and
-// probes every DefaultProbe after a failure.
+// probes every DefaultProbe after a failure, on the system clock.
 type Breaker struct {
-	Probe     time.Duration // wait after a failure before probing; 0 means DefaultProbe
-	downUntil atomic.Int64  // unix ns when the next probe may go; 0 while healthy
+	Probe time.Duration    // wait after a failure before probing; 0 means DefaultProbe
+	Now   func() time.Time // the clock; nil means time.Now. Set it before first use.
+
+	downUntil atomic.Int64 // unix ns when the next probe may go; 0 while healthy
 }
 
 // DefaultProbe is the wait after a failure when Probe is zero.
@@ -26,18 +28,25 @@ func (b *Breaker) Interval() time.Duration {
 	return DefaultProbe
 }
 
+func (b *Breaker) now() time.Time {
+	if b.Now != nil {
+		return b.Now()
+	}
+	return time.Now()
+}
+
 // Allow reports whether the dependency may be called now.
 func (b *Breaker) Allow() bool {
 	until := b.downUntil.Load()
 	if until == 0 {
 		return true
 	}
-	now := time.Now().UnixNano()
+	now := b.now().UnixNano()
 	return now >= until && b.downUntil.CompareAndSwap(until, now+int64(b.Interval()))
 }
 
 // Fail records a failed call.
-func (b *Breaker) Fail() { b.downUntil.Store(time.Now().Add(b.Interval()).UnixNano()) }
+func (b *Breaker) Fail() { b.downUntil.Store(b.now().Add(b.Interval()).UnixNano()) }
 
 // Succeed records a successful call.
 func (b *Breaker) Succeed() {

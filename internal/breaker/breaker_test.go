@@ -7,9 +7,19 @@ import (
 	"time"
 )
 
+// clock is a test clock that moves only when told.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
+
 func TestBreaker(t *testing.T) {
-	var b Breaker
-	b.Probe = 50 * time.Millisecond
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	b := Breaker{Probe: 50 * time.Millisecond, Now: c.Now}
 	if !b.Allow() || !b.Healthy() {
 		t.Fatal("new breaker refuses")
 	}
@@ -17,16 +27,20 @@ func TestBreaker(t *testing.T) {
 	if b.Allow() || b.Healthy() {
 		t.Fatal("allowed right after a failure")
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for !b.Allow() {
-		if time.Now().After(deadline) {
-			t.Fatal("never probed")
-		}
-		time.Sleep(5 * time.Millisecond)
+	c.Add(49 * time.Millisecond)
+	if b.Allow() {
+		t.Fatal("allowed before the probe interval passed")
+	}
+	c.Add(time.Millisecond)
+	if !b.Allow() {
+		t.Fatal("no probe once the interval passed")
+	}
+	if b.Allow() {
+		t.Fatal("a second probe in the same interval")
 	}
 	// one probe per interval, however many callers
 	b.Fail()
-	time.Sleep(60 * time.Millisecond)
+	c.Add(60 * time.Millisecond)
 	var probes atomic.Int32
 	var wg sync.WaitGroup
 	for range 50 {
@@ -42,8 +56,21 @@ func TestBreaker(t *testing.T) {
 	if probes.Load() != 1 {
 		t.Fatalf("%d probes, want 1", probes.Load())
 	}
+	// the probe that went out failed: the next is an interval later
+	b.Fail()
+	c.Add(49 * time.Millisecond)
+	if b.Allow() {
+		t.Fatal("probed again before the interval after a failed probe")
+	}
 	b.Succeed()
 	if !b.Allow() || !b.Healthy() {
 		t.Fatal("not healthy after success")
+	}
+}
+
+func TestZeroValue(t *testing.T) {
+	var b Breaker
+	if b.Interval() != DefaultProbe || !b.Allow() || !b.Healthy() {
+		t.Fatalf("zero value: interval %v, allow %v, healthy %v", b.Interval(), b.Allow(), b.Healthy())
 	}
 }

@@ -78,6 +78,8 @@ type Floor struct {
 	stopped bool
 	current int
 	sample  []metrics.Sample
+
+	adjusted func() // tests: runs after each adjustment that follows a collection
 }
 
 // The runtime's measures of the last cycle: the live heap, and the stack
@@ -89,8 +91,10 @@ var sampleNames = []string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/s
 // passes what it has set). It adjusts after every collection. A size of 0,
 // or a negative base (the collector off), keeps nothing and returns a
 // Floor whose Stop does nothing.
-func Keep(size uint64, base int) *Floor {
-	f := &Floor{size: size, base: base, current: base, sample: make([]metrics.Sample, len(sampleNames))}
+func Keep(size uint64, base int) *Floor { return keep(size, base, nil) }
+
+func keep(size uint64, base int, adjusted func()) *Floor {
+	f := &Floor{size: size, base: base, current: base, sample: make([]metrics.Sample, len(sampleNames)), adjusted: adjusted}
 	for i, n := range sampleNames {
 		f.sample[i].Name = n
 	}
@@ -126,6 +130,9 @@ func (f *Floor) arm() {
 	runtime.AddCleanup(s, func(f *Floor) {
 		if f.adjust() {
 			f.arm()
+		}
+		if f.adjusted != nil {
+			f.adjusted()
 		}
 	}, f)
 }

@@ -56,19 +56,30 @@ func heapGoal() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// waitGoal runs collections until the heap goal satisfies ok, or fails.
-func waitGoal(t *testing.T, what string, ok func(uint64) bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		runtime.GC()
-		// The adjustment runs on the cleanup goroutine after the cycle.
-		time.Sleep(10 * time.Millisecond)
-		if g := heapGoal(); ok(g) {
-			return
-		} else if time.Now().After(deadline) {
-			t.Fatalf("%s: heap goal %d MiB", what, g>>20)
+// keepHeard is Keep, with a channel that hears every adjustment that
+// follows a collection.
+func keepHeard(size uint64, base int) (*Floor, <-chan struct{}) {
+	ch := make(chan struct{}, 64)
+	f := keep(size, base, func() {
+		select {
+		case ch <- struct{}{}:
+		default:
 		}
+	})
+	return f, ch
+}
+
+// collect runs a collection and waits for the floor's adjustment after it.
+func collect(t *testing.T, adjusted <-chan struct{}) {
+	t.Helper()
+	for len(adjusted) > 0 { // adjustments after earlier collections
+		<-adjusted
+	}
+	runtime.GC()
+	select {
+	case <-adjusted:
+	case <-time.After(time.Minute): // a hang guard, not a measure
+		t.Fatal("no adjustment after a collection")
 	}
 }
 
@@ -78,35 +89,48 @@ func TestKeepRaisesTheGoalAndStopRestores(t *testing.T) {
 	old := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(old)
 	const floor = 256 << 20
-	waitGoal(t, "before the floor", func(g uint64) bool { return g < floor/2 })
+	runtime.GC()
+	if g := heapGoal(); g >= floor/2 {
+		t.Fatalf("before the floor: heap goal %d MiB", g>>20)
+	}
 
-	f := Keep(floor, 100)
+	f, adjusted := keepHeard(floor, 100)
 	// At or above the floor, and not far above it: the percentage is not
 	// raised so far that the runtime's smallest goal passes the floor.
 	near := func(g uint64) bool { return g >= floor && g <= floor+floor/10 }
-	waitGoal(t, "with the floor", near)
-	// It keeps adjusting after later collections, not only the first.
-	for range 3 {
-		runtime.GC()
+	if g := heapGoal(); !near(g) {
+		t.Fatalf("with the floor: heap goal %d MiB", g>>20)
 	}
-	waitGoal(t, "after more collections", near)
+	// It keeps adjusting after later collections, not only the first.
+	for i := range 3 {
+		collect(t, adjusted)
+		if g := heapGoal(); !near(g) {
+			t.Fatalf("after collection %d: heap goal %d MiB", i+1, g>>20)
+		}
+	}
 
 	f.Stop()
 	f.Stop() // twice is harmless
-	waitGoal(t, "after Stop", func(g uint64) bool { return g < floor/2 })
+	runtime.GC()
+	if g := heapGoal(); g >= floor/2 {
+		t.Fatalf("after Stop: heap goal %d MiB", g>>20)
+	}
 	if p := debug.SetGCPercent(100); p != 100 {
 		t.Fatalf("after Stop the percentage is %d, want the base 100", p)
 	}
 }
 
 // TestKeepLeavesACollectorThatIsOffAlone: GOGC=off is the operator's
-// choice; the floor must not turn the collector back on.
+// choice; the floor must not turn the collector back on, nor watch the
+// collections.
 func TestKeepLeavesACollectorThatIsOffAlone(t *testing.T) {
 	old := debug.SetGCPercent(-1)
 	defer debug.SetGCPercent(old)
 	f := Keep(64<<20, -1)
+	if !f.stopped {
+		t.Fatal("Keep armed a floor under a collector that is off")
+	}
 	runtime.GC()
-	time.Sleep(10 * time.Millisecond)
 	if p := debug.SetGCPercent(-1); p != -1 {
 		t.Fatalf("the percentage is %d, want -1 (off)", p)
 	}

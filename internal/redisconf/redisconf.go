@@ -18,6 +18,13 @@
 // Characters of the user or password outside [A-Za-z0-9-._~] must be
 // percent-encoded. An IPv6 address is written in brackets: [::1]:6379.
 //
+// go-redis's own URL parsers (redis.ParseURL, redis.ParseClusterURL,
+// redis.ParseFailoverURL) read each URL, rewritten into their forms (a
+// host list becomes addr parameters, the master name master_name, and a
+// sentinel URL's credentials move to where go-redis takes them). Their
+// query options (timeouts, retries, pool sizes, skip_verify) are not
+// accepted: Options sets what mxgate lets an operator choose.
+//
 // Errors never contain the URL, a user name or a password: they name the
 // part of the URL that is wrong. Describe gives a form of the URL that is
 // safe to log.
@@ -259,6 +266,14 @@ var schemes = map[string]struct {
 // misplaced password cannot end up in Describe's output.
 var masterNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
+// parse reads rawURL. The forms operators write (a list of hosts; a
+// sentinel master in the path; credentials of the data nodes in the user
+// part, a sentinel's in the query) are rewritten into go-redis's own URL
+// forms, which go-redis's parsers (ParseURL, ParseClusterURL,
+// ParseFailoverURL) read. What is checked here keeps a misplaced password
+// out of errors and of Describe: the hosts, the master name, the path and
+// the query's names, each before go-redis sees it; no error of go-redis's,
+// which may quote the URL, is passed on.
 func parse(rawURL string) (parsed, error) {
 	var p parsed
 	rawURL = strings.TrimSpace(rawURL)
@@ -276,8 +291,8 @@ func parse(rawURL string) (parsed, error) {
 	p.Topology, p.TLS = kind.topology, kind.tls
 
 	// The authority runs to the first '/', '?' or '#'. Its host list may
-	// hold commas, which net/url does not accept in a host, so it is split
-	// off here and the rest is left to net/url with a stand-in host.
+	// hold commas, which no URL parser takes in a host, so it is split off
+	// here; net/url reads the rest with a stand-in host.
 	end := strings.IndexAny(rest, "/?#")
 	if end < 0 {
 		end = len(rest)
@@ -295,23 +310,28 @@ func parse(rawURL string) (parsed, error) {
 	if u.Fragment != "" || strings.Contains(tail, "#") {
 		return p, invalid("a fragment (#…) is not allowed")
 	}
-	if u.User != nil {
-		p.username = u.User.Username()
-		p.password, _ = u.User.Password()
-	}
-
 	defPort := DefaultPort
 	if p.Topology == Sentinel {
 		defPort = DefaultSentinelPort
 	}
-	if p.Addrs, err = splitHosts(hosts, defPort); err != nil {
+	addrs, err := splitHosts(hosts, defPort)
+	if err != nil {
 		return p, err
 	}
-	if p.Topology == Standalone && len(p.Addrs) > 1 {
+	if p.Topology == Standalone && len(addrs) > 1 {
 		return p, invalid("several hosts need redis+sentinel:// or redis+cluster://")
 	}
 
+	// The path: the database, after the master name of a sentinel URL.
 	segs := pathSegments(u.Path)
+	native := url.URL{Scheme: "redis", Host: addrs[0], User: u.User}
+	if p.TLS {
+		native.Scheme = "rediss"
+	}
+	nativeQuery := url.Values{}
+	for _, a := range addrs[1:] {
+		nativeQuery.Add("addr", a)
+	}
 	switch p.Topology {
 	case Sentinel:
 		if len(segs) == 0 || segs[0] == "" {
@@ -320,16 +340,17 @@ func parse(rawURL string) (parsed, error) {
 		if !masterNameRE.MatchString(segs[0]) {
 			return p, invalid("the master name may hold only letters, digits, '.', '_' and '-'")
 		}
-		p.Master = segs[0]
+		nativeQuery.Set("master_name", segs[0])
 		segs = segs[1:]
 		fallthrough
 	case Standalone:
 		switch len(segs) {
 		case 0:
 		case 1:
-			if p.DB, err = strconv.Atoi(segs[0]); err != nil || p.DB < 0 || p.DB > 1<<16 {
+			if db, err := strconv.Atoi(segs[0]); err != nil || db < 0 || db > 1<<16 {
 				return p, invalid("the database must be a number from 0")
 			}
+			native.Path = "/" + segs[0]
 		default:
 			return p, invalid("the path has too many parts")
 		}
@@ -339,6 +360,7 @@ func parse(rawURL string) (parsed, error) {
 		}
 	}
 
+	// The query: a sentinel's own credentials, nothing else.
 	query, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return p, invalid("the query is malformed (percent-encode special characters)")
@@ -347,22 +369,65 @@ func parse(rawURL string) (parsed, error) {
 		if len(vals) != 1 {
 			return p, invalid("query parameter %s is given more than once", safeName(name))
 		}
-		switch {
-		case name == "sentinel_username" && p.Topology == Sentinel:
-			p.sentinelUsername = vals[0]
-		case name == "sentinel_password" && p.Topology == Sentinel:
-			p.sentinelPassword = vals[0]
-		case name == "sentinel_username" || name == "sentinel_password":
-			return p, invalid("query parameter %s is only for redis+sentinel://", name)
+		switch name {
+		case "sentinel_username", "sentinel_password":
+			if p.Topology != Sentinel {
+				return p, invalid("query parameter %s is only for redis+sentinel://", name)
+			}
 		default:
 			return p, invalid("unknown query parameter %s (only sentinel_username and sentinel_password are accepted)", safeName(name))
 		}
 	}
-	if p.username != "" && p.password == "" {
-		return p, invalid("an ACL user needs a password: user:password@ (a password alone is :password@)")
+	if u.User != nil {
+		if _, set := u.User.Password(); !set && u.User.Username() != "" {
+			return p, invalid("an ACL user needs a password: user:password@ (a password alone is :password@)")
+		}
+	}
+
+	// go-redis reads its own form. A sentinel's credentials are its URL's
+	// user part, and the data nodes' are in its query.
+	switch p.Topology {
+	case Standalone:
+		native.RawQuery = nativeQuery.Encode()
+		o, err := redis.ParseURL(native.String())
+		if err != nil {
+			return p, notRead()
+		}
+		p.Addrs, p.DB, p.username, p.password = []string{o.Addr}, o.DB, o.Username, o.Password
+	case Cluster:
+		native.RawQuery = nativeQuery.Encode()
+		o, err := redis.ParseClusterURL(native.String())
+		if err != nil {
+			return p, notRead()
+		}
+		p.Addrs, p.username, p.password = o.Addrs, o.Username, o.Password
+	case Sentinel:
+		if u.User != nil {
+			nativeQuery.Set("username", u.User.Username())
+			pw, _ := u.User.Password()
+			nativeQuery.Set("password", pw)
+		}
+		native.User = nil
+		if su, sp := query.Get("sentinel_username"), query.Get("sentinel_password"); su != "" || sp != "" {
+			native.User = url.UserPassword(su, sp)
+		}
+		native.RawQuery = nativeQuery.Encode()
+		o, err := redis.ParseFailoverURL(native.String())
+		if err != nil {
+			return p, notRead()
+		}
+		p.Addrs, p.Master, p.DB = o.SentinelAddrs, o.MasterName, o.DB
+		p.username, p.password = o.Username, o.Password
+		p.sentinelUsername, p.sentinelPassword = o.SentinelUsername, o.SentinelPassword
 	}
 	return p, nil
 }
+
+// errNotRead is wrapped when go-redis does not read a URL that passed the
+// checks here; go-redis's own error is not shown, as it may quote the URL.
+var errNotRead = errors.New("go-redis does not read it (percent-encode special characters in the user and password)")
+
+func notRead() error { return fmt.Errorf("%w: %w", ErrInvalidURL, errNotRead) }
 
 func pathSegments(path string) []string {
 	path = strings.TrimPrefix(path, "/")

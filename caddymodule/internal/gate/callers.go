@@ -125,7 +125,7 @@ func (c *Callers) Refuse(w http.ResponseWriter, r *http.Request) error {
 	if directive == "" {
 		directive = "unknown"
 	}
-	return Refuse(w, directive, format, refuseCaller)
+	return Refuse(w, r, directive, format, refuseCaller)
 }
 
 // AllowCallers reads the allow_callers option's arguments, at least one,

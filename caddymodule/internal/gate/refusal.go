@@ -72,13 +72,26 @@ type Refusal struct {
 // Error returns the message, so that a Refusal can be a handler error.
 func (rf Refusal) Error() string { return rf.Message }
 
+// The request variables in which Refuse records a refusal, so that the
+// access log can carry it (log_append mxgate_refusal
+// {http.vars.mxgate.refusal.reason}) instead of a log line per refusal.
+// The variables are a trip's (Trip): a request a handler sends again
+// carries the refusal of its final trip only.
+const (
+	RefusalDirectiveVar = "mxgate.refusal.directive" // the directive, as metrics label it: mdx_hmac, mx_rate_limit, …
+	RefusalReasonVar    = "mxgate.refusal.reason"    // the reason, as metrics label it: replayed, rate_limited, …
+)
+
 // Refuse answers r with rf on behalf of directive: it counts the refusal
-// in mxgate_rejections_total and writes the body of format, or, for
+// in mxgate_rejections_total, records it in r's variables (RefusalReasonVar,
+// RefusalDirectiveVar) and writes the body of format, or, for
 // FormatHandleErrors, returns a caddyhttp.HandlerError carrying rf for the
 // site's error routes. Headers the caller set on w (WWW-Authenticate,
 // Retry-After, …) are kept.
-func Refuse(w http.ResponseWriter, directive string, format Format, rf Refusal) error {
+func Refuse(w http.ResponseWriter, r *http.Request, directive string, format Format, rf Refusal) error {
 	CountRejection(directive, rf.Reason)
+	caddyhttp.SetVar(r.Context(), RefusalDirectiveVar, directive)
+	caddyhttp.SetVar(r.Context(), RefusalReasonVar, rf.Reason)
 	if format == FormatHandleErrors {
 		return caddyhttp.Error(rf.Status, rf)
 	}

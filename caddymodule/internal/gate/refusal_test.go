@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -71,7 +72,7 @@ func TestRefuseWritesBodyAndKeepsHeaders(t *testing.T) {
 	w := httptest.NewRecorder()
 	w.Header().Set("WWW-Authenticate", `Basic realm="x"`)
 	w.Header().Set("Content-Type", "text/html")
-	if err := Refuse(w, "test_dir", FormatJSON, rf); err != nil {
+	if err := Refuse(w, withVars(httptest.NewRequest("GET", "/", nil)), "test_dir", FormatJSON, rf); err != nil {
 		t.Fatal(err)
 	}
 	if w.Code != 401 || w.Body.String() != `{"error":{"message":"Unauthorized"}}` {
@@ -98,7 +99,8 @@ func TestRefuseHandleErrors(t *testing.T) {
 	before := rejections(t, "test_dir", rf.Reason)
 	w := httptest.NewRecorder()
 	w.Header().Set("Retry-After", "3")
-	err := Refuse(w, "test_dir", FormatHandleErrors, rf)
+	r := withVars(httptest.NewRequest("GET", "/", nil))
+	err := Refuse(w, r, "test_dir", FormatHandleErrors, rf)
 	var he caddyhttp.HandlerError
 	if !errors.As(err, &he) || he.StatusCode != 429 {
 		t.Fatalf("error %#v, want a caddyhttp.HandlerError with 429", err)
@@ -145,4 +147,49 @@ func TestRegisterMetrics(t *testing.T) {
 func rejections(t *testing.T, directive, reason string) float64 {
 	t.Helper()
 	return handlertest.MetricValue(t, Metrics.Rejections, map[string]string{"directive": directive, "reason": reason})
+}
+
+// withVars gives r the request variables Caddy's server gives each request.
+func withVars(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{}))
+}
+
+// TestRefuseRecordsTheRefusal: the refusal's directive and reason are in
+// the request's variables, where log_append takes them for the access
+// log; a request sent again (Trip) keeps those of its final trip only.
+func TestRefuseRecordsTheRefusal(t *testing.T) {
+	rf := Refusal{Status: http.StatusTooManyRequests, Reason: "test_recorded", Message: "Too many requests"}
+	r := withVars(httptest.NewRequest("GET", "/", nil))
+	if err := Refuse(httptest.NewRecorder(), r, "test_dir", FormatText, rf); err != nil {
+		t.Fatal(err)
+	}
+	if d, why := caddyhttp.GetVar(r.Context(), RefusalDirectiveVar), caddyhttp.GetVar(r.Context(), RefusalReasonVar); d != "test_dir" || why != "test_recorded" {
+		t.Errorf("variables %v %v, want test_dir test_recorded", d, why)
+	}
+
+	// refused, then sent again and answered: no refusal recorded
+	r = withVars(httptest.NewRequest("GET", "/", nil))
+	first, _ := Trip(r)
+	if err := Refuse(httptest.NewRecorder(), first, "test_dir", FormatText, rf); err != nil {
+		t.Fatal(err)
+	}
+	_, back := Trip(r)
+	back()
+	if v := caddyhttp.GetVar(r.Context(), RefusalReasonVar); v != nil {
+		t.Errorf("a refusal of an earlier trip is recorded: %v", v)
+	}
+	// refused on the final trip: recorded
+	last, back := Trip(r)
+	if err := Refuse(httptest.NewRecorder(), last, "test_dir", FormatText, rf); err != nil {
+		t.Fatal(err)
+	}
+	back()
+	if v := caddyhttp.GetVar(r.Context(), RefusalReasonVar); v != "test_recorded" {
+		t.Errorf("the final trip's refusal is not recorded: %v", v)
+	}
+
+	// a request without variables (outside Caddy's server) is refused all the same
+	if err := Refuse(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), "test_dir", FormatText, rf); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,4 +1,4 @@
-package metricnames
+package main
 
 import (
 	"reflect"
@@ -30,7 +30,8 @@ func TestFromExpr(t *testing.T) {
 		{`count_values("version", build_info) # a comment`, map[string][]string{"build_info": nil}},
 		{`SUM BY (a) (m1) and on() vector(1)`, map[string][]string{"m1": {"a"}}},
 		{`max(m2{a="1"}) by (b) or absent(m3) * -1e3`, map[string][]string{"m2": {"a", "b"}, "m3": nil}},
-		{`rate(m4[[interval]]) * ${factor}`, map[string][]string{"m4": nil}},
+		{`rate(m4[$__rate_interval]) * ${factor} + m5 offset $off`, map[string][]string{"m4": nil, "m5": nil}},
+		{`rate(m6{path="$a[[b]]"}[[[interval]]:$step])`, map[string][]string{"m6": {"path"}}},
 	} {
 		uses, err := FromExpr(tc.expr, "test")
 		if err != nil {
@@ -54,6 +55,7 @@ func TestFromExprErrors(t *testing.T) {
 	for _, expr := range []string{
 		`sum(rate(x[5m])`,
 		`rate(x[5m]))`,
+		`x{a="$v"} $v`,
 		`x{a="1"`,
 		`x{a=}`,
 		`rate(x[5m)`,
@@ -179,7 +181,7 @@ plain 4 1700000000
 func FuzzFromExpr(f *testing.F) {
 	for _, s := range []string{
 		`sum by (a) (rate(x{b="c"}[5m]))`, `histogram_quantile(0.9, sum(rate(h_bucket[1m])) by (le))`,
-		`a / on(b) group_left(c) d`, `{__name__="x"}`, `rate(x[[i]])`, `${v}`,
+		`a / on(b) group_left(c) d`, `{__name__="x"}`, `rate(x[$__rate_interval])`, `${v}`, `x{a="$b"}`,
 	} {
 		f.Add(s)
 	}
