@@ -481,11 +481,11 @@ http://127.0.0.1:%d {
 	})
 
 	// The configuration names an admin socket of mode 0600 in a directory
-	// everyone may write to (no warning at adapt time: the socket's own mode
-	// is private). While the gateway is down (a restart), a stranger binds
-	// the path first: the gateway then refuses to start, and the operator's
-	// `mxgate reload --config`, which finds the configuration's endpoint,
-	// must not hand the configuration to the stranger.
+	// everyone may write to (the socket's own mode is private, so only the
+	// directory can warn). While the gateway is down (a restart), a stranger
+	// binds the path first: the gateway then refuses to start, and the
+	// operator's `mxgate reload --config`, which finds the configuration's
+	// endpoint, must not hand the configuration to the stranger.
 	t.Run("reload_trusts_a_squatted_configured_admin_socket", func(t *testing.T) {
 		t.Parallel()
 		tmp := hoSticky(t)
@@ -521,6 +521,12 @@ http://127.0.0.1:%d {
 		}
 		if err == nil {
 			t.Errorf("mxgate reload reported success although its gateway is not running:\n%s", out)
+		} else if want := fmt.Sprintf("%s is a socket of uid %d", sock, hoStranger); !strings.Contains(string(out), want) {
+			t.Errorf("mxgate reload's refusal does not say %q:\n%s", want, out)
+		}
+		// and the configuration said so when it was loaded
+		if !strings.Contains(p.out.String(), "THE ADMIN ENDPOINT IS OPEN TO OTHER LOCAL USERS") {
+			t.Errorf("no warning for an admin socket in a directory every user may write to:\n%s", p.out)
 		}
 	})
 
