@@ -480,8 +480,9 @@ func pick(a, b *entry, explicit bool) string {
 // registry.go), refusing the configuration on a disagreement; a store that
 // cannot be reached now is recorded in later. Then, for as long as the
 // configuration runs, the records are made again every registerEvery, and
-// at once when a store fails or answers again, so that a Redis that comes
-// back empty holds them again before another gateway can claim them.
+// at once on a new connection to a store (onConnect) and when a store
+// fails or answers again, so that a Redis that comes back empty holds them
+// again before another gateway can claim them.
 func (a *App) register() error {
 	var recs []*entry
 	seen := map[string]bool{}
@@ -536,6 +537,9 @@ var registerEvery = 5 * time.Second
 
 // recordNow makes the configuration record its namespaces again now.
 func (a *App) recordNow() {
+	if a.kick == nil { // no Redis-held namespace
+		return
+	}
 	select {
 	case a.kick <- struct{}{}:
 	default:

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"sync"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
 
@@ -41,6 +43,20 @@ func (a *App) goLive() {
 	}
 	warnRenamed(a.entries, others)
 	live.apps[a] = struct{}{}
+}
+
+// onConnect is called by the Redis clients (openRedis) for each new
+// connection. A Redis that restarted (empty, perhaps) is reached again
+// through new connections, often without any call failing first (the pool
+// drops a connection its server closed before using it): so the running
+// configurations record their namespaces again, at once.
+func onConnect(context.Context, *redis.Conn) error {
+	live.Lock()
+	defer live.Unlock()
+	for a := range live.apps {
+		a.recordNow()
+	}
+	return nil
 }
 
 // leave removes a from the started configurations.

@@ -25,7 +25,8 @@ import (
 //
 // The record does not expire: it lives as long as the Redis does. A
 // running gateway records its namespaces again every few seconds, and as
-// soon as its store fails or answers again, so that a Redis that restarted
+// soon as it connects to its store anew or sees it fail or answer again,
+// so that a Redis that restarted
 // empty (or lost the keys) holds them again; a disagreement found then is
 // an error in the log each time, and readiness fails while it lasts. A
 // namespace that is no longer used by what recorded it is freed by

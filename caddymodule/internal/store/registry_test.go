@@ -339,3 +339,30 @@ func TestSharedStateNeedsAHost(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistryRecordedOnNewConnection: a Redis that restarted is reached
+// through a new connection, often without a failed call (the pool drops a
+// connection its server closed): the records are made again then.
+func TestRegistryRecordedOnNewConnection(t *testing.T) {
+	old := registerEvery
+	registerEvery = time.Hour // no tick within the test
+	t.Cleanup(func() { registerEvery = old })
+	srv := redistest.Start(t)
+	url := srv.URL()
+	client := redisClient(t, url)
+	isrv, ih := ingressSite("mdx.bank.example")
+	ing, err := startOn(t, url, isrv, ih, rlSpec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := mustGet(t, ing.b).Namespace
+	srv.Stop()
+	srv.Restart()
+	// a request's call, on the gateway's pooled client
+	if err := ing.app.entries[0].store.Client.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("the first call after the restart failed (%v): this test wants one that succeeds on a new connection", err)
+	}
+	waitFor(t, "the record made again on the new connection", func() bool {
+		return client.Exists(context.Background(), "mxgate:ns:rl:"+ns).Val() == 1
+	})
+}
