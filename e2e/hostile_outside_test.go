@@ -481,11 +481,11 @@ http://127.0.0.1:%d {
 	})
 
 	// The configuration names an admin socket of mode 0600 in a directory
-	// everyone may write to (no warning at adapt time: the socket's own mode
-	// is private). While the gateway is down (a restart), a stranger binds
-	// the path first: the gateway then refuses to start, and the operator's
-	// `mxgate reload --config`, which finds the configuration's endpoint,
-	// must not hand the configuration to the stranger.
+	// everyone may write to (the socket's own mode is private, so only the
+	// directory can warn). While the gateway is down (a restart), a stranger
+	// binds the path first: the gateway then refuses to start, and the
+	// operator's `mxgate reload --config`, which finds the configuration's
+	// endpoint, must not hand the configuration to the stranger.
 	t.Run("reload_trusts_a_squatted_configured_admin_socket", func(t *testing.T) {
 		t.Parallel()
 		tmp := hoSticky(t)
@@ -521,6 +521,12 @@ http://127.0.0.1:%d {
 		}
 		if err == nil {
 			t.Errorf("mxgate reload reported success although its gateway is not running:\n%s", out)
+		} else if want := fmt.Sprintf("%s is a socket of uid %d", sock, hoStranger); !strings.Contains(string(out), want) {
+			t.Errorf("mxgate reload's refusal does not say %q:\n%s", want, out)
+		}
+		// and the configuration said so when it was loaded
+		if !strings.Contains(p.out.String(), "THE ADMIN ENDPOINT IS OPEN TO OTHER LOCAL USERS") {
+			t.Errorf("no warning for an admin socket in a directory every user may write to:\n%s", p.out)
 		}
 	})
 
@@ -1056,7 +1062,11 @@ func TestHostileOutsideState(t *testing.T) {
 		redis := redistest.Start(t)
 		redisEnv := fmt.Sprintf("MXGATE_REDIS_URL=redis://127.0.0.1:%d/0", redis.Port)
 		port := freePort(t)
-		cf := func(bind string, app *upstream) string {
+		cf := func(bind string, app *upstream, namespace string) string {
+			ns := ""
+			if namespace != "" {
+				ns = "\n\t\tnamespace " + namespace
+			}
 			return fmt.Sprintf(`{
 	default_bind tcp-handover/%s
 }
@@ -1067,32 +1077,53 @@ http://:%d {
 	mdx_hmac verify {
 		key {env.MDX_HMAC_KEY}
 		replay_window 10m
-		store redis {env.MXGATE_REDIS_URL}
+		store redis {env.MXGATE_REDIS_URL}%s
 	}
 	mx_rate_limit {
 		get 3/m burst 3
-		store redis {env.MXGATE_REDIS_URL}
+		store redis {env.MXGATE_REDIS_URL}%s
 	}
 	reverse_proxy %s
 }
-`, bind, port, app.URL)
+`, bind, port, ns, ns, app.URL)
 		}
 		appA, appB := newUpstream(t, nil), newUpstream(t, nil)
-		startGateway(t, cf("127.0.0.1", appA), "MDX_HMAC_KEY="+hoKeyA, redisEnv)
-		startGateway(t, cf("127.0.0.2", appB), "MDX_HMAC_KEY="+hoKeyB, redisEnv)
-		urlA := fmt.Sprintf("http://127.0.0.1:%d/inst-a/accounts", port)
-		urlB := fmt.Sprintf("http://127.0.0.2:%d/inst-b/accounts", port)
-		for i := 0; i < 3; i++ {
-			if status := hoSend(t, urlB, hoSign(t, hoKeyB, urlB, hoSession(t)), ""); status != 200 {
-				t.Fatalf("institution B's request %d: %d", i, status)
+		attack := func(t *testing.T) {
+			urlA := fmt.Sprintf("http://127.0.0.1:%d/inst-a/accounts", port)
+			urlB := fmt.Sprintf("http://127.0.0.2:%d/inst-b/accounts", port)
+			for i := 0; i < 3; i++ {
+				if status := hoSend(t, urlB, hoSign(t, hoKeyB, urlB, hoSession(t)), ""); status != 200 {
+					t.Fatalf("institution B's request %d: %d", i, status)
+				}
+			}
+			if status := hoSend(t, urlA, hoSign(t, hoKeyA, urlA, hoSession(t)), ""); status != 200 {
+				t.Errorf("institution A's first request: %d after three of institution B's (A's budget drained by B's traffic)", status)
+			}
+			if n := len(appA.Requests()); n != 1 {
+				t.Errorf("institution A's application saw %d requests, want 1", n)
 			}
 		}
-		if status := hoSend(t, urlA, hoSign(t, hoKeyA, urlA, hoSession(t)), ""); status != 200 {
-			t.Errorf("institution A's first request: %d after three of institution B's (A's budget drained by B's traffic)", status)
+		// a hostless site cannot own shared state by a default name: each
+		// gateway refuses to start, saying what to do
+		servedA, pA := hoTryStart(t, cf("127.0.0.1", appA, ""), "MDX_HMAC_KEY="+hoKeyA, redisEnv)
+		servedB, pB := hoTryStart(t, cf("127.0.0.2", appB, ""), "MDX_HMAC_KEY="+hoKeyB, redisEnv)
+		if servedA || servedB {
+			if servedA && servedB {
+				attack(t)
+			}
+			t.Fatalf("hostless sites sharing a Redis started (A %v, B %v): their state is named alike", servedA, servedB)
 		}
-		if n := len(appA.Requests()); n != 1 {
-			t.Errorf("institution A's application saw %d requests, want 1", n)
+		for _, p := range []*hoProc{pA, pB} {
+			for _, want := range []string{"names no host", "give the site a host name", "`namespace`"} {
+				if !strings.Contains(p.out.String(), want) {
+					t.Errorf("the refusal does not say %q:\n%s", want, lastLine(p.out.String()))
+				}
+			}
 		}
+		// as the refusal says: a namespace of each institution's own
+		startGateway(t, cf("127.0.0.1", appA, "inst-a"), "MDX_HMAC_KEY="+hoKeyA, redisEnv)
+		startGateway(t, cf("127.0.0.2", appB, "inst-b"), "MDX_HMAC_KEY="+hoKeyB, redisEnv)
+		attack(t)
 	})
 
 	t.Run("alias_host_spellings_share_one_replay_cache", func(t *testing.T) {
@@ -1132,13 +1163,29 @@ http://127.0.0.1:%d, http://localhost:%d {
 	})
 
 	// The operator adds a second name to the site (an alias, a migration)
-	// and reloads, within max_skew of a captured request.
+	// and reloads, within max_skew of a captured request. A site's state is
+	// named by its host names (two sites never share), so the reload starts
+	// it afresh: that must never be silent. The gateway warns, naming both
+	// sites and the remedy, the README says so, and the remedy (a
+	// `namespace`, the same before and after) keeps the state.
 	t.Run("reload_adding_a_host_name_resets_replay_cache_and_budget", func(t *testing.T) {
 		t.Parallel()
-		app := newUpstream(t, nil)
-		port := freePort(t)
-		cf := func(names string) string {
-			return fmt.Sprintf(`{
+		readme, err := os.ReadFile("../README.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(strings.Fields(string(readme)), " "), "A reload that changes what a directive protects starts its state afresh") {
+			t.Errorf("the README does not say that a reload changing what a directive protects starts its state afresh")
+		}
+		for _, namespace := range []string{"", "inst1"} {
+			app := newUpstream(t, nil)
+			port := freePort(t)
+			ns := ""
+			if namespace != "" {
+				ns = "\n\t\tnamespace " + namespace
+			}
+			cf := func(names string) string {
+				return fmt.Sprintf(`{
 	default_bind tcp-handover/127.0.0.1
 }
 %s {
@@ -1147,39 +1194,59 @@ http://127.0.0.1:%d, http://localhost:%d {
 	}
 	mdx_hmac verify {
 		key {env.MDX_HMAC_KEY}
-		replay_window 10m
+		replay_window 10m%s
 	}
 	mx_rate_limit {
-		get 2/h burst 2
+		get 2/h burst 2%s
 	}
 	reverse_proxy %s
 }
-`, names, app.URL)
-		}
-		g := startGateway(t, cf(fmt.Sprintf("http://127.0.0.1:%d", port)), "MDX_HMAC_KEY="+hoKeyA)
-		url := fmt.Sprintf("http://127.0.0.1:%d/inst1/accounts", port)
-		captured := hoSign(t, hoKeyA, url, hoSession(t))
-		if status := hoSend(t, url, captured, ""); status != 200 {
-			t.Fatalf("first use: %d", status)
-		}
-		if status := hoSend(t, url, captured, ""); status != 412 {
-			t.Fatalf("replay before the reload: %d", status)
-		}
-		if status := hoSend(t, url, hoSign(t, hoKeyA, url, hoSession(t)), ""); status != 200 {
-			t.Fatalf("second request: %d", status)
-		}
-		if status := hoSend(t, url, hoSign(t, hoKeyA, url, hoSession(t)), ""); status != 429 {
-			t.Fatalf("third request, over the budget of 2: %d", status)
-		}
-		g.reload(t, cf(fmt.Sprintf("http://127.0.0.1:%d, http://localhost:%d", port, port)))
-		if status := hoSend(t, url, captured, ""); status == 200 {
-			t.Errorf("the captured signature, refused before the reload, was admitted after it")
-		}
-		if status := hoSend(t, url, hoSign(t, hoKeyA, url, hoSession(t)), ""); status != 429 {
-			t.Errorf("after the reload the throttled budget was refilled: %d", status)
-		}
-		if n := len(app.Requests()); n != 2 {
-			t.Errorf("the application saw %d requests, want 2", n)
+`, names, ns, ns, app.URL)
+			}
+			g := startGateway(t, cf(fmt.Sprintf("http://127.0.0.1:%d", port)), "MDX_HMAC_KEY="+hoKeyA)
+			url := fmt.Sprintf("http://127.0.0.1:%d/inst1/accounts", port)
+			captured := hoSign(t, hoKeyA, url, hoSession(t))
+			if status := hoSend(t, url, captured, ""); status != 200 {
+				t.Fatalf("first use: %d", status)
+			}
+			if status := hoSend(t, url, captured, ""); status != 412 {
+				t.Fatalf("replay before the reload: %d", status)
+			}
+			if status := hoSend(t, url, hoSign(t, hoKeyA, url, hoSession(t)), ""); status != 200 {
+				t.Fatalf("second request: %d", status)
+			}
+			if status := hoSend(t, url, hoSign(t, hoKeyA, url, hoSession(t)), ""); status != 429 {
+				t.Fatalf("third request, over the budget of 2: %d", status)
+			}
+			g.reload(t, cf(fmt.Sprintf("http://127.0.0.1:%d, http://localhost:%d", port, port)))
+			replayed := hoSend(t, url, captured, "") == 200
+			refilled := hoSend(t, url, hoSign(t, hoKeyA, url, hoSession(t)), "") != 429
+			var warnings []string
+			for _, line := range strings.Split(g.Stderr.String(), "\n") {
+				if strings.Contains(line, "STATE STARTS AFRESH") {
+					warnings = append(warnings, line)
+				}
+			}
+			if namespace != "" {
+				if replayed || refilled {
+					t.Errorf("with namespace %s on both directives, the reload reset their state (replay admitted %v, budget refilled %v)", namespace, replayed, refilled)
+				}
+				if len(warnings) != 0 {
+					t.Errorf("with a namespace, a warning that state starts afresh:\n%s", strings.Join(warnings, "\n"))
+				}
+				continue
+			}
+			if (replayed || refilled) && len(warnings) != 2 {
+				t.Fatalf("the reload reset the state (replay admitted %v, budget refilled %v), and %d warnings said so, want one for the replay cache and one for the budget:\n%s",
+					replayed, refilled, len(warnings), g.Stderr)
+			}
+			for _, w := range warnings {
+				for _, want := range []string{fmt.Sprintf("site 127.0.0.1, localhost on port %d", port), fmt.Sprintf("site 127.0.0.1 on port %d", port), "`namespace`"} {
+					if !strings.Contains(w, want) {
+						t.Errorf("the warning does not say %q: %s", want, w)
+					}
+				}
+			}
 		}
 	})
 
@@ -1252,6 +1319,7 @@ http://127.0.0.1:%d, http://localhost:%d {
 		redisEnv := fmt.Sprintf("MXGATE_REDIS_URL=redis://127.0.0.1:%d/0", redis.Port)
 		port := freePort(t)
 		app := newUpstream(t, nil)
+		// a site without host names: the replicas name their shared state
 		cf := func(bind string) string {
 			return fmt.Sprintf(`{
 	default_bind tcp-handover/%s
@@ -1264,6 +1332,7 @@ http://:%d {
 		key {env.MDX_HMAC_KEY}
 		replay_window 10m
 		store redis {env.MXGATE_REDIS_URL}
+		namespace inst1-replicas
 		on_store_error %s
 	}
 	reverse_proxy %s

@@ -19,10 +19,11 @@ func init() {
 		Usage: "--config <path> [--adapter <name>]",
 		Short: "Prints the name of each directive's state and checks that none is shared by accident",
 		Long: `
-Loads a configuration as validate does (every directive provisioned, no
-listener opened, no store used) and prints, for each directive that keeps
-state (mdx_hmac verify's replay cache, mx_rate_limit's budgets), the
-namespace it is named by, its role, what it protects and where it stands:
+Loads a configuration as validate does (through the same adapters, every
+directive provisioned, no listener opened, no store used) and prints, for
+each directive that keeps state (mdx_hmac verify's replay cache,
+mx_rate_limit's budgets), the namespace it is named by, its role, what it
+protects and where it stands:
 
 	mx_rate_limit  ingress  site mdx.bank.example on port 443  1f0c…  default  redis  in the server srv0 …
 

@@ -17,8 +17,9 @@ import (
 // loads it through its own adapters (redact.CaddyfileAdapter,
 // redact.JSONAdapter), which give every log that names no encoder
 // mxgate_redact, so that no log writes MDX-HMAC or MDX-Session-Key
-// unless its configuration names an encoder that does. (start runs run.)
-var redactingCommands = []string{"run", "reload", "validate", "adapt"}
+// unless its configuration names an encoder that does. (start runs run;
+// state-names provisions the configuration as validate does.)
+var redactingCommands = []string{"run", "reload", "validate", "adapt", "state-names"}
 
 // redactingNote is mxgate's note in the help of redactingCommands.
 const redactingNote = `

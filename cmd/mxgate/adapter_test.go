@@ -171,3 +171,39 @@ func TestCommandsLoadThroughRedact(t *testing.T) {
 		t.Errorf("run's help does not say how logs are redacted:\n%s", out)
 	}
 }
+
+// TestStateNamesLoadsAsValidate: state-names loads a configuration through
+// mxgate's adapters, as validate does, so a configuration that names no
+// log format is not said to log secrets.
+func TestStateNamesLoadsAsValidate(t *testing.T) {
+	dir := t.TempDir()
+	caddyfile := filepath.Join(dir, "Caddyfile")
+	const cf = "http://127.0.0.1:8480 {\n\tmdx_hmac verify {\n\t\tkey QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI=\n\t\treplay_window 10m\n\t}\n\tlog\n\trespond ok\n}\n"
+	if err := os.WriteFile(caddyfile, []byte(cf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}
+	for _, args := range [][]string{
+		{"state-names", "--config", caddyfile},
+		{"state-names", "--config", caddyfile, "--adapter", "caddyfile"},
+		{"validate", "--config", caddyfile, "--adapter", "caddyfile"},
+	} {
+		out, errOut, status := mxgate(t, env, args...)
+		if status != 0 {
+			t.Fatalf("%q: status %d\n%s", args, status, errOut)
+		}
+		if strings.Contains(errOut, "SECRETS WILL BE LOGGED") {
+			t.Errorf("%q: a configuration that names no log format is said to log secrets:\n%s", args, errOut)
+		}
+		if args[0] == "state-names" && !strings.Contains(out, "mdx_hmac") {
+			t.Errorf("%q: no state named:\n%s", args, out)
+		}
+	}
+	// a log format that does not redact is still called out
+	if err := os.WriteFile(caddyfile, []byte(strings.Replace(cf, "\tlog\n", "\tlog {\n\t\tformat json\n\t}\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, _ := mxgate(t, env, "state-names", "--config", caddyfile, "--adapter", "caddyfile"); !strings.Contains(errOut, "SECRETS WILL BE LOGGED") {
+		t.Errorf("state-names with `format json`: no warning:\n%s", errOut)
+	}
+}

@@ -224,6 +224,11 @@ func TestDefaultAdminSocket(t *testing.T) {
 func TestAdminWarning(t *testing.T) {
 	dir := t.TempDir()
 	const warning = "THE ADMIN ENDPOINT IS OPEN TO OTHER LOCAL USERS"
+	// like /tmp: anyone may create the socket's path while the gateway is down
+	sticky := filepath.Join(dir, "tmp")
+	if err := errors.Join(os.Mkdir(sticky, 0o700), os.Chmod(sticky, os.ModeSticky|0o777)); err != nil {
+		t.Fatal(err)
+	}
 	site := "http://127.0.0.1:1 {\n\tmdx_hmac verify {\n\t\tkey QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI=\n\t}\n\trespond ok\n}\n\nhttp://127.0.0.1:2 {\n\tmx_auth check {\n\t\tclient a b\n\t}\n\trespond ok\n}\n"
 	for _, c := range []struct {
 		name, global string
@@ -237,6 +242,9 @@ func TestAdminWarning(t *testing.T) {
 		{"caddy_default_socket_mode", "admin unix//run/mxgate/admin.sock", nil, false},
 		{"group_socket", "admin unix//run/mxgate/admin.sock|0660", nil, true},
 		{"abstract_socket", "admin unix/@mxgate-admin", nil, true},
+		{"private_socket_in_a_sticky_directory", "admin unix-handover/" + sticky + "/admin.sock|0600", nil, true},
+		{"private_socket_in_a_private_directory", "admin unix-handover/" + dir + "/admin.sock|0600", nil, false},
+		{"env_socket_in_a_sticky_directory", "", []string{"CADDY_ADMIN=unix/" + sticky + "/admin.sock|0600"}, true},
 		{"off", "admin off", nil, false},
 		{"env_tcp_default", "", []string{"CADDY_ADMIN=localhost:2019"}, true},
 		{"placeholder", "admin {env.MXGATE_TEST_ADMIN}", []string{"MXGATE_TEST_ADMIN=127.0.0.1:2019"}, true},

@@ -50,8 +50,10 @@ reach the running process. It can read and replace the configuration and
 stop the gateway, and has no authentication of its own, so mxgate's default
 is a Unix socket only the gateway's user can open: $RUNTIME_DIRECTORY/admin.sock
 under systemd, else $XDG_RUNTIME_DIR/mxgate/admin.sock, else
-/tmp/mxgate-<uid>/admin.sock (CADDY_ADMIN or the global "admin" option
-changes it). Never put it on TCP: every local user could reach it.`
+$TMPDIR/mxgate-<uid>/admin.sock, /tmp/mxgate-<uid>/admin.sock when TMPDIR
+is unset (CADDY_ADMIN or the global "admin" option changes it). reload and
+stop send nothing to a socket on which another user listens. Never put it
+on TCP: every local user could reach it.`
 
 // rootFooter closes the root command's help; %s is Caddy's version.
 const rootFooter = `mxgate's documentation is its README. For Caddy's own directives and

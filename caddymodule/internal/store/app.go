@@ -1,8 +1,10 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 )
 
 func init() {
@@ -45,9 +49,11 @@ type App struct {
 	once    sync.Once
 	bindErr error
 
-	stopOnce sync.Once
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	stopOnce   sync.Once
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	kick       chan struct{} // record the namespaces again now
+	unregister func()        // the readiness dependency on the records
 }
 
 // Spec says what a directive's state is.
@@ -87,6 +93,10 @@ type entry struct {
 	// set by App.bind
 	place  *place
 	naming Naming
+
+	// the shared store's record (App.register)
+	recorded bool                   // recorded or found agreeing once
+	conflict atomic.Pointer[string] // why the record disagrees, while it does
 }
 
 // CaddyModule returns the Caddy module information.
@@ -110,7 +120,11 @@ func (a *App) Start() error {
 	if err := a.bindAll(); err != nil {
 		return err
 	}
-	return a.register()
+	if err := a.register(); err != nil {
+		return err
+	}
+	a.goLive()
+	return nil
 }
 
 // Stop ends the app's background work.
@@ -127,9 +141,13 @@ func (a *App) Cleanup() error {
 }
 
 func (a *App) halt() {
+	a.leave()
 	a.stopOnce.Do(func() {
 		if a.stop != nil {
 			close(a.stop)
+		}
+		if a.unregister != nil {
+			a.unregister()
 		}
 	})
 	a.wg.Wait()
@@ -258,6 +276,12 @@ func (a *App) bind() error {
 		e.logger.Info("state named", zap.String("namespace", e.naming.Namespace),
 			zap.Bool("namespace_given", e.naming.Explicit), zap.String("role", e.naming.Identity.Role),
 			zap.String("protects", e.naming.Identity.Protects.String()), zap.String("store", store))
+		if store == Redis && !e.naming.Explicit && loopbackOnly(e.naming.Identity.Protects.Site) {
+			e.logger.Warn("state in a shared Redis store is named by a site whose host names are all this machine's (localhost, a loopback address): "+
+				"every gateway on that Redis that serves such a site on the same listeners shares it; if gateways of others use this Redis, "+
+				"give the directive a `namespace` of its own",
+				zap.String("namespace", e.naming.Namespace), zap.String("protects", e.naming.Identity.Protects.String()))
+		}
 	}
 	return nil
 }
@@ -340,8 +364,36 @@ func (e *entry) name() error {
 	e.naming = Naming{Namespace: id.Namespace(), Identity: id}
 	if e.explicit != "" {
 		e.naming.Namespace, e.naming.Explicit = e.explicit, true
+		return nil
+	}
+	if site := id.Protects.Site; site != nil && len(site.Hosts) == 0 && e.store.Client != nil {
+		return fmt.Errorf("%s %s keeps its state in a shared Redis store under a name made from its site, and its site names no host: "+
+			"every gateway that serves a site without host names on the same listeners (another institution's, a staging one, one from the same template) "+
+			"would share this state on that Redis; give the site a host name (https://mdx.bank.example), "+
+			"or give the directive a `namespace` of its own (its replicas give the same one); README: State and its name",
+			id, e.where())
 	}
 	return nil
+}
+
+// loopbackOnly reports whether every host name of site names this
+// machine (localhost, a loopback address): every gateway may serve such
+// a site, as it may one without host names.
+func loopbackOnly(site *Site) bool {
+	if site == nil || len(site.Hosts) == 0 {
+		return false
+	}
+	for _, h := range site.Hosts {
+		h = strings.TrimSuffix(strings.Trim(h, "[]"), ".")
+		if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+			continue
+		}
+		if ip, err := netip.ParseAddr(h); err == nil && ip.IsLoopback() {
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 // where describes e's place in its server, for errors.
@@ -425,12 +477,15 @@ func pick(a, b *entry, explicit bool) string {
 }
 
 // register records each Redis-held namespace in its store (see
-// registry.go); a store that cannot be reached now is tried again in the
-// background.
+// registry.go), refusing the configuration on a disagreement; a store that
+// cannot be reached now is recorded in later. Then, for as long as the
+// configuration runs, the records are made again every registerEvery, and
+// at once on a new connection to a store (onConnect) and when a store
+// fails or answers again, so that a Redis that comes back empty holds them
+// again before another gateway can claim them.
 func (a *App) register() error {
-	var later []*entry
+	var recs []*entry
 	seen := map[string]bool{}
-	down := map[string]bool{}
 	for _, e := range a.entries {
 		if e.store.Client == nil {
 			continue
@@ -440,55 +495,103 @@ func (a *App) register() error {
 			continue
 		}
 		seen[k] = true
+		recs = append(recs, e)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	down := map[string]bool{}
+	for _, e := range recs {
 		if down[e.store.poolKey] {
-			later = append(later, e)
 			continue
 		}
-		err := e.registerNamespace()
+		err := e.registerNamespace(true)
 		var conflict *conflictError
 		switch {
 		case errors.As(err, &conflict):
 			return err
 		case err != nil:
 			down[e.store.poolKey] = true
-			later = append(later, e)
+		default:
+			e.recorded = true
 		}
 	}
-	if len(later) > 0 {
-		a.wg.Add(1)
-		go a.registerLater(later)
+	a.kick = make(chan struct{}, 1)
+	for _, e := range recs {
+		if h := e.store.Health; h != nil {
+			h.onChange(a.recordNow)
+		}
 	}
+	a.unregister = gate.RegisterDependency(gate.Dependency{
+		Name:  "state namespaces (the shared store's records)",
+		Check: func(context.Context) error { return disagreements(recs) },
+	})
+	a.wg.Add(1)
+	go a.keepRecorded(recs)
 	return nil
 }
 
-// registerRetry is how often a namespace whose store was unreachable at
-// start is tried again.
-var registerRetry = 5 * time.Second
+// registerEvery is how often a running configuration records its
+// namespaces again.
+var registerEvery = 5 * time.Second
 
-// registerLater records what could not be recorded at start, once the
-// store answers; a disagreement found then is logged as an error (the
-// configuration is running already).
-func (a *App) registerLater(pending []*entry) {
+// recordNow makes the configuration record its namespaces again now.
+func (a *App) recordNow() {
+	if a.kick == nil { // no Redis-held namespace
+		return
+	}
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// keepRecorded records recs again every registerEvery and when asked to
+// (recordNow). A record that disagrees is logged as an error each time it
+// is found, and readiness fails until it agrees again: the configuration is
+// running and keeps running, but another gateway may be sharing its state.
+func (a *App) keepRecorded(recs []*entry) {
 	defer a.wg.Done()
-	t := time.NewTicker(registerRetry)
+	t := time.NewTicker(registerEvery)
 	defer t.Stop()
-	for len(pending) > 0 {
+	for {
 		select {
 		case <-a.stop:
 			return
 		case <-t.C:
+		case <-a.kick:
 		}
-		var still []*entry
-		for _, e := range pending {
-			err := e.registerNamespace()
+		for _, e := range recs {
+			err := e.registerNamespace(!e.recorded)
 			var conflict *conflictError
 			switch {
 			case errors.As(err, &conflict):
-				e.logger.Error("state namespace disagrees with the shared store; fix the configuration before the next reload", zap.Error(err))
-			case err != nil:
-				still = append(still, e)
+				msg := err.Error()
+				e.conflict.Store(&msg)
+				e.logger.Error("state namespace disagrees with the shared store's record: another gateway may share this state; "+
+					"this gateway keeps serving, and reports not ready until the record agrees", zap.Error(err))
+			case err != nil: // the store's health logs an outage
+			default:
+				e.recorded = true
+				if e.conflict.Swap(nil) != nil {
+					e.logger.Info("state namespace agrees with the shared store's record again", zap.String("namespace", e.naming.Namespace))
+				}
 			}
 		}
-		pending = still
 	}
+}
+
+// disagreements is why readiness fails while a record disagrees; nil when
+// none does.
+func disagreements(recs []*entry) error {
+	var ns []string
+	for _, e := range recs {
+		if e.conflict.Load() != nil {
+			ns = append(ns, e.spec.Kind+":"+e.naming.Namespace)
+		}
+	}
+	if len(ns) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the shared store records state namespace %s for another directive or site (see the log)", strings.Join(ns, ", "))
 }

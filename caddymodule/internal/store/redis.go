@@ -37,6 +37,7 @@ func openRedis(rawURL string, tlsOpts redisconf.TLSOptions, timeout time.Duratio
 		return nil, "", "", err // redisconf's errors name the part, never the URL
 	}
 	key := strings.Join([]string{u, tlsOpts.CAFile, tlsOpts.CertFile, tlsOpts.KeyFile, tlsOpts.ServerName, timeout.String()}, "\x00")
+	opts.OnConnect = onConnect // see live.go
 	v, _, err := redisClients.LoadOrNew(key, func() (caddy.Destructor, error) {
 		return pooledRedis{redis.NewUniversalClient(opts)}, nil
 	})

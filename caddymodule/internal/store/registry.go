@@ -24,6 +24,11 @@ import (
 //     the record takes the new ones.
 //
 // The record does not expire: it lives as long as the Redis does. A
+// running gateway records its namespaces again every few seconds, and as
+// soon as it connects to its store anew or sees it fail or answer again,
+// so that a Redis that restarted
+// empty (or lost the keys) holds them again; a disagreement found then is
+// an error in the log each time, and readiness fails while it lasts. A
 // namespace that is no longer used by what recorded it is freed by
 // deleting its key, which the refusal names.
 
@@ -79,8 +84,10 @@ func (e *entry) record() map[string]string {
 
 // registerNamespace records e's namespace in its Redis store, or checks e
 // against the record there. A store error is returned as it is (and
-// observed); a disagreement as a *conflictError.
-func (e *entry) registerNamespace() error {
+// observed); a disagreement as a *conflictError. The first time (first),
+// sharing on purpose is logged, and other limits are warned about and
+// recorded; later, when the record is made again, they are not.
+func (e *entry) registerNamespace(first bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), e.store.Timeout)
 	defer cancel()
 	key := registryKey(e.spec.Kind, e.naming.Namespace)
@@ -109,6 +116,9 @@ func (e *entry) registerNamespace() error {
 	}
 	if err := disagree(key, e, mine, theirs); err != nil {
 		return err
+	}
+	if !first {
+		return nil
 	}
 	if theirs[fieldIdentity] != mine[fieldIdentity] {
 		e.logger.Info("state namespace shared on purpose with what another gateway recorded",

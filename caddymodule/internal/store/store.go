@@ -286,6 +286,16 @@ type Health struct {
 	addr   string // host list, never credentials
 	policy string
 	down   atomic.Bool
+	change atomic.Pointer[func()] // called when an outage starts or ends
+}
+
+// onChange has f called whenever an outage starts or ends.
+func (h *Health) onChange(f func()) { h.change.Store(&f) }
+
+func (h *Health) changed() {
+	if f := h.change.Load(); f != nil {
+		(*f)()
+	}
 }
 
 func newHealth(logger *zap.Logger, directive, namespace, addr, policy string) *Health {
@@ -302,6 +312,7 @@ func (h *Health) Failed(err error) {
 	if !h.down.Swap(true) { // errors carry the cause, never the URL or a password
 		h.logger.Error("shared store unreachable", zap.String("redis", h.addr),
 			zap.String("on_store_error", h.policy), zap.Error(err))
+		h.changed()
 	}
 }
 
@@ -316,6 +327,7 @@ func (h *Health) WroteBack(n int) {
 func (h *Health) Succeeded() {
 	if h.down.Load() && h.down.Swap(false) {
 		h.logger.Info("shared store reachable again", zap.String("redis", h.addr))
+		h.changed()
 	}
 	h.up.Set(1)
 }

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package gate
+
+// socketPathTakenBy finds nothing where there are no Unix owners and
+// modes to read.
+func socketPathTakenBy(string, int) string { return "" }
