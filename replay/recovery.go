@@ -147,21 +147,25 @@ func (r *recovery) owed() bool { return r.local.unsynced.Load() > 0 || r.local.r
 // for its end). An error wrapping ErrUnavailable means that the store
 // could not be read; another, that ctx ended first.
 func (r *recovery) ready(ctx context.Context, t *Tiered) error {
-	for range 4 {
-		if r.verified.Load() != r.suspected.Load() {
+	for steps := 0; ; steps++ {
+		unread := r.verified.Load() != r.suspected.Load()
+		until := r.graceUntil.Load()
+		wait := time.Duration(0)
+		if until != 0 {
+			if wait = time.Until(time.Unix(0, until)); wait <= 0 {
+				r.graceUntil.CompareAndSwap(until, 0)
+			}
+		}
+		switch {
+		case !unread && wait <= 0:
+			return nil
+		case steps == 4: // the store keeps changing
+			return errEpochUnsettled
+		case unread:
 			if err := r.check(ctx, t, true); err != nil {
 				return err
 			}
 			continue
-		}
-		until := r.graceUntil.Load()
-		if until == 0 {
-			return nil
-		}
-		wait := time.Until(time.Unix(0, until))
-		if wait <= 0 {
-			r.graceUntil.CompareAndSwap(until, 0)
-			return nil
 		}
 		r.waiting.Add(1)
 		timer := time.NewTimer(wait)
@@ -174,7 +178,6 @@ func (r *recovery) ready(ctx context.Context, t *Tiered) error {
 		}
 		r.waiting.Add(-1)
 	}
-	return errEpochUnsettled
 }
 
 // check reads the store's epoch and acts on what it finds. A request's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -266,4 +267,21 @@ func TestTieredBackgroundStops(t *testing.T) {
 	if n := obs.lost.Load(); n != 0 {
 		t.Errorf("%d losses reported across a reload", n)
 	}
+}
+
+// FuzzEpochStart: whatever the epoch key holds (anyone who can write to
+// the Redis can write it), reading when it was set never fails, and a
+// well-formed epoch gives back its time.
+func FuzzEpochStart(f *testing.F) {
+	for _, s := range []string{"", ":", "0f:1700000000000", "id:-5", "id:99999999999999999999", "no colon", "a:b:c", "id:12\x00"} {
+		f.Add(s, int64(1700000000000))
+	}
+	f.Fuzz(func(t *testing.T, v string, ms int64) {
+		_ = epochState{value: v}.start()
+		if ms >= 0 {
+			if got := (epochState{value: hex.EncodeToString([]byte(v)) + ":" + strconv.FormatInt(ms, 10)}).start(); got != ms {
+				t.Fatalf("start of a well-formed epoch: %d, want %d", got, ms)
+			}
+		}
+	})
 }
