@@ -99,19 +99,19 @@ func (t *Tiered) Check(ctx context.Context, key Key, now time.Time) (bool, error
 		return t.alone(ctx, key, now, err)
 	}
 	fresh, err := t.shared.Check(ctx, key, now)
-	if err != nil {
-		return t.alone(ctx, key, now, err)
+	if err == nil {
+		t.observe(nil)
+		if t.rec.owed() {
+			t.rec.kick()
+		}
+		// Recorded here too, fresh or not, so that an outage does not
+		// make this replica forget it.
+		if _, lerr := t.local.Check(ctx, key, now); lerr != nil && fresh {
+			return false, lerr
+		}
+		return fresh, nil
 	}
-	t.observe(nil)
-	if t.rec.owed() {
-		t.rec.kick()
-	}
-	// Recorded here too, fresh or not, so that an outage does not
-	// make this replica forget it.
-	if _, lerr := t.local.Check(ctx, key, now); lerr != nil && fresh {
-		return false, lerr
-	}
-	return fresh, nil
+	return t.alone(ctx, key, now, err)
 }
 
 // alone is Check while Redis cannot be used (err): Redis is owed a
