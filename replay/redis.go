@@ -92,7 +92,8 @@ func (c *Redis) Check(ctx context.Context, key Key, _ time.Time) (bool, error) {
 
 // Restore records entries (each for what is left of its window at now)
 // without overwriting a key already there, in one pipelined round trip.
-// It is how keys admitted while Redis was unreachable are written back.
+// It is how a replica writes back the keys it holds, after an outage or
+// a loss of Redis's data.
 func (c *Redis) Restore(ctx context.Context, entries []Entry, now time.Time) error {
 	p := c.client.Pipeline()
 	n := 0

@@ -53,9 +53,13 @@ type Memory struct {
 	seen   map[Key]int64 // key -> expiry
 
 	unsynced atomic.Int64 // keys admitted here alone, while a shared store was unreachable
-	ring     []entry      // FIFO by expiry; head at start, len n
-	head     int
-	n        int
+	resync   atomic.Int64 // >0: every key held is owed to the shared store (after an interruption or a loss)
+	recOnce  sync.Once
+	rec      *recovery // the shared store's recovery, for the Tiered stores over this Memory (recovery.go)
+
+	ring []entry // FIFO by expiry; head at start, len n
+	head int
+	n    int
 }
 
 // NewMemory returns a cache that remembers each key for window and holds at

@@ -4,14 +4,22 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Observer hears how a shared store's calls go: Failed for each failed
 // call, Succeeded for each successful one. Implementations log an outage
-// once per episode and keep health metrics. An Observer that also has a
-// method WroteBack(n int) hears of each completed write-back, with the
-// number of entries written.
+// once per episode and keep health metrics. An Observer may also have
+// these methods, which are then called:
+//
+//   - WroteBack(n int): a write-back completed, of n entries;
+//   - LostData(grace time.Duration): the store was found to have lost its
+//     data (its epoch vanished or changed); requests it cannot decide
+//     alone are held for grace;
+//   - CannotWatch(err error): the store refuses the BLPOP that watches
+//     its connection (err says why); a restart is then noticed by the
+//     probe alone.
 type Observer interface {
 	Failed(err error)
 	Succeeded()
@@ -23,10 +31,14 @@ type Observer interface {
 //
 //   - a key recorded while Redis was up is still refused by this replica
 //     while Redis is down (Memory remembers it);
-//   - a key admitted by this replica while Redis was down is written back
-//     to Redis as soon as Redis answers again, together with every other
-//     unexpired key Memory holds (in case Redis came back empty), so that
-//     no replica admits it afterwards.
+//   - once Redis was unreachable, every unexpired key Memory holds (those
+//     admitted by this replica alone during the outage too) is written
+//     back to Redis as soon as Redis answers again, in case it came back
+//     empty, so that no replica admits it afterwards;
+//   - a Redis that lost its data without an outage any request saw
+//     (restarted between two requests, flushed) is noticed by its epoch,
+//     and requests wait for the other replicas to write back theirs (see
+//     recovery.go and SetLossGrace).
 //
 // While Redis is unreachable, a FailClosed store refuses every key with an
 // error wrapping ErrUnavailable; otherwise Memory decides alone (a replay
@@ -34,10 +46,10 @@ type Observer interface {
 // what FailClosed is for).
 //
 // The Memory should outlive configuration reloads (the Caddy module keeps
-// it in a usage pool): the count of keys it admitted alone is kept in it,
-// so a write-back still owed when a configuration is replaced is made by
-// the next one. Tiered is safe for concurrent use; call Close (once or
-// more) when done.
+// it in a usage pool): what is owed to Redis, the epoch last seen and the
+// background work that probes Redis are kept with it, so a write-back
+// still owed when a configuration is replaced is made by the next one.
+// Tiered is safe for concurrent use; call Close (once or more) when done.
 type Tiered struct {
 	local      *Memory
 	shared     *Redis
@@ -45,39 +57,52 @@ type Tiered struct {
 	obs        Observer
 	now        func() time.Time
 	probe      time.Duration
+	grace      atomic.Int64 // time.Duration
+	rec        *recovery
 
-	wake      chan struct{}
-	stop      chan struct{}
-	done      chan struct{}
 	closeOnce sync.Once
 }
 
-// NewTiered returns a Tiered over local and shared and starts its
-// write-back loop, which wakes every probe interval while a write-back is
-// owed. obs may be nil.
+// NewTiered returns a Tiered over local and shared, and starts (or joins)
+// the background work over local: the probe of Redis, every probe
+// interval, and the write-back when one is owed. obs may be nil.
 func NewTiered(local *Memory, shared *Redis, failClosed bool, obs Observer) (*Tiered, error) {
 	if local == nil || shared == nil {
 		return nil, errors.New("replay: a tiered store needs a local and a shared store")
 	}
 	t := &Tiered{local: local, shared: shared, failClosed: failClosed, obs: obs, now: time.Now,
-		probe: shared.breaker.Interval(), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	go t.writeBackLoop()
-	if local.unsynced.Load() > 0 {
-		t.kick()
-	}
+		probe: shared.breaker.Interval(), rec: local.recovery()}
+	t.grace.Store(int64(DefaultLossGrace))
+	t.rec.attach(t)
 	return t, nil
 }
+
+// SetLossGrace sets how long requests whose key this replica does not know
+// wait after Redis was found to have lost its data, for the other replicas
+// to write back theirs: at least a probe interval more than the longest
+// write-back. Default: DefaultLossGrace.
+func (t *Tiered) SetLossGrace(d time.Duration) { t.grace.Store(int64(d)) }
+
+func (t *Tiered) lossGrace() time.Duration { return time.Duration(t.grace.Load()) }
 
 // Check implements Store.
 func (t *Tiered) Check(ctx context.Context, key Key, now time.Time) (bool, error) {
 	if t.local.Seen(key, now) {
 		return false, nil
 	}
+	// A Redis that may have been replaced is read first, and one that lost
+	// its data waited on (recovery.go).
+	if err := t.rec.ready(ctx, t); err != nil {
+		if !errors.Is(err, ErrUnavailable) {
+			return false, err // the caller went away
+		}
+		return t.alone(ctx, key, now, err)
+	}
 	fresh, err := t.shared.Check(ctx, key, now)
 	if err == nil {
 		t.observe(nil)
-		if t.local.unsynced.Load() > 0 {
-			t.kick()
+		if t.rec.owed() {
+			t.rec.kick()
 		}
 		// Recorded here too, fresh or not, so that an outage does not
 		// make this replica forget it.
@@ -86,7 +111,17 @@ func (t *Tiered) Check(ctx context.Context, key Key, now time.Time) (bool, error
 		}
 		return fresh, nil
 	}
+	return t.alone(ctx, key, now, err)
+}
+
+// alone is Check while Redis cannot be used (err): Redis is owed a
+// write-back and is read again before it is used; a FailClosed store
+// refuses, otherwise Memory decides.
+func (t *Tiered) alone(ctx context.Context, key Key, now time.Time, err error) (bool, error) {
 	t.observe(err)
+	if !errors.Is(err, ErrNotReplicated) { // Redis answered: it was not replaced
+		t.rec.interrupted()
+	}
 	if t.failClosed {
 		return false, err
 	}
@@ -96,7 +131,7 @@ func (t *Tiered) Check(ctx context.Context, key Key, now time.Time) (bool, error
 	}
 	if fresh {
 		t.local.unsynced.Add(1)
-		t.kick()
+		t.rec.kick()
 	}
 	return fresh, nil
 }
@@ -111,72 +146,13 @@ func (t *Tiered) observe(err error) {
 	}
 }
 
-func (t *Tiered) kick() {
-	select {
-	case t.wake <- struct{}{}:
-	default:
-	}
-}
-
-// restoreBatch bounds one pipelined write-back round trip.
-const restoreBatch = 4096
-
-// writeBack writes every unexpired local key to Redis; it reports whether
-// nothing is owed any more.
-func (t *Tiered) writeBack() bool {
-	owed := t.local.unsynced.Load()
-	if owed == 0 {
-		return true
-	}
-	if !t.shared.breaker.Allow() {
-		return false
-	}
-	now := t.now()
-	entries := t.local.Entries(now)
-	total := len(entries)
-	for len(entries) > 0 {
-		n := min(len(entries), restoreBatch)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := t.shared.Restore(ctx, entries[:n], now)
-		cancel()
-		if err != nil {
-			t.observe(err)
-			return false
-		}
-		entries = entries[n:]
-	}
-	t.observe(nil)
-	if wb, ok := t.obs.(interface{ WroteBack(int) }); ok {
-		wb.WroteBack(total)
-	}
-	// Keys admitted alone while this ran are owed still.
-	return t.local.unsynced.CompareAndSwap(owed, 0)
-}
-
-func (t *Tiered) writeBackLoop() {
-	defer close(t.done)
-	tick := time.NewTicker(t.probe)
-	defer tick.Stop()
-	for {
-		select {
-		case <-t.stop:
-			return
-		case <-t.wake:
-		case <-tick.C:
-		}
-		if t.local.unsynced.Load() > 0 {
-			t.writeBack()
-		}
-	}
-}
-
 // Owed returns how many keys were admitted by this replica alone, while
 // Redis was unreachable, and are not yet written back.
 func (t *Tiered) Owed() int64 { return t.local.unsynced.Load() }
 
-// Close stops the write-back loop. What is still owed stays recorded in
-// the Memory, for the next Tiered over it.
+// Close leaves the background work over the Memory, which stops when no
+// Tiered over it is open. What is still owed stays recorded in the Memory,
+// for the next Tiered over it.
 func (t *Tiered) Close() {
-	t.closeOnce.Do(func() { close(t.stop) })
-	<-t.done
+	t.closeOnce.Do(func() { t.rec.detach(t) })
 }

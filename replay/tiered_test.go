@@ -20,28 +20,44 @@ type replica struct {
 	obs    *countingObserver
 }
 
-type countingObserver struct{ failed, succeeded atomic.Int64 }
+type countingObserver struct {
+	failed, succeeded, wroteBack, lost, cannotWatch atomic.Int64
+}
 
-func (o *countingObserver) Failed(error) { o.failed.Add(1) }
-func (o *countingObserver) Succeeded()   { o.succeeded.Add(1) }
+func (o *countingObserver) Failed(error)           { o.failed.Add(1) }
+func (o *countingObserver) Succeeded()             { o.succeeded.Add(1) }
+func (o *countingObserver) WroteBack(int)          { o.wroteBack.Add(1) }
+func (o *countingObserver) LostData(time.Duration) { o.lost.Add(1) }
+func (o *countingObserver) CannotWatch(error)      { o.cannotWatch.Add(1) }
+
+// testGrace is the loss grace of the test replicas: longer than their
+// probe interval and write-back, with room for a busy machine.
+const testGrace = 2 * time.Second
 
 func newReplica(t *testing.T, addr string, failClosed bool) *replica {
 	t.Helper()
-	opts := &redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
-		WriteTimeout: 200 * time.Millisecond, MaxRetries: -1}
+	return newReplicaWith(t, &redis.Options{Addr: addr}, failClosed, 50*time.Millisecond)
+}
+
+// newReplicaWith is a replica whose client has opts (with the tests'
+// timeouts) and whose probe runs every probe.
+func newReplicaWith(t *testing.T, opts *redis.Options, failClosed bool, probe time.Duration) *replica {
+	t.Helper()
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.MaxRetries = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond, -1
 	c := redis.NewClient(opts)
 	t.Cleanup(func() { c.Close() })
 	shared, err := NewRedis(c, "test:tiered:", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared.SetProbeInterval(50 * time.Millisecond)
+	shared.SetProbeInterval(probe)
 	local, _ := NewMemory(time.Minute, 1000)
 	obs := &countingObserver{}
 	tiered, err := NewTiered(local, shared, failClosed, obs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	tiered.SetLossGrace(testGrace)
 	t.Cleanup(func() { tiered.Close() })
 	return &replica{local: local, tiered: tiered, obs: obs}
 }

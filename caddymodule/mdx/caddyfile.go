@@ -46,6 +46,7 @@ func parseMDXHMAC(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		routes <template>...          # instead of resources; repeatable
 //		replay_window <duration>
 //		replay_cache_size <n>
+//		replay_loss_grace <duration>    # with store redis; default 3s
 //		store memory | redis <url>      # where replay_window remembers signatures
 //		on_store_error local|deny
 //		redis_timeout <duration>
@@ -99,6 +100,8 @@ func (v *Verify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			v.ReplayWindow, err = gate.PositiveDuration(d)
 		case "replay_cache_size":
 			v.ReplayCacheSize, err = gate.PositiveInt(d)
+		case "replay_loss_grace":
+			v.ReplayLossGrace, err = gate.PositiveDuration(d)
 		case "max_pending_bodies":
 			v.MaxPendingBodies, err = gate.Size(d)
 		case "resources":

@@ -26,6 +26,7 @@ func TestVerifyUnmarshalCaddyfile(t *testing.T) {
 		base_path /mdx/{institution_id}
 		replay_window 10m
 		replay_cache_size 5000
+		replay_loss_grace 5s
 		store redis redis://cache:6379/0
 		on_store_error deny
 		redis_timeout 100ms
@@ -40,7 +41,8 @@ func TestVerifyUnmarshalCaddyfile(t *testing.T) {
 		Signing: Signing{Keys: []string{"{env.MDX_KEY}", testKey2}, Algorithm: "sha256", Resource: "path", ResourceQuery: true,
 			BasePath: "/mdx/{institution_id}", MaxBody: 64 << 10, ErrorFormat: "text"},
 		MaxSkew: dur(90 * time.Second), ReplayWindow: caddy.Duration(10 * time.Minute), ReplayCacheSize: 5000,
-		Config: store.Config{Store: "redis", RedisURL: "redis://cache:6379/0", OnStoreError: "deny", RedisTimeout: caddy.Duration(100 * time.Millisecond), Namespace: "fi-prod"},
+		ReplayLossGrace: caddy.Duration(5 * time.Second),
+		Config:          store.Config{Store: "redis", RedisURL: "redis://cache:6379/0", OnStoreError: "deny", RedisTimeout: caddy.Duration(100 * time.Millisecond), Namespace: "fi-prod"},
 	}
 	if !reflect.DeepEqual(v, want) {
 		t.Errorf("got  %+v\nwant %+v", v, want)
@@ -72,6 +74,8 @@ func TestVerifyUnmarshalErrors(t *testing.T) {
 		"replay_window 0s":        "replay_window: invalid duration '0s'",
 		"replay_window 10m extra": "too many arguments: 'extra'",
 		"replay_cache_size -1":    "replay_cache_size: invalid number '-1'",
+		"replay_loss_grace 0s":    "replay_loss_grace: invalid duration '0s'",
+		"replay_loss_grace":       "wrong argument count",
 		"store disk":              "store takes `memory` or `redis <url>`",
 		"store memory extra":      "store takes",
 		"on_store_error open":     "on_store_error must be local or deny, not 'open'",

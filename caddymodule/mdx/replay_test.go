@@ -1,6 +1,7 @@
 package mdx
 
 import (
+	"context"
 	"errors"
 	"net/http/httptest"
 	"strings"
@@ -9,7 +10,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/hmac"
@@ -113,5 +116,46 @@ func TestVerifyHandleErrors(t *testing.T) {
 	var he caddyhttp.HandlerError
 	if !errors.As(err, &he) || he.StatusCode != 412 || w.Body.Len() != 0 || he.Err.Error() != "MDX-HMAC header missing" {
 		t.Errorf("%v, body %q", err, w.Body)
+	}
+}
+
+// TestVerifyRedisLostData: a Redis flushed under a running handler is
+// noticed and counted under the cache's namespace; a signature this
+// replica recorded stays refused, and a new one is admitted once the
+// grace has passed.
+func TestVerifyRedisLostData(t *testing.T) {
+	srv := redistest.Start(t)
+	m, _ := newVerify(t, &Verify{ReplayWindow: caddy.Duration(10 * time.Minute), ReplayLossGrace: caddy.Duration(2 * time.Second),
+		Config: store.Config{Store: "redis", RedisURL: srv.URL(), OnStoreError: "deny", Namespace: "mdx-lost"}})
+	lost := func() float64 {
+		return handlertest.MetricValue(t, gate.Metrics.StoreLost, map[string]string{"directive": "mdx_hmac", "namespace": "mdx-lost"})
+	}
+	first := signed{body: session, session: "before-the-loss"}
+	if w, _ := serve(t, m, first.request(t)); w.Code != 200 {
+		t.Fatalf("first use: %d %s", w.Code, w.Body)
+	}
+	if n := lost(); n != 0 {
+		t.Fatalf("a loss counted before any: %v", n)
+	}
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer raw.Close()
+	if err := raw.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for lost() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the loss was never noticed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if w, _ := serve(t, m, first.request(t)); w.Code != 412 {
+		t.Errorf("a replay after the loss: %d %s", w.Code, w.Body)
+	}
+	if w, rec := serve(t, m, signed{body: session, session: "after-the-loss"}.request(t)); w.Code != 200 || rec.Calls != 1 {
+		t.Errorf("a new signature after the loss: %d %s", w.Code, w.Body)
+	}
+	if n := lost(); n != 1 {
+		t.Errorf("store_data_lost_total %v, want 1", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -82,6 +83,13 @@ type Verify struct {
 	// Default: 1000000.
 	ReplayCacheSize int `json:"replay_cache_size,omitempty"`
 
+	// ReplayLossGrace, with a Redis store, is how long a replica holds the
+	// requests whose signature it does not know itself after it found that
+	// Redis lost its data (or when it first reads a Redis that has just
+	// started), so that every replica has written back what it holds
+	// before it decides. At least 2s. Default: 3s.
+	ReplayLossGrace caddy.Duration `json:"replay_loss_grace,omitempty"`
+
 	// Resources are the final path segments a request may name: MDX
 	// signs only that segment, so a request for anything else is refused
 	// with 404 before it reaches the upstream. Mutually exclusive with
@@ -127,6 +135,8 @@ const (
 	DefaultMaxSkew          = 5 * time.Minute
 	DefaultReplayCacheSize  = 1_000_000
 	DefaultMaxPendingBodies = 64 << 20
+	DefaultReplayLossGrace  = replay.DefaultLossGrace
+	MinReplayLossGrace      = 2 * time.Second
 )
 
 // CaddyModule returns the Caddy module information.
@@ -177,8 +187,12 @@ func (v *Verify) Provision(ctx caddy.Context) (err error) {
 		return errors.New("replay_window must be positive")
 	case v.ReplayCacheSize < 0:
 		return errors.New("replay_cache_size must be positive")
-	case v.ReplayWindow == 0 && (v.ReplayCacheSize != 0 || v.Config != store.Config{}):
-		return errors.New("replay_cache_size, store, on_store_error, redis_timeout and namespace need replay_window")
+	case v.ReplayWindow == 0 && (v.ReplayCacheSize != 0 || v.ReplayLossGrace != 0 || v.Config != store.Config{}):
+		return errors.New("replay_cache_size, replay_loss_grace, store, on_store_error, redis_timeout and namespace need replay_window")
+	case v.ReplayLossGrace != 0 && v.Store != store.Redis:
+		return errors.New("replay_loss_grace needs `store redis <url>`")
+	case v.ReplayLossGrace != 0 && time.Duration(v.ReplayLossGrace) < MinReplayLossGrace:
+		return fmt.Errorf("replay_loss_grace must be at least %s: a replica notices a loss within a second, and then writes back", MinReplayLossGrace)
 	case v.ReplayWindow == 0:
 		return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 	}
@@ -244,6 +258,9 @@ func (v *Verify) bindReplay(n store.Naming) (*replayState, func(), error) {
 	if err != nil {
 		release()
 		return nil, nil, err
+	}
+	if v.ReplayLossGrace != 0 {
+		tiered.SetLossGrace(time.Duration(v.ReplayLossGrace))
 	}
 	return &replayState{tiered}, func() { tiered.Close(); release() }, nil
 }

@@ -58,6 +58,7 @@ var metricsWeExpose = map[string][]string{
 	"mxgate_sanitize_findings_total":       {"action", "rule"},
 	"mxgate_sanitize_let_through_total":    {"action", "reason"},
 	"mxgate_store_up":                      {"directive", "namespace"},
+	"mxgate_store_data_lost_total":         {"directive", "namespace"},
 	"mxgate_shed_total":                    {"where"},
 	"mxgate_connections_open":              nil,
 	// To be added with the credential metrics.
@@ -126,7 +127,7 @@ func TestMetricUses(t *testing.T) {
 		alerted[u.Metric] = true
 	}
 	for _, name := range []string{
-		"mxgate_store_up", "mxgate_rejections_total", "mxgate_ratelimit_rejected_total",
+		"mxgate_store_up", "mxgate_store_data_lost_total", "mxgate_rejections_total", "mxgate_ratelimit_rejected_total",
 		"mxgate_token_refresh_failures_total", "mxgate_jwe_decrypt_failures_total", "mxgate_shed_total",
 	} {
 		if !alerted[name] {

@@ -20,6 +20,7 @@ var Metrics = struct {
 	RLOverflow  *prometheus.CounterVec   // class
 	StoreErrors *prometheus.CounterVec   // directive
 	StoreUp     *prometheus.GaugeVec     // directive, namespace
+	StoreLost   *prometheus.CounterVec   // directive, namespace
 	Retries     *prometheus.CounterVec   // status
 
 	SanitizeFindings   *prometheus.CounterVec // rule, action
@@ -64,6 +65,10 @@ var Metrics = struct {
 	StoreUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "mxgate", Name: "store_up",
 		Help: "Whether a directive's shared store (Redis) answered its last call: 1 up, 0 down.",
+	}, []string{"directive", "namespace"}),
+	StoreLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mxgate", Name: "store_data_lost_total",
+		Help: "Times a directive found that its shared store (Redis) had lost its data: restarted empty, flushed, or failed over to a replica without it (mdx_hmac's replay cache checks; 0 for the others), by directive and namespace.",
 	}, []string{"directive", "namespace"}),
 	Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "mxgate", Name: "retries_total",
@@ -115,7 +120,7 @@ func RegisterMetrics(reg prometheus.Registerer) error {
 	}
 	m := &Metrics
 	for _, c := range []prometheus.Collector{m.Rejections, m.RLAdmitted, m.RLRejected, m.RLWait, m.RLAbandoned, m.RLOverflow,
-		m.StoreErrors, m.StoreUp, m.Retries, m.SanitizeFindings, m.SanitizeLetThrough, m.TokenRefreshFailures, m.JWEDecryptFailures, m.CredentialFetches, m.Shed, m.ConnectionsOpen} {
+		m.StoreErrors, m.StoreUp, m.StoreLost, m.Retries, m.SanitizeFindings, m.SanitizeLetThrough, m.TokenRefreshFailures, m.JWEDecryptFailures, m.CredentialFetches, m.Shed, m.ConnectionsOpen} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

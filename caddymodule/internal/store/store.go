@@ -278,15 +278,19 @@ func (p *Provisioned) Healthy() bool { return p.Health == nil || !p.Health.down.
 
 // Health observes a Redis store's calls: it counts failures, keeps the
 // mxgate_store_up gauge, and logs an outage once when it starts and once
-// when it ends. It is safe for concurrent use.
+// when it ends. It also hears of a store found to have lost its data
+// (mxgate_store_data_lost_total). It is safe for concurrent use.
 type Health struct {
-	logger *zap.Logger
-	up     prometheus.Gauge
-	errs   prometheus.Counter
-	addr   string // host list, never credentials
-	policy string
-	down   atomic.Bool
-	change atomic.Pointer[func()] // called when an outage starts or ends
+	logger    *zap.Logger
+	up        prometheus.Gauge
+	errs      prometheus.Counter
+	lost      prometheus.Counter
+	addr      string // host list, never credentials
+	namespace string
+	policy    string
+	down      atomic.Bool
+	noWatch   atomic.Bool            // CannotWatch was logged
+	change    atomic.Pointer[func()] // called when an outage starts or ends
 }
 
 // onChange has f called whenever an outage starts or ends.
@@ -299,9 +303,10 @@ func (h *Health) changed() {
 }
 
 func newHealth(logger *zap.Logger, directive, namespace, addr, policy string) *Health {
-	h := &Health{logger: logger, addr: addr, policy: policy,
+	h := &Health{logger: logger, addr: addr, namespace: namespace, policy: policy,
 		up:   gate.Metrics.StoreUp.WithLabelValues(directive, namespace),
-		errs: gate.Metrics.StoreErrors.WithLabelValues(directive)}
+		errs: gate.Metrics.StoreErrors.WithLabelValues(directive),
+		lost: gate.Metrics.StoreLost.WithLabelValues(directive, namespace)} // at 0 from the start
 	return h
 }
 
@@ -316,11 +321,32 @@ func (h *Health) Failed(err error) {
 	}
 }
 
-// WroteBack records that n entries kept by this replica alone during an
-// outage (with the others it holds) were written to the shared store.
+// WroteBack records that the n entries this replica holds (with those it
+// kept alone during an outage) were written to the shared store, after
+// an outage or a loss of the store's data.
 func (h *Health) WroteBack(n int) {
-	h.logger.Info("wrote back to the shared store what this replica admitted during the outage",
-		zap.String("redis", h.addr), zap.Int("entries", n))
+	h.logger.Info("wrote back to the shared store every signature this replica holds",
+		zap.String("redis", h.addr), zap.String("namespace", h.namespace), zap.Int("entries", n))
+}
+
+// LostData records that the shared store was found to have lost its data
+// (once per loss and replica): requests are held for grace while the
+// replicas write back what they hold.
+func (h *Health) LostData(grace time.Duration) {
+	h.lost.Inc()
+	h.logger.Error("the shared replay cache lost its data (Redis restarted empty, was flushed, or failed over to a replica without it): "+
+		"signatures used before may be admitted again; give Redis persistence (appendonly) or replicas. "+
+		"Writing back every signature this replica holds; new signatures wait for the other replicas to write back theirs",
+		zap.String("redis", h.addr), zap.String("namespace", h.namespace), zap.Duration("replay_loss_grace", grace))
+}
+
+// CannotWatch records, once, that the store refuses the blocking call that
+// watches its connection.
+func (h *Health) CannotWatch(err error) {
+	if !h.noWatch.Swap(true) {
+		h.logger.Warn("the shared store refuses BLPOP, which watches its connection: a Redis restart is noticed within a second instead of at once; allow BLPOP on the namespace's keys",
+			zap.String("redis", h.addr), zap.String("namespace", h.namespace), zap.Error(err))
+	}
 }
 
 // Succeeded records a successful call.

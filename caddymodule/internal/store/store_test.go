@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
@@ -310,4 +311,40 @@ func TestStateKindAndErrors(t *testing.T) {
 		t.Fatalf("after an error: %v %v", v, err)
 	}
 	rel()
+}
+
+// TestHealthDataLost: a loss of the store's data is counted (from 0, a
+// series that exists as soon as the store is named) and logged as an
+// error each time; a store that cannot be watched is logged once.
+func TestHealthDataLost(t *testing.T) {
+	h := newHealth(zap.NewNop(), "test_lost", "lost-ns", "127.0.0.1:6379", OnErrorDeny)
+	logger, logs := handlertest.Logs()
+	h.logger = logger
+	lost := func() float64 {
+		return handlertest.MetricValue(t, gate.Metrics.StoreLost, map[string]string{"directive": "test_lost", "namespace": "lost-ns"})
+	}
+	if n := lost(); n != 0 {
+		t.Fatalf("store_data_lost_total starts at %v", n)
+	}
+	h.LostData(3 * time.Second)
+	h.WroteBack(12)
+	h.LostData(3 * time.Second)
+	if n := lost(); n != 2 {
+		t.Errorf("store_data_lost_total %v, want 2", n)
+	}
+	errs := logs.FilterMessageSnippet("the shared replay cache lost its data").All()
+	if len(errs) != 2 || errs[0].Level != zap.ErrorLevel {
+		t.Fatalf("loss logged %d times, want 2 errors: %v", len(errs), errs)
+	}
+	if f := errs[0].ContextMap(); f["namespace"] != "lost-ns" || f["redis"] != "127.0.0.1:6379" || f["replay_loss_grace"] != 3*time.Second {
+		t.Errorf("loss log fields %v", f)
+	}
+	if n := logs.FilterMessageSnippet("wrote back to the shared store").Len(); n != 1 {
+		t.Errorf("write-back logged %d times", n)
+	}
+	h.CannotWatch(errors.New("NOPERM no blpop"))
+	h.CannotWatch(errors.New("NOPERM no blpop"))
+	if n := logs.FilterMessageSnippet("refuses BLPOP").Len(); n != 1 {
+		t.Errorf("a store that cannot be watched logged %d times, want once", n)
+	}
 }
