@@ -23,7 +23,7 @@ func TestStateRedisACLPerRole(t *testing.T) {
 	args := []string{"--user", "default", "off", "--user", "admin", "on", ">admin-pw", "~*", "&*", "+@all",
 		"--user", "mdx-ingress-bank-a", "on", ">ingress-pw"}
 	args = append(args, commands...)
-	args = append(args, "+wait", "~mxgate:rl:bank-a-mdx:*", "~mxgate:replay:bank-a-mdx:*", "~mxgate:ns:rl:bank-a-mdx", "~mxgate:ns:replay:bank-a-mdx",
+	args = append(args, "+wait", "+blpop", "~mxgate:rl:bank-a-mdx:*", "~mxgate:replay:bank-a-mdx:*", "~mxgate:ns:rl:bank-a-mdx", "~mxgate:ns:replay:bank-a-mdx",
 		"--user", "sidecar-bank-a", "on", ">sidecar-pw")
 	args = append(args, commands...)
 	args = append(args, "~mxgate:rl:bank-a-egress:*", "~mxgate:ns:rl:bank-a-egress")
@@ -35,7 +35,7 @@ func TestStateRedisACLPerRole(t *testing.T) {
 
 	app, mx := newUpstream(t, nil), newUpstream(t, nil)
 	port := freePort(t)
-	startGateway(t, fmt.Sprintf(`{
+	ingress := startGateway(t, fmt.Sprintf(`{
 	admin {ADMIN}
 	default_bind tcp-handover/127.0.0.1
 }
@@ -117,8 +117,18 @@ http://127.0.0.1:%d {
 	if rec := admin.HGetAll(ctx, "mxgate:ns:rl:bank-a-egress").Val(); rec["role"] != "egress" {
 		t.Errorf("the sidecar's namespace record: %v", rec)
 	}
-	if keys := admin.Keys(ctx, "mxgate:replay:bank-a-mdx:*").Val(); len(keys) != 4 {
-		t.Errorf("%d replay keys in the ingress's namespace, want 4 (one per signature it checked)", len(keys))
+	var signatures []string // beside them, the cache's epoch (it notices a Redis that lost its data)
+	for _, k := range admin.Keys(ctx, "mxgate:replay:bank-a-mdx:*").Val() {
+		if k != "mxgate:replay:bank-a-mdx:epoch" {
+			signatures = append(signatures, k)
+		}
+	}
+	if len(signatures) != 4 {
+		t.Errorf("%d signatures in the ingress's namespace, want 4 (one per signature it checked): %v", len(signatures), signatures)
+	}
+	// the ACL of the README's example is all the ingress needs
+	if logs := ingress.Stderr.String(); strings.Contains(logs, "NOPERM") || strings.Contains(logs, "refuses BLPOP") {
+		t.Errorf("the ingress's ACL user lacks a permission:\n%s", logs)
 	}
 	if strings.Contains(fmt.Sprint(admin.Keys(ctx, "*").Val()), "sidecar-pw") {
 		t.Error("a password in a key")
