@@ -312,8 +312,17 @@ func (a *App) Names() ([]Named, error) {
 	if err := a.name(); err != nil {
 		return nil, err
 	}
-	out := make([]Named, 0, len(a.entries))
-	for _, e := range a.entries {
+	// Servers are provisioned in map order: list them by name, and each
+	// server's directives by their place in its routes.
+	entries := slices.Clone(a.entries)
+	slices.SortStableFunc(entries, func(x, y *entry) int {
+		if c := strings.Compare(x.server.Name(), y.server.Name()); c != 0 {
+			return c
+		}
+		return slices.CompareFunc(x.place.frames, y.place.frames, func(f, g frame) int { return f.index - g.index })
+	})
+	out := make([]Named, 0, len(entries))
+	for _, e := range entries {
 		n := Named{Naming: e.naming, Store: Memory, Where: e.where()}
 		if e.store.Client != nil {
 			n.Store = Redis
