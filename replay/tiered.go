@@ -70,10 +70,18 @@ func NewTiered(local *Memory, shared *Redis, failClosed bool, obs Observer) (*Ti
 
 // Check implements Store.
 func (t *Tiered) Check(ctx context.Context, key Key, now time.Time) (bool, error) {
+	return t.CheckVia(ctx, key, now, t.shared.Record)
+}
+
+// CheckVia is Check with the key recorded in Redis by rec, which may
+// record it together with other work in one round trip (see
+// Redis.CheckVia). rec is not called for a key this replica has seen, nor
+// while Redis is waited on after a failure.
+func (t *Tiered) CheckVia(ctx context.Context, key Key, now time.Time, rec Recorder) (bool, error) {
 	if t.local.Seen(key, now) {
 		return false, nil
 	}
-	fresh, err := t.shared.Check(ctx, key, now)
+	fresh, err := t.shared.CheckVia(ctx, key, rec)
 	if err == nil {
 		t.observe(nil)
 		if t.local.unsynced.Load() > 0 {
@@ -169,6 +177,13 @@ func (t *Tiered) writeBackLoop() {
 		}
 	}
 }
+
+// Shared returns the Redis cache.
+func (t *Tiered) Shared() *Redis { return t.shared }
+
+// Full reports whether this replica's cache is at its bound at now: a
+// fresh key would be refused with ErrFull.
+func (t *Tiered) Full(now time.Time) bool { return t.local.Full(now) }
 
 // Owed returns how many keys were admitted by this replica alone, while
 // Redis was unreachable, and are not yet written back.
