@@ -216,6 +216,26 @@ func TestSentinelFailover(t *testing.T) {
 			t.Errorf("%d acknowledged keys lost in the switch", st.lost)
 		}
 	})
+	// The replay record and the token in one script call, with WAIT in the
+	// same round trip (a signed request through mdx_hmac verify and
+	// mx_rate_limit on one Sentinel group).
+	claimed := func(ctx context.Context, k replay.Key) (bool, error) {
+		r, err := s.limiter.TakeClaim(ctx, "client", ratelimit.Get, 0, ratelimit.Claim{Key: "sentinel:claim:" + hexKey(k), TTL: time.Minute, WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond})
+		if err != nil {
+			return false, err
+		}
+		if r.Claimed && r.Replicas < 1 {
+			return false, errors.New("not replicated")
+		}
+		return r.Claimed, nil
+	}
+	t.Run("claim script and WAIT, SENTINEL FAILOVER", func(t *testing.T) {
+		st := failoverUnderTraffic(t, g, "sentinel:claim:", claimed, g.Failover, true)
+		t.Logf("%s; none lost", st)
+		if st.lost != 0 {
+			t.Errorf("%d acknowledged keys lost in the switch", st.lost)
+		}
+	})
 	// The master crashes: the sentinels notice (down-after 1s), agree, and
 	// promote the replica; the client follows.
 	t.Run("SET NX, master killed", func(t *testing.T) {
