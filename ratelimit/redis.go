@@ -89,6 +89,11 @@ type Redis struct {
 	prefix  string
 	policy  Policy
 	breaker breaker.Breaker
+
+	// Per class, made once: the interval (µs) and the burst as the
+	// scripts take them, and the bucket of the empty key.
+	interval, burst [NumClasses]any
+	siteKey         [NumClasses]string
 }
 
 // DefaultProbeInterval is how long a Redis store waits after a failure
@@ -105,7 +110,14 @@ func NewRedis(client redis.UniversalClient, prefix string, policy Policy) (*Redi
 	if client == nil {
 		return nil, errors.New("ratelimit: nil Redis client")
 	}
-	return &Redis{client: client, proc: client, prefix: prefix, policy: policy, breaker: breaker.Breaker{Probe: DefaultProbeInterval}}, nil
+	s := &Redis{client: client, proc: client, prefix: prefix, policy: policy, breaker: breaker.Breaker{Probe: DefaultProbeInterval}}
+	for c, l := range policy {
+		if !l.Unlimited() {
+			s.interval[c], s.burst[c] = strconv.FormatFloat(1e6/l.Rate, 'f', 3, 64), l.Burst
+		}
+		s.siteKey[c] = prefix + Class(c).String() + ":"
+	}
+	return s, nil
 }
 
 // SetBatcher makes Take and TakeClaim send their script through p, a
@@ -124,6 +136,9 @@ func (s *Redis) SetProbeInterval(d time.Duration) { s.breaker.Probe = d }
 // bucketKey is prefix + class + ":" + key; keys longer than 64 bytes (they
 // may come from request input) are replaced by their SHA-256.
 func (s *Redis) bucketKey(key string, c Class) string {
+	if key == "" {
+		return s.siteKey[c]
+	}
 	if len(key) > 64 {
 		sum := sha256.Sum256([]byte(key))
 		key = "sha256:" + hex.EncodeToString(sum[:])
@@ -150,8 +165,7 @@ func (s *Redis) Take(ctx context.Context, key string, c Class, _ time.Time, maxW
 	}
 	interval := 1e6 / l.Rate // µs
 	bk := s.bucketKey(key, c)
-	v, err := takeScript.Run(ctx, s.proc, []string{bk},
-		strconv.FormatFloat(interval, 'f', 3, 64), l.Burst, max(0, maxWait.Microseconds())).Int64Slice()
+	v, err := takeScript.Run(ctx, s.proc, []string{bk}, s.interval[c], s.burst[c], max(0, maxWait.Microseconds())).Int64Slice()
 	if err != nil || len(v) != 3 {
 		if err == nil {
 			err = errors.New("unexpected script reply")
@@ -159,19 +173,18 @@ func (s *Redis) Take(ctx context.Context, key string, c Class, _ time.Time, maxW
 		return Result{}, s.fail(err)
 	}
 	s.breaker.Succeed()
-	return s.result(l, bk, interval, v, false), nil
+	return s.result(l, bk, interval, v), nil
 }
 
-// result reads the script's reply v for limit l of bucket bk. A result
-// with giveBack can return its token (Cancel) even when it need not wait.
-func (s *Redis) result(l Limit, bk string, interval float64, v []int64, giveBack bool) Result {
+// result reads the script's reply v for limit l of bucket bk.
+func (s *Redis) result(l Limit, bk string, interval float64, v []int64) Result {
 	reset := time.Duration(v[1]) * time.Microsecond
 	res := Result{Allowed: v[0] == 1, Limit: l.Burst, Reset: reset}
 	used := float64(v[1]) / interval // tokens' worth of TAT ahead of now
 	res.Remaining = max(0, int(float64(l.Burst)-used))
 	if res.Allowed {
 		res.Delay = time.Duration(v[2]) * time.Microsecond
-		if res.Delay > 0 || giveBack {
+		if res.Delay > 0 {
 			res.cancel = redisReservation{s, bk, interval}
 		}
 	} else {
@@ -201,7 +214,7 @@ type Claim struct {
 // ClaimResult is what TakeClaim did.
 type ClaimResult struct {
 	// Result is the take's, when Claimed. An admitted request's token can
-	// be given back with Cancel, if the request is refused after all.
+	// be given back (GiveBack), if the request is refused after all.
 	Result
 	// Tried is false when Redis was not asked: the store waits to probe
 	// it again after a failure (the error is ErrStoreUnavailable). Nothing
@@ -234,7 +247,7 @@ func (s *Redis) TakeClaim(ctx context.Context, key string, c Class, maxWait time
 	interval := 1e6 / l.Rate // µs
 	bk := s.bucketKey(key, c)
 	keys := []string{bk, claim.Key}
-	args := []any{strconv.FormatFloat(interval, 'f', 3, 64), l.Burst, max(0, maxWait.Microseconds()), claim.TTL.Milliseconds()}
+	args := []any{s.interval[c], s.burst[c], max(0, maxWait.Microseconds()), claim.TTL.Milliseconds()}
 	out := ClaimResult{Tried: true}
 	var v []int64
 	var err error
@@ -254,8 +267,16 @@ func (s *Redis) TakeClaim(ctx context.Context, key string, c Class, maxWait time
 		return out, nil
 	}
 	out.Claimed = true
-	out.Result = s.result(l, bk, interval, v, true)
+	out.Result = s.result(l, bk, interval, v)
 	return out, nil
+}
+
+// GiveBack returns the token of class c that TakeClaim took for key for a
+// request refused after all (best effort, on a context of its own).
+func (s *Redis) GiveBack(ctx context.Context, key string, c Class) {
+	if l := s.policy[c]; !l.Unlimited() {
+		redisReservation{s, s.bucketKey(key, c), 1e6 / l.Rate}.cancel(ctx, time.Time{})
+	}
 }
 
 // claimAndWait runs the claim script and WAIT pipelined on one connection

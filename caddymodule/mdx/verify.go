@@ -115,6 +115,7 @@ type Verify struct {
 	verifier *hmac.Verifier
 	maxSkew  time.Duration
 	replay   *store.Binding[replayState] // nil without a replay window
+	verdict  store.Verdict               // replayVerdict, made once
 	store    *store.Provisioned
 	closers  []func()
 	fullLog  *atomic.Bool // a "replay cache full" episode has been logged
@@ -195,6 +196,7 @@ func (v *Verify) Provision(ctx caddy.Context) error {
 // provisionReplay registers the directive's replay cache, to be named
 // and bound once the configuration is loaded.
 func (v *Verify) provisionReplay(ctx caddy.Context) error {
+	v.verdict = v.replayVerdict
 	var err error
 	if v.store, err = v.Config.Provision(ctx, "mdx_hmac"); err != nil {
 		return err
@@ -513,7 +515,7 @@ func (v *Verify) checkReplay(r *http.Request, sig string, pass bool) (*store.Rep
 		return nil, refuseUnbound, false
 	}
 	if pass && cache.claimsTo != nil {
-		return store.NewReplayClaim(cache.claimsTo, cache.Store, key, v.now(), v.replayVerdict), gate.Refusal{}, true
+		return store.NewReplayClaim(cache.claimsTo, cache.Store, key, v.now(), v.verdict), gate.Refusal{}, true
 	}
 	fresh, err := cache.Check(r.Context(), key, v.now())
 	rf, ok := v.replayOutcome(fresh, err)

@@ -173,4 +173,4 @@ func (s *Script) Run(ctx context.Context, p Processor, keys []string, args ...an
 
 // IsNoScript reports whether err is Redis's answer to EVALSHA of a script
 // it does not hold.
-func IsNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
+func IsNoScript(err error) bool { return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") }

@@ -162,7 +162,7 @@ func (c *ReplayClaim) DecideWith(w http.ResponseWriter, r *http.Request, shared 
 			case cr.Claimed && cr.Allowed:
 				// Refused after all (replicas short, or the local cache
 				// full or racing): a refused request keeps no token.
-				cr.Result.Cancel(ctx, now)
+				shared.GiveBack(ctx, key, class)
 			}
 		}
 	}

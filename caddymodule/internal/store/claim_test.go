@@ -61,6 +61,7 @@ type pairReplica struct {
 }
 
 type pairOptions struct {
+	noBatch                bool
 	replayDeny, budgetDeny bool
 	wait                   int // replicas a replay record must reach
 	policy                 ratelimit.Policy
@@ -68,7 +69,7 @@ type pairOptions struct {
 	rlAddr                 string // the budget's Redis, if not the replay cache's
 }
 
-func newPairReplica(t *testing.T, addr string, o pairOptions) *pairReplica {
+func newPairReplica(t testing.TB, addr string, o pairOptions) *pairReplica {
 	t.Helper()
 	opts := func(addr string) *redis.Options {
 		return &redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1, DialTimeout: 200 * time.Millisecond,
@@ -87,7 +88,9 @@ func newPairReplica(t *testing.T, addr string, o pairOptions) *pairReplica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared.SetBatcher(batch)
+	if !o.noBatch {
+		shared.SetBatcher(batch)
+	}
 	shared.SetProbeInterval(50 * time.Millisecond)
 	if o.wait > 0 {
 		shared.WaitForReplicas(o.wait, 20*time.Millisecond)
@@ -104,7 +107,7 @@ func newPairReplica(t *testing.T, addr string, o pairOptions) *pairReplica {
 	if r.rl, err = ratelimit.NewRedis(rlClient, "test:pair:rl:", o.policy); err != nil {
 		t.Fatal(err)
 	}
-	if rlClient == c {
+	if rlClient == c && !o.noBatch {
 		r.rl.SetBatcher(batch)
 	}
 	r.rl.SetProbeInterval(time.Hour)

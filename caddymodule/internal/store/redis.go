@@ -26,10 +26,12 @@ type pooledRedis struct {
 func (p pooledRedis) Destruct() error { return p.UniversalClient.Close() }
 
 // batchesInFlight is how many batches of commands each pooled client's
-// Batcher keeps in flight: with one, a command that arrives while a batch
-// is out waits a whole round trip; with more, batches get smaller.
-// internal/redisconf's BenchmarkConcurrent measured 1, 2 and 4.
-const batchesInFlight = 2
+// Batcher keeps in flight. With one, the commands that come while a batch
+// is out all go in the next, so batches are as deep as the load makes
+// them; a command then waits at most one round trip more. Measured on
+// the MDX chain (bench/mdx, BENCHMARKS.md): with one, 20 requests to a
+// batch and the least CPU per request; with two, 9; with eight, 3.
+const batchesInFlight = 1
 
 // openRedis resolves placeholders in rawURL and the TLS file names and
 // returns a pooled client (one Redis, a Sentinel group or a Cluster, as the
