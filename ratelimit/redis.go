@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mxgate/mxgate/internal/breaker"
+	"github.com/mxgate/mxgate/internal/redisbatch"
 )
 
 // ErrStoreUnavailable is returned (wrapped) when Redis cannot be reached or
@@ -19,15 +20,15 @@ import (
 // probe it again after such a failure.
 var ErrStoreUnavailable = errors.New("ratelimit: store unavailable")
 
-// takeScript is GCRA (the generic cell rate algorithm) over one key holding
-// the bucket's theoretical arrival time (TAT) in microseconds on the Redis
+// gcra is GCRA (the generic cell rate algorithm) over one key holding the
+// bucket's theoretical arrival time (TAT) in microseconds on the Redis
 // server's clock. A request is admitted when its TAT lies no further than
 // burst intervals (plus the allowed wait) ahead of now; a refused request
 // changes nothing.
 //
 // KEYS[1] bucket; ARGV[1] interval (µs, may be fractional); ARGV[2] burst;
 // ARGV[3] max wait (µs). Returns {allowed, reset µs, delay or retry µs}.
-var takeScript = redis.NewScript(`
+const gcra = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -43,11 +44,24 @@ if delay > maxwait then
 end
 redis.call('SET', KEYS[1], string.format('%.3f', newtat), 'PX', math.ceil((newtat - now) / 1000) + 1)
 return {1, math.ceil(newtat - now), math.ceil(delay)}
-`)
+`
+
+// takeScript is one Take.
+var takeScript = redisbatch.NewScript(gcra)
+
+// claimScript is a Take preceded, atomically, by a claim: KEYS[2] is set
+// (SET NX PX ARGV[4] ms) and, only if it was not there, the take is made
+// as takeScript makes it. A claim found already there takes nothing and
+// returns {-1, 0, 0}. The claim stays recorded whether the take admits or
+// refuses.
+var claimScript = redisbatch.NewScript(`
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
+	return {-1, 0, 0}
+end` + gcra)
 
 // cancelScript gives back one interval of a reservation that will not be
 // used. KEYS[1] bucket; ARGV[1] interval (µs).
-var cancelScript = redis.NewScript(`
+var cancelScript = redisbatch.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]))
@@ -70,10 +84,16 @@ return 1
 // Redis again. It is safe for concurrent use. The zero value is not
 // usable: call NewRedis.
 type Redis struct {
-	client  redis.Scripter
+	client  redis.UniversalClient
+	proc    redisbatch.Processor // runs Take's script: client, or a Batcher over it
 	prefix  string
 	policy  Policy
 	breaker breaker.Breaker
+
+	// Per class, made once: the interval (µs) and the burst as the
+	// scripts take them, and the bucket of the empty key.
+	interval, burst [NumClasses]any
+	siteKey         [NumClasses]string
 }
 
 // DefaultProbeInterval is how long a Redis store waits after a failure
@@ -83,14 +103,30 @@ const DefaultProbeInterval = time.Second
 // NewRedis returns a Redis store for policy. prefix namespaces its keys;
 // give every site and directive its own. client should have short
 // timeouts: a Take waits no longer than they allow.
-func NewRedis(client redis.Scripter, prefix string, policy Policy) (*Redis, error) {
+func NewRedis(client redis.UniversalClient, prefix string, policy Policy) (*Redis, error) {
 	if err := policy.Validate(); err != nil {
 		return nil, err
 	}
 	if client == nil {
 		return nil, errors.New("ratelimit: nil Redis client")
 	}
-	return &Redis{client: client, prefix: prefix, policy: policy, breaker: breaker.Breaker{Probe: DefaultProbeInterval}}, nil
+	s := &Redis{client: client, proc: client, prefix: prefix, policy: policy, breaker: breaker.Breaker{Probe: DefaultProbeInterval}}
+	for c, l := range policy {
+		if !l.Unlimited() {
+			s.interval[c], s.burst[c] = strconv.FormatFloat(1e6/l.Rate, 'f', 3, 64), l.Burst
+		}
+		s.siteKey[c] = prefix + Class(c).String() + ":"
+	}
+	return s, nil
+}
+
+// SetBatcher makes Take and TakeClaim send their script through p, a
+// redisbatch.Batcher over the store's client, so that the calls of
+// concurrent requests share round trips. Call it before use.
+func (s *Redis) SetBatcher(p redisbatch.Processor) {
+	if p != nil {
+		s.proc = p
+	}
 }
 
 // SetProbeInterval sets how long to wait after a failure before trying
@@ -100,6 +136,9 @@ func (s *Redis) SetProbeInterval(d time.Duration) { s.breaker.Probe = d }
 // bucketKey is prefix + class + ":" + key; keys longer than 64 bytes (they
 // may come from request input) are replaced by their SHA-256.
 func (s *Redis) bucketKey(key string, c Class) string {
+	if key == "" {
+		return s.siteKey[c]
+	}
 	if len(key) > 64 {
 		sum := sha256.Sum256([]byte(key))
 		key = "sha256:" + hex.EncodeToString(sum[:])
@@ -126,8 +165,7 @@ func (s *Redis) Take(ctx context.Context, key string, c Class, _ time.Time, maxW
 	}
 	interval := 1e6 / l.Rate // µs
 	bk := s.bucketKey(key, c)
-	v, err := takeScript.Run(ctx, s.client, []string{bk},
-		strconv.FormatFloat(interval, 'f', 3, 64), l.Burst, max(0, maxWait.Microseconds())).Int64Slice()
+	v, err := takeScript.Run(ctx, s.proc, []string{bk}, s.interval[c], s.burst[c], max(0, maxWait.Microseconds())).Int64Slice()
 	if err != nil || len(v) != 3 {
 		if err == nil {
 			err = errors.New("unexpected script reply")
@@ -135,6 +173,11 @@ func (s *Redis) Take(ctx context.Context, key string, c Class, _ time.Time, maxW
 		return Result{}, s.fail(err)
 	}
 	s.breaker.Succeed()
+	return s.result(l, bk, interval, v), nil
+}
+
+// result reads the script's reply v for limit l of bucket bk.
+func (s *Redis) result(l Limit, bk string, interval float64, v []int64) Result {
 	reset := time.Duration(v[1]) * time.Microsecond
 	res := Result{Allowed: v[0] == 1, Limit: l.Burst, Reset: reset}
 	used := float64(v[1]) / interval // tokens' worth of TAT ahead of now
@@ -148,7 +191,120 @@ func (s *Redis) Take(ctx context.Context, key string, c Class, _ time.Time, maxW
 		res.Remaining = 0
 		res.RetryAfter = time.Duration(v[2]) * time.Microsecond
 	}
-	return res, nil
+	return res
+}
+
+// Claim is a key that TakeClaim records, with the take, in one atomic
+// step: SET NX with a time to live, before the take, and the take only
+// if the key was not there. It is how a replay cache's record of a
+// signature and the budget the request draws on are decided in one round
+// trip. In a Redis Cluster the claim's key and the bucket's must be in one
+// slot.
+type Claim struct {
+	Key string
+	TTL time.Duration // at least 1ms
+	// WaitReplicas, if positive, makes TakeClaim wait (Redis's WAIT, on
+	// the connection that recorded the claim, in the same round trip) for
+	// that many replicas, for at most WaitTimeout, and report how many
+	// acknowledged.
+	WaitReplicas int
+	WaitTimeout  time.Duration
+}
+
+// ClaimResult is what TakeClaim did.
+type ClaimResult struct {
+	// Result is the take's, when Claimed. An admitted request's token can
+	// be given back (GiveBack), if the request is refused after all.
+	Result
+	// Tried is false when Redis was not asked: the store waits to probe
+	// it again after a failure (the error is ErrStoreUnavailable). Nothing
+	// was recorded or taken.
+	Tried bool
+	// Claimed is true when the claim's key was recorded now, and the take
+	// made; false when the key was there already, and nothing was taken.
+	Claimed bool
+	// Replicas is how many replicas acknowledged, with WaitReplicas.
+	Replicas int
+}
+
+// TakeClaim records claim and, if it was not recorded already, takes a
+// token of class c for key, in one atomic script run (and, with
+// WaitReplicas, WAIT in the same round trip). A claim found already
+// recorded takes nothing. Class c must be limited. An error after Tried
+// means the outcome is unknown: the claim may be recorded and the token
+// taken.
+func (s *Redis) TakeClaim(ctx context.Context, key string, c Class, maxWait time.Duration, claim Claim) (ClaimResult, error) {
+	l := s.policy[c]
+	if l.Unlimited() {
+		return ClaimResult{}, errors.New("ratelimit: TakeClaim of an unlimited class")
+	}
+	if claim.TTL < time.Millisecond {
+		return ClaimResult{}, errors.New("ratelimit: a claim must live at least 1ms")
+	}
+	if !s.breaker.Allow() {
+		return ClaimResult{}, ErrStoreUnavailable
+	}
+	interval := 1e6 / l.Rate // µs
+	bk := s.bucketKey(key, c)
+	keys := []string{bk, claim.Key}
+	args := []any{s.interval[c], s.burst[c], max(0, maxWait.Microseconds()), claim.TTL.Milliseconds()}
+	out := ClaimResult{Tried: true}
+	var v []int64
+	var err error
+	if claim.WaitReplicas <= 0 {
+		v, err = claimScript.Run(ctx, s.proc, keys, args...).Int64Slice()
+	} else {
+		v, out.Replicas, err = s.claimAndWait(ctx, keys, args, claim)
+	}
+	if err != nil || len(v) != 3 {
+		if err == nil {
+			err = errors.New("unexpected script reply")
+		}
+		return out, s.fail(err)
+	}
+	s.breaker.Succeed()
+	if v[0] == -1 {
+		return out, nil
+	}
+	out.Claimed = true
+	out.Result = s.result(l, bk, interval, v)
+	return out, nil
+}
+
+// GiveBack returns the token of class c that TakeClaim took for key for a
+// request refused after all (best effort, on a context of its own).
+func (s *Redis) GiveBack(ctx context.Context, key string, c Class) {
+	if l := s.policy[c]; !l.Unlimited() {
+		redisReservation{s, s.bucketKey(key, c), 1e6 / l.Rate}.cancel(ctx, time.Time{})
+	}
+}
+
+// claimAndWait runs the claim script and WAIT pipelined on one connection
+// (WAIT counts the replicas holding every write of its connection), not
+// batched with other callers' commands, which WAIT would hold up.
+func (s *Redis) claimAndWait(ctx context.Context, keys []string, args []any, claim Claim) ([]int64, int, error) {
+	run := func(cmd *redis.Cmd) ([]int64, int, error) {
+		var wait *redis.Cmd
+		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			_ = p.Process(ctx, cmd)
+			wait = p.Do(ctx, "WAIT", claim.WaitReplicas, max(1, claim.WaitTimeout.Milliseconds()))
+			return nil
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+		n, err := wait.Int()
+		if err != nil {
+			return nil, 0, err
+		}
+		v, err := cmd.Int64Slice()
+		return v, n, err
+	}
+	v, n, err := run(claimScript.Cmd(ctx, keys, args...))
+	if redisbatch.IsNoScript(err) {
+		v, n, err = run(claimScript.EvalCmd(ctx, keys, args...))
+	}
+	return v, n, err
 }
 
 type redisReservation struct {
@@ -161,5 +317,5 @@ func (rr redisReservation) cancel(ctx context.Context, _ time.Time) {
 	// Best effort, on a context of its own: the request's is already done.
 	ctx, stop := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer stop()
-	_ = cancelScript.Run(ctx, rr.s.client, []string{rr.key}, strconv.FormatFloat(rr.interval, 'f', 3, 64)).Err()
+	_ = cancelScript.Run(ctx, rr.s.proc, []string{rr.key}, strconv.FormatFloat(rr.interval, 'f', 3, 64)).Err()
 }

@@ -115,6 +115,15 @@ func (m *Memory) Check(_ context.Context, key Key, now time.Time) (fresh bool, e
 	return true, nil
 }
 
+// Full reports whether the cache holds its maximum number of unexpired
+// keys at now, so that a fresh key would be refused with ErrFull.
+func (m *Memory) Full(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expire(now.UnixNano())
+	return m.n >= m.max
+}
+
 // Seen reports whether key is recorded and unexpired at now, recording
 // nothing.
 func (m *Memory) Seen(key Key, now time.Time) bool {

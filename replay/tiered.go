@@ -87,6 +87,14 @@ func (t *Tiered) lossGrace() time.Duration { return time.Duration(t.grace.Load()
 
 // Check implements Store.
 func (t *Tiered) Check(ctx context.Context, key Key, now time.Time) (bool, error) {
+	return t.CheckVia(ctx, key, now, t.shared.Record)
+}
+
+// CheckVia is Check with the key recorded in Redis by rec, which may
+// record it together with other work in one round trip (see
+// Redis.CheckVia). rec is not called for a key this replica has seen, nor
+// while Redis is waited on after a failure.
+func (t *Tiered) CheckVia(ctx context.Context, key Key, now time.Time, rec Recorder) (bool, error) {
 	if t.local.Seen(key, now) {
 		return false, nil
 	}
@@ -98,7 +106,7 @@ func (t *Tiered) Check(ctx context.Context, key Key, now time.Time) (bool, error
 		}
 		return t.alone(ctx, key, now, err)
 	}
-	fresh, err := t.shared.Check(ctx, key, now)
+	fresh, err := t.shared.CheckVia(ctx, key, rec)
 	if err == nil {
 		t.observe(nil)
 		if t.rec.owed() {
@@ -145,6 +153,13 @@ func (t *Tiered) observe(err error) {
 		t.obs.Succeeded()
 	}
 }
+
+// Shared returns the Redis cache.
+func (t *Tiered) Shared() *Redis { return t.shared }
+
+// Full reports whether this replica's cache is at its bound at now: a
+// fresh key would be refused with ErrFull.
+func (t *Tiered) Full(now time.Time) bool { return t.local.Full(now) }
 
 // Owed returns how many keys were admitted by this replica alone, while
 // Redis was unreachable, and are not yet written back.

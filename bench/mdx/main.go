@@ -423,6 +423,7 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 			case "mxgate-redis":
 				r := harness.StartRedis(dir)
 				o.store, redisPid = r.URL(), r.Pid()
+				t.redisAddr, t.redisPid = r.Addr, r.Pid()
 			case "mxgate-tuned":
 				o.tuned = true
 			case "mxgate-limited":
@@ -581,6 +582,7 @@ type closedRow struct {
 	serverCPU []time.Duration // the target's processes, per round
 	clientCPU []time.Duration // this process, per round
 	steal     []float64       // the fraction of the CPU the hypervisor took, per round
+	redis     []redisStats    // the target's Redis, per round; nil without one
 }
 
 // closed runs the closed-loop rounds of traffic k.
@@ -601,9 +603,13 @@ func (b *bench) closed(k traffic) []*closedRow {
 			t := targets[i]
 			p := b.pool(t, k, b.need(t, k, *duration))
 			runtime.GC()
+			r0 := t.readRedis()
 			s0, c0, st0 := cpuOf(t.pids), selfCPU(), readSteal()
 			res := closedLoop(t.addr, p, *connections, *duration, *timeout)
 			s1, c1, st1 := cpuOf(t.pids), selfCPU(), readSteal()
+			if t.redisAddr != "" {
+				rows[i].redis = append(rows[i].redis, t.readRedis().since(r0))
+			}
 			rows[i].steal = append(rows[i].steal, st1.since(st0))
 			rows[i].rounds = append(rows[i].rounds, res)
 			rows[i].serverCPU = append(rows[i].serverCPU, s1-s0)
@@ -618,6 +624,18 @@ func (b *bench) closed(k traffic) []*closedRow {
 		}
 	}
 	return rows
+}
+
+// readRedis reads the counters of t's Redis, if it has one.
+func (t *target) readRedis() redisStats {
+	if t.redisAddr == "" {
+		return redisStats{}
+	}
+	s, err := readRedisStats(t.redisAddr, t.redisPid)
+	if err != nil {
+		log.Printf("%s: reading its Redis's counters: %v", t.name, err)
+	}
+	return s
 }
 
 // capacityBase picks the closed-loop GET capacity that Nx rates multiply:

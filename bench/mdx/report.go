@@ -189,6 +189,7 @@ func (rep *report) markdown() string {
 		}
 		w("\n")
 		rep.ratios(&b, rows)
+		rep.redisTable(&b, rows)
 	}
 
 	if len(rep.open) > 0 {
@@ -472,5 +473,62 @@ func (rep *report) openSlicedTable(b *strings.Builder) {
 				diff(o.res.admitted.p99, peerAll, ok), qp50, qp90, qp99, qd, ql)
 		}
 		b.WriteString("\n")
+	}
+}
+
+// redisTable, for the targets with a Redis of their own, lists what each
+// request cost that Redis (the medians of the rounds) and compares the
+// Redis chain with the same chain in memory, in this run: throughput,
+// p99 and server CPU per request (Redis's included) as ratios.
+func (rep *report) redisTable(b *strings.Builder, rows []*closedRow) {
+	var with []*closedRow
+	byName := map[string]*closedRow{}
+	for _, r := range rows {
+		byName[r.t.name] = r
+		if len(r.redis) > 0 {
+			with = append(with, r)
+		}
+	}
+	if len(with) == 0 {
+		return
+	}
+	b.WriteString("What each request cost the target's Redis (medians of the rounds): its CPU time (part of the server CPU above), the socket reads it processed (each a round trip from one connection, or several commands pipelined in one), its script calls (EVALSHA, EVAL) and its other commands (INFO commandstats, which counts a script's own calls too):\n\n")
+	b.WriteString("| target | Redis CPU per request | socket reads per request | script calls per request | other commands per request |\n|---|---|---|---|---|\n")
+	for _, r := range with {
+		var cpus []time.Duration
+		var reads, scripts []float64
+		others := "–"
+		for i, d := range r.redis {
+			if i >= len(r.rounds) {
+				break
+			}
+			cpu, rd, sc, oth := d.perRequest(int64(r.rounds[i].lat.n))
+			cpus, reads, scripts = append(cpus, cpu), append(reads, rd), append(scripts, sc)
+			if i == len(r.redis)/2 {
+				others = oth
+			}
+		}
+		fmt.Fprintf(b, "| %s | %s | %.2f | %.2f | %s |\n", r.t.title, us(medianDuration(cpus)), median(reads), median(scripts), others)
+	}
+	b.WriteString("\n")
+	var lines []string
+	for _, r := range with {
+		for _, base := range []string{"mxgate", "mxgate-tuned"} {
+			m := byName[base]
+			if m == nil || m.medianRPS() == 0 || m.medianP99() == 0 {
+				continue
+			}
+			mc := m.cpuPerRequest(m.serverCPU)
+			cpu := "–"
+			if mc > 0 {
+				cpu = fmt.Sprintf("%.2f×", float64(r.cpuPerRequest(r.serverCPU))/float64(mc))
+			}
+			lines = append(lines, fmt.Sprintf("- %s against the %s (in memory): req/s %.3f×, p99 %.2f×, server CPU per request %s (%s against %s)",
+				r.t.title, targetTitles[base], r.medianRPS()/m.medianRPS(), float64(r.medianP99())/float64(m.medianP99()), cpu,
+				us(r.cpuPerRequest(r.serverCPU)), us(mc)))
+		}
+	}
+	if len(lines) > 0 {
+		b.WriteString(strings.Join(lines, "\n") + "\n\n")
 	}
 }

@@ -22,6 +22,10 @@ type target struct {
 	verifies bool   // checks MDX-HMAC: a wrong one must get 412
 	admin    string // mxgate's admin address, for profiles; "" if none
 	pids     []int  // the processes whose CPU time is the target's own
+	// redisAddr and redisPid are the target's own redis-server, if it
+	// keeps its state in one; its CPU time is in pids too.
+	redisAddr string
+	redisPid  int
 	// openOnly targets refuse part of any load by design (a rate limit
 	// below it): they take part in the open-loop runs only.
 	openOnly bool

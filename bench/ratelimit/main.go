@@ -1,7 +1,10 @@
 // Command ratelimit measures mx_rate_limit end to end: real mxgate
 // processes started from Caddyfiles on loopback, a real upstream, a real
-// redis-server, and open-loop load at a fixed offered rate. It prints a
-// Markdown report.
+// redis-server, and open-loop load at a fixed offered rate. The accuracy
+// is measured for one replica in memory, three sharing Redis, and three
+// sharing Redis behind mdx_hmac verify with a replay window on the same
+// Redis (signed requests, each signature's record and its token decided
+// in one script call). It prints a Markdown report.
 //
 //	go run ./bench/ratelimit [-duration 10s] [-limit 500]
 package main
@@ -24,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mxgate/mxgate/bench/internal/harness"
+	"github.com/mxgate/mxgate/hmac"
 	"github.com/mxgate/mxgate/ratelimit"
 )
 
@@ -68,7 +72,7 @@ func main() {
 	block := fmt.Sprintf("get %d/s burst %d", *limit, *burst)
 	{
 		g := start(bin, dir, upL.Addr().String(), block)
-		r := offer([]string{g.Base}, 2**limit, *duration)
+		r := offer([]string{g.Base}, 2**limit, *duration, plainGET)
 		g.Stop()
 		report("1 replica, memory store", r)
 	}
@@ -80,11 +84,27 @@ func main() {
 			gs = append(gs, g)
 			bases = append(bases, g.Base)
 		}
-		r := offer(bases, 2**limit, *duration)
+		r := offer(bases, 2**limit, *duration, plainGET)
 		for _, g := range gs {
 			g.Stop()
 		}
 		report("3 replicas, one Redis", r)
+	}
+	{
+		var gs []*harness.Gateway
+		var bases []string
+		for range 3 {
+			g := startSigned(bin, dir, upL.Addr().String(), redisURL, block)
+			gs = append(gs, g)
+			bases = append(bases, g.Base)
+		}
+		sign, err := signedGET()
+		harness.Check(err)
+		r := offer(bases, 2**limit, *duration, sign)
+		for _, g := range gs {
+			g.Stop()
+		}
+		report("3 replicas, one Redis, behind `mdx_hmac verify` with `replay_window` on it (one round trip)", r)
 	}
 
 	// 2. Wait mode at 1.5 times the limit.
@@ -99,7 +119,7 @@ func main() {
 			io.WriteString(w, "ok")
 		})
 		g := start(bin, dir, upL.Addr().String(), fmt.Sprintf("get %d/s burst 1\n\t\tmode wait\n\t\tmax_wait 2s", *limit))
-		r := offer([]string{g.Base}, *limit*3/2, *duration)
+		r := offer([]string{g.Base}, *limit*3/2, *duration, plainGET)
 		g.Stop()
 		var secs []int64
 		perSecond.Range(func(k, _ any) bool { secs = append(secs, k.(int64)); return true })
@@ -162,9 +182,46 @@ func report(name string, r result) {
 	}
 }
 
+// plainGET is a GET of base's /accounts.
+func plainGET(base string, _ int64) (*http.Request, error) { return http.NewRequest("GET", base+"/accounts", nil) }
+
+// signedGET returns a builder of GETs of /inst/accounts signed with the
+// demo key, the n-th with a session key of its own (so a signature of its
+// own).
+func signedGET() (func(base string, n int64) (*http.Request, error), error) {
+	key, err := hmac.ParseKey(demoKey)
+	if err != nil {
+		return nil, err
+	}
+	run := time.Now().UnixNano()
+	return func(base string, n int64) (*http.Request, error) {
+		req, err := http.NewRequest("GET", base+"/inst/accounts", nil)
+		if err != nil {
+			return nil, err
+		}
+		hr := hmac.Request{Method: "GET", Date: hmac.FormatDate(time.Now()), Accept: mdxType,
+			SessionKey: fmt.Sprintf("bench-%d-%d", run, n), Resource: "/accounts"}
+		sig, err := hmac.Sign(hmac.SHA1, key, &hr)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Accept", hr.Accept)
+		req.Header.Set("Date", hr.Date)
+		req.Header.Set("MDX-Session-Key", hr.SessionKey)
+		req.Header.Set("MDX-HMAC", sig)
+		return req, nil
+	}, nil
+}
+
+// The demo key of MDX On Demand's document (reference 004); never a real one.
+const demoKey = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI="
+
+const mdxType = "application/vnd.moneydesktop.mdx.v5+xml"
+
 // offer sends rate requests a second, round robin over bases, for d,
-// without waiting for answers (open loop), and counts the answers.
-func offer(bases []string, rate int, d time.Duration) result {
+// without waiting for answers (open loop), and counts the answers; build
+// makes the n-th request.
+func offer(bases []string, rate int, d time.Duration, build func(base string, n int64) (*http.Request, error)) result {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4096, MaxConnsPerHost: 0}, Timeout: 30 * time.Second}
 	var ok, refused, other, firstRefusal atomic.Int64
 	var wg sync.WaitGroup
@@ -179,12 +236,13 @@ func offer(bases []string, rate int, d time.Duration) result {
 		if w := time.Until(next); w > 0 {
 			time.Sleep(w)
 		}
-		base := bases[n%int64(len(bases))]
+		req, err := build(bases[n%int64(len(bases))], n)
+		harness.Check(err)
 		n++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := client.Get(base + "/accounts")
+			resp, err := client.Do(req)
 			if err != nil {
 				other.Add(1)
 				return
@@ -205,6 +263,34 @@ func offer(bases []string, rate int, d time.Duration) result {
 	elapsed := time.Since(start)
 	wg.Wait()
 	return result{offered: n, ok: ok.Load(), refused: refused.Load(), other: other.Load(), elapsed: elapsed, firstRefusal: time.Duration(firstRefusal.Load())}
+}
+
+// startSigned runs an mxgate whose site applies mdx_hmac verify with a
+// replay window and then mx_rate_limit with block, both on the Redis at
+// url, under namespaces that replicas share.
+func startSigned(bin, dir, upstream, url, block string) *harness.Gateway {
+	port := harness.FreePort()
+	return harness.Start(bin, dir, port, fmt.Sprintf(`{
+	admin {ADMIN}
+	log {
+		level WARN
+	}
+}
+http://127.0.0.1:%d {
+	mdx_hmac verify {
+		key %s
+		replay_window 10m
+		store redis %s
+		namespace bench-accuracy-replay
+	}
+	mx_rate_limit {
+		%s
+		store redis %s
+		namespace bench-accuracy-signed
+	}
+	reverse_proxy %s
+}
+`, port, demoKey, url, block, url, upstream))
 }
 
 // start runs an mxgate whose site applies mx_rate_limit with block.

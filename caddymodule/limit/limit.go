@@ -209,7 +209,7 @@ func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
 		return err
 	}
 	spec := store.Spec{Directive: "mx_rate_limit", Kind: "rl", Options: []string{"key", rl.Key},
-		Limits: policyText(rl.policy), MayBeEgress: true}
+		Limits: policyText(rl.policy), MayBeEgress: true, DecidesClaims: true}
 	if rl.binding, err = store.Register(ctx, rl, rl.shared, rl.Namespace, spec, rl.bind); err != nil {
 		return err // Caddy calls Cleanup after a failed Provision
 	}
@@ -219,6 +219,10 @@ func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
 // bound is the handler's state once named.
 type bound struct {
 	store ratelimit.Store
+	// For a Redis store: the shared buckets and the store over them and
+	// the local ones, for the replay claims decided with a take.
+	redis    *ratelimit.Redis
+	fallback *ratelimit.Fallback
 }
 
 // bind takes the buckets named n: in memory from the pool that keeps them
@@ -246,7 +250,10 @@ func (rl *RateLimit) bind(n store.Naming) (*bound, func(), error) {
 			release()
 			return nil, nil, err
 		}
-		b.store = &ratelimit.Fallback{Shared: shared, Local: local, FailClosed: !rl.shared.FailOpen, Observer: rl.shared.Health}
+		shared.SetBatcher(rl.shared.Batch)
+		b.redis = shared
+		b.fallback = &ratelimit.Fallback{Shared: shared, Local: local, FailClosed: !rl.shared.FailOpen, Observer: rl.shared.Health}
+		b.store = b.fallback
 	}
 	return b, release, nil
 }
@@ -318,9 +325,18 @@ var (
 	refuseUnbound     = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "state_unavailable", Message: "Service unavailable: rate limit state not ready"}
 )
 
-// ServeHTTP admits, delays or refuses the request.
+// ServeHTTP admits, delays or refuses the request. A replay record that
+// mdx_hmac verify, right before it, left to it (store.ReplayClaim) is
+// decided first, whichever way the request goes: in the same Redis call
+// as the token when there is one to take, on its own otherwise.
 func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	claim := store.PendingClaim(r)
 	if rl.Methods == MethodsStandard && !ratelimit.Standard(r.Method) {
+		if claim != nil {
+			if ok, err := claim.Decide(w, r); !ok {
+				return err
+			}
+		}
 		w.Header().Set("Allow", allowStandard)
 		if ce := rl.logger.Check(zapcore.DebugLevel, "method not implemented"); ce != nil {
 			ce.Write(zap.String("method", r.Method), zap.String("client_ip", gate.ClientIP(r)))
@@ -329,16 +345,34 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseMethod)
 	}
 	class := ratelimit.ClassOf(r.Method)
+	b, err := rl.binding.Get()
+	if claim != nil && (err != nil || b.redis == nil || !claim.For(rl) || rl.policy[class].Unlimited()) {
+		if ok, err := claim.Decide(w, r); !ok {
+			return err
+		}
+		claim = nil
+	}
 	if rl.policy[class].Unlimited() {
 		return next.ServeHTTP(w, r)
 	}
-	b, err := rl.binding.Get()
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		gate.CloseUnread(w, r)
 		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseUnbound)
 	}
-	res, err := b.store.Take(r.Context(), rl.key(r), class, rl.now(), rl.maxWait)
+	key, now := rl.key(r), rl.now()
+	var res ratelimit.Result
+	took := false
+	if claim != nil {
+		d := claim.DecideWith(w, r, b.redis, b.fallback, key, class, now, rl.maxWait)
+		if d.Refused {
+			return d.Err
+		}
+		res, err, took = d.Res, d.TakeErr, d.Took
+	}
+	if !took {
+		res, err = b.store.Take(r.Context(), key, class, now, rl.maxWait)
+	}
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		gate.CloseUnread(w, r)

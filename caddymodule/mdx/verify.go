@@ -123,6 +123,7 @@ type Verify struct {
 	verifier *hmac.Verifier
 	maxSkew  time.Duration
 	replay   *store.Binding[replayState] // nil without a replay window
+	verdict  store.Verdict               // replayVerdict, made once
 	store    *store.Provisioned
 	closers  []func()
 	fullLog  *atomic.Bool // a "replay cache full" episode has been logged
@@ -209,13 +210,14 @@ func (v *Verify) Provision(ctx caddy.Context) (err error) {
 // provisionReplay registers the directive's replay cache, to be named
 // and bound once the configuration is loaded.
 func (v *Verify) provisionReplay(ctx caddy.Context) error {
+	v.verdict = v.replayVerdict
 	var err error
 	if v.store, err = v.Config.Provision(ctx, "mdx_hmac"); err != nil {
 		return err
 	}
 	v.closers = append(v.closers, v.store.Release)
 	spec := store.Spec{Directive: "mdx_hmac", Kind: "replay", Options: []string{"resource", v.Resource, "base_path", v.BasePath},
-		Limits: "replay_window " + time.Duration(v.ReplayWindow).String()}
+		Limits: "replay_window " + time.Duration(v.ReplayWindow).String(), Claims: true}
 	if v.replay, err = store.Register(ctx, v, v.store, v.Namespace, spec, v.bindReplay); err != nil {
 		return err
 	}
@@ -244,13 +246,14 @@ func (v *Verify) bindReplay(n store.Naming) (*replayState, func(), error) {
 		return nil, nil, err
 	}
 	if v.store.Client == nil {
-		return &replayState{local}, release, nil
+		return &replayState{Store: local}, release, nil
 	}
 	shared, err := replay.NewRedis(v.store.Client, "mxgate:replay:"+n.Namespace+":", window)
 	if err != nil {
 		release()
 		return nil, nil, err
 	}
+	shared.SetBatcher(v.store.Batch)
 	if v.store.Wait > 0 {
 		shared.WaitForReplicas(v.store.Wait, v.store.Timeout/2)
 	}
@@ -262,12 +265,15 @@ func (v *Verify) bindReplay(n store.Naming) (*replayState, func(), error) {
 	if v.ReplayLossGrace != 0 {
 		tiered.SetLossGrace(time.Duration(v.ReplayLossGrace))
 	}
-	return &replayState{tiered}, func() { tiered.Close(); release() }, nil
+	return &replayState{Store: tiered, claimsTo: n.ClaimsTo}, func() { tiered.Close(); release() }, nil
 }
 
 // replayState is the replay cache once named.
 type replayState struct {
 	replay.Store
+	// claimsTo is the mx_rate_limit right after this handler, on the same
+	// Redis, that records its signatures with its budget; nil if none.
+	claimsTo caddyhttp.MiddlewareHandler
 }
 
 // Cleanup lets go of the replay cache and the Redis client.
@@ -316,35 +322,50 @@ func init() {
 // ServeHTTP verifies the request and, if it is authentic, hands it on with
 // its body intact.
 func (v *Verify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	held, rf, ok := v.verify(r)
+	held, claim, rf, ok := v.verify(r)
 	if !ok {
-		if ce := v.logger.Check(zapcore.DebugLevel, "MDX request refused"); ce != nil {
-			ce.Write(zap.String("reason", rf.Reason), zap.Int("status", rf.Status),
-				zap.String("client_ip", gate.ClientIP(r)), zap.String("method", r.Method), zap.String("path", r.URL.Path))
-		}
-		if rf.Status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "1")
-		}
 		gate.CloseUnread(w, r)
-		return gate.Refuse(w, r, "mdx_hmac", v.s.format, rf)
+		return v.refuse(w, r, rf)
 	}
 	if held != nil {
 		defer held.done(v.pending)
 	}
-	return next.ServeHTTP(w, r)
+	if claim == nil {
+		return next.ServeHTTP(w, r)
+	}
+	err := next.ServeHTTP(w, store.WithClaim(r, claim))
+	if !claim.Decided() {
+		// The loaded routes said the next handler decides it; it did not.
+		v.logger.Error("a replay record left to the next handler was not decided; this is a bug, please report it",
+			zap.String("method", r.Method), zap.String("path", r.URL.Path))
+	}
+	return err
+}
+
+// refuse logs and writes mdx_hmac's refusal rf.
+func (v *Verify) refuse(w http.ResponseWriter, r *http.Request, rf gate.Refusal) error {
+	if ce := v.logger.Check(zapcore.DebugLevel, "MDX request refused"); ce != nil {
+		ce.Write(zap.String("reason", rf.Reason), zap.Int("status", rf.Status),
+			zap.String("client_ip", gate.ClientIP(r)), zap.String("method", r.Method), zap.String("path", r.URL.Path))
+	}
+	if rf.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	return gate.Refuse(w, r, "mdx_hmac", v.s.format, rf)
 }
 
 // verify checks r and, on success, replaces its body with the held bytes,
-// which the caller gives back (done) once the request is served. Nothing
-// of the body is read before the signature over the headers has been
-// found good, and never more than MaxBody+1 bytes.
-func (v *Verify) verify(r *http.Request) (*heldBody, gate.Refusal, bool) {
+// which the caller gives back (done) once the request is served, and
+// returns the replay claim the next handler decides, if any. Nothing of
+// the body is read before the signature over the headers has been found
+// good, and never more than MaxBody+1 bytes.
+func (v *Verify) verify(r *http.Request) (*heldBody, *store.ReplayClaim, gate.Refusal, bool) {
 	// The request's form: no secret and no byte of the body is needed.
 	if rf, ok := checkHeaders(r.Header); !ok {
-		return nil, rf, false
+		return nil, nil, rf, false
 	}
 	if _, ok := r.Header["Trailer"]; ok || len(r.Trailer) > 0 {
-		return nil, refuseTrailers, false
+		return nil, nil, refuseTrailers, false
 	}
 	// The path and query as the caller sent them, before any rewrite in
 	// this site.
@@ -357,26 +378,26 @@ func (v *Verify) verify(r *http.Request) (*heldBody, gate.Refusal, bool) {
 	}
 	p, ok := urlpath.FromRequestURI(target)
 	if !ok {
-		return nil, refuseNotCanonical[urlpath.NotAPath], false
+		return nil, nil, refuseNotCanonical[urlpath.NotAPath], false
 	}
 	if err := v.routes.Check(p); err != nil {
 		var pe *urlpath.Error
 		if errors.As(err, &pe) {
-			return nil, refuseNotCanonical[pe.Reason], false
+			return nil, nil, refuseNotCanonical[pe.Reason], false
 		}
-		return nil, refuseNotFound, false
+		return nil, nil, refuseNotFound, false
 	}
 	if r.ContentLength > v.MaxBody {
-		return nil, refusal(gate.ErrBodyTooLarge), false
+		return nil, nil, refusal(gate.ErrBodyTooLarge), false
 	}
 
 	// The signature over the headers.
 	sig := r.Header.Get(headerHMAC)
 	switch {
 	case sig == "":
-		return nil, refusal(hmac.ErrMissingSignature), false
+		return nil, nil, refusal(hmac.ErrMissingSignature), false
 	case len(sig) != 2*v.verifier.Algorithm().Size():
-		return nil, refuseMalformedSg, false
+		return nil, nil, refuseMalformedSg, false
 	}
 	date := r.Header.Get(headerDate)
 	var err error
@@ -386,21 +407,21 @@ func (v *Verify) verify(r *http.Request) (*heldBody, gate.Refusal, bool) {
 		err = hmac.CheckDate(date, v.now(), v.maxSkew)
 	}
 	if err != nil {
-		return nil, refusal(err), false
+		return nil, nil, refusal(err), false
 	}
 	md5 := r.Header.Get(headerContentMD5)
 	switch {
 	case md5 == "" && r.ContentLength != 0:
 		// a body declared, or of unknown length, and nothing to check it by
-		return nil, refusal(hmac.ErrContentMD5Missing), false
+		return nil, nil, refusal(hmac.ErrContentMD5Missing), false
 	case md5 != "":
 		if _, err := hmac.ParseContentMD5(md5); err != nil {
-			return nil, refusal(err), false
+			return nil, nil, refusal(err), false
 		}
 	}
 	resource, err := v.s.rule.Resource(p, rawQuery)
 	if err != nil {
-		return nil, refusal(hmac.ErrOutsideBasePath), false
+		return nil, nil, refusal(hmac.ErrOutsideBasePath), false
 	}
 	req := hmac.Request{
 		Method:      r.Method,
@@ -412,7 +433,7 @@ func (v *Verify) verify(r *http.Request) (*heldBody, gate.Refusal, bool) {
 		Resource:    resource,
 	}
 	if err := v.verifier.Verify(&req, sig); err != nil {
-		return nil, refusal(err), false
+		return nil, nil, refusal(err), false
 	}
 
 	// The body, now that the headers are known to be MX's. A request
@@ -423,9 +444,9 @@ func (v *Verify) verify(r *http.Request) (*heldBody, gate.Refusal, bool) {
 	held, sum, err := readBody(r, v.MaxBody, v.pending)
 	switch {
 	case errors.Is(err, errBudget):
-		return nil, refusePending, false
+		return nil, nil, refusePending, false
 	case err != nil:
-		return nil, refusal(err), false
+		return nil, nil, refusal(err), false
 	}
 	return v.finish(r, held, md5, sig, sum[:], held.size)
 }
@@ -436,13 +457,15 @@ var emptySum = md5.Sum(nil)
 // finish checks what needs the body (its MD5 sum, of size bytes, against
 // the Content-MD5 header; no trailers), then freshness and the version,
 // and hands r the held body. held is nil for a request without a body.
-func (v *Verify) finish(r *http.Request, held *heldBody, md5Header, sig string, sum []byte, size int64) (*heldBody, gate.Refusal, bool) {
-	fail := func(rf gate.Refusal) (*heldBody, gate.Refusal, bool) {
+// Freshness is left to the next handler, as a claim, when it records
+// signatures with its budget and nothing else refuses the request here.
+func (v *Verify) finish(r *http.Request, held *heldBody, md5Header, sig string, sum []byte, size int64) (*heldBody, *store.ReplayClaim, gate.Refusal, bool) {
+	fail := func(rf gate.Refusal) (*heldBody, *store.ReplayClaim, gate.Refusal, bool) {
 		if held != nil {
 			held.done(v.pending)
 		}
 		r.Body, r.ContentLength = http.NoBody, 0 // read to its end
-		return nil, rf, false
+		return nil, nil, rf, false
 	}
 	if err := hmac.CheckContentMD5Sum(sum, size, md5Header); err != nil {
 		return fail(refusal(err))
@@ -451,20 +474,24 @@ func (v *Verify) finish(r *http.Request, held *heldBody, md5Header, sig string, 
 		return fail(refuseTrailers)
 	}
 	r.Trailer = nil
+	accepts := acceptsMDXv5(r.Header.Values(headerAccept))
+	var claim *store.ReplayClaim
 	if v.replay != nil {
-		if rf, ok := v.checkReplay(r, sig); !ok {
+		var rf gate.Refusal
+		var ok bool
+		if claim, rf, ok = v.checkReplay(r, sig, accepts); !ok {
 			return fail(rf)
 		}
 	}
-	if !acceptsMDXv5(r.Header.Values(headerAccept)) {
+	if !accepts {
 		return fail(refuseBadVersion)
 	}
 	if held == nil {
 		r.Body, r.ContentLength = http.NoBody, 0
-		return nil, gate.Refusal{}, true
+		return nil, claim, gate.Refusal{}, true
 	}
 	r.Body, r.ContentLength = held.reader(), held.size
-	return held, gate.Refusal{}, true
+	return held, claim, gate.Refusal{}, true
 }
 
 // checkHeaders refuses a signed header sent twice, or under a second
@@ -491,17 +518,40 @@ func checkHeaders(h http.Header) (gate.Refusal, bool) {
 }
 
 // checkReplay records the signature (only authentic ones reach here) and
-// refuses one seen before, or any while freshness cannot be established.
-func (v *Verify) checkReplay(r *http.Request, sig string) (gate.Refusal, bool) {
+// refuses one seen before, or any while freshness cannot be established;
+// or, for a request that nothing else here refuses (pass), leaves that to
+// the next handler if it records signatures with its budget, and returns
+// the claim it must decide.
+func (v *Verify) checkReplay(r *http.Request, sig string, pass bool) (*store.ReplayClaim, gate.Refusal, bool) {
 	var key replay.Key
 	if _, err := hex.Decode(key[:], []byte(sig[:2*len(key)])); err != nil {
-		return refuseMalformedSg, false
+		return nil, refuseMalformedSg, false
 	}
 	cache, err := v.replay.Get()
 	if err != nil {
-		return refuseUnbound, false
+		return nil, refuseUnbound, false
+	}
+	if pass && cache.claimsTo != nil {
+		return store.NewReplayClaim(cache.claimsTo, cache.Store, key, v.now(), v.verdict), gate.Refusal{}, true
 	}
 	fresh, err := cache.Check(r.Context(), key, v.now())
+	rf, ok := v.replayOutcome(fresh, err)
+	return nil, rf, ok
+}
+
+// replayVerdict is the store.Verdict of this handler's replay claims: the
+// refusal of a signature seen before, or of any while freshness cannot be
+// established, written as this handler writes its own.
+func (v *Verify) replayVerdict(w http.ResponseWriter, r *http.Request, fresh bool, err error) (bool, error) {
+	rf, ok := v.replayOutcome(fresh, err)
+	if ok {
+		return true, nil
+	}
+	return false, v.refuse(w, r, rf)
+}
+
+// replayOutcome is the answer to the replay cache's outcome.
+func (v *Verify) replayOutcome(fresh bool, err error) (gate.Refusal, bool) {
 	switch {
 	case errors.Is(err, replay.ErrFull):
 		if !v.fullLog.Swap(true) {

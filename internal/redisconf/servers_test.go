@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mxgate/mxgate/internal/redisbatch"
 	"github.com/mxgate/mxgate/internal/redistest"
 	"github.com/mxgate/mxgate/ratelimit"
 	"github.com/mxgate/mxgate/replay"
@@ -217,6 +218,26 @@ func TestSentinelFailover(t *testing.T) {
 			t.Errorf("%d acknowledged keys lost in the switch", st.lost)
 		}
 	})
+	// The replay record and the token in one script call, with WAIT in the
+	// same round trip (a signed request through mdx_hmac verify and
+	// mx_rate_limit on one Sentinel group).
+	claimed := func(ctx context.Context, k replay.Key) (bool, error) {
+		r, err := s.limiter.TakeClaim(ctx, "client", ratelimit.Get, 0, ratelimit.Claim{Key: "sentinel:claim:" + hexKey(k), TTL: time.Minute, WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond})
+		if err != nil {
+			return false, err
+		}
+		if r.Claimed && r.Replicas < 1 {
+			return false, errors.New("not replicated")
+		}
+		return r.Claimed, nil
+	}
+	t.Run("claim script and WAIT, SENTINEL FAILOVER", func(t *testing.T) {
+		st := failoverUnderTraffic(t, g, "sentinel:claim:", claimed, g.Failover, true)
+		t.Logf("%s; none lost", st)
+		if st.lost != 0 {
+			t.Errorf("%d acknowledged keys lost in the switch", st.lost)
+		}
+	})
 	// The master crashes: the sentinels notice (down-after 1s), agree, and
 	// promote the replica; the client follows.
 	t.Run("SET NX, master killed", func(t *testing.T) {
@@ -347,6 +368,45 @@ func replOffset(t *testing.T, c *redis.Client, field string) int64 {
 	return 0
 }
 
+// checkStoresConcurrently is checkStores from goroutines at once, each
+// with keys of its own.
+func checkStoresConcurrently(t *testing.T, s gatewayStores, goroutines, keys int) {
+	t.Helper()
+	ctx := context.Background()
+	run := randomKey()
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range keys {
+				k := randomKey()
+				first, err1 := s.replay.Check(ctx, k, time.Now())
+				again, err2 := s.replay.Check(ctx, k, time.Now())
+				if err1 != nil || err2 != nil || !first || again {
+					t.Errorf("replay key %d/%d: fresh %v then %v (%v, %v)", g, i, first, again, err1, err2)
+				}
+				client := fmt.Sprintf("client-%x-%d-%d", run[:4], g, i)
+				admitted := 0
+				for range 5 {
+					res, err := s.limiter.Take(ctx, client, ratelimit.Write, time.Now(), 0)
+					if err != nil {
+						t.Errorf("rate limit %s: %v", client, err)
+						return
+					}
+					if res.Allowed {
+						admitted++
+					}
+				}
+				if admitted != 3 {
+					t.Errorf("rate limit %s: %d of 5 admitted, want 3", client, admitted)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func hexKey(k replay.Key) string { return fmt.Sprintf("%x", k[:]) }
 
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -373,6 +433,14 @@ func TestCluster(t *testing.T) {
 		}
 		checkStores(t, newStores(t, c, "cluster:"+fmt.Sprint(len(url))+":"), 30)
 	}
+	// Batched (as the gateway sends them): the commands of concurrent
+	// callers go in pipelines, which the client splits by node.
+	bc := newClient(t, cl.URL(), Options{})
+	bs := newStores(t, bc, "cluster:batched:")
+	batch := redisbatch.New(bc, 1)
+	bs.limiter.SetBatcher(batch)
+	bs.replay.SetBatcher(batch)
+	checkStoresConcurrently(t, bs, 16, 20)
 	c := newClient(t, cl.URL(), Options{})
 	slots := map[int64]bool{}
 	for i, n := range cl.Nodes {

@@ -71,6 +71,12 @@ type Spec struct {
 	// MayBeEgress: beside credentials attached to the requests
 	// (Credentialed), the state mirrors the MX client's budget.
 	MayBeEgress bool
+	// Claims: the directive can leave its replay claims to the handler
+	// right after it (mdx_hmac verify; see ReplayClaim).
+	Claims bool
+	// DecidesClaims: the directive decides the claims left to it together
+	// with its budget (mx_rate_limit).
+	DecidesClaims bool
 }
 
 // Naming is the name a directive's state was given, and why.
@@ -78,6 +84,10 @@ type Naming struct {
 	Namespace string
 	Identity  Identity
 	Explicit  bool // the operator named it (namespace)
+	// ClaimsTo, for a directive whose Spec has Claims, is the handler
+	// that decides its replay claims together with its budget, in one
+	// Redis call; nil when the directive must decide them itself.
+	ClaimsTo caddyhttp.MiddlewareHandler
 }
 
 // entry is one registered handler.
@@ -265,6 +275,7 @@ func (a *App) bind() error {
 	if err := a.name(); err != nil {
 		return err
 	}
+	a.pair()
 	for _, e := range a.entries {
 		if err := e.bind(e.naming); err != nil {
 			return fmt.Errorf("%s: %w", e.naming.Identity, err)

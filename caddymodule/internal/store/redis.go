@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/internal/redisbatch"
 	"github.com/mxgate/mxgate/internal/redisconf"
 )
 
@@ -17,32 +18,45 @@ import (
 // handler of every loaded config; the last user's release closes it.
 var redisClients = caddy.NewUsagePool()
 
-type pooledRedis struct{ redis.UniversalClient }
+type pooledRedis struct {
+	redis.UniversalClient
+	batch *redisbatch.Batcher
+}
 
 func (p pooledRedis) Destruct() error { return p.UniversalClient.Close() }
 
+// batchesInFlight is how many batches of commands each pooled client's
+// Batcher keeps in flight. With one, the commands that come while a batch
+// is out all go in the next, so batches are as deep as the load makes
+// them; a command then waits at most one round trip more. Measured on
+// the MDX chain (bench/mdx, BENCHMARKS.md): with one, 20 requests to a
+// batch and the least CPU per request; with two, 9; with eight, 3.
+const batchesInFlight = 1
+
 // openRedis resolves placeholders in rawURL and the TLS file names and
 // returns a pooled client (one Redis, a Sentinel group or a Cluster, as the
-// URL says), its pool key and a log-safe description. Its errors never
-// hold the URL or a credential.
-func openRedis(rawURL string, tlsOpts redisconf.TLSOptions, timeout time.Duration) (redis.UniversalClient, string, string, error) {
+// URL says), the Batcher over it that its users share, its pool key and a
+// log-safe description. Its errors never hold the URL or a credential.
+func openRedis(rawURL string, tlsOpts redisconf.TLSOptions, timeout time.Duration) (redis.UniversalClient, *redisbatch.Batcher, string, string, error) {
 	u := strings.TrimSpace(gate.Resolve(rawURL))
 	if u == "" {
-		return nil, "", "", errors.New("redis URL is empty (an unset {env.*} variable?)")
+		return nil, nil, "", "", errors.New("redis URL is empty (an unset {env.*} variable?)")
 	}
 	tlsOpts = redisconf.TLSOptions{CAFile: gate.Resolve(tlsOpts.CAFile), CertFile: gate.Resolve(tlsOpts.CertFile),
 		KeyFile: gate.Resolve(tlsOpts.KeyFile), ServerName: gate.Resolve(tlsOpts.ServerName)}
 	opts, err := redisconf.Parse(u, redisconf.Options{TLS: tlsOpts, Timeout: timeout})
 	if err != nil {
-		return nil, "", "", err // redisconf's errors name the part, never the URL
+		return nil, nil, "", "", err // redisconf's errors name the part, never the URL
 	}
 	key := strings.Join([]string{u, tlsOpts.CAFile, tlsOpts.CertFile, tlsOpts.KeyFile, tlsOpts.ServerName, timeout.String()}, "\x00")
 	opts.OnConnect = onConnect // see live.go
 	v, _, err := redisClients.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return pooledRedis{redis.NewUniversalClient(opts)}, nil
+		c := redis.NewUniversalClient(opts)
+		return pooledRedis{c, redisbatch.New(c, batchesInFlight)}, nil
 	})
 	if err != nil {
-		return nil, "", "", fmt.Errorf("redis client: %w", err)
+		return nil, nil, "", "", fmt.Errorf("redis client: %w", err)
 	}
-	return v.(pooledRedis).UniversalClient, key, redisconf.Describe(u), nil
+	p := v.(pooledRedis)
+	return p.UniversalClient, p.batch, key, redisconf.Describe(u), nil
 }

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/internal/redisbatch"
 	"github.com/mxgate/mxgate/internal/redisconf"
 )
 
@@ -168,6 +169,13 @@ type Provisioned struct {
 	Health    *Health               // nil for a memory store
 	Timeout   time.Duration         // each Redis call
 	Wait      int                   // replicas a recorded replay key must reach
+	// Batch runs the hot commands (a replay record, a budget's script)
+	// of concurrent requests in shared round trips; nil for a memory
+	// store.
+	Batch *redisbatch.Batcher
+	// Cluster: the store is a Redis Cluster, whose slots keep a replay
+	// record and a budget apart (see pair.go).
+	Cluster bool
 
 	directive  string
 	logger     *zap.Logger
@@ -213,15 +221,17 @@ func (c *Config) Provision(ctx caddy.Context, directive string) (*Provisioned, e
 	if t := c.RedisTLS; t != nil {
 		tlsOpts = redisconf.TLSOptions{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName}
 	}
-	client, key, addr, err := openRedis(c.RedisURL, tlsOpts, timeout)
+	client, batch, key, addr, err := openRedis(c.RedisURL, tlsOpts, timeout)
 	if err != nil {
 		return nil, err
 	}
-	p.Client, p.poolKey, p.FailOpen, p.Timeout = client, key, c.OnStoreError == OnErrorLocal, timeout
+	p.Client, p.Batch, p.poolKey, p.FailOpen, p.Timeout = client, batch, key, c.OnStoreError == OnErrorLocal, timeout
 	p.addr, p.policy = addr, c.OnStoreError
+	t, err := redisconf.ParseTarget(gate.Resolve(c.RedisURL))
+	p.Cluster = err == nil && t.Topology == redisconf.Cluster
 	if c.RedisWaitReplicas != nil {
 		p.Wait = *c.RedisWaitReplicas
-	} else if t, err := redisconf.ParseTarget(gate.Resolve(c.RedisURL)); err == nil && t.Topology == redisconf.Sentinel {
+	} else if err == nil && t.Topology == redisconf.Sentinel {
 		p.Wait = 1
 	}
 	return p, nil

@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mxgate/mxgate/internal/redistest"
+)
+
+// chainCaddyfile is an FI's MDX ingress with mdx_hmac verify (replay
+// window) and mx_rate_limit right after it, both in the Redis at url under
+// namespaces of their own (so that replicas on other ports share them),
+// each with its on_store_error.
+func chainCaddyfile(port int, up *upstream, url, replayOnError, get, budgetOnError string) string {
+	return fmt.Sprintf(`{
+	admin {ADMIN}
+	servers {
+		trusted_proxies static 127.0.0.1/32 ::1/128
+		trusted_proxies_strict
+		client_ip_headers X-Forwarded-For
+	}
+}
+http://127.0.0.1:%d {
+	mx_ip_allow mdx {
+		trusted_proxies 127.0.0.1/32 ::1/128
+	}
+	mdx_hmac verify {
+		key %s
+		replay_window 10m
+		store redis %s
+		redis_timeout 1s
+		on_store_error %s
+		namespace e2e-chain-replay
+	}
+	mx_rate_limit {
+		get %s
+		store redis %s
+		redis_timeout 1s
+		on_store_error %s
+		namespace e2e-chain-budget
+	}
+	reverse_proxy %s
+}
+`, port, demoKey, url, replayOnError, get, url, budgetOnError, up.hostPort())
+}
+
+func chainReplica(t *testing.T, up *upstream, srv *redistest.Server, replayOnError, get, budgetOnError string) (string, *gateway) {
+	t.Helper()
+	port := freePort(t)
+	g := startGateway(t, chainCaddyfile(port, up, srv.URL(), replayOnError, get, budgetOnError))
+	return fmt.Sprintf("http://127.0.0.1:%d", port), g
+}
+
+// redisReads returns how many socket reads srv has processed (a round
+// trip each, or several commands pipelined) and how many scripts it ran.
+func redisReads(t *testing.T, c *redis.Client) (reads, scripts int64) {
+	t.Helper()
+	info, err := c.Info(context.Background(), "stats", "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, _ := strings.Cut(line, ":")
+		switch k {
+		case "total_reads_processed":
+			reads, _ = strconv.ParseInt(v, 10, 64)
+		case "cmdstat_evalsha", "cmdstat_eval":
+			calls, _, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
+			n, _ := strconv.ParseInt(calls, 10, 64)
+			scripts += n
+		}
+	}
+	return reads, scripts
+}
+
+// TestSharedStoreOneRoundTrip: a signed request that passes mdx_hmac
+// verify and the mx_rate_limit right after it, both on one Redis, costs
+// Redis one round trip and one script: the replay record and the token
+// decided together. A replay is refused, as before.
+func TestSharedStoreOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	up := newUpstream(t, nil)
+	base, _ := chainReplica(t, up, srv, "local", "1000/s", "local")
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	send := func(i int) *http.Request {
+		req := mdxReq{method: "GET", path: "/inst1/accounts", session: fmt.Sprint("one-", i)}.build(t, base)
+		keep := req.Clone(req.Context())
+		if status, _, body := do(t, req); status != 200 {
+			t.Fatalf("request %d: %d %s", i, status, body)
+		}
+		return keep
+	}
+	first := send(0) // opens the connection, loads the script
+	const n = 20
+	reads0, scripts0 := redisReads(t, c)
+	for i := 1; i <= n; i++ {
+		send(i)
+	}
+	reads1, scripts1 := redisReads(t, c)
+	// One read more: the second INFO's own.
+	if reads, scripts := reads1-reads0-1, scripts1-scripts0; scripts != n || reads < n || reads > n+1 {
+		t.Errorf("%d signed requests cost Redis %d reads and %d scripts; want %d and %d", n, reads, scripts, n, n)
+	}
+	if status, _, body := do(t, first); status != 412 || body != mdxError("MDX-HMAC already used") {
+		t.Fatalf("a replay: %d %s", status, body)
+	}
+	if got := len(up.Requests()); got != n+1 {
+		t.Errorf("the upstream saw %d requests, want %d", got, n+1)
+	}
+}
+
+// TestSharedStoreExactAcrossReplicas: three replicas share a replay cache
+// and a budget on one Redis; every signed request is sent to all three at
+// once. Each signature passes the replay cache exactly once; the budget
+// admits exactly its burst, however many replays and refusals there were
+// (neither takes a token); a signature the budget refused stays used.
+func TestSharedStoreExactAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	up := newUpstream(t, nil)
+	const burst, sigs = 30, 60
+	var bases []string
+	for range 3 {
+		b, _ := chainReplica(t, up, srv, "deny", fmt.Sprint("1/h burst ", burst), "deny")
+		bases = append(bases, b)
+	}
+	type answer struct{ ok, limited, replayed, other int }
+	per := make([]answer, sigs)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var originals []*http.Request
+	for i := range sigs {
+		req := mdxReq{method: "GET", path: "/inst1/accounts", session: fmt.Sprint("exact-", i)}.build(t, bases[0])
+		originals = append(originals, req.Clone(req.Context()))
+		for _, base := range bases {
+			r, _ := http.NewRequest("GET", base+"/inst1/accounts", nil)
+			r.Header = req.Header.Clone()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				status, _, body := do(t, r)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case status == 200:
+					per[i].ok++
+				case status == 429:
+					per[i].limited++
+				case status == 412 && body == mdxError("MDX-HMAC already used"):
+					per[i].replayed++
+				default:
+					per[i].other++
+					t.Errorf("signature %d: %d %s", i, status, body)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	admitted := 0
+	for i, a := range per {
+		if a.ok+a.limited != 1 || a.replayed != 2 {
+			t.Errorf("signature %d: %+v; want it past the replay cache once, and its two copies refused", i, a)
+		}
+		admitted += a.ok
+	}
+	if admitted != burst {
+		t.Errorf("%d admitted, want exactly the burst, %d", admitted, burst)
+	}
+	seen := map[string]int{}
+	for _, r := range up.Requests() {
+		seen[r.Header.Get("Mdx-Hmac")]++
+	}
+	if len(seen) != admitted || len(up.Requests()) != admitted {
+		t.Errorf("the upstream saw %d requests with %d signatures; %d were admitted", len(up.Requests()), len(seen), admitted)
+	}
+	for i, req := range originals {
+		if status, _, _ := do(t, req); status != 412 {
+			t.Errorf("signature %d sent again: %d, want 412 (used, whether admitted or refused by the budget)", i, status)
+		}
+	}
+	fresh := mdxReq{method: "GET", path: "/inst1/accounts", session: "exact-last"}.build(t, bases[1])
+	if status, _, _ := do(t, fresh); status != 429 {
+		t.Errorf("a new request after the burst: %d, want 429", status)
+	}
+}
+
+// TestSharedStoreRedisOutage: two replicas, the replay cache and the
+// budget both on_store_error local, under signed load with replays
+// interleaved; Redis is killed and restarted empty. No valid request
+// fails, no replay is admitted, and what a replica admitted alone is
+// written back, so the other refuses it. With on_store_error deny, the
+// replay cache refuses first (no token), the budget after it.
+func TestSharedStoreRedisOutage(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	up := newUpstream(t, nil)
+	a, ga := chainReplica(t, up, srv, "local", "1000/s", "local")
+	b, _ := chainReplica(t, up, srv, "local", "1000/s", "local")
+	denyReplay, _ := chainReplica(t, up, srv, "deny", "1000/s", "local")
+	denyBudget, _ := chainReplica(t, up, srv, "local", "1000/s", "deny")
+
+	before := &signedLoad{t: t, base: func() string { return a }}
+	before.run(t, 2, 40, nil)
+	srv.Stop()
+	down := &signedLoad{t: t, base: func() string { return a }, accepted: append([]*http.Request(nil), before.accepted...)}
+	down.run(t, 2, 60, nil)
+	waitForLog(t, ga, "shared store unreachable")
+	for i, c := range []struct{ base, body string }{
+		{denyReplay, "Service unavailable: replay store unreachable"},
+		{denyBudget, "Service unavailable: rate limit store unreachable"},
+	} {
+		req := mdxReq{method: "GET", path: "/inst1/accounts", session: fmt.Sprint("deny-", i)}.build(t, c.base)
+		if status, hdr, body := do(t, req); status != 503 || body != mdxError(c.body) || hdr.Get("Retry-After") != "1" {
+			t.Errorf("%s during the outage: %d %s", c.base, status, body)
+		}
+	}
+
+	srv.Restart()
+	waitForLog(t, ga, "wrote back to the shared store")
+	after := &signedLoad{t: t, base: func() string { return b }, accepted: down.accepted}
+	for i := range len(down.accepted) {
+		after.replay(t, i)
+	}
+	after.fresh(t)
+	for _, l := range []*signedLoad{before, down, after} {
+		if l.validFailed.Load() != 0 || l.replayAdmitted.Load() != 0 {
+			t.Fatalf("%d valid requests failed, %d replays admitted: %v", l.validFailed.Load(), l.replayAdmitted.Load(), l.failures)
+		}
+	}
+	seen := map[string]int{}
+	for _, r := range up.Requests() {
+		if seen[r.Header.Get("Mdx-Hmac")]++; seen[r.Header.Get("Mdx-Hmac")] > 1 {
+			t.Fatal("the upstream received one signature twice")
+		}
+	}
+}

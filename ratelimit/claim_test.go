@@ -1,0 +1,166 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mxgate/mxgate/internal/redisbatch"
+	"github.com/mxgate/mxgate/internal/redistest"
+)
+
+// TestRedisTakeClaim: a fresh claim is recorded and takes a token; a claim
+// already recorded takes nothing; a fresh claim over budget is recorded
+// and the refused take consumes nothing; a token given back is free again.
+func TestRedisTakeClaim(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redisClient(t, srv)
+	p := Policy{Get: {Rate: 1.0 / 3600, Burst: 2}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}}
+	s := newRedisStore(t, c, "test:claim:", p)
+	ctx := context.Background()
+	claim := func(name string) Claim { return Claim{Key: "test:claim:sig:" + name, TTL: time.Minute} }
+
+	r, err := s.TakeClaim(ctx, "k", Get, 0, claim("a"))
+	if err != nil || !r.Tried || !r.Claimed || !r.Allowed || r.Remaining != 1 {
+		t.Fatalf("fresh claim: %+v %v", r, err)
+	}
+	if ttl, err := c.PTTL(ctx, "test:claim:sig:a").Result(); err != nil || ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("the claim lives %v (%v), want up to a minute", ttl, err)
+	}
+	r, err = s.TakeClaim(ctx, "k", Get, 0, claim("a"))
+	if err != nil || !r.Tried || r.Claimed || r.Allowed {
+		t.Fatalf("the same claim again: %+v %v", r, err)
+	}
+	r, err = s.TakeClaim(ctx, "k", Get, 0, claim("b"))
+	if err != nil || !r.Claimed || !r.Allowed || r.Remaining != 0 {
+		t.Fatalf("second fresh claim: %+v %v (the first replay took a token?)", r, err)
+	}
+	r, err = s.TakeClaim(ctx, "k", Get, 0, claim("c"))
+	if err != nil || !r.Claimed || r.Allowed || r.RetryAfter <= 0 {
+		t.Fatalf("a fresh claim over budget: %+v %v", r, err)
+	}
+	if n, _ := c.Exists(ctx, "test:claim:sig:c").Result(); n != 1 {
+		t.Error("a claim refused by the budget is not recorded")
+	}
+	// The refusal took nothing: one token given back admits exactly one.
+	r, _ = s.TakeClaim(ctx, "k", Get, 0, claim("d"))
+	if r.Allowed {
+		t.Fatalf("over budget: %+v", r)
+	}
+	if r, _ := s.TakeClaim(ctx, "other", Get, 0, claim("e")); !r.Allowed {
+		t.Fatalf("another key: %+v", r)
+	}
+	s.GiveBack(ctx, "other", Get)
+	if r, _ := s.TakeClaim(ctx, "other", Get, 0, claim("f")); !r.Allowed || r.Remaining != 1 {
+		t.Errorf("after a token given back: %+v", r)
+	}
+	if r, _ := s.TakeClaim(ctx, "other", Get, 0, claim("g")); !r.Allowed || r.Remaining != 0 {
+		t.Errorf("the give-back returned one token: %+v", r)
+	}
+	if r, _ := s.TakeClaim(ctx, "other", Get, 0, claim("h")); r.Allowed {
+		t.Errorf("the give-back returned more than one token: %+v", r)
+	}
+	if _, err := s.TakeClaim(ctx, "k", Write, 0, claim("i")); err == nil {
+		t.Error("a claim with an unlimited class")
+	}
+}
+
+// TestRedisTakeClaimWaitAndNoScript: with WaitReplicas the claim and WAIT
+// go in one round trip and the replicas are counted (none here); a
+// server that lost its scripts (a restart, SCRIPT FLUSH) is sent them
+// again, with and without WAIT.
+func TestRedisTakeClaimWaitAndNoScript(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redisClient(t, srv)
+	calls := &countingHook{}
+	c.AddHook(calls)
+	s := newRedisStore(t, c, "test:claimwait:", Policy{Get: {Rate: 1000, Burst: 1000}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}})
+	ctx := context.Background()
+	// The first two load the script (NOSCRIPT, then EVAL) on a new
+	// connection; the next two take one round trip each; then the server
+	// loses its scripts.
+	for i, wait := range []int{0, 1, 0, 1, 0, 1} {
+		if i == 4 {
+			if err := c.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := calls.n.Load()
+		r, err := s.TakeClaim(ctx, "k", Get, 0, Claim{Key: fmt.Sprint("test:claimwait:sig:", i), TTL: time.Minute, WaitReplicas: wait, WaitTimeout: 10 * time.Millisecond})
+		if err != nil || !r.Claimed || !r.Allowed || r.Replicas != 0 {
+			t.Fatalf("claim %d (wait %d): %+v %v", i, wait, r, err)
+		}
+		if n := calls.n.Load() - before; n != 1 && (i == 2 || i == 3) {
+			t.Errorf("claim %d took %d round trips, want 1", i, n)
+		}
+	}
+}
+
+// TestRedisTakeClaimBreaker: while the store waits to probe Redis again,
+// TakeClaim sends nothing and says so.
+func TestRedisTakeClaimBreaker(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newRedisStore(t, redisClient(t, srv), "test:claimdown:", MXPolicy())
+	s.SetProbeInterval(time.Hour)
+	srv.Stop()
+	ctx := context.Background()
+	r, err := s.TakeClaim(ctx, "k", Get, 0, Claim{Key: "test:claimdown:sig", TTL: time.Minute})
+	if !errors.Is(err, ErrStoreUnavailable) || !r.Tried {
+		t.Fatalf("first call in the outage: %+v %v", r, err)
+	}
+	r, err = s.TakeClaim(ctx, "k", Get, 0, Claim{Key: "test:claimdown:sig", TTL: time.Minute})
+	if !errors.Is(err, ErrStoreUnavailable) || r.Tried {
+		t.Fatalf("while waiting to probe: %+v %v", r, err)
+	}
+}
+
+// TestRedisTakeClaimExact: three replicas' stores, batched, on one Redis:
+// each claim is recorded by exactly one of the requests that carry it, and
+// together they admit exactly the burst.
+func TestRedisTakeClaimExact(t *testing.T) {
+	srv := redistest.Start(t)
+	p := Policy{Get: {Rate: 1.0 / 3600, Burst: 50}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}}
+	var stores []*Redis
+	for range 3 {
+		c := redisClient(t, srv)
+		s := newRedisStore(t, c, "test:claimexact:", p)
+		s.SetBatcher(redisbatch.New(c, 2))
+		stores = append(stores, s)
+	}
+	const claims, copies = 200, 3
+	var admitted, claimed atomic.Int64
+	var perClaim [claims]atomic.Int64
+	var wg sync.WaitGroup
+	for i := range claims * copies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := i % claims
+			r, err := stores[i%3].TakeClaim(context.Background(), "client", Get, 0, Claim{Key: fmt.Sprint("test:claimexact:sig:", n), TTL: time.Minute})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if r.Claimed {
+				claimed.Add(1)
+				perClaim[n].Add(1)
+			}
+			if r.Allowed {
+				admitted.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if claimed.Load() != claims || admitted.Load() != 50 {
+		t.Errorf("%d claims recorded (want %d), %d requests admitted (want the burst, 50)", claimed.Load(), claims, admitted.Load())
+	}
+	for n := range perClaim {
+		if perClaim[n].Load() != 1 {
+			t.Errorf("claim %d recorded %d times", n, perClaim[n].Load())
+		}
+	}
+}
