@@ -183,7 +183,9 @@ func report(name string, r result) {
 }
 
 // plainGET is a GET of base's /accounts.
-func plainGET(base string, _ int64) (*http.Request, error) { return http.NewRequest("GET", base+"/accounts", nil) }
+func plainGET(base string, _ int64) (*http.Request, error) {
+	return http.NewRequest("GET", base+"/accounts", nil)
+}
 
 // signedGET returns a builder of GETs of /inst/accounts signed with the
 // demo key, the n-th with a session key of its own (so a signature of its
