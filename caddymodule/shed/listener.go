@@ -71,6 +71,15 @@ func init() {
 // server with TLS it refuses to provision unless the server's protocols
 // leave h3 out (`protocols h1 h2`; Caddy's default adds h3).
 //
+// Connections are accepted by Acceptors goroutines at once, each deciding
+// on its own whether a connection is admitted or shed, so that shedding
+// never waits for the server's accept loop: under CPU starvation one
+// accepting goroutine among thousands falls behind the clients, the
+// kernel's accept queue (the listen backlog, net.core.somaxconn) fills,
+// and new clients see a connect timeout rather than a fast 503. Admitted
+// connections wait for the server in a queue of admittedQueue, counted
+// as open.
+//
 // Answering is bounded too: at most MaxShedding connections are being
 // answered at once (each for at most about a second, while what the client
 // sent is drained so that it reads the 503 rather than a reset); past that
@@ -95,6 +104,10 @@ type ConnLimit struct {
 	// Default: 503.
 	Answer string `json:"answer,omitempty"`
 
+	// Acceptors is how many goroutines accept connections for each
+	// listener the server wraps. Default: 4.
+	Acceptors int `json:"acceptors,omitempty"`
+
 	open     *atomic.Int64 // connections admitted and not yet closed
 	shedding *shedders     // the connections being answered 503
 	close    bool          // Answer is "close"
@@ -106,6 +119,18 @@ type ConnLimit struct {
 const (
 	DefaultMaxConns    = 4096
 	DefaultMaxShedding = 1024
+	DefaultAcceptors   = 4
+)
+
+// admittedQueue is how many admitted connections may wait for the
+// server's accept loop before the accepting goroutines wait for it too.
+const admittedQueue = 64
+
+// Bounds on the back-off of an accepting goroutine after a temporary
+// failure (out of file descriptors), as net/http's own accept loop.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
 )
 
 // Bounds on answering one connection over Max.
@@ -146,11 +171,16 @@ func (cl *ConnLimit) Provision(ctx caddy.Context) error {
 	if cl.MaxShedding == 0 {
 		cl.MaxShedding = DefaultMaxShedding
 	}
+	if cl.Acceptors == 0 {
+		cl.Acceptors = DefaultAcceptors
+	}
 	switch {
 	case cl.Max < 0:
 		return fmt.Errorf("max: %d is not a number of connections (at least 1)", cl.Max)
 	case cl.MaxShedding < 0:
 		return fmt.Errorf("max_shedding: %d is not a number of connections (at least 1)", cl.MaxShedding)
+	case cl.Acceptors < 0 || cl.Acceptors > maxAcceptors:
+		return fmt.Errorf("acceptors: %d is not a number of goroutines from 1 to %d", cl.Acceptors, maxAcceptors)
 	}
 	switch cl.Answer {
 	case "", "503":
@@ -166,9 +196,21 @@ func (cl *ConnLimit) Provision(ctx caddy.Context) error {
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
-// WrapListener returns ln with the cap at accept.
+// maxAcceptors bounds Acceptors: past a few, more goroutines only wait
+// for the same socket.
+const maxAcceptors = 64
+
+// WrapListener returns ln with the cap at accept. Its accepting goroutines
+// start at the first Accept and end with Close.
 func (cl *ConnLimit) WrapListener(ln net.Listener) net.Listener {
-	return &limitListener{Listener: ln, cl: cl}
+	return &limitListener{
+		Listener: ln,
+		cl:       cl,
+		admitted: make(chan net.Conn, admittedQueue),
+		failures: make(chan error, 1),
+		done:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
 }
 
 // acquire takes a place for a new connection; false when Max are open.
@@ -191,9 +233,9 @@ func (cl *ConnLimit) release() {
 	gate.Metrics.ConnectionsOpen.Dec()
 }
 
-// shed disposes of c, accepted over Max: answered 503 in a goroutine of its
-// own, or reset when Answer is close, when c is TLS, or when MaxShedding
-// connections are being answered already.
+// shed disposes of c, accepted over Max: answered 503 at once and drained
+// in a goroutine of its own, or reset when Answer is close, when c is TLS,
+// or when MaxShedding connections are being answered already.
 func (cl *ConnLimit) shed(c net.Conn) {
 	gate.ShedListener.Inc()
 	answer := !cl.close && !isTLS(c)
@@ -207,9 +249,16 @@ func (cl *ConnLimit) shed(c net.Conn) {
 		reset(c)
 		return
 	}
+	// The answer fits a fresh socket's buffer: written here, it reaches
+	// the client without waiting for a goroutine to be scheduled; only the
+	// drain, which waits for the client, takes one.
+	if !write503(c) {
+		cl.shedding.done()
+		return
+	}
 	go func() {
 		defer cl.shedding.done()
-		cl.answer503(c)
+		cl.drain503(c)
 	}()
 }
 
@@ -247,19 +296,25 @@ func (s *shedders) done() {
 	}
 }
 
-// answer503 writes the canned 503 to c, shuts c's write side, and reads
-// what the client sent, for a bounded time and up to a bounded size,
-// before closing: closing with unread bytes would reset the connection,
-// and the reset could reach the client before it reads the answer.
-func (cl *ConnLimit) answer503(c net.Conn) {
+// write503 writes the canned 503 to c and shuts c's write side; on a
+// failure it resets c and returns false.
+func write503(c net.Conn) bool {
 	_ = c.SetWriteDeadline(time.Now().Add(shedWriteTimeout))
 	if _, err := c.Write(response503); err != nil {
 		reset(c)
-		return
+		return false
 	}
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
+	return true
+}
+
+// drain503 reads what the client of c, answered 503, sent, for a bounded
+// time and up to a bounded size, before closing: closing with unread
+// bytes would reset the connection, and the reset could reach the client
+// before it reads the answer.
+func (cl *ConnLimit) drain503(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(cl.drain))
 	_, _ = io.CopyN(io.Discard, c, shedDrainMax)
 	_ = c.Close()
@@ -305,30 +360,161 @@ func remoteAddr(c net.Conn) string {
 	return ""
 }
 
-// limitListener is a listener with the cap at accept.
+// limitListener is a listener with the cap at accept: cl.Acceptors
+// goroutines take connections from the wrapped listener, shed those over
+// Max and queue the others for Accept.
 type limitListener struct {
 	net.Listener
 	cl *ConnLimit
+
+	admitted chan net.Conn // admitted connections waiting for Accept
+	failures chan error    // a temporary failure, for Accept to report
+	done     chan struct{} // closed by Close
+	stopped  chan struct{} // closed when the last acceptor has returned
+
+	started   atomic.Bool
+	live      atomic.Int32 // acceptors not yet returned
+	mu        sync.Mutex   // orders starting the acceptors and closing
+	closing   bool         // under mu
+	closeOnce sync.Once
+	closeErr  error
+	errOnce   sync.Once
+	err       error // the first permanent error; set before stopped is closed
 }
 
-// Accept returns the next connection admitted under Max, shedding the
-// others on the way.
+// Accept returns the next connection admitted under Max. It returns the
+// wrapped listener's temporary failures as they happen (the server backs
+// off and calls again); once the wrapped listener has failed for good and
+// every connection accepted before has been handed on, its error; after
+// Close, net.ErrClosed.
 func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.done:
+		return nil, net.ErrClosed
+	default:
+	}
+	if !l.started.Load() {
+		l.run()
+	}
+	select {
+	case c := <-l.admitted:
+		return c, nil
+	default:
+	}
+	select {
+	case c := <-l.admitted:
+		return c, nil
+	case err := <-l.failures:
+		return nil, err
+	case <-l.stopped:
+		select {
+		case c := <-l.admitted:
+			return c, nil
+		default:
+			return nil, l.err
+		}
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// run starts the accepting goroutines, once, unless Close has begun.
+func (l *limitListener) run() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing || l.started.Load() {
+		return
+	}
+	n := max(1, l.cl.Acceptors)
+	l.live.Store(int32(n))
+	l.started.Store(true)
+	for range n {
+		go l.acceptLoop()
+	}
+}
+
+// acceptLoop accepts until the wrapped listener fails for good or Close,
+// shedding each connection over Max at once and queueing the others.
+func (l *limitListener) acceptLoop() {
+	defer func() {
+		if l.live.Add(-1) == 0 {
+			close(l.stopped)
+		}
+	}()
+	var delay time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			return nil, err
+			if !isTemporary(err) {
+				l.errOnce.Do(func() { l.err = err })
+				return
+			}
+			select { // the server logs it; one waiting is enough
+			case l.failures <- err:
+			default:
+			}
+			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+				continue
+			case <-l.done:
+				t.Stop()
+				return
+			}
 		}
+		delay = 0
 		if !l.cl.acquire() {
 			l.cl.shed(c)
 			continue
 		}
 		lc := &limitedConn{Conn: c, cl: l.cl}
+		var out net.Conn = lc
 		if isTLS(c) {
-			return &limitedTLSConn{lc}, nil
+			out = &limitedTLSConn{lc}
 		}
-		return lc, nil
+		select {
+		case l.admitted <- out:
+		case <-l.done:
+			_ = out.Close()
+			return
+		}
 	}
+}
+
+// isTemporary reports whether err is a failure to accept one connection
+// (out of file descriptors, say) after which accepting may go on, as
+// net/http's accept loop tells it.
+func isTemporary(err error) bool {
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary() && !errors.Is(err, net.ErrClosed)
+}
+
+// Close closes the wrapped listener, waits for the accepting goroutines
+// to return, and closes the admitted connections no Accept took, giving
+// their places back.
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closing = true
+		started := l.started.Load()
+		l.mu.Unlock()
+		close(l.done)
+		l.closeErr = l.Listener.Close()
+		if started {
+			<-l.stopped
+		}
+		for {
+			select {
+			case c := <-l.admitted:
+				_ = c.Close()
+				continue
+			default:
+			}
+			break
+		}
+	})
+	return l.closeErr
 }
 
 // limitedConn is an admitted connection; closing it, once or more, gives

@@ -458,13 +458,15 @@ func TestConnLimitConcurrent(t *testing.T) {
 func TestConnLimitProvision(t *testing.T) {
 	cl := &ConnLimit{}
 	handlertest.Provision(t, cl)
-	if cl.Max != DefaultMaxConns || cl.MaxShedding != DefaultMaxShedding || cl.close {
+	if cl.Max != DefaultMaxConns || cl.MaxShedding != DefaultMaxShedding || cl.Acceptors != DefaultAcceptors || cl.close {
 		t.Errorf("defaults: %+v", cl)
 	}
 	for name, bad := range map[string]*ConnLimit{
 		"negative max":          {Max: -1},
 		"negative max_shedding": {MaxShedding: -1},
 		"unknown answer":        {Answer: "reset"},
+		"negative acceptors":    {Acceptors: -1},
+		"too many acceptors":    {Acceptors: maxAcceptors + 1},
 	} {
 		if err := handlertest.TryProvision(t, bad); err == nil {
 			t.Errorf("%s: provisioned", name)
