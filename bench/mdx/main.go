@@ -55,7 +55,7 @@ var (
 	rounds      = flag.Int("rounds", 3, "closed-loop rounds; the targets take turns within each")
 	duration    = flag.Duration("duration", 8*time.Second, "length of one closed-loop round")
 	connections = flag.Int("connections", 64, "connections of the closed loop and of the open loop's bounded pool")
-	targetsFlag = flag.String("targets", strings.Join(targetNames, ","), "targets to measure, from "+strings.Join(targetNames, ","))
+	targetsFlag = flag.String("targets", strings.Join(targetNames, ","), "targets to measure, from "+strings.Join(append(targetNames, tlsTargetNames...), ",")+"; tls stands for the six MDX TLS targets, fdx for the three FDX ones")
 	trafficFlag = flag.String("traffic", "get,mix", "closed-loop traffic: get (signed GETs) and/or mix (GETs alternating with signed 1 KiB POSTs)")
 	ratesFlag   = flag.String("rates", "2900,2x", "open-loop rates over the bounded pool, comma-separated; Nx is N times the mxgate chain's closed-loop GET capacity; empty for none")
 	stormFlag   = flag.String("storm", "2x", "rate of the connection storm (an open-loop client opening connections freely); empty for none")
@@ -173,6 +173,9 @@ func main() {
 
 	for _, k := range kinds {
 		for _, t := range targets {
+			if k == trafficMix && t.getOnly {
+				continue
+			}
 			if t.openOnly {
 				b.check(t, k)
 				continue
@@ -249,7 +252,14 @@ func splitList(s string) []string {
 
 // parseTargets returns the named targets in the tables' order.
 func parseTargets(s string) ([]string, error) {
-	want := splitList(s)
+	var want []string
+	for _, n := range splitList(s) {
+		if g, ok := targetGroups[n]; ok {
+			want = append(want, g...)
+			continue
+		}
+		want = append(want, n)
+	}
 	for _, n := range want {
 		if !slices.Contains(targetNames, n) {
 			return nil, fmt.Errorf("unknown target %q (want some of %s)", n, strings.Join(targetNames, ","))
@@ -415,6 +425,8 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 			g := harness.Start(bin, dir, port, cf, stockEnv...)
 			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
 			t.pids = []int{g.Pid()}
+		default:
+			startTLSTarget(t, dir, peer, bin, upPort)
 		case "mxgate", "mxgate-redis", "mxgate-tuned", "mxgate-limited", "variant":
 			var o chainOptions
 			redisPid := 0
@@ -470,9 +482,9 @@ const maxUnique = 2_000_000
 func (b *bench) pool(t *target, k traffic, need int) *pool {
 	if t.unique {
 		need = min(need, maxUnique)
-		return &pool{reqs: b.gen.build(k, t.addr, need)}
+		return &pool{reqs: b.build(t, k, need)}
 	}
-	return &pool{reqs: b.gen.build(k, t.addr, min(need, cyclicPool)), cyclic: true}
+	return &pool{reqs: b.build(t, k, min(need, cyclicPool)), cyclic: true}
 }
 
 // need returns how many requests a closed-loop run of d against t should
@@ -493,7 +505,7 @@ func (b *bench) seen(t *target, k traffic, rps float64) {
 // check is warm's first part, for a target that refuses part of any
 // load: a few pre-signed requests, each answered 200.
 func (b *bench) check(t *target, k traffic) {
-	for _, req := range b.gen.build(k, t.addr, 3) {
+	for _, req := range b.build(t, k, 3) {
 		c, err := dial(t.addr, 5*time.Second)
 		harness.Check(err)
 		var body []byte
@@ -510,9 +522,10 @@ func (b *bench) check(t *target, k traffic) {
 // with a replay cache, that a replayed request is refused), then runs a
 // short closed loop, which must see only 200s, to estimate t's capacity.
 func (b *bench) warm(t *target, k traffic) {
-	reqs := b.gen.build(k, t.addr, 20)
+	reqs := b.build(t, k, 20)
 	c, err := dial(t.addr, 5*time.Second)
 	harness.Check(err)
+	logTLS(t, c)
 	defer func() { c.close() }() // the last connection: try may replace c
 	try := func(req []byte) (int, string) {
 		var body []byte
@@ -536,9 +549,14 @@ func (b *bench) warm(t *target, k traffic) {
 		}
 	}
 	if t.verifies {
-		bad := tamper(b.gen.build(k, t.addr, 1)[0])
+		bad := tamper(b.build(t, k, 1)[0])
 		if status, body := try(bad); status != 412 {
 			harness.Fatalf("%s answered a request with a wrong MDX-HMAC with %d, not 412: does it verify? %s", t.name, status, body)
+		}
+	}
+	if t.refuse != nil {
+		if status, body := try(t.refuse); status != t.refuseStatus {
+			harness.Fatalf("%s answered a request it must refuse with %d, not %d: %s", t.name, status, t.refuseStatus, body)
 		}
 	}
 	if t.unique {
@@ -587,7 +605,7 @@ type closedRow struct {
 func (b *bench) closed(k traffic) []*closedRow {
 	var targets []*target
 	for _, t := range b.targets {
-		if !t.openOnly {
+		if !t.openOnly && !(k == trafficMix && t.getOnly) {
 			targets = append(targets, t)
 		}
 	}

@@ -25,6 +25,20 @@ type target struct {
 	// openOnly targets refuse part of any load by design (a rate limit
 	// below it): they take part in the open-loop runs only.
 	openOnly bool
+
+	// TLS targets (tlstargets.go): the Host the requests name, the TLS
+	// version of the client, what it negotiated.
+	host       string
+	tls        *tlsVersion
+	negotiated string
+	// fixed is the one request sent again and again (an FDX GET with
+	// its token), for targets that take no MDX requests; getOnly
+	// targets take no part in the mixed traffic; refuse is a request
+	// the target must answer with refuseStatus.
+	fixed        []byte
+	getOnly      bool
+	refuse       []byte
+	refuseStatus int
 }
 
 // The targets, in the order the tables list them.
