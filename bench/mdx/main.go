@@ -76,6 +76,8 @@ var (
 	note        = flag.String("note", "", "a paragraph put under the heading of the BENCHMARKS.md section")
 	traceFile   = flag.String("trace", "", "write a Go execution trace of the first -profile-target process over its first open-loop run over the bounded pool (go tool trace reads it)")
 	profTarget  = flag.String("profile-target", "mxgate", "the mxgate targets to profile, comma-separated: mxgate, mxgate-tuned, mxgate-redis; files after the first get the target's name")
+	hsDur       = flag.Duration("handshakes", 5*time.Second, "for each TLS target, the length of each loop of fresh connections (full handshakes, then resumed); 0 for none")
+	hsConns     = flag.Int("handshake-conns", 16, "connections at once in the loops of fresh connections")
 )
 
 func main() {
@@ -97,6 +99,7 @@ func main() {
 		set("timeout", "3s")
 		set("recover-max", "5s")
 		set("warmup", "500ms")
+		set("handshakes", "2s")
 		set("benchmarks", "")
 	}
 	if *openDur == 0 {
@@ -155,8 +158,11 @@ func main() {
 		{Package: "nginx-light", File: "nginx"},
 		{Package: "libnginx-mod-http-js", File: "/usr/lib/nginx/modules/ngx_http_js_module.so"},
 	}
-	if slices.Contains(names, "mxgate-redis") {
+	if slices.Contains(names, "mxgate-redis") || *fleetN > 0 {
 		needs = append(needs, harness.Need{Package: "redis-server", File: "redis-server"})
+	}
+	if *fleetN > 0 {
+		needs = append(needs, harness.Need{Package: "libnginx-mod-stream", File: "/usr/lib/nginx/modules/ngx_stream_module.so"})
 	}
 	harness.Check(harness.Install(needs...))
 
@@ -166,6 +172,7 @@ func main() {
 	log.Printf("building mxgate")
 	bin := harness.Build(dir)
 
+	runStart, stealStart := time.Now(), readSteal()
 	targets := startTargets(names, dir, peer, bin)
 	gen, err := newGenerator(time.Now)
 	harness.Check(err)
@@ -191,6 +198,14 @@ func main() {
 	if *cpuProfile != "" || *memProfile != "" {
 		for _, pt := range profTargets {
 			prof = append(prof, b.profile(targetNamed(targets, pt), bin))
+		}
+	}
+	var hs []*handshakeRow
+	if *hsDur > 0 {
+		for _, t := range targets {
+			if t.tls != nil {
+				hs = append(hs, b.handshakes(t, false, *hsConns, *hsDur), b.handshakes(t, true, *hsConns, *hsDur))
+			}
 		}
 	}
 	capBase, capacity := b.capacityBase(closed[trafficGET])
@@ -222,12 +237,16 @@ func main() {
 			open = append(open, b.open(t, rate, r, true))
 		}
 	}
+	var fl *fleetResult
+	if *fleetN > 0 {
+		fl = b.fleet(dir, bin, upstreamPort)
+	}
 	rep := report{
 		command: commandLine(), cpus: harness.NumCPU(), when: time.Now(),
 		kinds: kinds, closed: closed, open: open, capBase: capBase, capacity: capacity,
 		profiles: prof, note: *note,
 	}
-	section := rep.markdown()
+	section := rep.markdown() + tlsSection(closed[trafficGET], hs, open, fl, machineLoad(stealStart, runStart))
 	fmt.Println(section)
 	if *benchFile != "" {
 		harness.Check(replaceSection(*benchFile, section))
@@ -396,6 +415,7 @@ var stockEnv = []string{"GOGC=100", "MXGATE_GC_FLOOR=off"}
 // startTargets starts the upstream and every named target.
 func startTargets(names []string, dir, peer, bin string) []*target {
 	upPort := harness.FreePort()
+	upstreamPort = upPort
 	up := startNginx(dir, "upstream", filepath.Join(peer, "upstream.conf.tmpl"), upPort, upPort)
 	var ts []*target
 	for _, n := range names {

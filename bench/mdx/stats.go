@@ -110,3 +110,9 @@ func (t cpuTicks) since(before cpuTicks) float64 {
 	}
 	return float64(t.steal-before.steal) / float64(t.total-before.total)
 }
+
+// readFileString returns the file's contents.
+func readFileString(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}

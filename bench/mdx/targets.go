@@ -39,6 +39,7 @@ type target struct {
 	getOnly      bool
 	refuse       []byte
 	refuseStatus int
+	stop         func() // stops what the target started, where a run does (the fleet)
 }
 
 // The targets, in the order the tables list them.
@@ -160,6 +161,7 @@ type chainOptions struct {
 	store    string // "" for the in-memory replay cache and rate limiter, or a Redis URL
 	tuned    bool   // as the examples ship it
 	getLimit string // mx_rate_limit's get budget; "" for far above any load
+	bind     string // the address the TLS site binds to; "" for 127.0.0.1
 }
 
 // chainCaddyfile is the MDX chain: the peer's bare Caddy site with

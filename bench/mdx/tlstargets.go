@@ -323,6 +323,10 @@ https://%[1]s:%[2]d {
 // example's mdx_sanitize left out, as the nginx gateway does not
 // sanitize). o.store and o.getLimit as chainCaddyfile's.
 func tlsChainCaddyfile(port, up int, p *pki, o chainOptions) string {
+	bindIP := o.bind
+	if bindIP == "" {
+		bindIP = "127.0.0.1"
+	}
 	storeLine := ""
 	if o.store != "" {
 		storeLine = "\n\t\tstore redis " + o.store
@@ -333,7 +337,7 @@ func tlsChainCaddyfile(port, up int, p *pki, o chainOptions) string {
 	}
 	return fmt.Sprintf(`{
 	admin {ADMIN}
-	default_bind tcp-handover/127.0.0.1
+	default_bind tcp-handover/%[10]s
 	auto_https disable_redirects
 	skip_install_trust
 	servers {
@@ -366,7 +370,7 @@ https://%[1]s:%[2]d {
 	}
 	mx_shed %[5]d
 	mx_ip_allow mdx {
-		ranges 127.0.0.1 ::1
+		ranges 127.0.0.0/8 ::1
 	}
 	mdx_hmac verify {
 		key %[6]s
@@ -385,7 +389,7 @@ https://%[1]s:%[2]d {
 		}
 	}
 }
-`, p.serverName, port, p.cert, p.key, tunedMaxInFlight, demoKey, storeLine, get, up)
+`, p.serverName, port, p.cert, p.key, tunedMaxInFlight, demoKey, storeLine, get, up, bindIP)
 }
 
 // productionFDX is examples/production/fdx-resource-server.Caddyfile with
