@@ -14,7 +14,28 @@
 //     floor), and the overload caps mx_conn_limit and mx_shed;
 //   - the same chain with the replay cache and the rate limit in Redis;
 //   - the tuned chain with mx_rate_limit at MX's 2000 GET/s, in the open
-//     loop only: what a configured capacity does with the excess.
+//     loop only: what a configured capacity does with the excess;
+//   - over TLS (-targets tls): the MDX site with the server settings of
+//     examples/production/mdx-ingress.Caddyfile (tcp-handover, the
+//     listener wrappers mx_ip_allow, mx_conn_limit, mx_server_name and
+//     tls, strict_sni_host, protocols h1 h2) and the tuned chain's
+//     handlers, bare Caddy and the nginx gateway with the same
+//     certificate, each loaded by a TLS 1.3 client and by a TLS 1.2 one
+//     (ECDHE-ECDSA-AES128-GCM-SHA256); X25519 on every side;
+//   - over mutual TLS (-targets fdx): the FDX site as
+//     examples/production/fdx-resource-server.Caddyfile builds it
+//     (client_auth require_and_verify, fdx_auth discovering its keys from
+//     a stand-in authorization server over TLS, a certificate-bound
+//     token), bare Caddy with the same mutual TLS, nginx with
+//     ssl_verify_client on (no token check).
+//
+// Certificates and the bound token come from `mxgate fdx-dev`. For each
+// TLS target, loops of fresh connections measure new connections a second
+// with full and with resumed handshakes (-handshakes). -fleet N starts N
+// replicas of the MDX site over TLS sharing one Redis behind nginx's
+// stream module (a TCP balancer on loopback) and reports their throughput
+// and whether the shared GET budget (-fleet-budget, -fleet-burst) admits
+// exactly what it allows.
 //
 // Load is pre-signed MDX traffic (GETs, and GETs alternating with 1 KiB
 // signed POSTs), every request unique so that a replay cache accepts it.
@@ -26,13 +47,21 @@
 // BENCHMARKS.md between the bench/mdx markers.
 //
 //	go run ./bench/mdx [-quick] [-rounds 3] [-duration 8s] [-connections 64]
-//	                   [-targets upstream,nginx,caddy,mxgate,mxgate-tuned,mxgate-redis,mxgate-limited]
+//	                   [-targets upstream,nginx,caddy,mxgate,mxgate-tuned,mxgate-redis,mxgate-limited,tls,fdx]
 //	                   [-rates 2900,2x] [-open-rounds 1 | -open-slice 500ms [-open-slice-total 30s] [-quiet-steal 0.02]]
 //	                   [-storm 2x] [-cpuprofile f] [-memprofile f] [-trace f]
 //	                   [-variant name:VAR=value[,VAR=value]]...
+//	                   [-handshakes 5s] [-handshake-conns 16]
+//	                   [-fleet 3 [-fleet-budget 500] [-fleet-burst 50]]
 //
-// It installs nginx-light, libnginx-mod-http-js and redis-server from
-// Debian's packages when they are missing, as `make test` does.
+// The TLS side by side, as documented in BENCHMARKS.md:
+//
+//	go run ./bench/mdx -targets tls,fdx -traffic get -rates 2900 -storm "" \
+//	    -open-slice 500ms -open-slice-total 40s -fleet 3
+//
+// It installs nginx-light, libnginx-mod-http-js, libnginx-mod-stream (with
+// -fleet) and redis-server from Debian's packages when they are missing,
+// as `make test` does.
 package main
 
 import (

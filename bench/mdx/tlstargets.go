@@ -204,7 +204,9 @@ func startTLSTarget(t *target, dir, peer, bin string, up int) {
 	case kind == "mxgate":
 		run := filepath.Join(dir, "run-"+strconv.Itoa(port))
 		harness.Check(os.MkdirAll(run, 0o700))
-		g := harness.Start(bin, dir, port, productionFDX(port, up, p),
+		cf, err := productionFDX(productionDir, port, up, p)
+		harness.Check(err)
+		g := harness.Start(bin, dir, port, cf,
 			"FDX_ISSUER="+p.issuer, "FDX_AUDIENCE="+p.audience, "RUNTIME_DIRECTORY="+run)
 		t.pids = []int{g.Pid()}
 		t.refuse, t.refuseStatus = fdxRequest(t.host, ""), 401
@@ -397,10 +399,12 @@ https://%[1]s:%[2]d {
 // /etc/mxgate, the public address and name, the data provider (the
 // upstream), the loopback ports of metrics and readiness; and its
 // access log left out, as no other target writes one.
-func productionFDX(port, up int, p *pki) string {
-	const name = "examples/production/fdx-resource-server.Caddyfile"
+func productionFDX(dir string, port, up int, p *pki) (string, error) {
+	name := filepath.Join(dir, "fdx-resource-server.Caddyfile")
 	b, err := os.ReadFile(name)
-	harness.Check(err)
+	if err != nil {
+		return "", err
+	}
 	cf := string(b)
 	for _, r := range [][2]string{
 		{"/etc/mxgate/", p.etc + "/"},
@@ -413,12 +417,16 @@ func productionFDX(port, up int, p *pki) string {
 		{"\tlog {\n\t\tformat mxgate_redact\n\t}\n\t# the data provider", "\t# the data provider"},
 	} {
 		if !strings.Contains(cf, r[0]) {
-			harness.Fatalf("%s no longer holds %q", name, r[0])
+			return "", fmt.Errorf("%s no longer holds %q", name, r[0])
 		}
 		cf = strings.ReplaceAll(cf, r[0], r[1])
 	}
-	return cf
+	return cf, nil
 }
+
+// productionDir holds the production examples, relative to the
+// repository's root, where the command runs.
+var productionDir = filepath.Join("examples", "production")
 
 // logTLS logs what a TLS target's connection negotiated.
 func logTLS(t *target, c *conn) {
