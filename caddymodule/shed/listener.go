@@ -77,8 +77,7 @@ func init() {
 // accepting goroutine among thousands falls behind the clients, the
 // kernel's accept queue (the listen backlog, net.core.somaxconn) fills,
 // and new clients see a connect timeout rather than a fast 503. Admitted
-// connections wait for the server in a queue of admittedQueue, counted
-// as open.
+// connections wait for the server in a queue, counted as open.
 //
 // Answering is bounded too: at most MaxShedding connections are being
 // answered at once (each for at most about a second, while what the client
@@ -121,10 +120,6 @@ const (
 	DefaultMaxShedding = 1024
 	DefaultAcceptors   = 4
 )
-
-// admittedQueue is how many admitted connections may wait for the
-// server's accept loop before the accepting goroutines wait for it too.
-const admittedQueue = 64
 
 // Bounds on the back-off of an accepting goroutine after a temporary
 // failure (out of file descriptors), as net/http's own accept loop.
@@ -206,7 +201,7 @@ func (cl *ConnLimit) WrapListener(ln net.Listener) net.Listener {
 	return &limitListener{
 		Listener: ln,
 		cl:       cl,
-		admitted: make(chan net.Conn, admittedQueue),
+		admitted: make(chan net.Conn, min(max(cl.Max, 1), maxQueue)),
 		failures: make(chan error, 1),
 		done:     make(chan struct{}),
 		stopped:  make(chan struct{}),
@@ -363,6 +358,15 @@ func remoteAddr(c net.Conn) string {
 // limitListener is a listener with the cap at accept: cl.Acceptors
 // goroutines take connections from the wrapped listener, shed those over
 // Max and queue the others for Accept.
+//
+// The queue holds as many as Max (up to maxQueue), so that queueing never
+// waits: every queued connection holds one of the Max places. Close does
+// not wait for anything the server's loop does (http.Server closes its
+// listeners holding the lock its loop takes for each new connection):
+// the connections queued when it is called are still handed to the
+// server's next Accept calls, as a listener's accept queue would be, and
+// once Accept has reported the end, anything an acceptor still brings is
+// closed.
 type limitListener struct {
 	net.Listener
 	cl *ConnLimit
@@ -374,25 +378,24 @@ type limitListener struct {
 
 	started   atomic.Bool
 	live      atomic.Int32 // acceptors not yet returned
-	mu        sync.Mutex   // orders starting the acceptors and closing
-	closing   bool         // under mu
+	mu        sync.Mutex   // orders starting, queueing and the end
+	closing   bool         // under mu: Close has begun; start no acceptor
+	final     bool         // under mu: Accept has reported the end; queue nothing
 	closeOnce sync.Once
 	closeErr  error
 	errOnce   sync.Once
 	err       error // the first permanent error; set before stopped is closed
 }
 
+// maxQueue bounds the queue of admitted connections when Max is larger.
+const maxQueue = 1 << 16
+
 // Accept returns the next connection admitted under Max. It returns the
 // wrapped listener's temporary failures as they happen (the server backs
-// off and calls again); once the wrapped listener has failed for good and
-// every connection accepted before has been handed on, its error; after
-// Close, net.ErrClosed.
+// off and calls again); once the wrapped listener has failed for good, or
+// after Close, and every connection queued before has been handed on,
+// its error (net.ErrClosed after Close).
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case <-l.done:
-		return nil, net.ErrClosed
-	default:
-	}
 	if !l.started.Load() {
 		l.run()
 	}
@@ -408,14 +411,28 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		return nil, err
 	case <-l.stopped:
 		select {
-		case c := <-l.admitted:
-			return c, nil
+		case <-l.done:
+			return l.end(net.ErrClosed)
 		default:
-			return nil, l.err
+			return l.end(l.err)
 		}
 	case <-l.done:
-		return nil, net.ErrClosed
+		return l.end(net.ErrClosed)
 	}
+}
+
+// end returns a connection still queued, or else err, after which nothing
+// is queued any more.
+func (l *limitListener) end(err error) (net.Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case c := <-l.admitted:
+		return c, nil
+	default:
+	}
+	l.final = true
+	return nil, err
 }
 
 // run starts the accepting goroutines, once, unless Close has begun.
@@ -433,8 +450,9 @@ func (l *limitListener) run() {
 	}
 }
 
-// acceptLoop accepts until the wrapped listener fails for good or Close,
-// shedding each connection over Max at once and queueing the others.
+// acceptLoop accepts until the wrapped listener fails for good (as it
+// does once closed), shedding each connection over Max at once and
+// queueing the others.
 func (l *limitListener) acceptLoop() {
 	defer func() {
 		if l.live.Add(-1) == 0 {
@@ -473,10 +491,43 @@ func (l *limitListener) acceptLoop() {
 		if isTLS(c) {
 			out = &limitedTLSConn{lc}
 		}
-		select {
-		case l.admitted <- out:
-		case <-l.done:
-			_ = out.Close()
+		l.queue(out)
+	}
+}
+
+// queue hands c to Accept, or closes it once Accept has reported the end.
+func (l *limitListener) queue(c net.Conn) {
+	l.mu.Lock()
+	if l.final {
+		l.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	select {
+	case l.admitted <- c:
+		l.mu.Unlock()
+		return
+	default: // only when Max is above maxQueue
+	}
+	l.mu.Unlock()
+	select {
+	case l.admitted <- c:
+	case <-l.done:
+		_ = c.Close()
+		return
+	}
+	// queued outside the lock: if Accept reported the end meanwhile,
+	// nothing will take what is queued
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.final {
+		for {
+			select {
+			case q := <-l.admitted:
+				_ = q.Close()
+				continue
+			default:
+			}
 			return
 		}
 	}
@@ -490,29 +541,16 @@ func isTemporary(err error) bool {
 	return errors.As(err, &te) && te.Temporary() && !errors.Is(err, net.ErrClosed)
 }
 
-// Close closes the wrapped listener, waits for the accepting goroutines
-// to return, and closes the admitted connections no Accept took, giving
-// their places back.
+// Close closes the wrapped listener, which ends the accepting goroutines.
+// An Accept waiting returns the connections still queued, then
+// net.ErrClosed.
 func (l *limitListener) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closing = true
-		started := l.started.Load()
 		l.mu.Unlock()
 		close(l.done)
 		l.closeErr = l.Listener.Close()
-		if started {
-			<-l.stopped
-		}
-		for {
-			select {
-			case c := <-l.admitted:
-				_ = c.Close()
-				continue
-			default:
-			}
-			break
-		}
 	})
 	return l.closeErr
 }

@@ -241,11 +241,12 @@ func TestConnLimitAcceptErrors(t *testing.T) {
 	}
 }
 
-// TestConnLimitCloseUnblocks: Close returns with the accepting goroutines
-// gone, an Accept waiting meanwhile returns net.ErrClosed, and admitted
-// connections no Accept took are closed, their places given back.
+// TestConnLimitCloseUnblocks: after Close, Accept hands on the
+// connections admitted before it, each once, then returns net.ErrClosed;
+// the accepting goroutines return.
 func TestConnLimitCloseUnblocks(t *testing.T) {
-	fl := newFakeListener(admittedQueue + 8)
+	const queued = 20
+	fl := newFakeListener(queued + 1)
 	cl := &ConnLimit{Max: 1000, Acceptors: 4}
 	ln := wrapFake(t, cl, fl)
 	first := &fakeConn{id: 0}
@@ -254,53 +255,69 @@ func TestConnLimitCloseUnblocks(t *testing.T) {
 	if err != nil || unwrap(t, c) != first {
 		t.Fatalf("Accept: %v %v", c, err)
 	}
-	// more than the queue holds: acceptors wait with the rest
-	var waiting []*fakeConn
-	for i := range admittedQueue + 8 {
-		f := &fakeConn{id: i + 1}
-		waiting = append(waiting, f)
-		fl.next <- f
+	c.Close()
+	for i := range queued {
+		fl.next <- &fakeConn{id: i + 1}
 	}
-	for cl.open.Load() < admittedQueue+1 { // a wait, bounded by the test's timeout
-		time.Sleep(time.Millisecond)
-	}
-
-	accepted := make(chan error, 1)
-	go func() {
-		// the queue is full: this one gets a connection at once; the
-		// next Accept after Close gets ErrClosed
-		c, err := ln.Accept()
-		if err == nil {
-			c.Close()
-		}
-		accepted <- err
-	}()
-	if err := <-accepted; err != nil {
-		t.Fatalf("Accept: %v", err)
+	for cl.open.Load() < queued { // a wait, bounded by the test's timeout
+		runtime.Gosched()
 	}
 	if err := ln.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Accept after Close: %v", err)
-	}
-	c.Close()
-	if got := cl.open.Load(); got != 0 {
-		t.Errorf("open %d after Close, want 0", got)
-	}
-	// each connection the acceptors took was closed by Close or the test
-	untaken := map[*fakeConn]bool{}
-	for len(fl.next) > 0 {
-		untaken[(<-fl.next).(*fakeConn)] = true
-	}
-	for _, f := range waiting {
-		if !untaken[f] && f.closes.Load() != 1 {
-			t.Errorf("connection %d accepted and closed %d times, want once", f.id, f.closes.Load())
+	seen := map[int]bool{}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Accept after Close: %v", err)
+			}
+			break
 		}
+		id := unwrap(t, c).id
+		if seen[id] {
+			t.Errorf("connection %d handed on twice", id)
+		}
+		seen[id] = true
+		c.Close()
 	}
-	// Close twice is harmless
+	if len(seen) != queued {
+		t.Errorf("%d of the %d admitted connections handed on after Close", len(seen), queued)
+	}
+	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept again: %v", err)
+	}
+	if got := cl.open.Load(); got != 0 {
+		t.Errorf("open %d, want 0", got)
+	}
+	select {
+	case <-ln.(*limitListener).stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%d accepting goroutines still running after Close", ln.(*limitListener).live.Load())
+	}
 	if err := ln.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestConnLimitLateConnClosed: a connection an acceptor queues after
+// Accept has reported the end is closed, its place given back.
+func TestConnLimitLateConnClosed(t *testing.T) {
+	cl := &ConnLimit{Max: 10}
+	ln := wrapFake(t, cl, newFakeListener(0)).(*limitListener)
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept: %v", err)
+	}
+	if !cl.acquire() {
+		t.Fatal("no place")
+	}
+	late := &fakeConn{id: 1}
+	ln.queue(&limitedConn{Conn: late, cl: cl})
+	if late.closes.Load() != 1 || cl.open.Load() != 0 {
+		t.Errorf("closed %d times, open %d; want closed once and 0 open", late.closes.Load(), cl.open.Load())
 	}
 }
 
