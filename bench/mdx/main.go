@@ -52,12 +52,15 @@
 //	                   [-storm 2x] [-cpuprofile f] [-memprofile f] [-trace f]
 //	                   [-variant name:VAR=value[,VAR=value]]...
 //	                   [-handshakes 5s] [-handshake-conns 16]
-//	                   [-fleet 3 [-fleet-budget 500] [-fleet-burst 50]]
+//	                   [-fleet 3 [-fleet-budget 500] [-fleet-burst 50]] [-section name]
 //
 // The TLS side by side, as documented in BENCHMARKS.md:
 //
-//	go run ./bench/mdx -targets tls,fdx -traffic get -rates 2900 -storm "" \
+//	go run ./bench/mdx -section tls -targets tls,fdx -traffic get -rates 2900 -storm "" \
 //	    -open-slice 500ms -open-slice-total 40s -fleet 3
+//
+// (-section tls: its tables go to their own BENCHMARKS.md section, beside
+// the plain side by side's.)
 //
 // It installs nginx-light, libnginx-mod-http-js, libnginx-mod-stream (with
 // -fleet) and redis-server from Debian's packages when they are missing,
@@ -273,7 +276,7 @@ func main() {
 	rep := report{
 		command: commandLine(), cpus: harness.NumCPU(), when: time.Now(),
 		kinds: kinds, closed: closed, open: open, capBase: capBase, capacity: capacity,
-		profiles: prof, note: *note,
+		profiles: prof, note: *note, title: sectionTitle(),
 	}
 	section := rep.markdown() + tlsSection(closed[trafficGET], hs, open, fl, machineLoad(stealStart, runStart))
 	fmt.Println(section)

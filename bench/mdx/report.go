@@ -20,7 +20,8 @@ func replaceSection(path, section string) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	out, err := spliceSection(old, section)
+	begin, end := sectionMarkers()
+	out, err := spliceNamed(old, section, begin, end)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -29,6 +30,11 @@ func replaceSection(path, section string) error {
 
 // spliceSection returns doc with section between the markers.
 func spliceSection(doc []byte, section string) ([]byte, error) {
+	return spliceNamed(doc, section, beginMarker, endMarker)
+}
+
+// spliceNamed returns doc with section between the markers begin and end.
+func spliceNamed(doc []byte, section, beginMarker, endMarker string) ([]byte, error) {
 	block := beginMarker + "\n" + strings.TrimSpace(section) + "\n" + endMarker
 	b, e := bytes.Index(doc, []byte(beginMarker)), bytes.Index(doc, []byte(endMarker))
 	switch {
@@ -104,6 +110,7 @@ type report struct {
 	capacity float64
 	profiles []*profiles
 	note     string
+	title    string // the section's heading; "" for the plain side by side's
 }
 
 func (rep *report) closedFailures() int64 {
@@ -143,7 +150,10 @@ var trafficTitles = map[traffic]string{
 func (rep *report) markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	w("## The MDX chain side by side with bare Caddy and an nginx gateway\n\n")
+	if rep.title == "" {
+		rep.title = "The MDX chain side by side with bare Caddy and an nginx gateway"
+	}
+	w("## %s\n\n", rep.title)
 	w("```sh\n%s\n```\n\n", rep.command)
 	if rep.note != "" {
 		w("%s\n\n", rep.note)

@@ -124,3 +124,18 @@ func TestTLSRatios(t *testing.T) {
 		t.Errorf("table:\n%s", got)
 	}
 }
+
+func TestSectionMarkers(t *testing.T) {
+	defer func(old string) { *sectionFlag = old }(*sectionFlag)
+	*sectionFlag = "tls"
+	b, e := sectionMarkers()
+	doc := []byte("# B\n\n" + beginMarker + "\nplain\n" + endMarker + "\n")
+	out, err := spliceNamed(doc, "## TLS", b, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# B\n\n" + beginMarker + "\nplain\n" + endMarker + "\n\n<!-- bench/mdx tls begin -->\n## TLS\n<!-- bench/mdx tls end -->\n"
+	if string(out) != want {
+		t.Errorf("%q\nwant %q", out, want)
+	}
+}

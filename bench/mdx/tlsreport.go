@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -146,4 +147,22 @@ func tlsSection(closed []*closedRow, hs []*handshakeRow, open []*openRow, fl *fl
 	b.WriteString(fl.markdown())
 	fmt.Fprintf(&b, "The machine during the run: %s.\n", load)
 	return b.String()
+}
+
+var sectionFlag = flag.String("section", "", "the name of the BENCHMARKS.md section the tables go to, between <!-- bench/mdx NAME begin --> and its end marker (default: the plain side by side's, <!-- bench/mdx begin -->); the TLS run's is tls")
+
+// sectionMarkers are the markers of -section's section.
+func sectionMarkers() (string, string) {
+	if *sectionFlag == "" {
+		return beginMarker, endMarker
+	}
+	return "<!-- bench/mdx " + *sectionFlag + " begin -->", "<!-- bench/mdx " + *sectionFlag + " end -->"
+}
+
+// sectionTitle is the heading of -section's section.
+func sectionTitle() string {
+	if *sectionFlag == "tls" {
+		return "The MDX and FDX sites over TLS side by side with bare Caddy and nginx"
+	}
+	return ""
 }
