@@ -278,7 +278,7 @@ func main() {
 		kinds: kinds, closed: closed, open: open, capBase: capBase, capacity: capacity,
 		profiles: prof, note: *note, title: sectionTitle(),
 	}
-	section := rep.markdown() + tlsSection(closed[trafficGET], hs, open, fl, machineLoad(stealStart, runStart))
+	section := rep.markdown() + stormTable(open) + tlsSection(closed[trafficGET], hs, open, fl, machineLoad(stealStart, runStart))
 	fmt.Println(section)
 	if *benchFile != "" {
 		harness.Check(replaceSection(*benchFile, section))

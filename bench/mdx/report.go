@@ -263,7 +263,7 @@ func (rep *report) markdown() string {
 				for _, p := range []struct {
 					n    int
 					what string
-				}{{o.res.dials, "not connected in time"}, {o.res.errors, "cut or timed out"}, {o.res.expired, "expired in the client"}, {o.res.capped, "client at its connection cap"}, {o.res.other, "other statuses: " + statusList(&o.res.others)}} {
+				}{{o.res.dials, "not connected in time"}, {o.res.resets, "reset as it connected"}, {o.res.errors, "cut or timed out"}, {o.res.expired, "expired in the client"}, {o.res.capped, "client at its connection cap"}, {o.res.other, "other statuses: " + statusList(&o.res.others)}} {
 					if p.n > 0 {
 						parts = append(parts, fmt.Sprintf("%d %s", p.n, p.what))
 					}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -137,5 +140,29 @@ func TestSectionMarkers(t *testing.T) {
 	want := "# B\n\n" + beginMarker + "\nplain\n" + endMarker + "\n\n<!-- bench/mdx tls begin -->\n## TLS\n<!-- bench/mdx tls end -->\n"
 	if string(out) != want {
 		t.Errorf("%q\nwant %q", out, want)
+	}
+}
+
+// TestFinishReset: a connection reset or refused as it is made is a
+// refusal, told apart from one never made by its deadline.
+func TestFinishReset(t *testing.T) {
+	for err, want := range map[error]failure{
+		&dialError{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNRESET)}}:   failReset,
+		&dialError{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}: failReset,
+		&dialError{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ETIMEDOUT)}}:    failDial,
+		&dialError{errDeadline}: failDial,
+		&net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}: failError,
+	} {
+		if got := finish(0, 0, 0, err).fail; got != want {
+			t.Errorf("%v: %v, want %v", err, got, want)
+		}
+	}
+	r := summariseOpen([]outcome{{fail: failReset}, {fail: failDial}, {status: 200}, {status: 503}})
+	if r.resets != 1 || r.dials != 1 || r.ok != 1 || r.shed != 1 || r.failed() != 2 {
+		t.Errorf("%+v", r)
+	}
+	got := stormTable([]*openRow{{t: &target{title: "gw"}, storm: true, rate: 100, res: r}})
+	if !strings.Contains(got, "| gw | 100/s | 4 | 1 | 1 | 1 | 1 | 0 | 0 |") {
+		t.Errorf("table:\n%s", got)
 	}
 }
