@@ -52,7 +52,7 @@
 //	                   [-storm 2x] [-cpuprofile f] [-memprofile f] [-trace f]
 //	                   [-variant name:VAR=value[,VAR=value]]...
 //	                   [-handshakes 5s] [-handshake-conns 16]
-//	                   [-fleet 3 [-fleet-budget 500] [-fleet-burst 50]] [-section name]
+//	                   [-fleet 3 [-fleet-budget 500] [-fleet-burst 50]] [-section name] [-bin mxgate]
 //
 // The TLS side by side, as documented in BENCHMARKS.md:
 //
@@ -110,6 +110,7 @@ var (
 	profTarget  = flag.String("profile-target", "mxgate", "the mxgate targets to profile, comma-separated: mxgate, mxgate-tuned, mxgate-redis; files after the first get the target's name")
 	hsDur       = flag.Duration("handshakes", 5*time.Second, "for each TLS target, the length of each loop of fresh connections (full handshakes, then resumed); 0 for none")
 	hsConns     = flag.Int("handshake-conns", 16, "connections at once in the loops of fresh connections")
+	binFlag     = flag.String("bin", "", "an mxgate binary to run instead of building cmd/mxgate (another commit's, to compare)")
 )
 
 func main() {
@@ -201,8 +202,11 @@ func main() {
 	dir, err := os.MkdirTemp("", "mxgate-bench-mdx-")
 	harness.Check(err)
 	harness.OnExit(func() { os.RemoveAll(dir) })
-	log.Printf("building mxgate")
-	bin := harness.Build(dir)
+	bin := *binFlag
+	if bin == "" {
+		log.Printf("building mxgate")
+		bin = harness.Build(dir)
+	}
 
 	runStart, stealStart := time.Now(), readSteal()
 	targets := startTargets(names, dir, peer, bin)
