@@ -79,12 +79,14 @@ func init() {
 // and new clients see a connect timeout rather than a fast 503. Admitted
 // connections wait for the server in a queue, counted as open.
 //
-// Answering is bounded too: at most MaxShedding connections are being
-// answered at once (each for at most about a second, while what the client
-// sent is drained so that it reads the 503 rather than a reset); past that
-// a connection over Max is reset at once. Every connection over Max counts
-// in mxgate_shed_total{where="listener"}; mxgate_connections_open is the
-// number open.
+// Answering is bounded too. What the client sent before its connection
+// was accepted is read at once, and the connection closed right after the
+// 503 (no reset: nothing is left unread). A client that had sent nothing
+// yet is waited for (for at most about a second, reading what it sends so
+// that it reads the 503 rather than a reset) while fewer than MaxShedding
+// are; past that its connection is closed right after the 503. Every
+// connection over Max counts in mxgate_shed_total{where="listener"};
+// mxgate_connections_open is the number open.
 //
 // ConnLimit is safe for concurrent use once provisioned.
 type ConnLimit struct {
@@ -94,8 +96,9 @@ type ConnLimit struct {
 	// buffers, TLS state), a few hundred MiB at the most.
 	Max int `json:"max,omitempty"`
 
-	// MaxShedding is how many connections over Max may be being answered
-	// 503 at once; past it they are reset. Default: 1024.
+	// MaxShedding is how many connections over Max may be waited for at
+	// once, for the client's request after the 503; past it they are
+	// closed right after the 503. Default: 1024.
 	MaxShedding int `json:"max_shedding,omitempty"`
 
 	// Answer is what a connection over Max gets: "503", the canned
@@ -228,15 +231,16 @@ func (cl *ConnLimit) release() {
 	gate.Metrics.ConnectionsOpen.Dec()
 }
 
-// shed disposes of c, accepted over Max: answered 503 at once and drained
-// in a goroutine of its own, or reset when Answer is close, when c is TLS,
-// or when MaxShedding connections are being answered already.
+// shed disposes of c, accepted over Max. When Answer is close, or c is
+// TLS, it is reset. Otherwise it is answered 503 at once: what the
+// client sent already is read first, without waiting (under a storm,
+// accept comes late and the request is there), so that closing sends no
+// reset; if the client had sent nothing yet, a goroutine waits for it, as
+// long as fewer than MaxShedding do, and past that the connection is
+// closed right after the answer.
 func (cl *ConnLimit) shed(c net.Conn) {
 	gate.ShedListener.Inc()
 	answer := !cl.close && !isTLS(c)
-	if answer && !cl.shedding.start() {
-		answer = false
-	}
 	if ce := cl.logger.Check(zapcore.DebugLevel, "connection shed at accept: too many open"); ce != nil {
 		ce.Write(zap.String("remote_addr", remoteAddr(c)), zap.Int("max", cl.Max), zap.Bool("answered", answer))
 	}
@@ -244,17 +248,26 @@ func (cl *ConnLimit) shed(c net.Conn) {
 		reset(c)
 		return
 	}
+	got, more := readPending(c)
 	// The answer fits a fresh socket's buffer: written here, it reaches
-	// the client without waiting for a goroutine to be scheduled; only the
-	// drain, which waits for the client, takes one.
+	// the client without waiting for a goroutine to be scheduled.
 	if !write503(c) {
-		cl.shedding.done()
 		return
 	}
-	go func() {
-		defer cl.shedding.done()
-		cl.drain503(c)
-	}()
+	if got > 0 && !more {
+		_ = c.Close() // the request is read: a FIN follows the answer
+		return
+	}
+	if cl.shedding.start() {
+		go func() {
+			defer cl.shedding.done()
+			cl.drain503(c)
+		}()
+		return
+	}
+	// Past MaxShedding: closed now. A client that sends after this sees
+	// a reset, after the answer it has already received.
+	_ = c.Close()
 }
 
 // shedders counts the goroutines answering connections over Max.
