@@ -722,6 +722,7 @@ type openRow struct {
 	rate        int
 	res         openResult
 	d           time.Duration
+	serverCPU   time.Duration // the target's CPU time over the run and its recovery (runs in one piece)
 }
 
 // openSliced runs every target over the bounded pool at rate for
@@ -838,6 +839,7 @@ func (b *bench) open(t *target, rate int, spec rateSpec, storm bool) *openRow {
 		recovered <- rec{at, ok}
 	}()
 	traceDone := b.startTrace(t, storm)
+	cpu0 := cpuOf(t.pids)
 	var out []outcome
 	if storm {
 		send, closeAll := stormSender(t.addr, reqs, 4096, int64(*maxOpen))
@@ -852,6 +854,7 @@ func (b *bench) open(t *target, rate int, spec rateSpec, storm bool) *openRow {
 		closeAll()
 	}
 	rv := <-recovered
+	serverCPU := cpuOf(t.pids) - cpu0 // the run and its recovery
 	harness.Check(<-traceDone)
 	time.Sleep(time.Second) // let the target settle before the next run
 	res := summariseOpen(out)
@@ -863,5 +866,5 @@ func (b *bench) open(t *target, rate int, spec rateSpec, storm bool) *openRow {
 	log.Printf("open %-9s %6d/s %-12s 200: %d shed: %d failed: %d  p50 %v p99 %v  recovered: %v %v",
 		mode, rate, t.name, res.ok, res.shed, res.failed(), res.admitted.p50, res.admitted.p99, res.recovered, res.recovery)
 	logDialErrors()
-	return &openRow{t: t, storm: storm, spec: spec, rate: rate, res: res, d: *openDur}
+	return &openRow{t: t, storm: storm, spec: spec, rate: rate, res: res, d: *openDur, serverCPU: serverCPU}
 }
