@@ -453,6 +453,7 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 	upPort := harness.FreePort()
 	upstreamPort = upPort
 	up := startNginx(dir, "upstream", filepath.Join(peer, "upstream.conf.tmpl"), upPort, upPort)
+	upstreamPid = up.pid()
 	var ts []*target
 	for _, n := range names {
 		t := &target{name: n, title: targetTitles[n]}
@@ -775,16 +776,19 @@ func (b *bench) openSliced(rate int, spec rateSpec) []*openRow {
 			// long run never sends a request older than the gateways'
 			// clock skew allows.
 			reqs := b.pool(r.t, trafficGET, perSlice).reqs
-			before := readSteal()
+			before, fBefore := readSteal(), sampleOwnCPU(b.targets)
 			s := schedule{start: time.Now().Add(5 * time.Millisecond), rate: rate, count: perSlice}
 			outs[idx] = runPooled(realClock{}, s, *connections, *timeout, func(w, i int, deadline time.Time) (int, error) {
 				return r.send(w, reqs[i%len(reqs)], deadline)
 			})
-			after := readSteal()
+			after, fAfter := readSteal(), sampleOwnCPU(b.targets)
 			if after.total == 0 || before.total == 0 {
 				quietOK = false
 			}
 			if after.since(before) > *quietSteal || !quietOK {
+				quiet = false
+			}
+			if foreign := foreignSince(before, after, fBefore, fAfter); foreign > *quietForeign {
 				quiet = false
 			}
 		}
@@ -798,7 +802,7 @@ func (b *bench) openSliced(rate int, spec rateSpec) []*openRow {
 			}
 		}
 	}
-	log.Printf("open-slice: %d of %d cycles had at most %.0f%% of the CPU stolen in each slice", quietCycles, n, 100**quietSteal)
+	log.Printf("open-slice: %d of %d cycles had at most %.0f%% of the CPU stolen and at most %.0f%% taken by other processes in each slice", quietCycles, n, 100**quietSteal, 100**quietForeign)
 	rows := make([]*openRow, 0, len(runs))
 	for _, r := range runs {
 		r.closeAll()

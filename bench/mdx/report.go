@@ -463,8 +463,8 @@ func (rep *report) openSlicedTable(b *strings.Builder) {
 	}
 	for _, rate := range rates {
 		rows := byRate[rate]
-		fmt.Fprintf(b, "At %d/s, interleaved in slices of %v, %v per target in all (the targets taking turns slice by slice, in a new order every cycle): admitted latencies over all slices, and over the %d of %d cycles of slices in each of which the hypervisor took at most %.0f %% of the CPU (steal, from /proc/stat):\n\n",
-			rate, *openSlice, rows[0].d, rows[0].quietSlices, rows[0].slices, 100**quietSteal)
+		fmt.Fprintf(b, "At %d/s, interleaved in slices of %v, %v per target in all (the targets taking turns slice by slice, in a new order every cycle): admitted latencies over all slices, and over the %d of %d cycles of slices in each of which the hypervisor took at most %.0f %% of the CPU (steal, from /proc/stat) and processes other than the benchmark's own at most %.0f %%:\n\n",
+			rate, *openSlice, rows[0].d, rows[0].quietSlices, rows[0].slices, 100**quietSteal, 100**quietForeign)
 		b.WriteString("| target | rate | all: p50 | all: p99 | all: p99 − nginx gateway's | quiet: p50 | quiet: p90 | quiet: p99 | quiet: p99 − nginx gateway's | quiet: client lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, o := range rows {
 			p, ok := peer[o.rate]

@@ -67,7 +67,7 @@ func summarise(ds []time.Duration) latencies {
 
 // cpuTicks is the machine's CPU time from /proc/stat's first line: all of
 // it, and the part the hypervisor gave to other guests (steal).
-type cpuTicks struct{ total, steal uint64 }
+type cpuTicks struct{ total, steal, busy uint64 }
 
 // readSteal reads cpuTicks; zero if /proc/stat cannot be read.
 func readSteal() cpuTicks {
@@ -94,6 +94,10 @@ func parseCPULine(line string) cpuTicks {
 		}
 		if i < 8 { // guest time is already counted in user
 			t.total += n
+		}
+		switch i {
+		case 0, 1, 2, 5, 6: // user, nice, system, irq, softirq
+			t.busy += n
 		}
 		if i == 7 {
 			t.steal = n

@@ -166,3 +166,24 @@ func TestFinishReset(t *testing.T) {
 		t.Errorf("table:\n%s", got)
 	}
 }
+
+// TestForeignCPU: busy time from /proc/stat less the benchmark's own is
+// what other processes took, as a fraction of the machine's.
+func TestForeignCPU(t *testing.T) {
+	before := parseCPULine("cpu  1000 0 500 8000 0 0 0 0 0 0")
+	// 200 ticks pass on 2 CPUs: 120 busy (100 user, 20 system), 80 idle
+	after := parseCPULine("cpu  1100 0 520 8080 0 0 0 0 0 0")
+	if before.busy != 1500 || after.busy != 1620 {
+		t.Fatalf("busy %d, %d", before.busy, after.busy)
+	}
+	// the benchmark's processes used 0.9 s of the 1.2 s busy: 0.3 s of 2 s is foreign
+	if got := foreignSince(before, after, time.Second, 1900*time.Millisecond); got < 0.1499 || got > 0.1501 {
+		t.Errorf("foreign %v, want 0.15", got)
+	}
+	if got := foreignSince(before, after, 0, 5*time.Second); got != 0 {
+		t.Errorf("more of our own than busy: %v, want 0", got)
+	}
+	if got := foreignSince(cpuTicks{}, after, 0, 0); got != 0 {
+		t.Errorf("no reading: %v", got)
+	}
+}
