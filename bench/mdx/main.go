@@ -482,8 +482,6 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 			g := harness.Start(bin, dir, port, cf, stockEnv...)
 			t.addr = fmt.Sprintf("127.0.0.1:%d", port)
 			t.pids = []int{g.Pid()}
-		default:
-			startTLSTarget(t, dir, peer, bin, upPort)
 		case "mxgate", "mxgate-redis", "mxgate-tuned", "mxgate-limited", "variant":
 			var o chainOptions
 			redisPid := 0
@@ -514,6 +512,8 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 			}
 			t.admin = g.Admin
 			t.unique, t.verifies = true, true
+		default:
+			startTLSTarget(t, dir, peer, bin, upPort)
 		}
 		ts = append(ts, t)
 	}
