@@ -66,7 +66,8 @@ func summarise(ds []time.Duration) latencies {
 }
 
 // cpuTicks is the machine's CPU time from /proc/stat's first line: all of
-// it, and the part the hypervisor gave to other guests (steal).
+// it, the part the hypervisor gave to other guests (steal), and the part
+// processes used (busy).
 type cpuTicks struct{ total, steal, busy uint64 }
 
 // readSteal reads cpuTicks; zero if /proc/stat cannot be read.
