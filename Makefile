@@ -5,6 +5,9 @@
 #   make bench  run the benchmarks
 #   make bench-mdx  the MDX chain beside bare Caddy and an nginx gateway (minutes;
 #               installs nginx-light, libnginx-mod-http-js, redis-server if missing)
+#   make bench-mdx-tls  the MDX and FDX sites over TLS beside bare Caddy and nginx,
+#               and a fleet of three behind a TCP balancer (minutes; installs
+#               libnginx-mod-stream too)
 #   make fuzz   fuzz every parser of untrusted input for FUZZTIME each
 #   make image-test  build the container image and run it (needs buildah,
 #               podman and runc; installs them from Debian's packages)
@@ -22,7 +25,7 @@ DEMO_MDX_HMAC_KEY := QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI=
 DEMO_MX_CLIENT_ID := CLIENT-1234
 DEMO_MX_API_KEY   := API-KEY-4567
 
-.PHONY: build run test bench bench-mdx fuzz image-test clean
+.PHONY: build run test bench bench-mdx bench-mdx-tls fuzz image-test clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/mxgate
@@ -42,6 +45,10 @@ bench:
 
 bench-mdx:
 	$(GO) run ./bench/mdx
+
+bench-mdx-tls:
+	$(GO) run ./bench/mdx -section tls -targets tls,fdx -traffic get -rates 2900 -storm "" \
+		-open-slice 500ms -open-slice-total 40s -fleet 3
 
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)

@@ -319,3 +319,88 @@ func releaseBusy(t *testing.T, up *heldUpstream, busy []*rawConn) {
 		c.Close()
 	}
 }
+
+// connLimitReloadCaddyfile is a site on tcp-handover behind mx_conn_limit
+// with several accepting goroutines, generation gen of its configuration.
+func connLimitReloadCaddyfile(port, mport int, up *upstream, gen int) string {
+	return fmt.Sprintf(`{
+	admin {ADMIN}
+	shutdown_delay 500ms
+	servers tcp-handover/127.0.0.1:%[1]d {
+		listener_wrappers {
+			mx_conn_limit {
+				max 64
+				acceptors 4
+			}
+		}
+	}
+}
+http://127.0.0.1:%[1]d {
+	bind tcp-handover/127.0.0.1
+	header X-Generation %[4]d
+	reverse_proxy %[2]s
+}
+http://127.0.0.1:%[3]d {
+	bind 127.0.0.1
+	metrics
+}
+`, port, up.hostPort(), mport, gen)
+}
+
+// TestOverloadConnLimitAcrossReloads: clients open a new connection for
+// every request, under the cap, while the configuration is reloaded five
+// times; on tcp-handover behind mx_conn_limit's accepting goroutines,
+// every request is answered (none reset, none lost between the old
+// configuration's queue and its shutdown), the upstream sees each once,
+// and every place is given back.
+func TestOverloadConnLimitAcrossReloads(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, nil)
+	port, mport := freePort(t), freePort(t)
+	g := startGateway(t, connLimitReloadCaddyfile(port, mport, up, 0))
+	g.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	var answered sync.WaitGroup
+	var ok, bad int64
+	var mu sync.Mutex
+	var firstErr string
+	stop := make(chan struct{})
+	for w := range 8 {
+		answered.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, body, err := getOnNewConn(t, addr, fmt.Sprintf("/reload/%d/%d", w, i))
+				mu.Lock()
+				if err == nil && resp.StatusCode == 200 {
+					ok++
+				} else {
+					bad++
+					if firstErr == "" {
+						firstErr = fmt.Sprintf("%v %v %q", resp, err, body)
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for gen := 1; gen <= 5; gen++ {
+		time.Sleep(200 * time.Millisecond) // let traffic flow between reloads
+		g.reload(t, connLimitReloadCaddyfile(port, mport, up, gen))
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	answered.Wait()
+	if bad != 0 || ok == 0 {
+		t.Fatalf("%d requests answered 200, %d not (the first: %s)", ok, bad, firstErr)
+	}
+	if n := int64(len(up.Requests())); n != ok {
+		t.Errorf("the upstream received %d requests, the clients %d answers", n, ok)
+	}
+	waitForMetric(t, g, "mxgate_connections_open 0")
+	t.Logf("%d requests on new connections through 5 reloads", ok)
+}

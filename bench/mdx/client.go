@@ -47,6 +47,9 @@ func dialBy(addr string, deadline time.Time) (*conn, error) {
 	}
 	d := net.Dialer{Deadline: deadline}
 	nc, err := d.Dial("tcp", addr)
+	if err == nil {
+		nc, err = handshake(nc, addr, deadline) // a TLS target's, or nc itself
+	}
 	if err != nil {
 		noteDialError(err)
 		return nil, &dialError{err}

@@ -206,6 +206,7 @@ const (
 	failError           // connection cut, or no answer before the deadline
 	failExpired         // never sent: its deadline passed while it waited for a free connection
 	failCap             // never sent: the client already had its maximum of connections open
+	failReset           // the connection was reset or refused as it was made: the server turned it away at accept
 )
 
 // outcome is what became of one scheduled request. lat runs from the
@@ -301,8 +302,10 @@ func finish(lat, late time.Duration, status int, err error) outcome {
 	switch {
 	case errors.Is(err, errCap):
 		o.fail, o.status = failCap, 0
+	case errors.As(err, new(*dialError)) && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)):
+		o.fail, o.status = failReset, 0 // turned away at once: a refusal, not a wait
 	case errors.As(err, new(*dialError)):
-		o.fail, o.status = failDial, 0 // no connection by the deadline, or refused
+		o.fail, o.status = failDial, 0 // no connection by the deadline
 	case err != nil:
 		o.fail = failError
 	}
@@ -317,6 +320,7 @@ type openResult struct {
 	other    int // answered with another status
 	others   statusCounts
 	dials    int // failDial
+	resets   int // failReset
 	errors   int // failError
 	expired  int // failExpired
 	capped   int // failCap
@@ -330,7 +334,9 @@ type openResult struct {
 	recovered bool
 }
 
-func (r *openResult) failed() int { return r.other + r.dials + r.errors + r.expired + r.capped }
+func (r *openResult) failed() int {
+	return r.other + r.dials + r.resets + r.errors + r.expired + r.capped
+}
 
 func summariseOpen(out []outcome) openResult {
 	r := openResult{offered: len(out)}
@@ -343,6 +349,8 @@ func summariseOpen(out []outcome) openResult {
 		switch {
 		case o.fail == failDial:
 			r.dials++
+		case o.fail == failReset:
+			r.resets++
 		case o.fail == failError:
 			r.errors++
 		case o.fail == failExpired:

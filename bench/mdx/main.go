@@ -14,7 +14,28 @@
 //     floor), and the overload caps mx_conn_limit and mx_shed;
 //   - the same chain with the replay cache and the rate limit in Redis;
 //   - the tuned chain with mx_rate_limit at MX's 2000 GET/s, in the open
-//     loop only: what a configured capacity does with the excess.
+//     loop only: what a configured capacity does with the excess;
+//   - over TLS (-targets tls): the MDX site with the server settings of
+//     examples/production/mdx-ingress.Caddyfile (tcp-handover, the
+//     listener wrappers mx_ip_allow, mx_conn_limit, mx_server_name and
+//     tls, strict_sni_host, protocols h1 h2) and the tuned chain's
+//     handlers, bare Caddy and the nginx gateway with the same
+//     certificate, each loaded by a TLS 1.3 client and by a TLS 1.2 one
+//     (ECDHE-ECDSA-AES128-GCM-SHA256); X25519 on every side;
+//   - over mutual TLS (-targets fdx): the FDX site as
+//     examples/production/fdx-resource-server.Caddyfile builds it
+//     (client_auth require_and_verify, fdx_auth discovering its keys from
+//     a stand-in authorization server over TLS, a certificate-bound
+//     token), bare Caddy with the same mutual TLS, nginx with
+//     ssl_verify_client on (no token check).
+//
+// Certificates and the bound token come from `mxgate fdx-dev`. For each
+// TLS target, loops of fresh connections measure new connections a second
+// with full and with resumed handshakes (-handshakes). -fleet N starts N
+// replicas of the MDX site over TLS sharing one Redis behind nginx's
+// stream module (a TCP balancer on loopback) and reports their throughput
+// and whether the shared GET budget (-fleet-budget, -fleet-burst) admits
+// exactly what it allows.
 //
 // Load is pre-signed MDX traffic (GETs, and GETs alternating with 1 KiB
 // signed POSTs), every request unique so that a replay cache accepts it.
@@ -26,13 +47,24 @@
 // BENCHMARKS.md between the bench/mdx markers.
 //
 //	go run ./bench/mdx [-quick] [-rounds 3] [-duration 8s] [-connections 64]
-//	                   [-targets upstream,nginx,caddy,mxgate,mxgate-tuned,mxgate-redis,mxgate-limited]
+//	                   [-targets upstream,nginx,caddy,mxgate,mxgate-tuned,mxgate-redis,mxgate-limited,tls,fdx]
 //	                   [-rates 2900,2x] [-open-rounds 1 | -open-slice 500ms [-open-slice-total 30s] [-quiet-steal 0.02]]
 //	                   [-storm 2x] [-cpuprofile f] [-memprofile f] [-trace f]
 //	                   [-variant name:VAR=value[,VAR=value]]...
+//	                   [-handshakes 5s] [-handshake-conns 16]
+//	                   [-fleet 3 [-fleet-budget 500] [-fleet-burst 50]] [-section name] [-bin mxgate]
 //
-// It installs nginx-light, libnginx-mod-http-js and redis-server from
-// Debian's packages when they are missing, as `make test` does.
+// The TLS side by side, as documented in BENCHMARKS.md:
+//
+//	go run ./bench/mdx -section tls -targets tls,fdx -traffic get -rates 2900 -storm "" \
+//	    -open-slice 500ms -open-slice-total 40s -fleet 3
+//
+// (-section tls: its tables go to their own BENCHMARKS.md section, beside
+// the plain side by side's.)
+//
+// It installs nginx-light, libnginx-mod-http-js, libnginx-mod-stream (with
+// -fleet) and redis-server from Debian's packages when they are missing,
+// as `make test` does.
 package main
 
 import (
@@ -55,7 +87,7 @@ var (
 	rounds      = flag.Int("rounds", 3, "closed-loop rounds; the targets take turns within each")
 	duration    = flag.Duration("duration", 8*time.Second, "length of one closed-loop round")
 	connections = flag.Int("connections", 64, "connections of the closed loop and of the open loop's bounded pool")
-	targetsFlag = flag.String("targets", strings.Join(targetNames, ","), "targets to measure, from "+strings.Join(targetNames, ","))
+	targetsFlag = flag.String("targets", strings.Join(targetNames, ","), "targets to measure, from "+strings.Join(append(targetNames, tlsTargetNames...), ",")+"; tls stands for the six MDX TLS targets, fdx for the three FDX ones")
 	trafficFlag = flag.String("traffic", "get,mix", "closed-loop traffic: get (signed GETs) and/or mix (GETs alternating with signed 1 KiB POSTs)")
 	ratesFlag   = flag.String("rates", "2900,2x", "open-loop rates over the bounded pool, comma-separated; Nx is N times the mxgate chain's closed-loop GET capacity; empty for none")
 	stormFlag   = flag.String("storm", "2x", "rate of the connection storm (an open-loop client opening connections freely); empty for none")
@@ -76,6 +108,9 @@ var (
 	note        = flag.String("note", "", "a paragraph put under the heading of the BENCHMARKS.md section")
 	traceFile   = flag.String("trace", "", "write a Go execution trace of the first -profile-target process over its first open-loop run over the bounded pool (go tool trace reads it)")
 	profTarget  = flag.String("profile-target", "mxgate", "the mxgate targets to profile, comma-separated: mxgate, mxgate-tuned, mxgate-redis; files after the first get the target's name")
+	hsDur       = flag.Duration("handshakes", 5*time.Second, "for each TLS target, the length of each loop of fresh connections (full handshakes, then resumed); 0 for none")
+	hsConns     = flag.Int("handshake-conns", 16, "connections at once in the loops of fresh connections")
+	binFlag     = flag.String("bin", "", "an mxgate binary to run instead of building cmd/mxgate (another commit's, to compare)")
 )
 
 func main() {
@@ -97,6 +132,7 @@ func main() {
 		set("timeout", "3s")
 		set("recover-max", "5s")
 		set("warmup", "500ms")
+		set("handshakes", "2s")
 		set("benchmarks", "")
 	}
 	if *openDur == 0 {
@@ -155,17 +191,24 @@ func main() {
 		{Package: "nginx-light", File: "nginx"},
 		{Package: "libnginx-mod-http-js", File: "/usr/lib/nginx/modules/ngx_http_js_module.so"},
 	}
-	if slices.Contains(names, "mxgate-redis") {
+	if slices.Contains(names, "mxgate-redis") || *fleetN > 0 {
 		needs = append(needs, harness.Need{Package: "redis-server", File: "redis-server"})
+	}
+	if *fleetN > 0 {
+		needs = append(needs, harness.Need{Package: "libnginx-mod-stream", File: "/usr/lib/nginx/modules/ngx_stream_module.so"})
 	}
 	harness.Check(harness.Install(needs...))
 
 	dir, err := os.MkdirTemp("", "mxgate-bench-mdx-")
 	harness.Check(err)
 	harness.OnExit(func() { os.RemoveAll(dir) })
-	log.Printf("building mxgate")
-	bin := harness.Build(dir)
+	bin := *binFlag
+	if bin == "" {
+		log.Printf("building mxgate")
+		bin = harness.Build(dir)
+	}
 
+	runStart, stealStart := time.Now(), readSteal()
 	targets := startTargets(names, dir, peer, bin)
 	gen, err := newGenerator(time.Now)
 	harness.Check(err)
@@ -173,6 +216,9 @@ func main() {
 
 	for _, k := range kinds {
 		for _, t := range targets {
+			if k == trafficMix && t.getOnly {
+				continue
+			}
 			if t.openOnly {
 				b.check(t, k)
 				continue
@@ -188,6 +234,14 @@ func main() {
 	if *cpuProfile != "" || *memProfile != "" {
 		for _, pt := range profTargets {
 			prof = append(prof, b.profile(targetNamed(targets, pt), bin))
+		}
+	}
+	var hs []*handshakeRow
+	if *hsDur > 0 {
+		for _, t := range targets {
+			if t.tls != nil {
+				hs = append(hs, b.handshakes(t, false, *hsConns, *hsDur), b.handshakes(t, true, *hsConns, *hsDur))
+			}
 		}
 	}
 	capBase, capacity := b.capacityBase(closed[trafficGET])
@@ -219,12 +273,16 @@ func main() {
 			open = append(open, b.open(t, rate, r, true))
 		}
 	}
+	var fl *fleetResult
+	if *fleetN > 0 {
+		fl = b.fleet(dir, bin, upstreamPort)
+	}
 	rep := report{
 		command: commandLine(), cpus: harness.NumCPU(), when: time.Now(),
 		kinds: kinds, closed: closed, open: open, capBase: capBase, capacity: capacity,
-		profiles: prof, note: *note,
+		profiles: prof, note: *note, title: sectionTitle(),
 	}
-	section := rep.markdown()
+	section := rep.markdown() + stormTable(open) + tlsSection(closed[trafficGET], hs, open, fl, machineLoad(stealStart, runStart))
 	fmt.Println(section)
 	if *benchFile != "" {
 		harness.Check(replaceSection(*benchFile, section))
@@ -249,7 +307,14 @@ func splitList(s string) []string {
 
 // parseTargets returns the named targets in the tables' order.
 func parseTargets(s string) ([]string, error) {
-	want := splitList(s)
+	var want []string
+	for _, n := range splitList(s) {
+		if g, ok := targetGroups[n]; ok {
+			want = append(want, g...)
+			continue
+		}
+		want = append(want, n)
+	}
 	for _, n := range want {
 		if !slices.Contains(targetNames, n) {
 			return nil, fmt.Errorf("unknown target %q (want some of %s)", n, strings.Join(targetNames, ","))
@@ -386,7 +451,9 @@ var stockEnv = []string{"GOGC=100", "MXGATE_GC_FLOOR=off"}
 // startTargets starts the upstream and every named target.
 func startTargets(names []string, dir, peer, bin string) []*target {
 	upPort := harness.FreePort()
+	upstreamPort = upPort
 	up := startNginx(dir, "upstream", filepath.Join(peer, "upstream.conf.tmpl"), upPort, upPort)
+	upstreamPid = up.pid()
 	var ts []*target
 	for _, n := range names {
 		t := &target{name: n, title: targetTitles[n]}
@@ -446,6 +513,8 @@ func startTargets(names []string, dir, peer, bin string) []*target {
 			}
 			t.admin = g.Admin
 			t.unique, t.verifies = true, true
+		default:
+			startTLSTarget(t, dir, peer, bin, upPort)
 		}
 		ts = append(ts, t)
 	}
@@ -471,9 +540,9 @@ const maxUnique = 2_000_000
 func (b *bench) pool(t *target, k traffic, need int) *pool {
 	if t.unique {
 		need = min(need, maxUnique)
-		return &pool{reqs: b.gen.build(k, t.addr, need)}
+		return &pool{reqs: b.build(t, k, need)}
 	}
-	return &pool{reqs: b.gen.build(k, t.addr, min(need, cyclicPool)), cyclic: true}
+	return &pool{reqs: b.build(t, k, min(need, cyclicPool)), cyclic: true}
 }
 
 // need returns how many requests a closed-loop run of d against t should
@@ -494,7 +563,7 @@ func (b *bench) seen(t *target, k traffic, rps float64) {
 // check is warm's first part, for a target that refuses part of any
 // load: a few pre-signed requests, each answered 200.
 func (b *bench) check(t *target, k traffic) {
-	for _, req := range b.gen.build(k, t.addr, 3) {
+	for _, req := range b.build(t, k, 3) {
 		c, err := dial(t.addr, 5*time.Second)
 		harness.Check(err)
 		var body []byte
@@ -511,9 +580,10 @@ func (b *bench) check(t *target, k traffic) {
 // with a replay cache, that a replayed request is refused), then runs a
 // short closed loop, which must see only 200s, to estimate t's capacity.
 func (b *bench) warm(t *target, k traffic) {
-	reqs := b.gen.build(k, t.addr, 20)
+	reqs := b.build(t, k, 20)
 	c, err := dial(t.addr, 5*time.Second)
 	harness.Check(err)
+	logTLS(t, c)
 	defer func() { c.close() }() // the last connection: try may replace c
 	try := func(req []byte) (int, string) {
 		var body []byte
@@ -537,9 +607,14 @@ func (b *bench) warm(t *target, k traffic) {
 		}
 	}
 	if t.verifies {
-		bad := tamper(b.gen.build(k, t.addr, 1)[0])
+		bad := tamper(b.build(t, k, 1)[0])
 		if status, body := try(bad); status != 412 {
 			harness.Fatalf("%s answered a request with a wrong MDX-HMAC with %d, not 412: does it verify? %s", t.name, status, body)
+		}
+	}
+	if t.refuse != nil {
+		if status, body := try(t.refuse); status != t.refuseStatus {
+			harness.Fatalf("%s answered a request it must refuse with %d, not %d: %s", t.name, status, t.refuseStatus, body)
 		}
 	}
 	if t.unique {
@@ -589,7 +664,7 @@ type closedRow struct {
 func (b *bench) closed(k traffic) []*closedRow {
 	var targets []*target
 	for _, t := range b.targets {
-		if !t.openOnly {
+		if !t.openOnly && !(k == trafficMix && t.getOnly) {
 			targets = append(targets, t)
 		}
 	}
@@ -666,6 +741,7 @@ type openRow struct {
 	rate        int
 	res         openResult
 	d           time.Duration
+	serverCPU   time.Duration // the target's CPU time over the run and its recovery (runs in one piece)
 }
 
 // openSliced runs every target over the bounded pool at rate for
@@ -718,16 +794,19 @@ func (b *bench) openSliced(rate int, spec rateSpec) []*openRow {
 			// long run never sends a request older than the gateways'
 			// clock skew allows.
 			reqs := b.pool(r.t, trafficGET, perSlice).reqs
-			before := readSteal()
+			before, fBefore := readSteal(), sampleOwnCPU(b.targets)
 			s := schedule{start: time.Now().Add(5 * time.Millisecond), rate: rate, count: perSlice}
 			outs[idx] = runPooled(realClock{}, s, *connections, *timeout, func(w, i int, deadline time.Time) (int, error) {
 				return r.send(w, reqs[i%len(reqs)], deadline)
 			})
-			after := readSteal()
+			after, fAfter := readSteal(), sampleOwnCPU(b.targets)
 			if after.total == 0 || before.total == 0 {
 				quietOK = false
 			}
 			if after.since(before) > *quietSteal || !quietOK {
+				quiet = false
+			}
+			if foreign := foreignSince(before, after, fBefore, fAfter); foreign > *quietForeign {
 				quiet = false
 			}
 		}
@@ -741,7 +820,7 @@ func (b *bench) openSliced(rate int, spec rateSpec) []*openRow {
 			}
 		}
 	}
-	log.Printf("open-slice: %d of %d cycles had at most %.0f%% of the CPU stolen in each slice", quietCycles, n, 100**quietSteal)
+	log.Printf("open-slice: %d of %d cycles had at most %.0f%% of the CPU stolen and at most %.0f%% taken by other processes in each slice", quietCycles, n, 100**quietSteal, 100**quietForeign)
 	rows := make([]*openRow, 0, len(runs))
 	for _, r := range runs {
 		r.closeAll()
@@ -782,6 +861,7 @@ func (b *bench) open(t *target, rate int, spec rateSpec, storm bool) *openRow {
 		recovered <- rec{at, ok}
 	}()
 	traceDone := b.startTrace(t, storm)
+	cpu0 := cpuOf(t.pids)
 	var out []outcome
 	if storm {
 		send, closeAll := stormSender(t.addr, reqs, 4096, int64(*maxOpen))
@@ -796,6 +876,7 @@ func (b *bench) open(t *target, rate int, spec rateSpec, storm bool) *openRow {
 		closeAll()
 	}
 	rv := <-recovered
+	serverCPU := cpuOf(t.pids) - cpu0 // the run and its recovery
 	harness.Check(<-traceDone)
 	time.Sleep(time.Second) // let the target settle before the next run
 	res := summariseOpen(out)
@@ -807,5 +888,5 @@ func (b *bench) open(t *target, rate int, spec rateSpec, storm bool) *openRow {
 	log.Printf("open %-9s %6d/s %-12s 200: %d shed: %d failed: %d  p50 %v p99 %v  recovered: %v %v",
 		mode, rate, t.name, res.ok, res.shed, res.failed(), res.admitted.p50, res.admitted.p99, res.recovered, res.recovery)
 	logDialErrors()
-	return &openRow{t: t, storm: storm, spec: spec, rate: rate, res: res, d: *openDur}
+	return &openRow{t: t, storm: storm, spec: spec, rate: rate, res: res, d: *openDur, serverCPU: serverCPU}
 }

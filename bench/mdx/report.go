@@ -20,7 +20,8 @@ func replaceSection(path, section string) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	out, err := spliceSection(old, section)
+	begin, end := sectionMarkers()
+	out, err := spliceNamed(old, section, begin, end)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -29,6 +30,11 @@ func replaceSection(path, section string) error {
 
 // spliceSection returns doc with section between the markers.
 func spliceSection(doc []byte, section string) ([]byte, error) {
+	return spliceNamed(doc, section, beginMarker, endMarker)
+}
+
+// spliceNamed returns doc with section between the markers begin and end.
+func spliceNamed(doc []byte, section, beginMarker, endMarker string) ([]byte, error) {
 	block := beginMarker + "\n" + strings.TrimSpace(section) + "\n" + endMarker
 	b, e := bytes.Index(doc, []byte(beginMarker)), bytes.Index(doc, []byte(endMarker))
 	switch {
@@ -104,6 +110,7 @@ type report struct {
 	capacity float64
 	profiles []*profiles
 	note     string
+	title    string // the section's heading; "" for the plain side by side's
 }
 
 func (rep *report) closedFailures() int64 {
@@ -143,7 +150,10 @@ var trafficTitles = map[traffic]string{
 func (rep *report) markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	w("## The MDX chain side by side with bare Caddy and an nginx gateway\n\n")
+	if rep.title == "" {
+		rep.title = "The MDX chain side by side with bare Caddy and an nginx gateway"
+	}
+	w("## %s\n\n", rep.title)
 	w("```sh\n%s\n```\n\n", rep.command)
 	if rep.note != "" {
 		w("%s\n\n", rep.note)
@@ -254,7 +264,7 @@ func (rep *report) markdown() string {
 				for _, p := range []struct {
 					n    int
 					what string
-				}{{o.res.dials, "not connected in time"}, {o.res.errors, "cut or timed out"}, {o.res.expired, "expired in the client"}, {o.res.capped, "client at its connection cap"}, {o.res.other, "other statuses: " + statusList(&o.res.others)}} {
+				}{{o.res.dials, "not connected in time"}, {o.res.resets, "reset as it connected"}, {o.res.errors, "cut or timed out"}, {o.res.expired, "expired in the client"}, {o.res.capped, "client at its connection cap"}, {o.res.other, "other statuses: " + statusList(&o.res.others)}} {
 					if p.n > 0 {
 						parts = append(parts, fmt.Sprintf("%d %s", p.n, p.what))
 					}
@@ -454,8 +464,8 @@ func (rep *report) openSlicedTable(b *strings.Builder) {
 	}
 	for _, rate := range rates {
 		rows := byRate[rate]
-		fmt.Fprintf(b, "At %d/s, interleaved in slices of %v, %v per target in all (the targets taking turns slice by slice, in a new order every cycle): admitted latencies over all slices, and over the %d of %d cycles of slices in each of which the hypervisor took at most %.0f %% of the CPU (steal, from /proc/stat):\n\n",
-			rate, *openSlice, rows[0].d, rows[0].quietSlices, rows[0].slices, 100**quietSteal)
+		fmt.Fprintf(b, "At %d/s, interleaved in slices of %v, %v per target in all (the targets taking turns slice by slice, in a new order every cycle): admitted latencies over all slices, and over the %d of %d cycles of slices in each of which the hypervisor took at most %.0f %% of the CPU (steal, from /proc/stat) and processes other than the benchmark's own at most %.0f %%:\n\n",
+			rate, *openSlice, rows[0].d, rows[0].quietSlices, rows[0].slices, 100**quietSteal, 100**quietForeign)
 		b.WriteString("| target | rate | all: p50 | all: p99 | all: p99 − nginx gateway's | quiet: p50 | quiet: p90 | quiet: p99 | quiet: p99 − nginx gateway's | quiet: client lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, o := range rows {
 			p, ok := peer[o.rate]

@@ -29,6 +29,21 @@ type target struct {
 	// openOnly targets refuse part of any load by design (a rate limit
 	// below it): they take part in the open-loop runs only.
 	openOnly bool
+
+	// TLS targets (tlstargets.go): the Host the requests name, the TLS
+	// version of the client, what it negotiated.
+	host       string
+	tls        *tlsVersion
+	negotiated string
+	// fixed is the one request sent again and again (an FDX GET with
+	// its token), for targets that take no MDX requests; getOnly
+	// targets take no part in the mixed traffic; refuse is a request
+	// the target must answer with refuseStatus.
+	fixed        []byte
+	getOnly      bool
+	refuse       []byte
+	refuseStatus int
+	stop         func() // stops what the target started, where a run does (the fleet)
 }
 
 // The targets, in the order the tables list them.
@@ -150,6 +165,7 @@ type chainOptions struct {
 	store    string // "" for the in-memory replay cache and rate limiter, or a Redis URL
 	tuned    bool   // as the examples ship it
 	getLimit string // mx_rate_limit's get budget; "" for far above any load
+	bind     string // the address the TLS site binds to; "" for 127.0.0.1
 }
 
 // chainCaddyfile is the MDX chain: the peer's bare Caddy site with

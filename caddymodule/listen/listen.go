@@ -12,9 +12,12 @@
 //     second process (a second mxgate started by mistake) bind the same
 //     address, and the kernel then splits connections between the two.
 //     A tcp-handover socket is bound without SO_REUSEPORT, once per
-//     address for as long as any loaded configuration uses it; one accept
-//     loop hands each connection to the newest configuration's listener.
-//     A second process is refused the address.
+//     address for as long as any loaded configuration uses it; a few
+//     accepting goroutines hand each connection to the newest
+//     configuration's listener. A second process is refused the address.
+//     Its listen backlog is the kernel's largest, net.core.somaxconn (Go
+//     reads it when the process starts): a host that must hold a storm of
+//     connections in the accept queue raises it before mxgate starts.
 //
 //   - "unix-handover", for Unix sockets, with Caddy's syntax
 //     (unix-handover//run/mxgate/sidecar.sock|0220; the mode defaults to
@@ -53,6 +56,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -84,6 +88,8 @@ type socket struct {
 	ln      net.Listener
 	release func()        // after ln is closed by the last listener; may be nil
 	done    chan struct{} // closed when the last listener closes
+	stopped chan struct{} // closed when the last accepting goroutine returns
+	loops   atomic.Int32  // accepting goroutines not yet returned
 
 	// under mu:
 	open    []*Listener   // oldest first; the last takes new connections
@@ -231,9 +237,12 @@ func share(key string, bind func() (net.Listener, func(), error)) (*Listener, er
 		if err != nil {
 			return nil, err
 		}
-		s = &socket{key: key, ln: ln, release: release, done: make(chan struct{}), changed: make(chan struct{})}
+		s = &socket{key: key, ln: ln, release: release, done: make(chan struct{}), stopped: make(chan struct{}), changed: make(chan struct{})}
 		sockets[key] = s
-		go s.acceptLoop()
+		s.loops.Store(acceptors)
+		for range acceptors {
+			go s.acceptLoop()
+		}
 	}
 	l := &Listener{s: s, conns: make(chan net.Conn), closed: make(chan struct{})}
 	s.open = append(s.open, l)
@@ -242,9 +251,21 @@ func share(key string, bind func() (net.Listener, func(), error)) (*Listener, er
 	return l, nil
 }
 
+// acceptors is how many goroutines accept on one socket. One goroutine
+// among the thousands of a loaded server falls behind a storm of
+// connections when the CPU is short: the kernel's accept queue fills and
+// clients time out connecting. With several, one hands a connection on
+// (which waits for the server's loop) while the others accept.
+const acceptors = 4
+
 // acceptLoop accepts connections and hands each to the newest listener,
-// until the last listener closes.
+// until the last listener closes. Several run on one socket at once.
 func (s *socket) acceptLoop() {
+	defer func() {
+		if s.loops.Add(-1) == 0 {
+			close(s.stopped)
+		}
+	}()
 	var delay time.Duration
 	for {
 		c, err := s.ln.Accept()

@@ -333,3 +333,61 @@ func TestSplitUnixAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoverAcceptorsEachOnce: connections made at once, taken by the
+// socket's several accepting goroutines, each reach the server once; the
+// goroutines return when the last listener closes.
+func TestHandoverAcceptorsEachOnce(t *testing.T) {
+	ln, err := Listen(context.Background(), Network, "127.0.0.1", "0", 0, net.ListenConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ln.(*Listener)
+	const n = 200
+	got := make(chan string, n)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			got <- c.RemoteAddr().String()
+			c.Close()
+		}
+	}()
+	var clients sync.WaitGroup
+	for range n {
+		clients.Go(func() {
+			c, err := net.DialTimeout("tcp", l.Addr().String(), 10*time.Second)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, _ = c.Read(make([]byte, 1)) // until the server closes it
+			c.Close()
+		})
+	}
+	clients.Wait()
+	seen := map[string]bool{}
+	for range n {
+		a := <-got
+		if seen[a] {
+			t.Errorf("%s handed on twice", a)
+		}
+		seen[a] = true
+	}
+	select {
+	case a := <-got:
+		t.Errorf("%s handed on after all %d", a, n)
+	default:
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.s.stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%d accepting goroutines still running after the last listener closed", l.s.loops.Load())
+	}
+}

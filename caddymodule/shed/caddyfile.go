@@ -60,6 +60,7 @@ func (s *Shed) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max <n>            # default 4096
 //		max_shedding <n>   # default 1024
 //		answer 503|close   # default 503; close on a TLS site
+//		acceptors <n>      # accepting goroutines; default 4
 //	}
 func (cl *ConnLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // wrapper name
@@ -80,6 +81,8 @@ func (cl *ConnLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			cl.MaxShedding, err = gate.PositiveInt(d)
 		case "answer":
 			cl.Answer, err = gate.OneOf(d, "503", "close")
+		case "acceptors":
+			cl.Acceptors, err = gate.PositiveInt(d)
 		default:
 			return d.Errf("unrecognized mx_conn_limit listener wrapper option '%s'", d.Val())
 		}

@@ -72,13 +72,14 @@ func TestConnLimitCaddyfile(t *testing.T) {
 		"mx_conn_limit 8 {\n\tmax_shedding 2\n}":    {Max: 8, MaxShedding: 2},
 		"mx_conn_limit {\n\tanswer close\n}":        {Answer: "close"},
 		"mx_conn_limit {\n\tanswer 503\n\tmax 9\n}": {Max: 9, Answer: "503"},
+		"mx_conn_limit {\n\tacceptors 8\n}":         {Acceptors: 8},
 	} {
 		var cl ConnLimit
 		if err := cl.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
 			t.Errorf("%q: %v", input, err)
 			continue
 		}
-		if cl.Max != want.Max || cl.MaxShedding != want.MaxShedding || cl.Answer != want.Answer {
+		if cl.Max != want.Max || cl.MaxShedding != want.MaxShedding || cl.Answer != want.Answer || cl.Acceptors != want.Acceptors {
 			t.Errorf("%q: %+v, want %+v", input, cl, want)
 		}
 	}
@@ -94,6 +95,7 @@ func TestConnLimitCaddyfile(t *testing.T) {
 		"mx_conn_limit {\n\tmax 8 9\n}":          "Testfile:2 too many arguments: '9'",
 		"mx_conn_limit {\n\tmax_shedding 0\n}":   "Testfile:2 max_shedding: invalid number '0'",
 		"mx_conn_limit {\n\tanswer reset\n}":     "Testfile:2 answer must be 503 or close, not 'reset'",
+		"mx_conn_limit {\n\tacceptors 0\n}":      "Testfile:2 acceptors: invalid number '0'",
 		"mx_conn_limit {\n\tmax_in_flight 8\n}":  "Testfile:2 unrecognized mx_conn_limit listener wrapper option 'max_in_flight'",
 		"mx_conn_limit {\n\tmax 8\n\tburst 2\n}": "Testfile:3 unrecognized mx_conn_limit listener wrapper option 'burst'",
 	} {

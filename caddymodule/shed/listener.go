@@ -71,12 +71,22 @@ func init() {
 // server with TLS it refuses to provision unless the server's protocols
 // leave h3 out (`protocols h1 h2`; Caddy's default adds h3).
 //
-// Answering is bounded too: at most MaxShedding connections are being
-// answered at once (each for at most about a second, while what the client
-// sent is drained so that it reads the 503 rather than a reset); past that
-// a connection over Max is reset at once. Every connection over Max counts
-// in mxgate_shed_total{where="listener"}; mxgate_connections_open is the
-// number open.
+// Connections are accepted by Acceptors goroutines at once, each deciding
+// on its own whether a connection is admitted or shed, so that shedding
+// never waits for the server's accept loop: under CPU starvation one
+// accepting goroutine among thousands falls behind the clients, the
+// kernel's accept queue (the listen backlog, net.core.somaxconn) fills,
+// and new clients see a connect timeout rather than a fast 503. Admitted
+// connections wait for the server in a queue, counted as open.
+//
+// Answering is bounded too. What the client sent before its connection
+// was accepted is read at once, and the connection closed right after the
+// 503 (no reset: nothing is left unread). A client that had sent nothing
+// yet is waited for (for at most about a second, reading what it sends so
+// that it reads the 503 rather than a reset) while fewer than MaxShedding
+// are; past that its connection is closed right after the 503. Every
+// connection over Max counts in mxgate_shed_total{where="listener"};
+// mxgate_connections_open is the number open.
 //
 // ConnLimit is safe for concurrent use once provisioned.
 type ConnLimit struct {
@@ -86,14 +96,19 @@ type ConnLimit struct {
 	// buffers, TLS state), a few hundred MiB at the most.
 	Max int `json:"max,omitempty"`
 
-	// MaxShedding is how many connections over Max may be being answered
-	// 503 at once; past it they are reset. Default: 1024.
+	// MaxShedding is how many connections over Max may be waited for at
+	// once, for the client's request after the 503; past it they are
+	// closed right after the 503. Default: 1024.
 	MaxShedding int `json:"max_shedding,omitempty"`
 
 	// Answer is what a connection over Max gets: "503", the canned
 	// response, or "close", a reset with nothing written (for TLS sites).
 	// Default: 503.
 	Answer string `json:"answer,omitempty"`
+
+	// Acceptors is how many goroutines accept connections for each
+	// listener the server wraps. Default: 4.
+	Acceptors int `json:"acceptors,omitempty"`
 
 	open     *atomic.Int64 // connections admitted and not yet closed
 	shedding *shedders     // the connections being answered 503
@@ -106,6 +121,14 @@ type ConnLimit struct {
 const (
 	DefaultMaxConns    = 4096
 	DefaultMaxShedding = 1024
+	DefaultAcceptors   = 4
+)
+
+// Bounds on the back-off of an accepting goroutine after a temporary
+// failure (out of file descriptors), as net/http's own accept loop.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
 )
 
 // Bounds on answering one connection over Max.
@@ -147,11 +170,16 @@ func (cl *ConnLimit) Provision(ctx caddy.Context) (err error) {
 	if cl.MaxShedding == 0 {
 		cl.MaxShedding = DefaultMaxShedding
 	}
+	if cl.Acceptors == 0 {
+		cl.Acceptors = DefaultAcceptors
+	}
 	switch {
 	case cl.Max < 0:
 		return fmt.Errorf("max: %d is not a number of connections (at least 1)", cl.Max)
 	case cl.MaxShedding < 0:
 		return fmt.Errorf("max_shedding: %d is not a number of connections (at least 1)", cl.MaxShedding)
+	case cl.Acceptors < 0 || cl.Acceptors > maxAcceptors:
+		return fmt.Errorf("acceptors: %d is not a number of goroutines from 1 to %d", cl.Acceptors, maxAcceptors)
 	}
 	switch cl.Answer {
 	case "", "503":
@@ -167,9 +195,21 @@ func (cl *ConnLimit) Provision(ctx caddy.Context) (err error) {
 	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
 }
 
-// WrapListener returns ln with the cap at accept.
+// maxAcceptors bounds Acceptors: past a few, more goroutines only wait
+// for the same socket.
+const maxAcceptors = 64
+
+// WrapListener returns ln with the cap at accept. Its accepting goroutines
+// start at the first Accept and end with Close.
 func (cl *ConnLimit) WrapListener(ln net.Listener) net.Listener {
-	return &limitListener{Listener: ln, cl: cl}
+	return &limitListener{
+		Listener: ln,
+		cl:       cl,
+		admitted: make(chan net.Conn, min(max(cl.Max, 1), maxQueue)),
+		failures: make(chan error, 1),
+		done:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
 }
 
 // acquire takes a place for a new connection; false when Max are open.
@@ -192,15 +232,16 @@ func (cl *ConnLimit) release() {
 	gate.Metrics.ConnectionsOpen.Dec()
 }
 
-// shed disposes of c, accepted over Max: answered 503 in a goroutine of its
-// own, or reset when Answer is close, when c is TLS, or when MaxShedding
-// connections are being answered already.
+// shed disposes of c, accepted over Max. When Answer is close, or c is
+// TLS, it is reset. Otherwise it is answered 503 at once: what the
+// client sent already is read first, without waiting (under a storm,
+// accept comes late and the request is there), so that closing sends no
+// reset; if the client had sent nothing yet, a goroutine waits for it, as
+// long as fewer than MaxShedding do, and past that the connection is
+// closed right after the answer.
 func (cl *ConnLimit) shed(c net.Conn) {
 	gate.ShedListener.Inc()
 	answer := !cl.close && !isTLS(c)
-	if answer && !cl.shedding.start() {
-		answer = false
-	}
 	if ce := cl.logger.Check(zapcore.DebugLevel, "connection shed at accept: too many open"); ce != nil {
 		ce.Write(zap.String("remote_addr", remoteAddr(c)), zap.Int("max", cl.Max), zap.Bool("answered", answer))
 	}
@@ -208,10 +249,26 @@ func (cl *ConnLimit) shed(c net.Conn) {
 		reset(c)
 		return
 	}
-	go func() {
-		defer cl.shedding.done()
-		cl.answer503(c)
-	}()
+	got, more := readPending(c)
+	// The answer fits a fresh socket's buffer: written here, it reaches
+	// the client without waiting for a goroutine to be scheduled.
+	if !write503(c) {
+		return
+	}
+	if got > 0 && !more {
+		_ = c.Close() // the request is read: a FIN follows the answer
+		return
+	}
+	if cl.shedding.start() {
+		go func() {
+			defer cl.shedding.done()
+			cl.drain503(c)
+		}()
+		return
+	}
+	// Past MaxShedding: closed now. A client that sends after this sees
+	// a reset, after the answer it has already received.
+	_ = c.Close()
 }
 
 // shedders counts the goroutines answering connections over Max.
@@ -248,19 +305,25 @@ func (s *shedders) done() {
 	}
 }
 
-// answer503 writes the canned 503 to c, shuts c's write side, and reads
-// what the client sent, for a bounded time and up to a bounded size,
-// before closing: closing with unread bytes would reset the connection,
-// and the reset could reach the client before it reads the answer.
-func (cl *ConnLimit) answer503(c net.Conn) {
+// write503 writes the canned 503 to c and shuts c's write side; on a
+// failure it resets c and returns false.
+func write503(c net.Conn) bool {
 	_ = c.SetWriteDeadline(time.Now().Add(shedWriteTimeout))
 	if _, err := c.Write(response503); err != nil {
 		reset(c)
-		return
+		return false
 	}
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
+	return true
+}
+
+// drain503 reads what the client of c, answered 503, sent, for a bounded
+// time and up to a bounded size, before closing: closing with unread
+// bytes would reset the connection, and the reset could reach the client
+// before it reads the answer.
+func (cl *ConnLimit) drain503(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(cl.drain))
 	_, _ = io.CopyN(io.Discard, c, shedDrainMax)
 	_ = c.Close()
@@ -306,30 +369,204 @@ func remoteAddr(c net.Conn) string {
 	return ""
 }
 
-// limitListener is a listener with the cap at accept.
+// limitListener is a listener with the cap at accept: cl.Acceptors
+// goroutines take connections from the wrapped listener, shed those over
+// Max and queue the others for Accept.
+//
+// The queue holds as many as Max (up to maxQueue), so that queueing never
+// waits: every queued connection holds one of the Max places. Close does
+// not wait for anything the server's loop does (http.Server closes its
+// listeners holding the lock its loop takes for each new connection):
+// the connections queued when it is called are still handed to the
+// server's next Accept calls, as a listener's accept queue would be, and
+// once Accept has reported the end, anything an acceptor still brings is
+// closed.
 type limitListener struct {
 	net.Listener
 	cl *ConnLimit
+
+	admitted chan net.Conn // admitted connections waiting for Accept
+	failures chan error    // a temporary failure, for Accept to report
+	done     chan struct{} // closed by Close
+	stopped  chan struct{} // closed when the last acceptor has returned
+
+	started   atomic.Bool
+	live      atomic.Int32 // acceptors not yet returned
+	mu        sync.Mutex   // orders starting, queueing and the end
+	closing   bool         // under mu: Close has begun; start no acceptor
+	final     bool         // under mu: Accept has reported the end; queue nothing
+	closeOnce sync.Once
+	closeErr  error
+	errOnce   sync.Once
+	err       error // the first permanent error; set before stopped is closed
 }
 
-// Accept returns the next connection admitted under Max, shedding the
-// others on the way.
+// maxQueue bounds the queue of admitted connections when Max is larger.
+const maxQueue = 1 << 16
+
+// Accept returns the next connection admitted under Max. It returns the
+// wrapped listener's temporary failures as they happen (the server backs
+// off and calls again); once the wrapped listener has failed for good, or
+// after Close, and every connection queued before has been handed on,
+// its error (net.ErrClosed after Close).
 func (l *limitListener) Accept() (net.Conn, error) {
+	if !l.started.Load() {
+		l.run()
+	}
+	select {
+	case c := <-l.admitted:
+		return c, nil
+	default:
+	}
+	select {
+	case c := <-l.admitted:
+		return c, nil
+	case err := <-l.failures:
+		return nil, err
+	case <-l.stopped:
+		select {
+		case <-l.done:
+			return l.end(net.ErrClosed)
+		default:
+			return l.end(l.err)
+		}
+	case <-l.done:
+		return l.end(net.ErrClosed)
+	}
+}
+
+// end returns a connection still queued, or else err, after which nothing
+// is queued any more.
+func (l *limitListener) end(err error) (net.Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case c := <-l.admitted:
+		return c, nil
+	default:
+	}
+	l.final = true
+	return nil, err
+}
+
+// run starts the accepting goroutines, once, unless Close has begun.
+func (l *limitListener) run() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing || l.started.Load() {
+		return
+	}
+	n := max(1, l.cl.Acceptors)
+	l.live.Store(int32(n))
+	l.started.Store(true)
+	for range n {
+		go l.acceptLoop()
+	}
+}
+
+// acceptLoop accepts until the wrapped listener fails for good (as it
+// does once closed), shedding each connection over Max at once and
+// queueing the others.
+func (l *limitListener) acceptLoop() {
+	defer func() {
+		if l.live.Add(-1) == 0 {
+			close(l.stopped)
+		}
+	}()
+	var delay time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			return nil, err
+			if !isTemporary(err) {
+				l.errOnce.Do(func() { l.err = err })
+				return
+			}
+			select { // the server logs it; one waiting is enough
+			case l.failures <- err:
+			default:
+			}
+			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+				continue
+			case <-l.done:
+				t.Stop()
+				return
+			}
 		}
+		delay = 0
 		if !l.cl.acquire() {
 			l.cl.shed(c)
 			continue
 		}
 		lc := &limitedConn{Conn: c, cl: l.cl}
+		var out net.Conn = lc
 		if isTLS(c) {
-			return &limitedTLSConn{lc}, nil
+			out = &limitedTLSConn{lc}
 		}
-		return lc, nil
+		l.queue(out)
 	}
+}
+
+// queue hands c to Accept, or closes it once Accept has reported the end.
+func (l *limitListener) queue(c net.Conn) {
+	l.mu.Lock()
+	if l.final {
+		l.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	select {
+	case l.admitted <- c:
+		l.mu.Unlock()
+		return
+	default: // only when Max is above maxQueue
+	}
+	l.mu.Unlock()
+	select {
+	case l.admitted <- c:
+	case <-l.done:
+		_ = c.Close()
+		return
+	}
+	// queued outside the lock: if Accept reported the end meanwhile,
+	// nothing will take what is queued
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.final {
+		for {
+			select {
+			case q := <-l.admitted:
+				_ = q.Close()
+				continue
+			default:
+			}
+			return
+		}
+	}
+}
+
+// isTemporary reports whether err is a failure to accept one connection
+// (out of file descriptors, say) after which accepting may go on, as
+// net/http's accept loop tells it.
+func isTemporary(err error) bool {
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary() && !errors.Is(err, net.ErrClosed)
+}
+
+// Close closes the wrapped listener, which ends the accepting goroutines.
+// An Accept waiting returns the connections still queued, then
+// net.ErrClosed.
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closing = true
+		l.mu.Unlock()
+		close(l.done)
+		l.closeErr = l.Listener.Close()
+	})
+	return l.closeErr
 }
 
 // limitedConn is an admitted connection; closing it, once or more, gives

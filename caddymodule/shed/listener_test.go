@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -270,8 +273,8 @@ func TestConnLimit(t *testing.T) {
 	s.take(t).Close()
 }
 
-// TestConnLimitMaxShedding: past max_shedding connections being answered,
-// a connection over max is reset without an answer.
+// TestConnLimitMaxShedding: past max_shedding connections being waited
+// for, a connection over max gets the 503 and is closed at once.
 func TestConnLimitMaxShedding(t *testing.T) {
 	shedBefore := shedCount(t, "listener")
 	// the first shed connection holds its place until its client closes
@@ -279,18 +282,29 @@ func TestConnLimitMaxShedding(t *testing.T) {
 	dial(t, s.addr())
 	s.take(t)
 
-	// read the 503 and hold the connection open: its shedder drains it
+	// a client that sends nothing before it is accepted is waited for
 	first := dial(t, s.addr())
+	for s.cl.shedding.count() != 1 { // a wait, bounded by the test's timeout
+		time.Sleep(time.Millisecond)
+	}
 	if resp, err := shedAnswer(t, first); err != nil || resp.StatusCode != 503 {
 		t.Fatalf("first over max: %v %v", resp, err)
 	}
-	closedUnanswered(t, dialShed(t, s.addr()))
+	// the next is answered and closed without a shedder
+	second := dial(t, s.addr())
+	_ = second.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got, err := io.ReadAll(second); err != nil || string(got) != string(response503) {
+		t.Fatalf("past max_shedding: read %q, %v; want the 503 and the end of the stream", got, err)
+	}
+	if got := s.cl.shedding.count(); got != 1 {
+		t.Errorf("shedding %d, want the first's 1", got)
+	}
 	s.noneHandedOn(t)
 	if got := shedCount(t, "listener") - shedBefore; got != 2 {
 		t.Errorf("mxgate_shed_total{where=listener} grew by %v, want 2", got)
 	}
 
-	// the client closes: its shedder ends, and the next is answered again
+	// the client closes: its shedder ends
 	first.Close()
 	s.waitShedders(t)
 	if got := s.cl.shedding.count(); got != 0 {
@@ -298,6 +312,59 @@ func TestConnLimitMaxShedding(t *testing.T) {
 	}
 	if resp, err := shedAnswer(t, dial(t, s.addr())); err != nil || resp.StatusCode != 503 {
 		t.Fatalf("after the drain: %v %v", resp, err)
+	}
+}
+
+// gatedListener accepts only when the test lets it, one connection per
+// value sent on next.
+type gatedListener struct {
+	net.Listener
+	next chan struct{}
+}
+
+func (l *gatedListener) Accept() (net.Conn, error) {
+	<-l.next
+	return l.Listener.Accept()
+}
+
+// TestConnLimitShedPending: a connection over max whose request arrived
+// before it was accepted is answered 503 and closed at once, the request
+// read so that the close is clean (no reset), and no goroutine waits for
+// its client.
+func TestConnLimitShedPending(t *testing.T) {
+	cl := &ConnLimit{Max: 1, Acceptors: 1, drain: time.Minute}
+	handlertest.Provision(t, cl)
+	cl.logger, _ = handlertest.Logs()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := &gatedListener{Listener: raw, next: make(chan struct{}, 2)}
+	ln := cl.WrapListener(gl)
+	t.Cleanup(func() { close(gl.next); ln.Close() })
+	gl.next <- struct{}{}
+	dial(t, raw.Addr().String())
+	held, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+
+	c := dial(t, raw.Addr().String())
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: gw\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// the request is in the server's socket before it is accepted: wait
+	// until the kernel says so
+	waitQueued(t, raw.Addr(), c.LocalAddr())
+	gl.next <- struct{}{}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != string(response503) {
+		t.Fatalf("read %q, %v; want the 503 and the end of the stream, no reset", got, err)
+	}
+	if n := cl.shedding.count(); n != 0 {
+		t.Errorf("%d goroutines wait for a client whose request was read", n)
 	}
 }
 
@@ -458,16 +525,45 @@ func TestConnLimitConcurrent(t *testing.T) {
 func TestConnLimitProvision(t *testing.T) {
 	cl := &ConnLimit{}
 	handlertest.Provision(t, cl)
-	if cl.Max != DefaultMaxConns || cl.MaxShedding != DefaultMaxShedding || cl.close {
+	if cl.Max != DefaultMaxConns || cl.MaxShedding != DefaultMaxShedding || cl.Acceptors != DefaultAcceptors || cl.close {
 		t.Errorf("defaults: %+v", cl)
 	}
 	for name, bad := range map[string]*ConnLimit{
 		"negative max":          {Max: -1},
 		"negative max_shedding": {MaxShedding: -1},
 		"unknown answer":        {Answer: "reset"},
+		"negative acceptors":    {Acceptors: -1},
+		"too many acceptors":    {Acceptors: maxAcceptors + 1},
 	} {
 		if err := handlertest.TryProvision(t, bad); err == nil {
 			t.Errorf("%s: provisioned", name)
 		}
 	}
+}
+
+// waitQueued waits until the server's end of the connection from client
+// to server, not yet accepted, holds bytes to read (its rx_queue in
+// /proc/net/tcp).
+func waitQueued(t *testing.T, server, client net.Addr) {
+	t.Helper()
+	local := fmt.Sprintf(":%04X ", server.(*net.TCPAddr).Port)
+	remote := fmt.Sprintf(":%04X ", client.(*net.TCPAddr).Port)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Skipf("cannot read /proc/net/tcp: %v", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 5 || !strings.HasSuffix(f[1]+" ", local) || !strings.HasSuffix(f[2]+" ", remote) {
+				continue
+			}
+			if _, rx, ok := strings.Cut(f[4], ":"); ok && strings.Trim(rx, "0") != "" {
+				return
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("the request never reached the server's socket")
 }

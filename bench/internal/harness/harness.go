@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,12 +38,18 @@ type Gateway struct {
 // in the Caddyfile stands for a free admin address. Its logs go to a file
 // beside the Caddyfile.
 func Start(bin, dir string, port int, caddyfile string, env ...string) *Gateway {
+	return StartAt(bin, dir, "127.0.0.1", port, caddyfile, env...)
+}
+
+// StartAt is Start for a first site that listens on ip (a loopback
+// address) rather than 127.0.0.1.
+func StartAt(bin, dir, ip string, port int, caddyfile string, env ...string) *Gateway {
 	admin := ""
 	if strings.Contains(caddyfile, "{ADMIN}") {
 		admin = fmt.Sprintf("127.0.0.1:%d", FreePort())
 		caddyfile = strings.ReplaceAll(caddyfile, "{ADMIN}", admin)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", port))
+	path := filepath.Join(dir, fmt.Sprintf("Caddyfile-%s-%d", ip, port))
 	Check(os.WriteFile(path, []byte(caddyfile), 0o600))
 	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
 	cmd.Env = append(append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir), env...)
@@ -51,9 +58,10 @@ func Start(bin, dir string, port int, caddyfile string, env ...string) *Gateway 
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = childAttr()
 	Check(cmd.Start())
-	g := &Gateway{cmd: cmd, Base: fmt.Sprintf("http://127.0.0.1:%d", port), Admin: admin}
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
+	g := &Gateway{cmd: cmd, Base: "http://" + addr, Admin: admin}
 	OnExit(g.Stop)
-	WaitTCP(fmt.Sprintf("127.0.0.1:%d", port))
+	WaitTCP(addr)
 	return g
 }
 
