@@ -485,7 +485,7 @@ func TestHostileSharedStore(t *testing.T) {
 	// Redis wakes), none reaches the upstream, and the breaker opens.
 	t.Run("a slow Redis does not hold requests behind the batch in flight", func(t *testing.T) {
 		t.Parallel()
-		srv := redistest.Start(t)
+		srv := redistest.Start(t, "--enable-debug-command", "yes")
 		up := newUpstream(t, nil)
 		base, g := storeChain{timeout: "200ms", get: "1/h burst 100"}.start(t, up, srv.URL())
 		ssWaitReady(t, base, "", "warm")

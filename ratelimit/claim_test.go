@@ -118,6 +118,32 @@ func TestRedisTakeClaimBreaker(t *testing.T) {
 	}
 }
 
+// TestRedisTakeClaimUnreadableBucket: a bucket key of another type (a
+// list planted by another user of the Redis) fails the call, and the
+// claim is not recorded: once the key is gone, the same claim is fresh.
+func TestRedisTakeClaimUnreadableBucket(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redisClient(t, srv)
+	p := Policy{Get: {Rate: 1.0 / 3600, Burst: 2}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}}
+	s := newRedisStore(t, c, "test:wrongtype:", p)
+	s.SetProbeInterval(time.Nanosecond) // probe again at once after the failure
+	ctx := context.Background()
+	if err := c.RPush(ctx, "test:wrongtype:get:k", "planted").Err(); err != nil {
+		t.Fatal(err)
+	}
+	claim := Claim{Key: "test:wrongtype:sig", TTL: time.Minute}
+	if r, err := s.TakeClaim(ctx, "k", Get, 0, claim); !errors.Is(err, ErrStoreUnavailable) || !r.Tried || r.Claimed {
+		t.Fatalf("a bucket of another type: %+v %v", r, err)
+	}
+	if n, _ := c.Exists(ctx, claim.Key).Result(); n != 0 {
+		t.Fatal("the claim was recorded by a call that failed")
+	}
+	c.Del(ctx, "test:wrongtype:get:k")
+	if r, err := s.TakeClaim(ctx, "k", Get, 0, claim); err != nil || !r.Claimed || !r.Allowed || r.Remaining != 1 {
+		t.Fatalf("the same claim once the key is gone: %+v %v", r, err)
+	}
+}
+
 // TestRedisTakeClaimExact: three replicas' stores, batched, on one Redis:
 // each claim is recorded by exactly one of the requests that carry it, and
 // together they admit exactly the burst.

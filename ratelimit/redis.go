@@ -54,7 +54,13 @@ var takeScript = redisbatch.NewScript(gcra)
 // as takeScript makes it. A claim found already there takes nothing and
 // returns {-1, 0, 0}. The claim stays recorded whether the take admits or
 // refuses.
+//
+// The bucket is read before anything is written: Redis does not undo what
+// a script wrote before an error, so a bucket that cannot be read (a key
+// of another type, WRONGTYPE) fails the script with the claim unrecorded,
+// and the client's retry is not taken for a replay.
 var claimScript = redisbatch.NewScript(`
+redis.call('GET', KEYS[1])
 if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
 	return {-1, 0, 0}
 end` + gcra)
