@@ -5,6 +5,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -227,6 +230,7 @@ func TestHostileSharedStore(t *testing.T) {
 		ssWaitReady(t, base, "", "warm")
 		rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 		defer rc.Close()
+		reads0, scripts0 := redisReads(t, rc)
 		for i := range sigs {
 			orig := ssSigned(t, base, fmt.Sprint("batch-", i), "")
 			reqs := make([]*http.Request, copies)
@@ -250,6 +254,12 @@ func TestHostileSharedStore(t *testing.T) {
 			if ok != 1 || refused != copies-1 {
 				t.Errorf("signature %d sent %d times at once: %d admitted, %d refused as used; want 1 and %d", i, copies, ok, refused, copies-1)
 			}
+		}
+		// The copies that reached Redis shared its reads: they were batched.
+		reads1, scripts1 := redisReads(t, rc)
+		t.Logf("%d scripts in %d reads", scripts1-scripts0, reads1-reads0)
+		if scripts1-scripts0 < 2*sigs || reads1-reads0 >= scripts1-scripts0 {
+			t.Errorf("%d scripts in %d reads: the copies were not batched", scripts1-scripts0, reads1-reads0)
 		}
 		for sig, n := range ssUpstreamBySig(up) {
 			if n != 1 {
@@ -690,10 +700,10 @@ func TestHostileSharedStore(t *testing.T) {
 
 	// Another gateway on the same Redis, with namespaces of its own, uses
 	// the same signatures and spends its own budget: neither touches the
-	// other's state. Its operator named its budget after ours with a
-	// suffix ("…:get"); a client of ours must not be able to reach its
-	// budget through a key of its choosing (the budget key is
-	// namespace:class:key).
+	// other's state. A budget key is namespace:class:key, the key chosen
+	// by the client: a namespace holding ':' ("bank-a:get", beside our
+	// "bank-a") would let our clients spend the other's budget, so it is
+	// refused; one without is another state.
 	t.Run("another gateway's namespaces on the same Redis", func(t *testing.T) {
 		t.Parallel()
 		srv := redistest.Start(t)
@@ -703,21 +713,44 @@ func TestHostileSharedStore(t *testing.T) {
 			replayNS: "bank-a-replay", budgetNS: "bank-a"}
 		base, _ := ours.start(t, up, srv.URL())
 		ssWaitReady(t, base, "warm", "warm")
-		theirs := storeChain{get: fmt.Sprint("1/h burst ", burst), replayNS: "bank-b-replay", budgetNS: "bank-a:get"}
-		port := freePort(t)
-		g := startGateway(t, theirs.caddyfile(port, up, srv.URL()))
-		other := fmt.Sprintf("http://127.0.0.1:%d", port)
-		if strings.Contains(g.Stderr.String(), "never") {
-			t.Log(g.Stderr.String())
+
+		colliding := storeChain{get: fmt.Sprint("1/h burst ", burst), replayNS: "bank-b-replay", budgetNS: "bank-a:get"}
+		cf := filepath.Join(t.TempDir(), "Caddyfile")
+		if err := os.WriteFile(cf, []byte(strings.ReplaceAll(colliding.caddyfile(freePort(t), up, srv.URL()), "{ADMIN}", "off")), 0o600); err != nil {
+			t.Fatal(err)
 		}
+		out, err := exec.Command(binary, "validate", "--config", cf, "--adapter", "caddyfile").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "must not hold ':'") {
+			t.Errorf("a namespace holding ':' was accepted: %v %s", err, out)
+		}
+
+		theirs := storeChain{get: fmt.Sprint("1/h burst ", burst), replayNS: "bank-b-replay", budgetNS: "bank-a.get"}
+		other, _ := theirs.start(t, up, srv.URL())
 		ssWaitReady(t, other, "", "warm-other")
-		// Our clients spend "get:"'s budget and then some.
+		// Our clients spend their budgets under names of their choosing,
+		// and the same signatures are sent to the other gateway.
+		var sent []*http.Request
 		for i := range burst + 2 {
-			ssSend(ssSigned(t, base, fmt.Sprint("collide-", i), "get:"))
+			for _, client := range []string{"get:", ".get:get:", "get", ""} {
+				r := ssSigned(t, base, fmt.Sprint("collide-", client, i), client)
+				sent = append(sent, ssCopy(r, other))
+				ssSend(r)
+			}
 		}
-		// The same signatures at the other gateway are its own business.
-		if left := ssTokensLeft(t, other, "", "other", burst); left != burst-1 {
-			t.Errorf("the other gateway's budget: %d tokens left, want %d: our clients spent it", left, burst-1)
+		ok := 0
+		for _, r := range sent[:burst-1] {
+			if a := ssSend(r); a.status == 200 {
+				ok++
+			}
+		}
+		if ok != burst-1 {
+			t.Errorf("the other gateway admitted %d of our signatures, want %d: its replay cache or budget is ours", ok, burst-1)
+		}
+		if left := ssTokensLeft(t, other, "", "other", burst); left != 0 {
+			t.Errorf("the other gateway's budget: %d tokens left, want 0", left)
+		}
+		if a := ssSend(ssSigned(t, base, "ours-after", "someone-else")); a.status != 200 {
+			t.Errorf("a client of ours with a budget of its own after the other gateway spent its budget: %d %s", a.status, a.body)
 		}
 	})
 }
