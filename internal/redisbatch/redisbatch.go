@@ -211,3 +211,9 @@ func (s *Script) Run(ctx context.Context, p Processor, keys []string, args ...an
 // IsNoScript reports whether err is Redis's answer to EVALSHA of a script
 // it does not hold.
 func IsNoScript(err error) bool { return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") }
+
+// IsKeyError reports whether err is Redis's answer that a key holds a
+// value of another type (WRONGTYPE): a failure of that key alone, which
+// says nothing of Redis's health, so it should not make the caller skip
+// Redis for its other keys.
+func IsKeyError(err error) bool { return err != nil && redis.HasErrorPrefix(err, "WRONGTYPE") }
