@@ -395,7 +395,15 @@ func TestHostileSharedStore(t *testing.T) {
 		ssWaitReady(t, base, "warm", "warm")
 		rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 		defer rc.Close()
+		// A signature of the poisoned client, used before the key is
+		// planted, stays a replay after.
+		used0 := ssSigned(t, base, "poison-before", "poison")
+		usedAgain := ssCopy(used0, base)
+		if a := ssSend(used0); a.status != 200 {
+			t.Fatalf("before the key was planted: %d %s", a.status, a.body)
+		}
 		poisoned := "mxgate:rl:hostile-store-budget:get:poison"
+		rc.Del(context.Background(), poisoned) // the token spent is counted below
 		if err := rc.RPush(context.Background(), poisoned, "planted").Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -425,8 +433,21 @@ func TestHostileSharedStore(t *testing.T) {
 			}
 		}
 		for _, r := range up.Requests() {
-			if r.Header.Get("X-Client") == "poison" {
+			if r.Header.Get("X-Client") == "poison" && r.Header.Get("Mdx-Session-Key") != "poison-before" {
 				t.Error("a request whose budget could not be read reached the upstream")
+			}
+		}
+		if a := ssSend(usedAgain); a.status != 412 || a.body != used {
+			t.Errorf("a used signature of the client whose budget key is of the wrong type: %d %s; want 412", a.status, a.body)
+		}
+		// One client's key fails that client alone: the next request of
+		// another client goes to Redis as usual (no breaker opened).
+		for i := range 3 {
+			if a := ssSend(ssSigned(t, base, fmt.Sprint("poison-next-", i), "poison")); a.status != 503 {
+				t.Errorf("the poisoned client again: %d %s", a.status, a.body)
+			}
+			if a := ssSend(ssSigned(t, base, fmt.Sprint("clean-next-", i), "clean-next")); a.status != 200 {
+				t.Errorf("another client right after a request whose budget key is of the wrong type: %d %s; want 200", a.status, a.body)
 			}
 		}
 		// The failed script recorded nothing: once the key is removed, the
@@ -440,8 +461,8 @@ func TestHostileSharedStore(t *testing.T) {
 				t.Errorf("poisoned request %d retried once the key is gone: %d %s; want 200 (nothing was recorded)", i, a.status, a.body)
 			}
 		}
-		// Every clean client spent one token; the poisoned client spent
-		// only its retries.
+		// Every clean client spent one token; the poisoned client its
+		// retries (the bucket planted over started afresh).
 		for i := range 8 {
 			if i%3 != 0 {
 				continue
@@ -453,6 +474,9 @@ func TestHostileSharedStore(t *testing.T) {
 		}
 		if left := ssTokensLeft(t, base, "poison", "poison", burst); left != burst-len(poison) {
 			t.Errorf("poison: %d tokens left, want %d", left, burst-len(poison))
+		}
+		if left := ssTokensLeft(t, base, "clean-next", "clean-next", burst); left != burst-3 {
+			t.Errorf("clean-next: %d tokens left, want %d", left, burst-3)
 		}
 		_ = g
 	})
@@ -695,6 +719,69 @@ func TestHostileSharedStore(t *testing.T) {
 		}
 		if left := ssTokensLeft(t, bases[0], "", "noscript", burst); left != burst-n-2 {
 			t.Errorf("%d tokens left, want %d", left, burst-n-2)
+		}
+	})
+
+	// On a Redis Cluster (two round trips: the record and the token lie in
+	// different slots), batches span the masters: a signature raced to two
+	// replicas passes once, a budget key of the wrong type on one master
+	// fails only its request, and the budget stays exact.
+	t.Run("Redis Cluster: replays raced, a wrong-type key on one master", func(t *testing.T) {
+		t.Parallel()
+		cl := redistest.StartCluster(t, 3, nil)
+		up := newUpstream(t, nil)
+		const burst, sigs = 30, 12
+		c := storeChain{get: fmt.Sprint("1/h burst ", burst), key: "{http.request.header.X-Client}"}
+		a, _ := c.start(t, up, cl.URL())
+		b, _ := c.start(t, up, cl.URL())
+		ssWaitReady(t, a, "fleet", "warm-a")
+		ssWaitReady(t, b, "fleet", "warm-b")
+		rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+		defer rc.Close()
+		if err := rc.RPush(context.Background(), "mxgate:rl:hostile-store-budget:get:poison", "planted").Err(); err != nil {
+			t.Fatal(err)
+		}
+		var reqs []*http.Request
+		for i := range sigs {
+			client := "fleet"
+			if i%4 == 0 {
+				client = "poison"
+			}
+			r := ssSigned(t, a, fmt.Sprint("cluster-", i), client)
+			reqs = append(reqs, r, ssCopy(r, a), ssCopy(r, b), ssCopy(r, b))
+		}
+		answers := ssSendAll(reqs)
+		for i := 0; i < len(reqs); i += 4 {
+			ok, refused := 0, 0
+			poison := reqs[i].Header.Get("X-Client") == "poison"
+			for _, x := range answers[i : i+4] {
+				switch {
+				case x.err == nil && x.status == 200 && !poison:
+					ok++
+				case x.err == nil && x.status == 412 && x.body == used:
+					refused++
+				case x.err == nil && x.status == 503 && poison:
+				default:
+					t.Errorf("signature %d (%s): %d %s %v", i/4, reqs[i].Header.Get("X-Client"), x.status, x.body, x.err)
+				}
+			}
+			if !poison && (ok != 1 || refused != 3) {
+				t.Errorf("signature %d raced to two replicas: %d admitted, %d refused; want 1 and 3", i/4, ok, refused)
+			}
+		}
+		for sig, n := range ssUpstreamBySig(up) {
+			if n != 1 {
+				t.Errorf("the upstream saw a signature %d times (%.8s…)", n, sig)
+			}
+		}
+		for _, r := range up.Requests() {
+			if r.Header.Get("X-Client") == "poison" {
+				t.Error("a request whose budget could not be read reached the upstream")
+			}
+		}
+		admitted := sigs - (sigs+3)/4
+		if left := ssTokensLeft(t, b, "fleet", "cluster", burst); left != burst-admitted-2 {
+			t.Errorf("%d tokens left, want %d", left, burst-admitted-2)
 		}
 	})
 
