@@ -118,6 +118,51 @@ func TestRedisTakeClaimBreaker(t *testing.T) {
 	}
 }
 
+// TestRedisTakeClaimUnreadableBucket: a bucket key of another type (a
+// list planted by another user of the Redis) fails the call, and the
+// claim is not recorded: once the key is gone, the same claim is fresh. A
+// claim recorded before is still found (a replay, not an error). The
+// failure is that key's alone: other keys go to Redis at once.
+func TestRedisTakeClaimUnreadableBucket(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redisClient(t, srv)
+	p := Policy{Get: {Rate: 1.0 / 3600, Burst: 2}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}}
+	s := newRedisStore(t, c, "test:wrongtype:", p)
+	s.SetProbeInterval(time.Hour)
+	ctx := context.Background()
+	recorded := Claim{Key: "test:wrongtype:old", TTL: time.Minute}
+	if r, err := s.TakeClaim(ctx, "k", Get, 0, recorded); err != nil || !r.Claimed {
+		t.Fatalf("a fresh claim: %+v %v", r, err)
+	}
+	if err := c.Del(ctx, "test:wrongtype:get:k").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RPush(ctx, "test:wrongtype:get:k", "planted").Err(); err != nil {
+		t.Fatal(err)
+	}
+	claim := Claim{Key: "test:wrongtype:sig", TTL: time.Minute}
+	r, err := s.TakeClaim(ctx, "k", Get, 0, claim)
+	if !errors.Is(err, ErrStoreUnavailable) || !redisbatch.IsKeyError(err) || !r.Tried || r.Claimed {
+		t.Fatalf("a bucket of another type: %+v %v", r, err)
+	}
+	if n, _ := c.Exists(ctx, claim.Key).Result(); n != 0 {
+		t.Fatal("the claim was recorded by a call that failed")
+	}
+	if r, err := s.TakeClaim(ctx, "k", Get, 0, recorded); err != nil || !r.Tried || r.Claimed {
+		t.Errorf("a claim recorded before, over a bucket of another type: %+v %v; want it found", r, err)
+	}
+	if r, err := s.TakeClaim(ctx, "other", Get, 0, Claim{Key: "test:wrongtype:other", TTL: time.Minute}); err != nil || !r.Claimed || !r.Allowed {
+		t.Errorf("another key right after: %+v %v; want Redis asked (the breaker closed)", r, err)
+	}
+	if _, err := s.Take(ctx, "k", Get, time.Now(), 0); !redisbatch.IsKeyError(err) || !s.Healthy() {
+		t.Errorf("Take of the bucket of another type: %v, healthy %v", err, s.Healthy())
+	}
+	c.Del(ctx, "test:wrongtype:get:k")
+	if r, err := s.TakeClaim(ctx, "k", Get, 0, claim); err != nil || !r.Claimed || !r.Allowed || r.Remaining != 1 {
+		t.Fatalf("the same claim once the key is gone: %+v %v", r, err)
+	}
+}
+
 // TestRedisTakeClaimExact: three replicas' stores, batched, on one Redis:
 // each claim is recorded by exactly one of the requests that carry it, and
 // together they admit exactly the burst.

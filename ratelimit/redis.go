@@ -54,7 +54,18 @@ var takeScript = redisbatch.NewScript(gcra)
 // as takeScript makes it. A claim found already there takes nothing and
 // returns {-1, 0, 0}. The claim stays recorded whether the take admits or
 // refuses.
+//
+// A claim already there is found before the bucket is read, and the
+// bucket is read before anything is written: Redis does not undo what a
+// script wrote before an error, so a bucket that cannot be read (a key of
+// another type, WRONGTYPE) fails the script with the claim unrecorded
+// (the client's retry is not taken for a replay), and never turns a
+// replay into an error.
 var claimScript = redisbatch.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then
+	return {-1, 0, 0}
+end
+redis.call('GET', KEYS[1])
 if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
 	return {-1, 0, 0}
 end` + gcra)
@@ -147,8 +158,10 @@ func (s *Redis) bucketKey(key string, c Class) string {
 }
 
 func (s *Redis) fail(err error) error {
-	s.breaker.Fail()
-	return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	if !redisbatch.IsKeyError(err) {
+		s.breaker.Fail()
+	}
+	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 }
 
 // Healthy reports whether the last contact with Redis succeeded.

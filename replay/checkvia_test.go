@@ -43,6 +43,16 @@ func TestRedisCheckVia(t *testing.T) {
 		t.Fatalf("the record lives %v", ttl)
 	}
 
+	// A recorder that fails on one key of another type (a budget's,
+	// recorded with it) fails that check alone: Redis is up.
+	c.RPush(ctx, "test:via:list", "x")
+	wrongType := func(ctx context.Context, _ string, _ time.Duration, _ int, _ time.Duration) (bool, int, error) {
+		return false, 0, c.Incr(ctx, "test:via:list").Err()
+	}
+	if fresh, err := r.CheckVia(ctx, k(3), wrongType); fresh || !errors.Is(err, ErrUnavailable) || !r.Healthy() {
+		t.Fatalf("a recorder failing on a key of another type: %v %v, healthy %v", fresh, err, r.Healthy())
+	}
+
 	failing := 0
 	boom := func(context.Context, string, time.Duration, int, time.Duration) (bool, int, error) {
 		failing++

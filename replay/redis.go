@@ -89,7 +89,9 @@ func (c *Redis) CheckVia(ctx context.Context, key Key, rec Recorder) (bool, erro
 	name := c.Name(key)
 	set, n, err := rec(ctx, name, c.window, c.waitReplicas, c.waitTimeout)
 	if err != nil {
-		c.breaker.Fail()
+		if !redisbatch.IsKeyError(err) { // one key's failure (a budget's, beside it): Redis is up
+			c.breaker.Fail()
+		}
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if set && n < c.waitReplicas {

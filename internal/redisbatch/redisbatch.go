@@ -5,7 +5,9 @@
 // commands waiting go together as one pipeline on one connection. A lone
 // caller pays one round trip and no hand-off; under load, the commands of
 // many requests share one write and one read, on the client's side and on
-// Redis's.
+// Redis's. When a batch fails on its connection (Redis does not answer in
+// time, or is gone), the commands waiting behind it fail at once, unsent:
+// a caller waits for at most the one batch ahead of its own.
 //
 // Only commands that complete at once belong in a batch: a blocking
 // command (WAIT, BLPOP, …) would hold up every command batched with it,
@@ -17,6 +19,8 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -63,7 +67,7 @@ func (b *Batcher) Process(ctx context.Context, cmd redis.Cmder) error {
 		b.running++
 		b.mu.Unlock()
 		err := b.client.Process(ctx, cmd)
-		b.handOff()
+		b.handOff(err)
 		return err
 	}
 	c := calls.Get().(*call)
@@ -90,10 +94,11 @@ func (b *Batcher) run(ctx context.Context, batch []*call) {
 	for i, c := range batch {
 		cmds[i] = c.cmd
 	}
+	var err error
 	if len(cmds) == 1 {
-		_ = b.client.Process(ctx, cmds[0])
+		err = b.client.Process(ctx, cmds[0])
 	} else {
-		_, _ = b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, err = b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, cmd := range cmds {
 				_ = p.Process(ctx, cmd)
 			}
@@ -103,13 +108,21 @@ func (b *Batcher) run(ctx context.Context, batch []*call) {
 	for _, c := range batch[1:] {
 		c.done <- nil
 	}
-	b.handOff()
+	b.handOff(err)
 }
 
-// handOff ends a batch: the commands that waited meanwhile become the next
-// batch, led by the first of them; or, if none did, one fewer batch is in
-// flight.
-func (b *Batcher) handOff() {
+// handOff ends a batch that returned err: the commands that waited
+// meanwhile become the next batch, led by the first of them; or, if none
+// did, one fewer batch is in flight.
+//
+// If the batch failed on its connection (a timeout, a reset, no
+// connection to be had: anything but Redis's own error reply or its
+// caller leaving), the commands that waited behind it fail at once,
+// unsent, rather than wait for a timeout of their own: a Redis that does
+// not answer then costs a request no more than one timeout, and its
+// callers' breakers decide what comes next. An unsent command has done
+// nothing in Redis.
+func (b *Batcher) handOff(err error) {
 	b.mu.Lock()
 	if len(b.queue) == 0 {
 		b.running--
@@ -118,8 +131,32 @@ func (b *Batcher) handOff() {
 	}
 	next := b.queue
 	b.queue = nil
+	if !lostConnection(err) {
+		b.mu.Unlock()
+		next[0].done <- next
+		return
+	}
+	b.running--
 	b.mu.Unlock()
-	next[0].done <- next
+	unsent := fmt.Errorf("%w: %w", ErrNotSent, err)
+	for _, c := range next {
+		c.cmd.SetErr(unsent)
+		c.done <- nil
+	}
+}
+
+// ErrNotSent is wrapped by the error of a command that waited behind a
+// batch that failed on its connection, and was not sent.
+var ErrNotSent = errors.New("redisbatch: not sent: the batch before it failed")
+
+// lostConnection reports whether err, a batch's, is a failure of the
+// connection rather than Redis's error reply or a caller's context.
+func lostConnection(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var reply redis.Error
+	return !errors.As(err, &reply)
 }
 
 // Script is a Lua script run by EVALSHA through a Processor (a client, a
@@ -174,3 +211,9 @@ func (s *Script) Run(ctx context.Context, p Processor, keys []string, args ...an
 // IsNoScript reports whether err is Redis's answer to EVALSHA of a script
 // it does not hold.
 func IsNoScript(err error) bool { return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") }
+
+// IsKeyError reports whether err is Redis's answer that a key holds a
+// value of another type (WRONGTYPE): a failure of that key alone, which
+// says nothing of Redis's health, so it should not make the caller skip
+// Redis for its other keys.
+func IsKeyError(err error) bool { return err != nil && redis.HasErrorPrefix(err, "WRONGTYPE") }

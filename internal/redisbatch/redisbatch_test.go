@@ -2,6 +2,7 @@ package redisbatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -201,6 +202,81 @@ func TestBatcherOutage(t *testing.T) {
 	}
 	srv.Restart()
 	waitFor(t, "Redis to answer through the batcher", func() bool { return b.Process(ctx, redis.NewStatusCmd(ctx, "ping")) == nil })
+}
+
+// TestBatcherSlowRedis: Redis stops answering with a batch out; the
+// commands that waited behind it fail as soon as it times out, unsent,
+// rather than go as the next batch and wait for a timeout of their own; a command refused by Redis (an error reply)
+// fails nothing behind it. Then the batcher works again.
+func TestBatcherSlowRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, PoolSize: 4, MinIdleConns: 4,
+		DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond, PoolTimeout: 300 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	admin := newClient(t, srv)
+	ctx := context.Background()
+	// Idle connections ready, so that a second batch would be sent at once.
+	var warm sync.WaitGroup
+	for range 4 {
+		warm.Add(1)
+		go func() { defer warm.Done(); _ = c.Ping(ctx).Err() }()
+	}
+	warm.Wait()
+	hook := new(counter)
+	c.AddHook(hook)
+	b := New(c, 1)
+
+	// Redis holds every command for 2s.
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", 2000, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- b.Process(ctx, redis.NewIntCmd(ctx, "incr", "test:batch:slow")) }()
+	waitFor(t, "the first command to be out", func() bool { return hook.singles.Load() == 1 })
+	const waiters = 10
+	errs := make(chan error, waiters)
+	for i := range waiters {
+		go func() { errs <- b.Process(ctx, redis.NewIntCmd(ctx, "incr", "test:batch:slow")) }()
+		waitFor(t, "the command to queue", func() bool { return b.queued() == i+1 })
+	}
+	if err := <-first; err == nil {
+		t.Fatal("the command out while Redis was paused did not time out")
+	}
+	for range waiters {
+		if err := <-errs; !errors.Is(err, ErrNotSent) {
+			t.Errorf("a command that waited behind a batch that timed out: %v; want ErrNotSent", err)
+		}
+	}
+	if p := hook.pipelines.Load(); p != 0 {
+		t.Errorf("%d pipelines sent after the batch out timed out; want none", p)
+	}
+	// Only the command that was out ran, once Redis answers again.
+	waitFor(t, "the batcher to work again", func() bool { return b.Process(ctx, redis.NewStatusCmd(ctx, "ping")) == nil })
+	if n, _ := admin.Get(ctx, "test:batch:slow").Int(); n > 1 {
+		t.Errorf("%d increments ran, want at most 1: a command reported unsent was sent", n)
+	}
+
+	// An error reply is no lost connection: what waits behind it runs.
+	if err := admin.RPush(ctx, "test:batch:list", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var once sync.Once
+	singles := hook.singles.Load()
+	hook.gate = func() { once.Do(func() { <-release }) }
+	wrong := make(chan error, 1)
+	go func() { wrong <- b.Process(ctx, redis.NewIntCmd(ctx, "incr", "test:batch:list")) }()
+	waitFor(t, "the failing command to be out", func() bool { return hook.singles.Load() == singles+1 })
+	behind := make(chan error, 1)
+	go func() { behind <- b.Process(ctx, redis.NewIntCmd(ctx, "incr", "test:batch:slow")) }()
+	waitFor(t, "the command to queue", func() bool { return b.queued() == 1 })
+	close(release)
+	if err := <-wrong; err == nil || errors.Is(err, ErrNotSent) {
+		t.Errorf("INCR of a list: %v", err)
+	}
+	if err := <-behind; err != nil {
+		t.Errorf("a command behind an error reply: %v", err)
+	}
 }
 
 // TestScriptLoadsItself: EVALSHA of a script the server lacks falls back

@@ -95,3 +95,40 @@ func TestStoreIsADependency(t *testing.T) {
 		t.Fatalf("after release: %v", failed)
 	}
 }
+
+// TestNamespaceCharacters: a namespace is one part of Redis keys and of
+// ACL key patterns; the separator ':', ACL wildcards, white space and
+// control characters are refused, in the Caddyfile and in JSON.
+func TestNamespaceCharacters(t *testing.T) {
+	for _, good := range []string{"bank-a-mdx-prod", "fi_prod.v2", "0123abcdef-1", "é"} {
+		if err := CheckNamespace(good); err != nil {
+			t.Errorf("%q: %v", good, err)
+		}
+		var c Config
+		d := caddyfile.NewTestDispenser("dir {\n\tnamespace " + good + "\n}")
+		d.Next()
+		d.NextBlock(0)
+		if ok, err := c.UnmarshalOption(d); !ok || err != nil || c.Namespace != good {
+			t.Errorf("%q: %v %v %q", good, ok, err, c.Namespace)
+		}
+	}
+	for _, bad := range []string{"bank-a:get", "a:", ":", "bank*", "b?", "b[1]", `b\c`, "a b", "a\tb", "a\x00b", "a\x7fb", "a\u00a0b", "a\u2028b"} {
+		if err := CheckNamespace(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+		c := Config{Namespace: bad}
+		if _, err := c.Provision(newContext(t), "test_ns"); err == nil || !strings.Contains(err.Error(), "must not hold") {
+			t.Errorf("JSON namespace %q: %v", bad, err)
+		}
+		if strings.ContainsAny(bad, " \t\x00\x7f\u00a0\u2028") {
+			continue // not one Caddyfile token
+		}
+		var cc Config
+		d := caddyfile.NewTestDispenser("dir {\n\tnamespace " + bad + "\n}")
+		d.Next()
+		d.NextBlock(0)
+		if ok, err := cc.UnmarshalOption(d); !ok || err == nil {
+			t.Errorf("Caddyfile namespace %q: %v %v", bad, ok, err)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -153,7 +154,11 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 			c.RedisWaitReplicas = &n
 		}
 	case "namespace":
-		c.Namespace, err = gate.String(d)
+		if c.Namespace, err = gate.String(d); err == nil {
+			if nerr := CheckNamespace(c.Namespace); nerr != nil {
+				return true, d.Err(nerr.Error())
+			}
+		}
 	default:
 		return false, nil
 	}
@@ -189,6 +194,9 @@ type Provisioned struct {
 // pooled client. The state is named later, when the configuration is
 // loaded (see Register). Errors never hold the URL.
 func (c *Config) Provision(ctx caddy.Context, directive string) (*Provisioned, error) {
+	if err := CheckNamespace(c.Namespace); err != nil {
+		return nil, err
+	}
 	if c.Store == "" {
 		c.Store = Memory
 	}
@@ -235,6 +243,24 @@ func (c *Config) Provision(ctx caddy.Context, directive string) (*Provisioned, e
 		p.Wait = 1
 	}
 	return p, nil
+}
+
+// CheckNamespace checks a namespace the operator gives. A namespace is
+// one part of a Redis key (mxgate:rl:<namespace>:<class>:<key>,
+// mxgate:replay:<namespace>:…), so it must not hold the separator ':':
+// otherwise a budget named "a" and one named "a:get" would share keys,
+// one of them chosen by a client (the key), and an ACL pattern
+// mxgate:rl:a:* would cover the other's. Nor may it hold what an ACL key
+// pattern reads as a wildcard (* ? [ ] \), white space or control
+// characters. The empty namespace (none given) passes.
+func CheckNamespace(ns string) error {
+	for _, r := range ns {
+		if r == ':' || r == '*' || r == '?' || r == '[' || r == ']' || r == '\\' || r <= ' ' || r == 0x7f || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("namespace %q: a namespace must not hold ':', '*', '?', '[', ']', '\\', white space or control characters "+
+				"(it is part of Redis keys and ACL key patterns); use letters, digits, '-', '_' and '.'", ns)
+		}
+	}
+	return nil
 }
 
 // bindNamespace names the store's state: for a Redis store, it sets up
