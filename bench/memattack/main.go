@@ -30,7 +30,7 @@ import (
 
 	"github.com/mxgate/mxgate/bench/internal/harness"
 	"github.com/mxgate/mxgate/hmac"
-	"github.com/mxgate/mxgate/internal/attack"
+	"github.com/mxgate/mxgate/internal/testkit/attack"
 )
 
 var (

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/freeport"
+	"github.com/mxgate/mxgate/internal/testkit/freeport"
 )
 
 // Build compiles cmd/mxgate into dir and returns the binary's path.
