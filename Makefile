@@ -2,7 +2,7 @@
 #
 #   make run    run the gateway on Caddyfile.example (offline, loopback)
 #   make test   run every test: vet, unit, fuzz seeds, end to end, race detector
-#   make bench  run the benchmarks
+#   make bench  run the Go benchmarks
 #   make bench-mdx  the MDX chain beside bare Caddy and an nginx gateway (minutes;
 #               installs nginx-light, libnginx-mod-http-js, redis-server if missing)
 #   make bench-mdx-tls  the MDX and FDX sites over TLS beside bare Caddy and nginx,
@@ -44,10 +44,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 bench-mdx:
-	$(GO) run ./bench/mdx
+	$(GO) -C bench run ./mdx
 
 bench-mdx-tls:
-	$(GO) run ./bench/mdx -section tls -targets tls,fdx -traffic get -rates 2900 -storm "" \
+	$(GO) -C bench run ./mdx -section tls -targets tls,fdx -traffic get -rates 2900 -storm "" \
 		-open-slice 500ms -open-slice-total 40s -fleet 3
 
 fuzz:

@@ -13,6 +13,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	// every mxgate module and directive, registered as a build registers them
+	_ "github.com/mxgate/mxgate"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected JSON of passing adapt tests")

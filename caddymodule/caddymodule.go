@@ -1,7 +1,7 @@
-// Package caddymodule registers every mxgate Caddy module and Caddyfile
-// directive: `xcaddy build --with github.com/mxgate/mxgate` (or a blank
-// import of this package) brings them all. Each feature lives in a package
-// of its own, a thin layer over one of mxgate's plain Go libraries (hmac,
+// Package caddymodule holds mxgate's Caddy glue, and the tests of all its
+// modules and directives together; the module's top package (mxgate.go)
+// registers them all. Each feature lives in a package of its own, a thin
+// layer over one of mxgate's plain Go libraries (hmac,
 // cidr, replay, ratelimit, jwe, mxconnect, sanitize, fdx), which never
 // import Caddy:
 //
@@ -20,43 +20,9 @@
 //	listen    the tcp-handover network        reloads that drop no connection
 //	redact    log format mxgate_redact        a log encoder that redacts credential headers everywhere;
 //	          adapters mxgate-caddyfile|json  make it the encoder of every log that names none
-//	cli       mxgate mdx-sign, mxgate fdx-dev, mxgate hash-secret
+//	cli       mxgate mdx-sign, mxgate fdx-dev, mxgate hash-secret, mxgate state-names, mxgate healthcheck
 //
 // Shared plumbing is in internal/gate (refusals, client address, bodies,
 // metrics, Caddyfile helpers) and internal/store (the store options, Redis
 // clients, outage handling, state that outlives reloads).
 package caddymodule
-
-import (
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-
-	_ "github.com/mxgate/mxgate/caddymodule/cli"
-	_ "github.com/mxgate/mxgate/caddymodule/fdxauth"
-	_ "github.com/mxgate/mxgate/caddymodule/health"
-	_ "github.com/mxgate/mxgate/caddymodule/ipallow"
-	_ "github.com/mxgate/mxgate/caddymodule/limit"
-	_ "github.com/mxgate/mxgate/caddymodule/listen"
-	_ "github.com/mxgate/mxgate/caddymodule/mdx"
-	_ "github.com/mxgate/mxgate/caddymodule/mxapi"
-	_ "github.com/mxgate/mxgate/caddymodule/redact"
-	_ "github.com/mxgate/mxgate/caddymodule/shed"
-	_ "github.com/mxgate/mxgate/caddymodule/sni"
-)
-
-// Order is the place of mxgate's directives in a site's handler chain.
-// Each lands just before redir, after the ones before it, so the chain
-// runs in this order: a readiness answer (which ends the chain, so that a
-// probe is answered however loaded the gateway is); the cap on requests
-// in flight, so that the excess costs nothing more; the IP check, so a
-// stranger gets nothing but 403; the signature; credentials (whose client
-// id a rate-limit key may use); retries, so that every attempt draws a
-// token; the rate limit; and encryption and the sanitizer right next to
-// the proxy. All come after `header`, so a site's security headers reach
-// refusals too.
-var Order = []string{"mx_health", "mx_shed", "mx_ip_allow", "mdx_hmac", "fdx_auth", "mx_auth", "mxconnect_token", "mx_retry", "mx_rate_limit", "mx_jwe", "mdx_sanitize"}
-
-func init() {
-	for _, dir := range Order {
-		httpcaddyfile.RegisterDirectiveOrder(dir, httpcaddyfile.Before, "redir")
-	}
-}

@@ -11,11 +11,11 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/caddymodule/ipallow"
 	"github.com/mxgate/mxgate/caddymodule/limit"
 	"github.com/mxgate/mxgate/caddymodule/mdx"
 	"github.com/mxgate/mxgate/hmac"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 const benchKey = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTI="

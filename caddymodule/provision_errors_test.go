@@ -7,7 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 // TestProvisionErrorsNameTheDirective: a module that fails to provision

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/attack"
+	"github.com/mxgate/mxgate/internal/testkit/attack"
 )
 
 // Faults under load for the MDX ingress and FDX: an upstream killed and

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/freeport"
+	"github.com/mxgate/mxgate/internal/testkit/freeport"
 )
 
 // binary is the mxgate built for this test run (or $MXGATE_BIN).

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/hmac"
-	"github.com/mxgate/mxgate/internal/attack"
+	"github.com/mxgate/mxgate/internal/testkit/attack"
 )
 
 // The hostile suite of the MDX ingress: attacks on mdx_hmac verify's work

@@ -42,7 +42,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 const (

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/hmac"
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 const (

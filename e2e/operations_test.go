@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 // TestOperationsMetricsAndReadiness starts a gateway with every directive

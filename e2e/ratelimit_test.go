@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 // rateGateway starts an mxgate whose site applies mx_rate_limit with the

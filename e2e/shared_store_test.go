@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 // chainCaddyfile is an FI's MDX ingress with mdx_hmac verify (replay

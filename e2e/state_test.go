@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 // A second key for rotation tests (64 bytes, base64).

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/internal/redisbatch"
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 // TestRedisTakeClaim: a fresh claim is recorded and takes a token; a claim

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 // waitUntil polls cond until it holds, or fails the test: a wait for an

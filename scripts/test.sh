@@ -65,8 +65,10 @@ if [ -n "$unformatted" ]; then
 fi
 
 # go vet and staticcheck (pinned in tools/staticcheck/go.mod) run beside
-# the tests, which spend most of their time waiting on real processes.
-(go vet ./... && go run -modfile tools/staticcheck/go.mod honnef.co/go/tools/cmd/staticcheck ./...) &
+# the tests, which spend most of their time waiting on real processes, over
+# the gateway's module and bench's.
+(go vet ./... && go run -modfile tools/staticcheck/go.mod honnef.co/go/tools/cmd/staticcheck ./... &&
+	go -C bench vet ./... && (cd bench && go run -modfile ../tools/staticcheck/go.mod honnef.co/go/tools/cmd/staticcheck ./...)) &
 checks=$!
 # -race covers every package; fuzz targets run on their seed corpora. The
 # end-to-end package, which mostly waits on real processes and timers,
@@ -81,6 +83,9 @@ go test -race -count=1 $(go list ./... | grep -v '/e2e$') || status=$?
 # requirement of the gateway's): the metrics and labels the alert rules and
 # the dashboard use are ones the gateway exposes.
 (go -C tools/metricuses vet ./... && go -C tools/metricuses test -race -count=1 ./...) || status=1
+# bench, its own module (what only the benchmarks need is no requirement of
+# the gateway's): the harnesses' own tests, which start no benchmark.
+go -C bench test -race -count=1 ./... || status=1
 wait "$e2e" || status=1
 cat "$e2e_out"
 wait "$checks" || status=1

@@ -46,21 +46,23 @@
 // request's scheduled send time. The tables go to stdout and into
 // BENCHMARKS.md between the bench/mdx markers.
 //
-//	go run ./bench/mdx [-quick] [-rounds 3] [-duration 8s] [-connections 64]
-//	                   [-targets upstream,nginx,caddy,mxgate,mxgate-tuned,mxgate-redis,mxgate-limited,tls,fdx]
-//	                   [-rates 2900,2x] [-open-rounds 1 | -open-slice 500ms [-open-slice-total 30s] [-quiet-steal 0.02]]
-//	                   [-storm 2x] [-cpuprofile f] [-memprofile f] [-trace f]
-//	                   [-variant name:VAR=value[,VAR=value]]...
-//	                   [-handshakes 5s] [-handshake-conns 16]
-//	                   [-fleet 3 [-fleet-budget 500] [-fleet-burst 50]] [-section name] [-bin mxgate]
+//	go -C bench run ./mdx [-quick] [-rounds 3] [-duration 8s] [-connections 64]
+//	                        [-targets upstream,nginx,caddy,mxgate,mxgate-tuned,mxgate-redis,mxgate-limited,tls,fdx]
+//	                        [-rates 2900,2x] [-open-rounds 1 | -open-slice 500ms [-open-slice-total 30s] [-quiet-steal 0.02]]
+//	                        [-storm 2x] [-cpuprofile f] [-memprofile f] [-trace f]
+//	                        [-variant name:VAR=value[,VAR=value]]...
+//	                        [-handshakes 5s] [-handshake-conns 16]
+//	                        [-fleet 3 [-fleet-budget 500] [-fleet-burst 50]] [-section name] [-bin mxgate]
 //
 // The TLS side by side, as documented in BENCHMARKS.md:
 //
-//	go run ./bench/mdx -section tls -targets tls,fdx -traffic get -rates 2900 -storm "" \
+//	go -C bench run ./mdx -section tls -targets tls,fdx -traffic get -rates 2900 -storm "" \
 //	    -open-slice 500ms -open-slice-total 40s -fleet 3
 //
 // (-section tls: its tables go to their own BENCHMARKS.md section, beside
-// the plain side by side's.)
+// the plain side by side's.) bench is a module of its own; the command runs
+// in the top of the repository, from which relative paths, those given to
+// its flags included, are taken.
 //
 // It installs nginx-light, libnginx-mod-http-js, libnginx-mod-stream (with
 // -fleet) and redis-server from Debian's packages when they are missing,
@@ -117,6 +119,7 @@ func main() {
 	flag.Func("variant", "one more target, repeatable: the chain as shipped with more environment, as name:VAR=value[,VAR=value] (a value cannot hold a comma); measured as mxgate-tuned/name", addVariant)
 	flag.Parse()
 	log.SetFlags(0)
+	harness.ToRoot()
 	harness.ExitOnSignal()
 	explicit := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
@@ -176,9 +179,6 @@ func main() {
 		firstProfiled = profTargets[0]
 	}
 
-	if _, err := os.Stat("go.mod"); err != nil {
-		harness.Fatalf("run from the repository root: go run ./bench/mdx")
-	}
 	peer, err := filepath.Abs(*peerDir)
 	harness.Check(err)
 	for _, f := range []string{"upstream.conf.tmpl", "nginx-peer.conf.tmpl", "mdx.js", "caddy-bare.Caddyfile.tmpl"} {
@@ -377,7 +377,7 @@ func parseRates(s string) ([]rateSpec, error) {
 }
 
 func commandLine() string {
-	args := []string{"go", "run", "./bench/mdx"}
+	args := []string{"go", "-C", "bench", "run", "./mdx"}
 	for _, a := range os.Args[1:] {
 		if strings.ContainsAny(a, " \t'\"") {
 			a = strconv.Quote(a)

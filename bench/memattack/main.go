@@ -4,7 +4,7 @@
 // before, VmHWM, the peak, after each wave) and fails if the peak passes
 // the bound.
 //
-//	go run ./bench/memattack [-conns 8000] [-replays 2000] [-bound 256] [-bin path]
+//	go -C bench run ./memattack [-conns 8000] [-replays 2000] [-bound 256] [-bin path]
 //
 // The first wave carries a bad signature: mdx_hmac verify refuses it
 // before reading a byte of the body. The second replays the head of one
@@ -30,7 +30,7 @@ import (
 
 	"github.com/mxgate/mxgate/bench/internal/harness"
 	"github.com/mxgate/mxgate/hmac"
-	"github.com/mxgate/mxgate/internal/attack"
+	"github.com/mxgate/mxgate/internal/testkit/attack"
 )
 
 var (
@@ -49,6 +49,7 @@ const (
 func main() {
 	flag.Parse()
 	log.SetFlags(0)
+	harness.ToRoot()
 	harness.ExitOnSignal()
 	dir, err := os.MkdirTemp("", "mxgate-memattack-")
 	harness.Check(err)

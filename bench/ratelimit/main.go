@@ -6,7 +6,7 @@
 // Redis (signed requests, each signature's record and its token decided
 // in one script call). It prints a Markdown report.
 //
-//	go run ./bench/ratelimit [-duration 10s] [-limit 500]
+//	go -C bench run ./ratelimit [-duration 10s] [-limit 500]
 package main
 
 import (
@@ -40,6 +40,7 @@ var (
 func main() {
 	flag.Parse()
 	log.SetFlags(0)
+	harness.ToRoot()
 	dir, err := os.MkdirTemp("", "mxgate-bench-")
 	harness.Check(err)
 	defer os.RemoveAll(dir)

@@ -3,7 +3,7 @@
 // local stand-in for MX (mx_auth check, mx_jwe encrypt, canned JSON),
 // driven by the same closed-loop load, alternating in rounds.
 //
-//	go run ./bench/sidecar [-rounds 3] [-round 5s] [-workers 16]
+//	go -C bench run ./sidecar [-rounds 3] [-round 5s] [-workers 16]
 package main
 
 import (
@@ -32,6 +32,7 @@ const body = `{"users":[{"guid":"USR-fa7537f3-48aa-a683-a02a-b18940482f54","id":
 func main() {
 	flag.Parse()
 	log.SetFlags(0)
+	harness.ToRoot()
 	dir, err := os.MkdirTemp("", "mxgate-sidecar-")
 	harness.Check(err)
 	defer os.RemoveAll(dir)

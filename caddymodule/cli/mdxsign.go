@@ -1,6 +1,7 @@
 // Package cli holds mxgate's own commands: mdx-sign, which signs a request as
-// MX signs it, and fdx-dev, which writes a development PKI and token for
-// the FDX example.
+// MX signs it; fdx-dev, which writes a development PKI and token for the FDX
+// example; hash-secret; state-names; and healthcheck, a readiness probe for
+// container runtimes.
 package cli
 
 import (

@@ -28,8 +28,8 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/fdx"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 var serial atomic.Int64

@@ -12,8 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/fdx"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 // clock is an injected, settable time.

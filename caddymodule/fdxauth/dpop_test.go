@@ -17,9 +17,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 // dpopKey is a client's DPoP key pair.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/fdx"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 // TestFDXAuthReload: a configuration loaded while another with the same

@@ -18,7 +18,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 const allScopes = "fdx:accountbasic:read fdx:transactions:read fdx:customercontact:read"

@@ -10,7 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/cidr"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 const mdxBody = `<mdx version="5.0"><error><code></code><message>Forbidden: client address is not allowed</message></error></mdx>`

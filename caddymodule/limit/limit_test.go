@@ -8,8 +8,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 func newLimit(t *testing.T, rl *RateLimit, now *time.Time) *RateLimit {

@@ -13,9 +13,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 // TestRedisStore: replicas on one Redis and namespace share one budget;

@@ -10,8 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/hmac"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 // BenchmarkVerifyHandler1KiB is mdx_hmac verify's whole ServeHTTP for a

@@ -13,8 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/hmac"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 // then runs h in front of next, as one handler.

@@ -15,8 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
 	"github.com/mxgate/mxgate/hmac"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 // countingBody is a request body that records how much of it was read.

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 	"github.com/mxgate/mxgate/secrethash"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 	"github.com/mxgate/mxgate/jwe"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
 // fakeListener hands out the connections and errors sent on next, from

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/freeport"
+	"github.com/mxgate/mxgate/internal/testkit/freeport"
 )
 
 func TestDefaultAdmin(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/freeport"
+	"github.com/mxgate/mxgate/internal/testkit/freeport"
 )
 
 // Two MDX HMAC keys (32 bytes each, base64), made for this test only.

@@ -25,8 +25,9 @@ import (
 	// Caddy's standard modules
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	// mxgate's modules
-	_ "github.com/mxgate/mxgate/caddymodule"
+	// mxgate's modules, commands and directive order, registered in one
+	// place, as xcaddy's builds register them
+	_ "github.com/mxgate/mxgate"
 	"github.com/mxgate/mxgate/internal/gcfloor"
 )
 

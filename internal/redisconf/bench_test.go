@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 	"github.com/mxgate/mxgate/ratelimit"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 func TestParse(t *testing.T) {

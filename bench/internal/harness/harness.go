@@ -15,10 +15,27 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/freeport"
+	"github.com/mxgate/mxgate/internal/testkit/freeport"
 )
 
-// Build compiles cmd/mxgate into dir and returns the binary's path.
+// ToRoot makes the top of the mxgate repository the working directory, so
+// that what a command names by a relative path (cmd/mxgate, examples/,
+// BENCHMARKS.md, the paths its flags are given) is found from there
+// wherever it was started: `go -C bench run ./mdx` from the top, or
+// `go run ./mdx` in bench/. The top is where the module
+// github.com/mxgate/mxgate lives, which bench/go.mod replaces with this
+// checkout.
+func ToRoot() {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/mxgate/mxgate").Output()
+	dir := strings.TrimSpace(string(out))
+	if err != nil || dir == "" {
+		Fatalf("cannot find the mxgate checkout (run the benchmarks from it: go -C bench run ./mdx): %v", err)
+	}
+	Check(os.Chdir(dir))
+}
+
+// Build compiles cmd/mxgate into dir and returns the binary's path. The
+// working directory must be the repository's top (ToRoot).
 func Build(dir string) string {
 	bin := filepath.Join(dir, "mxgate")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/mxgate")

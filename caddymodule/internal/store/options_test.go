@@ -7,7 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 // TestRedisTLSAndWaitOptions: the redis_tls block and redis_wait_replicas

@@ -14,9 +14,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/gate"
-	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
-	"github.com/mxgate/mxgate/internal/freeport"
-	"github.com/mxgate/mxgate/internal/redistest"
+	"github.com/mxgate/mxgate/internal/testkit/freeport"
+	"github.com/mxgate/mxgate/internal/testkit/handlertest"
+	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
 // newContext returns a caddy.Context cancelled when the test ends.

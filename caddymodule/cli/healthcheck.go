@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -57,7 +57,7 @@ func runHealthcheck(cmd *cobra.Command, _ []string) error {
 	err := probe(cmd.Context(), rawURL, timeout)
 	if err != nil {
 		cmd.SilenceErrors = true
-		fmt.Fprintf(cmd.ErrOrStderr(), "%s healthcheck: %v\n", binaryName, err)
+		fmt.Fprintf(cmd.ErrOrStderr(), "mxgate healthcheck: %v\n", err)
 		return errUnhealthy
 	}
 	return nil

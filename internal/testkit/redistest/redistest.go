@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/freeport"
+	"github.com/mxgate/mxgate/internal/testkit/freeport"
 )
 
 // startTimeout bounds the wait for a server to answer after it starts.
