@@ -40,6 +40,13 @@ http://127.0.0.1:%d {
 }
 `, limited, signed), "E2E_MDX_KEY="+demoKey)
 
+	// The admin endpoint answers before every app has started: wait for
+	// the end of start-up, whose lines are not the flood's.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(g.Stderr.String(), "serving initial configuration"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("start-up never ended:\n%s", g.Stderr)
+		}
+	}
 	started := len(g.Stderr.String()) // what the gateway logged as it started
 	const flood = 40
 	for i := range flood {

@@ -80,6 +80,27 @@ func redisReads(t *testing.T, c *redis.Client) (reads, scripts int64) {
 	return reads, scripts
 }
 
+// loggedCalls returns the commands srv ran since the slow log was reset
+// (every command is logged), each as its arguments: the script calls, and
+// how many others there were, the test's own INFO left out.
+func loggedCalls(t *testing.T, c *redis.Client) (scripts [][]string, others int) {
+	t.Helper()
+	logs, err := c.SlowLogGet(context.Background(), -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range logs {
+		switch {
+		case len(l.Args) == 0 || strings.EqualFold(l.Args[0], "info") || strings.EqualFold(l.Args[0], "slowlog"):
+		case strings.EqualFold(l.Args[0], "evalsha") || strings.EqualFold(l.Args[0], "eval"):
+			scripts = append(scripts, l.Args)
+		default:
+			others++
+		}
+	}
+	return scripts, others
+}
+
 // TestSharedStoreOneRoundTrip: a signed request that passes mdx_hmac
 // verify and the mx_rate_limit right after it, both on one Redis, costs
 // Redis one round trip and one script: the replay record and the token
@@ -101,14 +122,44 @@ func TestSharedStoreOneRoundTrip(t *testing.T) {
 	}
 	first := send(0) // opens the connection, loads the script
 	const n = 20
-	reads0, scripts0 := redisReads(t, c)
+	// Every command is logged, with its keys: the replay cache's periodic
+	// read of the store's epoch is told apart from a request's calls.
+	for _, cmd := range [][]any{{"config", "set", "slowlog-log-slower-than", "0"}, {"config", "set", "slowlog-max-len", "10000"}, {"slowlog", "reset"}} {
+		if err := c.Do(context.Background(), cmd...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reads0, _ := redisReads(t, c)
 	for i := 1; i <= n; i++ {
 		send(i)
 	}
-	reads1, scripts1 := redisReads(t, c)
-	// One read more: the second INFO's own.
-	if reads, scripts := reads1-reads0-1, scripts1-scripts0; scripts != n || reads < n || reads > n+1 {
-		t.Errorf("%d signed requests cost Redis %d reads and %d scripts; want %d and %d", n, reads, scripts, n, n)
+	reads1, _ := redisReads(t, c)
+	calls, others := loggedCalls(t, c)
+	var both, replayOnly, budgetOnly, other int
+	for _, args := range calls {
+		all := strings.Join(args, " ")
+		r, b := strings.Contains(all, "e2e-chain-replay"), strings.Contains(all, "e2e-chain-budget")
+		switch {
+		case r && b:
+			both++
+		case r && strings.Contains(all, "epoch"):
+			other++ // the epoch, read by the probe
+		case r:
+			replayOnly++
+		case b:
+			budgetOnly++
+		default:
+			other++
+		}
+	}
+	if both != n || replayOnly != 0 || budgetOnly != 0 {
+		t.Errorf("%d signed requests: %d scripts deciding the replay record and the token together, %d the record alone, %d the token alone; want %d, 0, 0 (all: %q)",
+			n, both, replayOnly, budgetOnly, n, calls)
+	}
+	// One read more: the second INFO's own; at most one for each other
+	// call (the probe's, the watch's).
+	if reads := reads1 - reads0 - 1; reads < n || reads > n+int64(other+others) {
+		t.Errorf("%d signed requests cost Redis %d reads (%d other calls); want %d", n, reads, other+others, n)
 	}
 	if status, _, body := do(t, first); status != 412 || body != mdxError("MDX-HMAC already used") {
 		t.Fatalf("a replay: %d %s", status, body)

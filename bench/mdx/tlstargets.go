@@ -414,7 +414,7 @@ func productionFDX(dir string, port, up int, p *pki) (string, error) {
 		{"https://fdx-api.internal:8443", fmt.Sprintf("http://127.0.0.1:%d", up)},
 		{":2022", fmt.Sprintf(":%d", harness.FreePort())},
 		{":9182", fmt.Sprintf(":%d", harness.FreePort())},
-		{"\tlog {\n\t\tformat mxgate_redact\n\t}\n\t# the data provider", "\t# the data provider"},
+		{"\tlog {\n\t\tformat mxgate_redact\n\t}\n\t# a refusal's directive", "\t# a refusal's directive"},
 	} {
 		if !strings.Contains(cf, r[0]) {
 			return "", fmt.Errorf("%s no longer holds %q", name, r[0])
