@@ -15,7 +15,7 @@ import (
 // depends, tests aside, on neither Caddy, nor the glue, nor a test kit.
 func TestLibrariesDoNotImportCaddy(t *testing.T) {
 	var libs []string
-	for pkg := range lines(goCmd(t, "", "list", "./...")) {
+	for pkg := range lineSet(goCmd(t, "", "list", "./...")) {
 		if isLibrary(pkg) {
 			libs = append(libs, pkg)
 		}

@@ -102,7 +102,7 @@ func TestOnePlaceRegisters(t *testing.T) {
 		}
 	}
 
-	rootDeps := lines(goCmd(t, "", "list", "-deps", "-f", "{{.ImportPath}}", "."))
+	rootDeps := lineSet(goCmd(t, "", "list", "-deps", "-f", "{{.ImportPath}}", "."))
 	for pkg := range registering {
 		if pkg != modulePath && !strings.HasPrefix(pkg, modulePath+"/caddymodule/") {
 			t.Errorf("%s registers with Caddy: only Caddy glue under caddymodule/ may, imported by mxgate.go", pkg)

@@ -33,7 +33,7 @@ func goCmd(t *testing.T, dir string, args ...string) string {
 }
 
 // lines is the set of out's non-empty lines.
-func lines(out string) map[string]bool {
+func lineSet(out string) map[string]bool {
 	set := map[string]bool{}
 	for _, l := range strings.Split(out, "\n") {
 		if l = strings.TrimSpace(l); l != "" {
@@ -49,7 +49,7 @@ func lines(out string) map[string]bool {
 // standard library's testing package.
 func TestShipsNoTestKit(t *testing.T) {
 	for _, pkg := range []string{".", "./cmd/mxgate"} {
-		deps := lines(goCmd(t, "", "list", "-deps", "-f", "{{.ImportPath}}", pkg))
+		deps := lineSet(goCmd(t, "", "list", "-deps", "-f", "{{.ImportPath}}", pkg))
 		if !deps[modulePath+"/hmac"] || !deps["github.com/caddyserver/caddy/v2"] {
 			t.Fatalf("%s: go list -deps found neither mxgate's libraries nor Caddy: %v", pkg, deps)
 		}
@@ -98,18 +98,18 @@ func TestBenchIsItsOwnModule(t *testing.T) {
 	if got := strings.TrimSpace(goCmd(t, "bench", "list", "-m")); got != benchPath {
 		t.Fatalf("bench/ is in module %q, want its own, %s", got, benchPath)
 	}
-	for pkg := range lines(goCmd(t, "", "list", "./...")) {
+	for pkg := range lineSet(goCmd(t, "", "list", "./...")) {
 		if pkg == benchPath || strings.HasPrefix(pkg, benchPath+"/") {
 			t.Errorf("the gateway's module holds %s", pkg)
 		}
 	}
-	if mods := lines(goCmd(t, "", "list", "-m", "all")); mods[benchPath] {
+	if mods := lineSet(goCmd(t, "", "list", "-m", "all")); mods[benchPath] {
 		t.Errorf("the gateway's module graph holds %s", benchPath)
 	}
 
 	// The modules the packages of each module, tests included, are built from.
 	uses := func(dir string) map[string]bool {
-		return lines(goCmd(t, dir, "list", "-deps", "-test", "-f", "{{with .Module}}{{.Path}}{{end}}", "./..."))
+		return lineSet(goCmd(t, dir, "list", "-deps", "-test", "-f", "{{with .Module}}{{.Path}}{{end}}", "./..."))
 	}
 	gateway, bench := uses(""), uses("bench")
 	if !bench[modulePath] || !bench[benchPath] {

@@ -9,58 +9,8 @@ import (
 	"testing"
 )
 
-// TestCaddyfileExample runs Caddyfile.example, as `make run` does (on free
-// ports), and replays the README's walkthrough: two signed requests
-// accepted, an unsigned one refused.
-func TestCaddyfileExample(t *testing.T) {
-	t.Parallel()
-	ports, g, _ := startExample(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", ports["8480"])
-
-	sign := func(args ...string) string {
-		cmd := exec.Command(binary, append([]string{"mdx-sign", "--curl"}, args...)...)
-		cmd.Env = append(os.Environ(), "MDX_HMAC_KEY="+demoKey)
-		cmd.Dir = ".."
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("mdx-sign: %v", err)
-		}
-		return string(out)
-	}
-	curl := func(command string) string {
-		out, err := exec.Command("sh", "-c", command).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", command, err, out)
-		}
-		return string(out)
-	}
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Fatal("curl is needed to replay the README's commands")
-	}
-	out := curl("cd .. && " + sign("--url", base+"/inst1/sessions", "--body", "examples/session.xml"))
-	if !strings.HasPrefix(out, "HTTP/1.1 200") || !strings.Contains(out, "<session><key>") {
-		t.Fatalf("signed session request:\n%s", out)
-	}
-	out = curl(sign("--url", base+"/inst1/accounts", "--session-key", "2f9c4a6e8b1d3f5a"))
-	if !strings.HasPrefix(out, "HTTP/1.1 200") || !strings.Contains(out, "<accounts>") {
-		t.Fatalf("signed accounts request:\n%s", out)
-	}
-	out = curl(fmt.Sprintf("cd .. && curl -sS -i -X POST -H 'Content-Type: application/vnd.moneydesktop.mdx.v5+xml' --data-binary @examples/session.xml %s/inst1/sessions", base))
-	if !strings.HasPrefix(out, "HTTP/1.1 412") || !strings.Contains(out, "<message>MDX-HMAC header missing</message>") {
-		t.Fatalf("unsigned request:\n%s", out)
-	}
-	if strings.Contains(g.Stderr.String(), demoKey) {
-		t.Fatal("the key reached the logs")
-	}
-	if strings.Contains(g.Stderr.String(), "Caddyfile input is not formatted") {
-		t.Error("Caddyfile.example is not formatted: run `mxgate fmt --overwrite Caddyfile.example`")
-	}
-}
-
-// startExample runs Caddyfile.example as `make run` does, with its demo
-// credentials, on free ports; ports maps each port of the file to its
-// stand-in.
-// startExample runs Caddyfile.example on free ports; it returns the ports
+// startExample runs Caddyfile.example as `make run` does (its demo
+// credentials, the files of `mxgate fdx-dev`), on free ports; it returns the ports
 // by the example's own numbers, the gateway, and where the FDX files are.
 // Each edit, if any, rewrites the file's text first.
 func startExample(t *testing.T, edits ...func(string) string) (map[string]int, *gateway, string) {
@@ -99,35 +49,13 @@ func startExample(t *testing.T, edits ...func(string) string) (map[string]int, *
 	return ports, g, dev
 }
 
-// TestWalkthroughFDX replays the README's FDX commands against
-// Caddyfile.example, with the files `mxgate fdx-dev` made.
-func TestWalkthroughFDX(t *testing.T) {
+// TestExampleFDXServerNames: the FDX site of Caddyfile.example refuses,
+// in the handshake, a client without a certificate that asks for another
+// spelling of its name or another name (TestWalkthrough runs the README's
+// commands against it).
+func TestExampleFDXServerNames(t *testing.T) {
 	t.Parallel()
-	ports, _, dev := startExample(t)
-	tok, err := os.ReadFile(filepath.Join(dev, "token.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := fmt.Sprintf("https://localhost:%d/fdx/v6/core/accounts", ports["8443"])
-	resolve := fmt.Sprintf("localhost:%d:127.0.0.1", ports["8443"])
-	curl := func(client string) (string, error) {
-		args := []string{"-sS", "-i", "--resolve", resolve, "--cacert", filepath.Join(dev, "ca.pem")}
-		if client != "" {
-			args = append(args, "--cert", filepath.Join(dev, client+".pem"), "--key", filepath.Join(dev, client+"-key.pem"),
-				"-H", "Authorization: Bearer "+strings.TrimSpace(string(tok)))
-		}
-		out, err := exec.Command("curl", append(args, url)...).CombinedOutput()
-		return string(out), err
-	}
-	if out, err := curl("client"); err != nil || !strings.HasPrefix(out, "HTTP/2 200") || !strings.Contains(out, `"accounts":[`) {
-		t.Fatalf("bound token:\n%s", out)
-	}
-	if out, _ := curl("other-client"); !strings.HasPrefix(out, "HTTP/2 401") || !strings.Contains(out, "token is not bound to this client certificate") {
-		t.Fatalf("other certificate:\n%s", out)
-	}
-	if out, err := curl(""); err == nil && strings.HasPrefix(out, "HTTP/") {
-		t.Fatalf("no certificate got an answer:\n%s", out)
-	}
+	ports, _, _ := startExample(t)
 	// nor under another spelling of the name, or another name
 	addr := fmt.Sprintf("127.0.0.1:%d", ports["8443"])
 	if _, err := tlsAnswer(t, addr, "localho\u017ft", "localhost", nil); err == nil || !strings.Contains(err.Error(), "unrecognized name") {

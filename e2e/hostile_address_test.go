@@ -150,7 +150,7 @@ http://127.0.0.1:%d {
 		}
 	})
 
-	// The load-balancer setup of the README: mx_ip_allow trusts the
+	// The load-balancer setup of docs/mdx-ingress.md: mx_ip_allow trusts the
 	// balancer (here the test, on 127.0.0.1), which appends the address
 	// it saw to what the client sent.
 	t.Run("behind_load_balancer", func(t *testing.T) {

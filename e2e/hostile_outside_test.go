@@ -1166,16 +1166,16 @@ http://127.0.0.1:%d, http://localhost:%d {
 	// and reloads, within max_skew of a captured request. A site's state is
 	// named by its host names (two sites never share), so the reload starts
 	// it afresh: that must never be silent. The gateway warns, naming both
-	// sites and the remedy, the README says so, and the remedy (a
+	// sites and the remedy, the manual says so, and the remedy (a
 	// `namespace`, the same before and after) keeps the state.
 	t.Run("reload_adding_a_host_name_resets_replay_cache_and_budget", func(t *testing.T) {
 		t.Parallel()
-		readme, err := os.ReadFile("../README.md")
+		manual, err := os.ReadFile("../docs/operations.md")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(strings.Join(strings.Fields(string(readme)), " "), "A reload that changes what a directive protects starts its state afresh") {
-			t.Errorf("the README does not say that a reload changing what a directive protects starts its state afresh")
+		if !strings.Contains(strings.Join(strings.Fields(string(manual)), " "), "A reload that changes what a directive protects starts its state afresh") {
+			t.Errorf("docs/operations.md does not say that a reload changing what a directive protects starts its state afresh")
 		}
 		for _, namespace := range []string{"", "inst1"} {
 			app := newUpstream(t, nil)

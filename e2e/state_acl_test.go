@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,21 +14,41 @@ import (
 )
 
 // TestStateRedisACLPerRole: a Redis shared by an ingress and an egress
-// sidecar, each with the ACL user the README's "A shared Redis" writes
+// sidecar, each with the ACL user docs/rate-limits-and-state.md's "A
+// shared Redis" writes, read from that page
 // (its own namespaces' keys, the commands mxgate uses): both work, and a
 // sidecar that names the ingress's namespace is refused by Redis, so it
 // neither records the namespace nor spends the ingress's budget.
 func TestStateRedisACLPerRole(t *testing.T) {
 	t.Parallel()
-	commands := []string{"resetkeys", "resetchannels", "-@all", "+ping", "+hello", "+auth", "+select",
-		"+eval", "+evalsha", "+get", "+set", "+del", "+exists", "+hgetall", "+hset", "+time"}
-	args := []string{"--user", "default", "off", "--user", "admin", "on", ">admin-pw", "~*", "&*", "+@all",
-		"--user", "mdx-ingress-bank-a", "on", ">ingress-pw"}
-	args = append(args, commands...)
-	args = append(args, "+wait", "+blpop", "~mxgate:rl:bank-a-mdx:*", "~mxgate:replay:bank-a-mdx:*", "~mxgate:ns:rl:bank-a-mdx", "~mxgate:ns:replay:bank-a-mdx",
-		"--user", "sidecar-bank-a", "on", ">sidecar-pw")
-	args = append(args, commands...)
-	args = append(args, "~mxgate:rl:bank-a-egress:*", "~mxgate:ns:rl:bank-a-egress")
+	manual, err := os.ReadFile("../docs/rate-limits-and-state.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--user", "default", "off", "--user", "admin", "on", ">admin-pw", "~*", "&*", "+@all"}
+	passwords := map[string]string{"mdx-ingress-bank-a": "ingress-pw", "sidecar-bank-a": "sidecar-pw"}
+	for _, line := range strings.Split(string(manual), "\n") {
+		rule, ok := strings.CutPrefix(line, "ACL SETUSER ")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rule)
+		pw, known := passwords[fields[0]]
+		if !known || !slices.Contains(fields, ">…") {
+			t.Fatalf("the manual's ACL user %q is not one this test knows, or has no elided password", fields[0])
+		}
+		delete(passwords, fields[0])
+		for _, f := range fields {
+			if f == ">…" {
+				f = ">" + pw
+			}
+			args = append(args, f)
+		}
+		args = slices.Insert(args, len(args)-len(fields), "--user")
+	}
+	if len(passwords) != 0 {
+		t.Fatalf("the manual no longer writes the ACL users %v", passwords)
+	}
 	srv := redistest.Start(t, args...)
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "admin", Password: "admin-pw"})
 	t.Cleanup(func() { admin.Close() })
@@ -126,7 +148,7 @@ http://127.0.0.1:%d {
 	if len(signatures) != 4 {
 		t.Errorf("%d signatures in the ingress's namespace, want 4 (one per signature it checked): %v", len(signatures), signatures)
 	}
-	// the ACL of the README's example is all the ingress needs
+	// the ACL of the manual's example is all the ingress needs
 	if logs := ingress.Stderr.String(); strings.Contains(logs, "NOPERM") || strings.Contains(logs, "refuses BLPOP") {
 		t.Errorf("the ingress's ACL user lacks a permission:\n%s", logs)
 	}

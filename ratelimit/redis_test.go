@@ -220,7 +220,7 @@ func TestRedisOutage(t *testing.T) {
 // TestRedisThrottledKeyKeptUntilFull: a bucket's state in Redis expires
 // only when the bucket is full again, so no churn of other keys, and no
 // refused request, resets a throttled key; the budget is reset only by
-// Redis losing the key (maxmemory eviction: see the README).
+// Redis losing the key (maxmemory eviction: see docs/rate-limits-and-state.md).
 func TestRedisThrottledKeyKeptUntilFull(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redisClient(t, srv)

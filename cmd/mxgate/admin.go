@@ -83,7 +83,7 @@ func (d adminDefault) prepare(euid int) error {
 		return fmt.Errorf("the admin endpoint's directory: %w", err)
 	}
 	if err := privateTo(d.dir, euid); err != nil {
-		return fmt.Errorf("the admin endpoint's directory %s: %w; remove it, or set RUNTIME_DIRECTORY, XDG_RUNTIME_DIR or CADDY_ADMIN (README: the control plane)", d.dir, err)
+		return fmt.Errorf("the admin endpoint's directory %s: %w; remove it, or set RUNTIME_DIRECTORY, XDG_RUNTIME_DIR or CADDY_ADMIN (docs/security-model.md: the control plane)", d.dir, err)
 	}
 	return nil
 }
@@ -145,7 +145,7 @@ func adminRequest(addr string, given bool, method, uri string, headers http.Head
 		var unreached *unreachableError
 		if !given && errors.As(err, &unreached) {
 			return fmt.Errorf("%w (the configuration's admin endpoint, or mxgate's default in this environment; "+
-				"run as the gateway's user in its environment, or give --address; README: the control plane)", err)
+				"run as the gateway's user in its environment, or give --address; docs/security-model.md: the control plane)", err)
 		}
 		return err
 	}
@@ -211,7 +211,7 @@ func dialAdminSocket(path string, euid int, given bool, def adminDefault) (*net.
 			}
 			return nil, fmt.Errorf("the admin endpoint %s is mxgate's default, in %s, which is not this user's private directory "+
 				"(%v): another user may have made it to receive what is sent there; nothing was sent. "+
-				"Remove the directory (it is not the gateway's), or give --address (README: the control plane)", path, def.dir, err)
+				"Remove the directory (it is not the gateway's), or give --address (docs/security-model.md: the control plane)", path, def.dir, err)
 		}
 	}
 	c, err := net.DialTimeout("unix", path, 10*time.Second)
@@ -256,7 +256,7 @@ func trustedPeer(path string, uid, euid int, given bool) error {
 	}
 	return fmt.Errorf("the admin endpoint %s is a socket of uid %d, neither this user's (uid %d) nor root's: it is not this user's gateway "+
 		"(another user may have bound the path while the gateway was down); nothing was sent to it%s. "+
-		"Run this command as the gateway's user, or give --address (README: the control plane)", path, uid, euid, why)
+		"Run this command as the gateway's user, or give --address (docs/security-model.md: the control plane)", path, uid, euid, why)
 }
 
 // sendOn sends one request on c and reads its answer; an answer of 400 or

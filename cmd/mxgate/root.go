@@ -56,8 +56,8 @@ stop send nothing to a socket on which another user listens. Never put it
 on TCP: every local user could reach it.`
 
 // rootFooter closes the root command's help; %s is Caddy's version.
-const rootFooter = `mxgate's documentation is its README. For Caddy's own directives and
-options, see the documentation of Caddy %s.`
+const rootFooter = `mxgate's documentation is its README and the manual in its docs/. For
+Caddy's own directives and options, see the documentation of Caddy %s.`
 
 // caddyCommands are the commands of Caddy's that mxgate offers as Caddy
 // defines them, each with mxgate's one-line summary for its command list.

@@ -36,7 +36,7 @@ const adminWarned = "mxgate_admin_warned"
 // configuration, load another and stop the gateway, and Caddy gives it no
 // authentication; whoever takes its path keeps the gateway from starting
 // and receives what a client sends there. A JSON configuration is not
-// checked: the README states the rule.
+// checked: docs/security-model.md states the rule.
 func WarnReachableAdmin(h httpcaddyfile.Helper, directive string) {
 	if h.State[adminWarned] != nil {
 		return

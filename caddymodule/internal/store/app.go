@@ -390,7 +390,7 @@ func (e *entry) name() error {
 		return fmt.Errorf("%s %s keeps its state in a shared Redis store under a name made from its site, and its site names no host: "+
 			"every gateway that serves a site without host names on the same listeners (another institution's, a staging one, one from the same template) "+
 			"would share this state on that Redis; give the site a host name (https://mdx.bank.example), "+
-			"or give the directive a `namespace` of its own (its replicas give the same one); README: State and its name",
+			"or give the directive a `namespace` of its own (its replicas give the same one); docs/rate-limits-and-state.md: State and its name",
 			id, e.where())
 	}
 	return nil

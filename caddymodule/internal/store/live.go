@@ -110,7 +110,7 @@ func warnRenamed(mine, others []*entry) {
 		e.logger.Warn("STATE STARTS AFRESH: this configuration names "+e.naming.Identity.String()+" anew, and no longer names the state of "+
 			strings.Join(before, "; ")+", which the configuration it replaces kept: a change to a site's listeners, host names or path matchers, "+
 			"or to a directive's identity options, names its state anew, so replays refused before are admitted and spent budgets are full again. "+
-			"To keep state across such a change, give the directive a `namespace` (the same before and after the change); README: Reloads",
+			"To keep state across such a change, give the directive a `namespace` (the same before and after the change); docs/operations.md: Reloads and key rotation",
 			zap.String("namespace", e.naming.Namespace), zap.String("protects", e.naming.Identity.Protects.String()),
 			zap.Strings("previous_namespaces", namespaces))
 	}
