@@ -20,7 +20,10 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/readiness"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/fdx"
 	"github.com/mxgate/mxgate/internal/refetch"
@@ -37,12 +40,12 @@ func (a *FDXAuth) provisionAuthorizationServer(ctx caddy.Context, algs []jose.Si
 	in := a.Introspection
 	var jwksURL, introURL string
 	if a.JWKSURL != "" {
-		if jwksURL = gate.Resolve(a.JWKSURL); !isHTTPURL(jwksURL) {
+		if jwksURL = provision.Resolve(a.JWKSURL); !isHTTPURL(jwksURL) {
 			return errors.New("jwks_url must be an http(s) URL")
 		}
 	}
 	if in != nil && in.URL != "" {
-		if introURL = gate.Resolve(in.URL); !isHTTPURL(introURL) {
+		if introURL = provision.Resolve(in.URL); !isHTTPURL(introURL) {
 			return errors.New("the introspection URL must be an http(s) URL")
 		}
 	}
@@ -90,7 +93,7 @@ func (a *FDXAuth) provisionAuthorizationServer(ctx caddy.Context, algs []jose.Si
 		// Fetched on the first token (the key server may be this very
 		// process), or by the first readiness check.
 		jwks := a.jwks
-		a.unregister = append(a.unregister, gate.RegisterDependency(gate.Dependency{
+		a.unregister = append(a.unregister, readiness.Register(readiness.Dependency{
 			Name: "fdx_auth JWKS",
 			Check: func(ctx context.Context) error {
 				var err error
@@ -142,11 +145,11 @@ func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, 
 	var credential string // what the client authenticates with, for the key of the kept answers
 	switch in.Auth {
 	case AuthBasic:
-		secret, err := gate.Secret(in.ClientSecret)
+		plain, err := secret.Read(in.ClientSecret)
 		if err != nil {
 			return errors.New("introspection needs a URL, a client id and a secret with introspection_auth basic: the secret " + err.Error())
 		}
-		auth, credential = fdx.ClientSecretBasic{ClientID: in.ClientID, Secret: secret}, secret
+		auth, credential = fdx.ClientSecretBasic{ClientID: in.ClientID, Secret: plain}, plain
 	case AuthTLSClientAuth:
 		if a.TLSClientAuth == nil {
 			return errors.New("introspection_auth tls_client_auth needs tls_client_auth <cert_file> <key_file>: the certificate to authenticate with")
@@ -156,7 +159,7 @@ func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, 
 		if in.KeyFile == "" {
 			return errors.New("introspection_auth private_key_jwt needs a key file")
 		}
-		pemBytes, err := os.ReadFile(gate.Resolve(in.KeyFile))
+		pemBytes, err := os.ReadFile(provision.Resolve(in.KeyFile))
 		if err != nil {
 			return fmt.Errorf("introspection_auth private_key_jwt: reading the key file: %v", err)
 		}
@@ -193,7 +196,7 @@ func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, 
 		return err
 	}
 	intro := a.introspect
-	a.unregister = append(a.unregister, gate.RegisterDependency(gate.Dependency{
+	a.unregister = append(a.unregister, readiness.Register(readiness.Dependency{
 		Name: "fdx_auth introspection",
 		Check: func(ctx context.Context) error {
 			if err := intro.Probe(ctx); err != nil {
@@ -262,7 +265,7 @@ func (a *FDXAuth) provisionClient(ctx caddy.Context) (*http.Client, string, erro
 		if c.CertFile == "" || c.KeyFile == "" {
 			return nil, "", errors.New("tls_client_auth needs a certificate file and a key file")
 		}
-		cert, err := tls.LoadX509KeyPair(gate.Resolve(c.CertFile), gate.Resolve(c.KeyFile))
+		cert, err := tls.LoadX509KeyPair(provision.Resolve(c.CertFile), provision.Resolve(c.KeyFile))
 		if err != nil {
 			return nil, "", fmt.Errorf("tls_client_auth: %v", err)
 		}
@@ -289,7 +292,7 @@ func (a *FDXAuth) provisionClient(ctx caddy.Context) (*http.Client, string, erro
 // of an episode, with its cause, and the first success after it. The
 // cause never holds a token, a secret or a URL's query (fdx.Cause).
 func (a *FDXAuth) watchFetches(kind, failed, recovered string) func(outcome string, err error) {
-	count := gate.CountCredentialFetches("fdx_auth", kind)
+	count := metrics.CountCredentialFetches("fdx_auth", kind)
 	down := new(atomic.Bool)
 	return func(outcome string, err error) {
 		count(outcome)

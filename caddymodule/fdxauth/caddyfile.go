@@ -8,12 +8,13 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/fdx"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("fdx_auth", gate.Credential("fdx_auth", gate.UnmarshalHandler[FDXAuth]))
+	httpcaddyfile.RegisterHandlerDirective("fdx_auth", secret.Holder("fdx_auth", caddyfileopt.UnmarshalHandler[FDXAuth]))
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -64,7 +65,7 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			if err := gate.NoMoreArgs(d); err != nil {
+			if err := caddyfileopt.NoMoreArgs(d); err != nil {
 				return err
 			}
 			continue
@@ -163,7 +164,7 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.TLSClientAuth = &FDXClientCertificate{CertFile: args[0], KeyFile: args[1]}
 		case "introspection_cache", "jwks_min_refresh", "jwks_max_age", "leeway":
-			dur, err := gate.PositiveDuration(d)
+			dur, err := caddyfileopt.PositiveDuration(d)
 			if err != nil {
 				return err
 			}
@@ -209,7 +210,7 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.CertBound = &on
 		case "dpop":
 			var err error
-			if a.DPoP, err = gate.OneOf(d, DPoPOff, DPoPAllowed, DPoPRequired); err != nil {
+			if a.DPoP, err = caddyfileopt.OneOf(d, DPoPOff, DPoPAllowed, DPoPRequired); err != nil {
 				return err
 			}
 		case "dpop_algorithms":
@@ -225,7 +226,7 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.DPoPAlgorithms = args
 		case "dpop_max_age":
 			var err error
-			if a.DPoPMaxAge, err = gate.PositiveDuration(d); err != nil {
+			if a.DPoPMaxAge, err = caddyfileopt.PositiveDuration(d); err != nil {
 				return err
 			}
 		case "dpop_nonce":
@@ -234,7 +235,7 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "dpop_nonce_key", "dpop_origin":
-			v, err := gate.String(d)
+			v, err := caddyfileopt.String(d)
 			if err != nil {
 				return err
 			}
@@ -245,7 +246,7 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "dpop_jti_cache_size":
 			var err error
-			if a.DPoPJTICacheSize, err = gate.PositiveInt(d); err != nil {
+			if a.DPoPJTICacheSize, err = caddyfileopt.PositiveInt(d); err != nil {
 				return err
 			}
 		case "account_claim", "consent_claim":
@@ -294,7 +295,7 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			continue
 		case "error_format":
 			var err error
-			if a.ErrorFormat, err = gate.ErrorFormat(d); err != nil {
+			if a.ErrorFormat, err = caddyfileopt.ErrorFormat(d); err != nil {
 				return err
 			}
 		default:

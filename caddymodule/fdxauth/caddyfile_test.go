@@ -10,7 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 )
 
@@ -38,7 +38,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		realm bank
 		error_format json
 	}`
-	h, err := gate.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
+	h, err := caddyfileopt.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		}
 		tls_client_auth /etc/mxgate/rs.pem /etc/mxgate/rs-key.pem
 	}`
-	h, err = gate.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
+	h, err = caddyfileopt.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		account_claim fdx_accounts
 		consent_claim authorization_details fdx_consent consentId
 	}`
-	h, err = gate.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
+	h, err = caddyfileopt.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/fdx"
 	"github.com/mxgate/mxgate/replay"
@@ -92,7 +93,7 @@ func (a *FDXAuth) provisionDPoP(ctx caddy.Context) error {
 		a.proofs.Nonces = a.nonces
 	}
 	if a.DPoPOrigin != "" {
-		u, err := url.Parse(gate.Resolve(a.DPoPOrigin))
+		u, err := url.Parse(provision.Resolve(a.DPoPOrigin))
 		if err != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil || u.Opaque != "" {
 			return errors.New("dpop_origin must be scheme://host[:port], nothing more: the URL clients address, before the path")
 		}
@@ -122,7 +123,7 @@ func (a *FDXAuth) nonceKey() ([]byte, error) {
 	if a.DPoPNonceKey == "" {
 		return processNonceKey(), nil
 	}
-	s, err := gate.Secret(a.DPoPNonceKey)
+	s, err := secret.Read(a.DPoPNonceKey)
 	if err != nil {
 		return nil, errors.New("dpop_nonce_key " + err.Error())
 	}

@@ -24,7 +24,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/fdx"
 	"github.com/mxgate/mxgate/internal/servername"
@@ -156,7 +160,7 @@ type FDXAuth struct {
 	// handle_errors. Default: fdx.
 	ErrorFormat string `json:"error_format,omitempty"`
 
-	format     gate.Format
+	format     refusal.Format
 	table      *fdx.Table
 	unregister []func()
 	validator  *fdx.Validator
@@ -249,22 +253,22 @@ func (FDXAuth) CaddyModule() caddy.ModuleInfo {
 
 // Provision builds the validator and the scope table.
 func (a *FDXAuth) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "fdx_auth")
-	gate.WarnUnredactedLogs(ctx, "fdx_auth", gate.AuthSecretHeaders...)
+	defer provision.NameDirective(&err, "fdx_auth")
+	secret.WarnUnredactedLogs(ctx, "fdx_auth", secret.AuthHeaders...)
 	a.logger = ctx.Logger()
-	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatFDX); err != nil {
+	if a.format, err = refusal.ParseFormat(a.ErrorFormat, refusal.FormatFDX); err != nil {
 		return err
 	}
 	if a.Issuer == "" || len(a.Audiences) == 0 {
 		return errors.New("issuer and at least one audience are required")
 	}
 	// {env.*} and {file.*} placeholders, resolved once, as for jwks_url
-	if a.Issuer = gate.Resolve(a.Issuer); a.Issuer == "" {
+	if a.Issuer = provision.Resolve(a.Issuer); a.Issuer == "" {
 		return errors.New("issuer is empty (an unset {env.*} variable or an empty {file.*}?)")
 	}
 	audiences := make([]string, len(a.Audiences))
 	for i, aud := range a.Audiences {
-		if audiences[i] = gate.Resolve(aud); audiences[i] == "" {
+		if audiences[i] = provision.Resolve(aud); audiences[i] == "" {
 			return fmt.Errorf("audience %d is empty (an unset {env.*} variable or an empty {file.*}?)", i+1)
 		}
 	}
@@ -327,7 +331,7 @@ func (a *FDXAuth) Provision(ctx caddy.Context) (err error) {
 		}
 		a.ForwardClaims[claim] = textproto.CanonicalMIMEHeaderKey(header)
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // provisionGrants checks account_claim and consent_claim.
@@ -422,7 +426,7 @@ func (a *FDXAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 		}
 	}
-	gate.SetUser(r, claims.ClientID)
+	client.SetUser(r, claims.ClientID)
 	return next.ServeHTTP(w, r)
 }
 
@@ -655,8 +659,8 @@ func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id 
 	default:
 		a.challenges(w.Header(), f)
 	}
-	gate.CloseUnread(w, r)
-	return gate.Refuse(w, r, "fdx_auth", a.format, gate.Refusal{Status: f.status, Reason: reason, Message: f.debug})
+	refusal.CloseUnread(w, r)
+	return refusal.Refuse(w, r, "fdx_auth", a.format, refusal.Refusal{Status: f.status, Reason: reason, Message: f.debug})
 }
 
 // verifiedCert returns the client certificate that r's TLS connection

@@ -4,12 +4,13 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
 	"github.com/mxgate/mxgate/cidr"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mx_ip_allow", gate.UnmarshalHandler[IPAllow])
+	httpcaddyfile.RegisterHandlerDirective("mx_ip_allow", caddyfileopt.UnmarshalHandler[IPAllow])
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -44,19 +45,19 @@ func (a *IPAllow) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
-			if _, err := gate.ParseRanges(args...); err != nil {
+			if _, err := client.ParseRanges(args...); err != nil {
 				return d.Errf("trusted_proxies: %v", err)
 			}
 			a.TrustedProxies = append(a.TrustedProxies, args...)
 		case "client_ip_header":
-			if a.ClientIPHeader, err = gate.String(d); err == nil {
+			if a.ClientIPHeader, err = caddyfileopt.String(d); err == nil {
 				if _, herr := clientIPHeader(a.ClientIPHeader); herr != nil {
 					return d.Err(herr.Error())
 				}
-				err = gate.NoMoreArgs(d)
+				err = caddyfileopt.NoMoreArgs(d)
 			}
 		case "error_format":
-			a.ErrorFormat, err = gate.ErrorFormat(d)
+			a.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
 		default:
 			return d.Errf("unrecognized mx_ip_allow option '%s'", d.Val())
 		}

@@ -7,12 +7,12 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
 	"github.com/mxgate/mxgate/ratelimit"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mx_rate_limit", gate.UnmarshalHandler[RateLimit])
+	httpcaddyfile.RegisterHandlerDirective("mx_rate_limit", caddyfileopt.UnmarshalHandler[RateLimit])
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -36,7 +36,7 @@ func init() {
 //		error_format mdx|json|fdx|text|handle_errors
 //	}
 func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_rate_limit", "", func(opt string) (err error) {
+	return caddyfileopt.Block(d, "mx_rate_limit", "", func(opt string) (err error) {
 		if ok, err := rl.Config.UnmarshalOption(d); ok {
 			return err
 		}
@@ -54,23 +54,23 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			rl.Limits[opt] = cl
 		case "key":
-			rl.Key, err = gate.String(d)
+			rl.Key, err = caddyfileopt.String(d)
 		case "ipv4_prefix":
 			rl.IPv4Prefix, err = prefixLen(d, 32)
 		case "ipv6_prefix":
 			rl.IPv6Prefix, err = prefixLen(d, 128)
 		case "mode":
-			rl.Mode, err = gate.OneOf(d, "reject", "wait")
+			rl.Mode, err = caddyfileopt.OneOf(d, "reject", "wait")
 		case "max_wait":
-			rl.MaxWait, err = gate.PositiveDuration(d)
+			rl.MaxWait, err = caddyfileopt.PositiveDuration(d)
 		case "methods":
-			rl.Methods, err = gate.OneOf(d, MethodsStandard, MethodsAny)
+			rl.Methods, err = caddyfileopt.OneOf(d, MethodsStandard, MethodsAny)
 		case "max_keys":
-			rl.MaxKeys, err = gate.PositiveInt(d)
+			rl.MaxKeys, err = caddyfileopt.PositiveInt(d)
 		case "error_format":
-			rl.ErrorFormat, err = gate.ErrorFormat(d)
+			rl.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
 		default:
-			return gate.Unrecognized(d, "mx_rate_limit")
+			return caddyfileopt.Unrecognized(d, "mx_rate_limit")
 		}
 		return err
 	})

@@ -18,7 +18,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/ratelimit"
 )
@@ -107,7 +110,7 @@ type RateLimit struct {
 	limitText [ratelimit.NumClasses]string
 	shared    *store.Provisioned
 	binding   *store.Binding[bound]
-	format    gate.Format
+	format    refusal.Format
 	logger    *zap.Logger
 	maxWait   time.Duration
 	now       func() time.Time
@@ -148,12 +151,12 @@ func (RateLimit) CaddyModule() caddy.ModuleInfo {
 
 // Provision builds the policy and takes the buckets.
 func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_rate_limit")
+	defer provision.NameDirective(&err, "mx_rate_limit")
 	rl.logger = ctx.Logger()
 	if rl.now == nil {
 		rl.now = time.Now
 	}
-	if rl.format, err = gate.ParseFormat(rl.ErrorFormat, gate.FormatMDX); err != nil {
+	if rl.format, err = refusal.ParseFormat(rl.ErrorFormat, refusal.FormatMDX); err != nil {
 		return err
 	}
 	if rl.MaxKeys == 0 {
@@ -213,7 +216,7 @@ func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
 	if rl.binding, err = store.Register(ctx, rl, rl.shared, rl.Namespace, spec, rl.bind); err != nil {
 		return err // Caddy calls Cleanup after a failed Provision
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // bound is the handler's state once named.
@@ -319,10 +322,10 @@ func sweepEvery(m *ratelimit.Memory, period time.Duration) (stop func()) {
 }
 
 var (
-	refuseMethod      = gate.Refusal{Status: http.StatusNotImplemented, Reason: "method_not_implemented", Message: "Method not implemented"}
-	refuseRateLimited = gate.Refusal{Status: http.StatusTooManyRequests, Reason: "rate_limited", Message: "Too many requests"}
-	refuseStoreDown   = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "Service unavailable: rate limit store unreachable"}
-	refuseUnbound     = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "state_unavailable", Message: "Service unavailable: rate limit state not ready"}
+	refuseMethod      = refusal.Refusal{Status: http.StatusNotImplemented, Reason: "method_not_implemented", Message: "Method not implemented"}
+	refuseRateLimited = refusal.Refusal{Status: http.StatusTooManyRequests, Reason: "rate_limited", Message: "Too many requests"}
+	refuseStoreDown   = refusal.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "Service unavailable: rate limit store unreachable"}
+	refuseUnbound     = refusal.Refusal{Status: http.StatusServiceUnavailable, Reason: "state_unavailable", Message: "Service unavailable: rate limit state not ready"}
 )
 
 // ServeHTTP admits, delays or refuses the request. A replay record that
@@ -339,10 +342,10 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		}
 		w.Header().Set("Allow", allowStandard)
 		if ce := rl.logger.Check(zapcore.DebugLevel, "method not implemented"); ce != nil {
-			ce.Write(zap.String("method", r.Method), zap.String("client_ip", gate.ClientIP(r)))
+			ce.Write(zap.String("method", r.Method), zap.String("client_ip", client.IP(r)))
 		}
-		gate.CloseUnread(w, r)
-		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseMethod)
+		refusal.CloseUnread(w, r)
+		return refusal.Refuse(w, r, "mx_rate_limit", rl.format, refuseMethod)
 	}
 	class := ratelimit.ClassOf(r.Method)
 	b, err := rl.binding.Get()
@@ -357,8 +360,8 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
-		gate.CloseUnread(w, r)
-		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseUnbound)
+		refusal.CloseUnread(w, r)
+		return refusal.Refuse(w, r, "mx_rate_limit", rl.format, refuseUnbound)
 	}
 	key, now := rl.key(r), rl.now()
 	var res ratelimit.Result
@@ -375,8 +378,8 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
-		gate.CloseUnread(w, r)
-		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseStoreDown)
+		refusal.CloseUnread(w, r)
+		return refusal.Refuse(w, r, "mx_rate_limit", rl.format, refuseStoreDown)
 	}
 	h := w.Header()
 	rl.setRateHeaders(h, class, res)
@@ -390,8 +393,8 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		if ce := rl.logger.Check(zapcore.DebugLevel, "rate limited"); ce != nil {
 			ce.Write(zap.String("class", cls), zap.Duration("retry_after", res.RetryAfter))
 		}
-		gate.CloseUnread(w, r)
-		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseRateLimited)
+		refusal.CloseUnread(w, r)
+		return refusal.Refuse(w, r, "mx_rate_limit", rl.format, refuseRateLimited)
 	}
 	if res.Delay > 0 {
 		t := time.NewTimer(res.Delay)
@@ -444,11 +447,11 @@ var classMetrics = func() (m [ratelimit.NumClasses]struct {
 }) {
 	for c := range ratelimit.NumClasses {
 		cls := c.String()
-		m[c].admitted = gate.Metrics.RLAdmitted.WithLabelValues(cls)
-		m[c].rejected = gate.Metrics.RLRejected.WithLabelValues(cls)
-		m[c].abandoned = gate.Metrics.RLAbandoned.WithLabelValues(cls)
-		m[c].overflow = gate.Metrics.RLOverflow.WithLabelValues(cls)
-		m[c].wait = gate.Metrics.RLWait.WithLabelValues(cls)
+		m[c].admitted = metrics.RLAdmitted.WithLabelValues(cls)
+		m[c].rejected = metrics.RLRejected.WithLabelValues(cls)
+		m[c].abandoned = metrics.RLAbandoned.WithLabelValues(cls)
+		m[c].overflow = metrics.RLOverflow.WithLabelValues(cls)
+		m[c].wait = metrics.RLWait.WithLabelValues(cls)
 	}
 	return m
 }()

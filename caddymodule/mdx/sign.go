@@ -9,7 +9,11 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/hmac"
 )
@@ -37,7 +41,7 @@ type Sign struct {
 
 	// Callers (allow_callers) are who may have requests signed: by
 	// default loopback and Unix-socket peers only; anyone else gets 403.
-	gate.Callers
+	client.Callers
 
 	signer  *hmac.Signer
 	s       *signing
@@ -55,8 +59,8 @@ func (Sign) CaddyModule() caddy.ModuleInfo {
 
 // Provision decodes the key.
 func (sg *Sign) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mdx_hmac sign")
-	gate.WarnUnredactedLogs(ctx, "mdx_hmac sign", gate.MDXSecretHeaders...)
+	defer provision.NameDirective(&err, "mdx_hmac sign")
+	secret.WarnUnredactedLogs(ctx, "mdx_hmac sign", secret.MDXHeaders...)
 	if sg.now == nil {
 		sg.now = time.Now
 	}
@@ -79,7 +83,7 @@ func (sg *Sign) Provision(ctx caddy.Context) (err error) {
 	if sg.signer, err = hmac.NewSigner(sg.s.alg, sg.s.keys[0]); err != nil {
 		return err
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // Credentials says that the requests this handler passes on are signed:
@@ -94,7 +98,7 @@ func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	resource, err := sg.s.rule.Resource(r.URL.EscapedPath(), r.URL.RawQuery)
 	if err != nil {
-		return gate.Refuse(w, r, "mdx_hmac", sg.s.format, refusal(hmac.ErrOutsideBasePath))
+		return refusal.Refuse(w, r, "mdx_hmac", sg.s.format, refusalOf(hmac.ErrOutsideBasePath))
 	}
 	// The body, read as verify reads it: nothing is allocated for a
 	// declared length, only blocks for the bytes that arrive.
@@ -104,13 +108,13 @@ func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		var err error
 		held, sum, err = readBody(r, sg.MaxBody, sg.pending)
 		if err != nil {
-			rf := refusal(err)
+			rf := refusalOf(err)
 			if errors.Is(err, errBudget) {
 				rf = refusePending
 				w.Header().Set("Retry-After", "1")
 			}
-			gate.CloseUnread(w, r)
-			return gate.Refuse(w, r, "mdx_hmac", sg.s.format, rf)
+			refusal.CloseUnread(w, r)
+			return refusal.Refuse(w, r, "mdx_hmac", sg.s.format, rf)
 		}
 		defer held.done(sg.pending)
 	}

@@ -10,7 +10,11 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/bodies"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/hmac"
 )
 
@@ -71,13 +75,13 @@ type signing struct {
 	alg    hmac.Algorithm
 	keys   []hmac.Key
 	rule   hmac.ResourceRule
-	format gate.Format
+	format refusal.Format
 }
 
 func (s *Signing) provision() (*signing, error) {
 	var out signing
 	var err error
-	if out.format, err = gate.ParseFormat(s.ErrorFormat, gate.FormatMDX); err != nil {
+	if out.format, err = refusal.ParseFormat(s.ErrorFormat, refusal.FormatMDX); err != nil {
 		return nil, err
 	}
 	if s.Algorithm == "" {
@@ -109,7 +113,7 @@ func (s *Signing) provision() (*signing, error) {
 		}
 		out.rule = hmac.FinalSegment()
 	case "path":
-		if out.rule, err = hmac.PathAfter(gate.Resolve(s.BasePath), s.ResourceQuery); err != nil {
+		if out.rule, err = hmac.PathAfter(provision.Resolve(s.BasePath), s.ResourceQuery); err != nil {
 			return nil, err
 		}
 	default:
@@ -121,7 +125,7 @@ func (s *Signing) provision() (*signing, error) {
 // parseKey resolves placeholders in raw and decodes the key. Its errors
 // never contain the key.
 func parseKey(raw string) (hmac.Key, error) {
-	s, err := gate.Secret(raw)
+	s, err := secret.Read(raw)
 	if err != nil {
 		return hmac.Key{}, err
 	}
@@ -139,9 +143,9 @@ func (s *Signing) unmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 		}
 		s.Keys = append(s.Keys, args[0])
 	case "algorithm":
-		s.Algorithm, err = gate.OneOf(d, "sha1", "sha224", "sha256", "sha384", "sha512")
+		s.Algorithm, err = caddyfileopt.OneOf(d, "sha1", "sha224", "sha256", "sha384", "sha512")
 	case "max_body":
-		s.MaxBody, err = gate.Size(d)
+		s.MaxBody, err = caddyfileopt.Size(d)
 	case "resource":
 		args := d.RemainingArgs()
 		switch {
@@ -153,9 +157,9 @@ func (s *Signing) unmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 			return true, d.Err("resource takes final, path, or path query")
 		}
 	case "base_path":
-		s.BasePath, err = gate.String(d)
+		s.BasePath, err = caddyfileopt.String(d)
 	case "error_format":
-		s.ErrorFormat, err = gate.ErrorFormat(d)
+		s.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
 	default:
 		return false, nil
 	}
@@ -164,7 +168,7 @@ func (s *Signing) unmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 
 // refusalFor maps the hmac library's errors to MDX answers. Messages name
 // the faulty header and never reveal the expected value.
-var refusalFor = map[error]gate.Refusal{
+var refusalFor = map[error]refusal.Refusal{
 	hmac.ErrMissingSignature:   {Status: 412, Reason: "hmac_missing", Message: "MDX-HMAC header missing"},
 	hmac.ErrMalformedSignature: {Status: 412, Reason: "hmac_malformed", Message: "MDX-HMAC header malformed"},
 	hmac.ErrSignatureMismatch:  {Status: 412, Reason: "hmac_mismatch", Message: "MDX-HMAC invalid"},
@@ -174,12 +178,12 @@ var refusalFor = map[error]gate.Refusal{
 	hmac.ErrDateMalformed:      {Status: 412, Reason: "date_malformed", Message: "Date header is not UNIX epoch seconds"},
 	hmac.ErrDateSkew:           {Status: 412, Reason: "date_skew", Message: "Date header outside the allowed clock skew"},
 	hmac.ErrOutsideBasePath:    {Status: 412, Reason: "resource_underivable", Message: "MDX-HMAC invalid: request path is outside the signed base path"},
-	gate.ErrBodyTooLarge:       {Status: 413, Reason: "body_too_large", Message: "Request body too large"},
-	gate.ErrBodyUnreadable:     {Status: 400, Reason: "body_unreadable", Message: "Request body could not be read"},
+	bodies.ErrTooLarge:         {Status: 413, Reason: "body_too_large", Message: "Request body too large"},
+	bodies.ErrUnreadable:       {Status: 400, Reason: "body_unreadable", Message: "Request body could not be read"},
 }
 
-// refusal returns the answer to err, one of refusalFor's keys.
-func refusal(err error) gate.Refusal {
+// refusalOf returns the answer to err, one of refusalFor's keys.
+func refusalOf(err error) refusal.Refusal {
 	for e, rf := range refusalFor {
 		if errors.Is(err, e) {
 			return rf

@@ -7,14 +7,16 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mx_auth", gate.Credential("mx_auth", parseMXAuth))
+	httpcaddyfile.RegisterHandlerDirective("mx_auth", secret.Holder("mx_auth", parseMXAuth))
 	httpcaddyfile.RegisterHandlerDirective("mx_jwe", parseMXJWE)
-	httpcaddyfile.RegisterHandlerDirective("mx_retry", gate.UnmarshalHandler[Retry])
-	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", gate.Credential("mxconnect_token", gate.UnmarshalHandler[MXConnectToken]))
+	httpcaddyfile.RegisterHandlerDirective("mx_retry", caddyfileopt.UnmarshalHandler[Retry])
+	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", secret.Holder("mxconnect_token", caddyfileopt.UnmarshalHandler[MXConnectToken]))
 }
 
 // dualMode reads the mode of a directive with two, and has the handler of
@@ -23,10 +25,10 @@ func dualMode(h httpcaddyfile.Helper, dir string, modes [2]string, handlers [2]i
 	caddyhttp.MiddlewareHandler
 	caddyfile.Unmarshaler
 }) (caddyhttp.MiddlewareHandler, error) {
-	seg := gate.Segment(h)
+	seg := caddyfileopt.Segment(h)
 	d := caddyfile.NewDispenser(seg)
 	d.Next()
-	mode, err := gate.Mode(d, dir, modes[0], modes[1])
+	mode, err := caddyfileopt.Mode(d, dir, modes[0], modes[1])
 	if err != nil {
 		return nil, err
 	}
@@ -60,18 +62,18 @@ func parseMXJWE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		allow_callers <cidr|loopback|private_ranges>...
 //	}
 func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_auth", "attach", func(opt string) (err error) {
+	return caddyfileopt.Block(d, "mx_auth", "attach", func(opt string) (err error) {
 		switch opt {
 		case "client_id":
-			a.ClientID, err = gate.String(d)
+			a.ClientID, err = caddyfileopt.String(d)
 		case "api_key":
-			a.APIKey, err = gate.String(d)
+			a.APIKey, err = caddyfileopt.String(d)
 		case "api_version":
-			a.APIVersion, err = gate.OneOf(d, APIVersion20111101, APIVersion20250224)
+			a.APIVersion, err = caddyfileopt.OneOf(d, APIVersion20111101, APIVersion20250224)
 		case "allow_callers":
-			a.AllowCallers, err = gate.AllowCallers(d)
+			a.AllowCallers, err = client.AllowCallers(d)
 		default:
-			return gate.Unrecognized(d, "mx_auth attach")
+			return caddyfileopt.Unrecognized(d, "mx_auth attach")
 		}
 		return err
 	})
@@ -88,7 +90,7 @@ func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_slow_hashes <n>              # default GOMAXPROCS
 //	}
 func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_auth", "check", func(opt string) (err error) {
+	return caddyfileopt.Block(d, "mx_auth", "check", func(opt string) (err error) {
 		switch opt {
 		case "client":
 			args := d.RemainingArgs()
@@ -98,19 +100,19 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.Clients = append(a.Clients, AuthClient{ID: args[0], Secret: args[1]})
 		case "failure":
 			var s string
-			if s, err = gate.OneOf(d, "401", "404"); err == nil {
+			if s, err = caddyfileopt.OneOf(d, "401", "404"); err == nil {
 				a.Failure, _ = strconv.Atoi(s)
 			}
 		case "realm":
-			a.Realm, err = gate.String(d)
+			a.Realm, err = caddyfileopt.String(d)
 		case "error_format":
-			a.ErrorFormat, err = gate.ErrorFormat(d)
+			a.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
 		case "keep_credentials":
 			a.KeepCredentials = true
 		case "max_slow_hashes":
-			a.MaxSlowHashes, err = gate.PositiveInt(d)
+			a.MaxSlowHashes, err = caddyfileopt.PositiveInt(d)
 		default:
-			return gate.Unrecognized(d, "mx_auth check")
+			return caddyfileopt.Unrecognized(d, "mx_auth check")
 		}
 		return err
 	})
@@ -127,22 +129,22 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		allow_plaintext
 //	}
 func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_jwe", "decrypt", func(opt string) (err error) {
+	return caddyfileopt.Block(d, "mx_jwe", "decrypt", func(opt string) (err error) {
 		switch opt {
 		case "curve":
-			m.Curve, err = gate.OneOf(d, "p384", "p256")
+			m.Curve, err = caddyfileopt.OneOf(d, "p384", "p256")
 		case "cipher":
-			m.Cipher, err = gate.OneOf(d, "a256gcm", "a128gcm")
+			m.Cipher, err = caddyfileopt.OneOf(d, "a256gcm", "a128gcm")
 		case "a128_key_algorithm":
-			m.A128KeyAlgorithm, err = gate.String(d)
+			m.A128KeyAlgorithm, err = caddyfileopt.String(d)
 		case "rotate":
-			m.Rotate, err = gate.PositiveDuration(d)
+			m.Rotate, err = caddyfileopt.PositiveDuration(d)
 		case "max_body":
-			m.MaxBody, err = gate.Size(d)
+			m.MaxBody, err = caddyfileopt.Size(d)
 		case "allow_plaintext":
 			m.AllowPlaintext = true
 		default:
-			return gate.Unrecognized(d, "mx_jwe decrypt")
+			return caddyfileopt.Unrecognized(d, "mx_jwe decrypt")
 		}
 		return err
 	})
@@ -156,16 +158,16 @@ func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_body <size>
 //	}
 func (m *JWEEncrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_jwe", "encrypt", func(opt string) (err error) {
+	return caddyfileopt.Block(d, "mx_jwe", "encrypt", func(opt string) (err error) {
 		switch opt {
 		case "a128_key_algorithm":
-			m.A128KeyAlgorithm, err = gate.String(d)
+			m.A128KeyAlgorithm, err = caddyfileopt.String(d)
 		case "response_type":
-			m.ResponseType, err = gate.String(d)
+			m.ResponseType, err = caddyfileopt.String(d)
 		case "max_body":
-			m.MaxBody, err = gate.Size(d)
+			m.MaxBody, err = caddyfileopt.Size(d)
 		default:
-			return gate.Unrecognized(d, "mx_jwe encrypt")
+			return caddyfileopt.Unrecognized(d, "mx_jwe encrypt")
 		}
 		return err
 	})
@@ -182,7 +184,7 @@ func (m *JWEEncrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_body <size>         # default 1MiB
 //	}
 func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_retry", "", func(opt string) (err error) {
+	return caddyfileopt.Block(d, "mx_retry", "", func(opt string) (err error) {
 		switch opt {
 		case "statuses":
 			args := d.RemainingArgs()
@@ -197,17 +199,17 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				rt.Statuses = append(rt.Statuses, n)
 			}
 		case "max_time":
-			rt.MaxTime, err = gate.PositiveDuration(d)
+			rt.MaxTime, err = caddyfileopt.PositiveDuration(d)
 		case "base_delay":
-			rt.BaseDelay, err = gate.PositiveDuration(d)
+			rt.BaseDelay, err = caddyfileopt.PositiveDuration(d)
 		case "max_delay":
-			rt.MaxDelay, err = gate.PositiveDuration(d)
+			rt.MaxDelay, err = caddyfileopt.PositiveDuration(d)
 		case "max_attempts":
-			rt.MaxAttempts, err = gate.PositiveInt(d)
+			rt.MaxAttempts, err = caddyfileopt.PositiveInt(d)
 		case "max_body":
-			rt.MaxBody, err = gate.Size(d)
+			rt.MaxBody, err = caddyfileopt.Size(d)
 		default:
-			return gate.Unrecognized(d, "mx_retry")
+			return caddyfileopt.Unrecognized(d, "mx_retry")
 		}
 		return err
 	})
@@ -228,30 +230,30 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		allow_callers <cidr|loopback|private_ranges>...
 //	}
 func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mxconnect_token", "", func(opt string) (err error) {
+	return caddyfileopt.Block(d, "mxconnect_token", "", func(opt string) (err error) {
 		switch opt {
 		case "endpoint":
-			m.Endpoint, err = gate.String(d)
+			m.Endpoint, err = caddyfileopt.String(d)
 		case "username":
-			m.Username, err = gate.String(d)
+			m.Username, err = caddyfileopt.String(d)
 		case "password":
-			m.Password, err = gate.String(d)
+			m.Password, err = caddyfileopt.String(d)
 		case "api_key":
-			m.APIKey, err = gate.String(d)
+			m.APIKey, err = caddyfileopt.String(d)
 		case "refresh_before":
-			m.RefreshBefore, err = gate.PositiveDuration(d)
+			m.RefreshBefore, err = caddyfileopt.PositiveDuration(d)
 		case "min_refresh":
-			m.MinRefresh, err = gate.PositiveDuration(d)
+			m.MinRefresh, err = caddyfileopt.PositiveDuration(d)
 		case "timeout":
-			m.Timeout, err = gate.PositiveDuration(d)
+			m.Timeout, err = caddyfileopt.PositiveDuration(d)
 		case "max_body":
-			m.MaxBody, err = gate.Size(d)
+			m.MaxBody, err = caddyfileopt.Size(d)
 		case "error_format":
-			m.ErrorFormat, err = gate.ErrorFormat(d)
+			m.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
 		case "allow_callers":
-			m.AllowCallers, err = gate.AllowCallers(d)
+			m.AllowCallers, err = client.AllowCallers(d)
 		default:
-			return gate.Unrecognized(d, "mxconnect_token")
+			return caddyfileopt.Unrecognized(d, "mxconnect_token")
 		}
 		return err
 	})

@@ -15,7 +15,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/bodies"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/resend"
 )
 
 func init() {
@@ -66,7 +69,7 @@ func (Retry) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets defaults.
 func (rt *Retry) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_retry")
+	defer provision.NameDirective(&err, "mx_retry")
 	rt.logger = ctx.Logger()
 	rt.jitter = rand.Int64N
 	if len(rt.Statuses) == 0 {
@@ -100,16 +103,16 @@ func (rt *Retry) Provision(ctx caddy.Context) (err error) {
 	case rt.MaxDelay < rt.BaseDelay:
 		return errors.New("max_delay must be at least base_delay")
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // ServeHTTP runs the rest of the chain, again while it answers a
 // retryable status and time and attempts remain.
 func (rt *Retry) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !gate.Idempotent(r.Method) {
+	if !resend.Idempotent(r.Method) {
 		return next.ServeHTTP(w, r)
 	}
-	replay, err := gate.Replayable(r, rt.MaxBody)
+	replay, err := resend.Replayable(r, rt.MaxBody)
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
@@ -125,7 +128,7 @@ func (rt *Retry) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	for attempt := 1; ; attempt++ {
 		replay()
 		var trip *http.Request
-		trip, back = gate.Trip(r)
+		trip, back = resend.Trip(r)
 		last := attempt >= rt.MaxAttempts
 		buf.Reset()
 		rec := caddyhttp.NewResponseRecorder(w, buf, func(status int, _ http.Header) bool {
@@ -141,11 +144,11 @@ func (rt *Retry) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		if time.Now().Add(delay).After(deadline) {
 			return rec.WriteResponse() // no time left: the client gets this answer
 		}
-		gate.Metrics.Retries.WithLabelValues(strconv.Itoa(rec.Status())).Inc()
+		metrics.Retries.WithLabelValues(strconv.Itoa(rec.Status())).Inc()
 		if ce := rt.logger.Check(zapcore.DebugLevel, "retrying"); ce != nil {
 			ce.Write(zap.Int("status", rec.Status()), zap.Int("attempt", attempt), zap.Duration("delay", delay))
 		}
-		gate.RestoreHeader(w.Header(), header)
+		bodies.RestoreHeader(w.Header(), header)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:

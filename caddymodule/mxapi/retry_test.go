@@ -15,8 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"github.com/mxgate/mxgate/caddymodule/internal/handlertest"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
 )
 
 // scripted answers each attempt with the next of its replies (the last
@@ -60,7 +60,7 @@ func newRetry(t *testing.T, rt *Retry) *Retry {
 }
 
 func retries(t *testing.T, status string) float64 {
-	return handlertest.MetricValue(t, gate.Metrics.Retries, map[string]string{"status": status})
+	return handlertest.MetricValue(t, metrics.Retries, map[string]string{"status": status})
 }
 
 func TestRetryUntilSuccess(t *testing.T) {

@@ -20,7 +20,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/readiness"
 	"github.com/mxgate/mxgate/internal/redisbatch"
 	"github.com/mxgate/mxgate/internal/redisconf"
 )
@@ -113,7 +116,7 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
 			switch d.Val() {
 			case "ca":
-				c.RedisTLS.CAFile, err = gate.String(d)
+				c.RedisTLS.CAFile, err = caddyfileopt.String(d)
 			case "cert":
 				args := d.RemainingArgs()
 				if len(args) != 2 {
@@ -121,7 +124,7 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 				}
 				c.RedisTLS.CertFile, c.RedisTLS.KeyFile = args[0], args[1]
 			case "server_name":
-				c.RedisTLS.ServerName, err = gate.String(d)
+				c.RedisTLS.ServerName, err = caddyfileopt.String(d)
 			default:
 				return true, d.Errf("unrecognized redis_tls option '%s'", d.Val())
 			}
@@ -140,12 +143,12 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 			return true, d.Err("store takes `memory` or `redis <url>`")
 		}
 	case "on_store_error":
-		c.OnStoreError, err = gate.OneOf(d, OnErrorLocal, OnErrorDeny)
+		c.OnStoreError, err = caddyfileopt.OneOf(d, OnErrorLocal, OnErrorDeny)
 	case "redis_timeout":
-		c.RedisTimeout, err = gate.PositiveDuration(d)
+		c.RedisTimeout, err = caddyfileopt.PositiveDuration(d)
 	case "redis_wait_replicas":
 		var v string
-		if v, err = gate.String(d); err == nil {
+		if v, err = caddyfileopt.String(d); err == nil {
 			n, perr := strconv.Atoi(v)
 			if perr != nil || n < 0 {
 				return true, d.Errf("redis_wait_replicas: invalid number '%s' (0 or more)", v)
@@ -153,7 +156,7 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 			c.RedisWaitReplicas = &n
 		}
 	case "namespace":
-		c.Namespace, err = gate.String(d)
+		c.Namespace, err = caddyfileopt.String(d)
 	default:
 		return false, nil
 	}
@@ -227,7 +230,7 @@ func (c *Config) Provision(ctx caddy.Context, directive string) (*Provisioned, e
 	}
 	p.Client, p.Batch, p.poolKey, p.FailOpen, p.Timeout = client, batch, key, c.OnStoreError == OnErrorLocal, timeout
 	p.addr, p.policy = addr, c.OnStoreError
-	t, err := redisconf.ParseTarget(gate.Resolve(c.RedisURL))
+	t, err := redisconf.ParseTarget(provision.Resolve(c.RedisURL))
 	p.Cluster = err == nil && t.Topology == redisconf.Cluster
 	if c.RedisWaitReplicas != nil {
 		p.Wait = *c.RedisWaitReplicas
@@ -254,7 +257,7 @@ func (p *Provisioned) bindNamespace(namespace string) {
 	} else {
 		p.Health.Succeeded()
 	}
-	p.unregister = gate.RegisterDependency(gate.Dependency{
+	p.unregister = readiness.Register(readiness.Dependency{
 		Name: p.directive + " store (namespace " + namespace + ")",
 		Check: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -314,9 +317,9 @@ func (h *Health) changed() {
 
 func newHealth(logger *zap.Logger, directive, namespace, addr, policy string) *Health {
 	h := &Health{logger: logger, addr: addr, namespace: namespace, policy: policy,
-		up:   gate.Metrics.StoreUp.WithLabelValues(directive, namespace),
-		errs: gate.Metrics.StoreErrors.WithLabelValues(directive),
-		lost: gate.Metrics.StoreLost.WithLabelValues(directive, namespace)} // at 0 from the start
+		up:   metrics.StoreUp.WithLabelValues(directive, namespace),
+		errs: metrics.StoreErrors.WithLabelValues(directive),
+		lost: metrics.StoreLost.WithLabelValues(directive, namespace)} // at 0 from the start
 	return h
 }
 

@@ -1,4 +1,9 @@
-package gate
+// Package caddyfileopt reads mxgate's Caddyfile directives: the parse
+// function of a directive's handler, a directive's mode, and the values
+// of its options (a string, one of a few words, a positive duration or
+// number, a size, an error format), each error naming the option, the
+// value and the line.
+package caddyfileopt
 
 import (
 	"slices"
@@ -10,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 )
 
 // UnmarshalHandler is the parse function of a directive whose handler
@@ -148,7 +155,7 @@ func ErrorFormat(d *caddyfile.Dispenser) (string, error) {
 	if !d.NextArg() {
 		return "", d.ArgErr()
 	}
-	if _, err := ParseFormat(d.Val(), ""); err != nil {
+	if _, err := refusal.ParseFormat(d.Val(), ""); err != nil {
 		return "", d.Err(err.Error())
 	}
 	return d.Val(), nil
