@@ -80,15 +80,26 @@ func (h *Health) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 //		timeout <duration>   # default 2s
 //	}
 func (h *Health) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return caddyfileopt.Block(d, "mx_health", "", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "timeout":
 			h.Timeout, err = caddyfileopt.PositiveDuration(d)
 		default:
 			return caddyfileopt.Unrecognized(d, "mx_health")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Interface guards

@@ -54,14 +54,16 @@ func (a *IPAllow) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				if _, herr := clientIPHeader(a.ClientIPHeader); herr != nil {
 					return d.Err(herr.Error())
 				}
-				err = caddyfileopt.NoMoreArgs(d)
 			}
 		case "error_format":
 			a.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
 		default:
-			return d.Errf("unrecognized mx_ip_allow option '%s'", d.Val())
+			return caddyfileopt.Unrecognized(d, "mx_ip_allow")
 		}
 		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
 			return err
 		}
 	}
@@ -90,7 +92,7 @@ func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			lw.Ranges = append(lw.Ranges, args...)
 		default:
-			return d.Errf("unrecognized mx_ip_allow listener wrapper option '%s'", d.Val())
+			return caddyfileopt.Unrecognized(d, "mx_ip_allow listener wrapper")
 		}
 	}
 	if len(lw.Ranges) > 0 {

@@ -36,10 +36,13 @@ func init() {
 //		error_format mdx|json|fdx|text|handle_errors
 //	}
 func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return caddyfileopt.Block(d, "mx_rate_limit", "", func(opt string) (err error) {
-		if ok, err := rl.Config.UnmarshalOption(d); ok {
-			return err
-		}
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		var err error
 		switch opt {
 		case "get", "write", "delete", "other":
 			var cl *ClassLimit
@@ -69,11 +72,20 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			rl.MaxKeys, err = caddyfileopt.PositiveInt(d)
 		case "error_format":
 			rl.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
-		default:
-			return caddyfileopt.Unrecognized(d, "mx_rate_limit")
+		default: // the store's options
+			var ok bool
+			if ok, err = rl.Config.UnmarshalOption(d); !ok {
+				return caddyfileopt.Unrecognized(d, "mx_rate_limit")
+			}
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prefixLen reads a prefix length of at most bits, written 64 or /64.

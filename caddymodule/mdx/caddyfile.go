@@ -4,7 +4,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
 	"github.com/mxgate/mxgate/caddymodule/internal/client"
@@ -18,21 +17,12 @@ func init() {
 
 // parseMDXHMAC reads `mdx_hmac verify {…}` into a Verify and `mdx_hmac
 // sign {…}` into a Sign.
-func parseMDXHMAC(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	seg := caddyfileopt.Segment(h)
-	d := caddyfile.NewDispenser(seg)
-	d.Next()
-	mode, err := caddyfileopt.Mode(d, "mdx_hmac", "verify", "sign")
-	if err != nil {
-		return nil, err
-	}
+var parseMDXHMAC = caddyfileopt.ByMode("mdx_hmac", []string{"verify", "sign"}, func(mode string) caddyfileopt.Handler {
 	if mode == "sign" {
-		s := new(Sign)
-		return s, s.UnmarshalCaddyfile(caddyfile.NewDispenser(seg))
+		return new(Sign)
 	}
-	v := new(Verify)
-	return v, v.UnmarshalCaddyfile(caddyfile.NewDispenser(seg))
-}
+	return new(Verify)
+})
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
@@ -61,24 +51,6 @@ func (v *Verify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return err
 	}
 	for d.NextBlock(0) {
-		if ok, err := v.Signing.unmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			if err := caddyfileopt.NoMoreArgs(d); err != nil {
-				return err
-			}
-			continue
-		}
-		if ok, err := v.Config.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			if err := caddyfileopt.NoMoreArgs(d); err != nil {
-				return err
-			}
-			continue
-		}
 		var err error
 		switch d.Val() {
 		case "max_skew":
@@ -118,8 +90,13 @@ func (v *Verify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			v.Routes = append(v.Routes, args...)
-		default:
-			return d.Errf("unrecognized mdx_hmac verify option '%s'", d.Val())
+		default: // the options verify shares with sign, and the store's
+			var ok bool
+			if ok, err = v.Signing.unmarshalOption(d); !ok {
+				if ok, err = v.Config.UnmarshalOption(d); !ok {
+					return caddyfileopt.Unrecognized(d, "mdx_hmac verify")
+				}
+			}
 		}
 		if err != nil {
 			return err
@@ -149,26 +126,17 @@ func (sg *Sign) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return err
 	}
 	for d.NextBlock(0) {
+		var err error
 		switch d.Val() {
 		case "allow_callers":
-			var err error
-			if sg.AllowCallers, err = client.AllowCallers(d); err != nil {
-				return err
-			}
-			continue
+			sg.AllowCallers, err = client.AllowCallers(d)
 		case "max_pending_bodies":
-			var err error
-			if sg.MaxPendingBodies, err = caddyfileopt.Size(d); err != nil {
-				return err
+			sg.MaxPendingBodies, err = caddyfileopt.Size(d)
+		default: // the options sign shares with verify
+			var ok bool
+			if ok, err = sg.Signing.unmarshalOption(d); !ok {
+				return caddyfileopt.Unrecognized(d, "mdx_hmac sign")
 			}
-			if err := caddyfileopt.NoMoreArgs(d); err != nil {
-				return err
-			}
-			continue
-		}
-		ok, err := sg.Signing.unmarshalOption(d)
-		if !ok {
-			return d.Errf("unrecognized mdx_hmac sign option '%s'", d.Val())
 		}
 		if err != nil {
 			return err
@@ -226,7 +194,7 @@ func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			s.AllowTypes = append(s.AllowTypes, AllowedTypes{MediaTypes: args[:len(args)-2], Scan: args[len(args)-1]})
 		default:
-			return d.Errf("unrecognized mdx_sanitize option '%s'", d.Val())
+			return caddyfileopt.Unrecognized(d, "mdx_sanitize")
 		}
 		if err != nil {
 			return err

@@ -5,7 +5,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
 	"github.com/mxgate/mxgate/caddymodule/internal/client"
@@ -19,39 +18,23 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", secret.Holder("mxconnect_token", caddyfileopt.UnmarshalHandler[MXConnectToken]))
 }
 
-// dualMode reads the mode of a directive with two, and has the handler of
-// that mode unmarshal the directive.
-func dualMode(h httpcaddyfile.Helper, dir string, modes [2]string, handlers [2]interface {
-	caddyhttp.MiddlewareHandler
-	caddyfile.Unmarshaler
-}) (caddyhttp.MiddlewareHandler, error) {
-	seg := caddyfileopt.Segment(h)
-	d := caddyfile.NewDispenser(seg)
-	d.Next()
-	mode, err := caddyfileopt.Mode(d, dir, modes[0], modes[1])
-	if err != nil {
-		return nil, err
+// parseMXAuth reads `mx_auth attach {…}` into an AuthAttach and `mx_auth
+// check {…}` into an AuthCheck.
+var parseMXAuth = caddyfileopt.ByMode("mx_auth", []string{"attach", "check"}, func(mode string) caddyfileopt.Handler {
+	if mode == "check" {
+		return new(AuthCheck)
 	}
-	handler := handlers[0]
-	if mode == modes[1] {
-		handler = handlers[1]
+	return new(AuthAttach)
+})
+
+// parseMXJWE reads `mx_jwe decrypt {…}` into a JWEDecrypt and `mx_jwe
+// encrypt {…}` into a JWEEncrypt.
+var parseMXJWE = caddyfileopt.ByMode("mx_jwe", []string{"decrypt", "encrypt"}, func(mode string) caddyfileopt.Handler {
+	if mode == "encrypt" {
+		return new(JWEEncrypt)
 	}
-	return handler, handler.UnmarshalCaddyfile(caddyfile.NewDispenser(seg))
-}
-
-func parseMXAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	return dualMode(h, "mx_auth", [2]string{"attach", "check"}, [2]interface {
-		caddyhttp.MiddlewareHandler
-		caddyfile.Unmarshaler
-	}{new(AuthAttach), new(AuthCheck)})
-}
-
-func parseMXJWE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	return dualMode(h, "mx_jwe", [2]string{"decrypt", "encrypt"}, [2]interface {
-		caddyhttp.MiddlewareHandler
-		caddyfile.Unmarshaler
-	}{new(JWEDecrypt), new(JWEEncrypt)})
-}
+	return new(JWEDecrypt)
+})
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
@@ -62,8 +45,13 @@ func parseMXJWE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		allow_callers <cidr|loopback|private_ranges>...
 //	}
 func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return caddyfileopt.Block(d, "mx_auth", "attach", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if _, err := caddyfileopt.Mode(d, "mx_auth", "attach"); err != nil {
+		return err
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "client_id":
 			a.ClientID, err = caddyfileopt.String(d)
 		case "api_key":
@@ -75,8 +63,14 @@ func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return caddyfileopt.Unrecognized(d, "mx_auth attach")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -90,8 +84,13 @@ func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_slow_hashes <n>              # default GOMAXPROCS
 //	}
 func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return caddyfileopt.Block(d, "mx_auth", "check", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if _, err := caddyfileopt.Mode(d, "mx_auth", "check"); err != nil {
+		return err
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "client":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -114,8 +113,14 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return caddyfileopt.Unrecognized(d, "mx_auth check")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -129,8 +134,13 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		allow_plaintext
 //	}
 func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return caddyfileopt.Block(d, "mx_jwe", "decrypt", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if _, err := caddyfileopt.Mode(d, "mx_jwe", "decrypt"); err != nil {
+		return err
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "curve":
 			m.Curve, err = caddyfileopt.OneOf(d, "p384", "p256")
 		case "cipher":
@@ -146,8 +156,14 @@ func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return caddyfileopt.Unrecognized(d, "mx_jwe decrypt")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -158,8 +174,13 @@ func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_body <size>
 //	}
 func (m *JWEEncrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return caddyfileopt.Block(d, "mx_jwe", "encrypt", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if _, err := caddyfileopt.Mode(d, "mx_jwe", "encrypt"); err != nil {
+		return err
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "a128_key_algorithm":
 			m.A128KeyAlgorithm, err = caddyfileopt.String(d)
 		case "response_type":
@@ -169,8 +190,14 @@ func (m *JWEEncrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return caddyfileopt.Unrecognized(d, "mx_jwe encrypt")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -184,8 +211,13 @@ func (m *JWEEncrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_body <size>         # default 1MiB
 //	}
 func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return caddyfileopt.Block(d, "mx_retry", "", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "statuses":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -211,8 +243,14 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return caddyfileopt.Unrecognized(d, "mx_retry")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -230,8 +268,13 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		allow_callers <cidr|loopback|private_ranges>...
 //	}
 func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return caddyfileopt.Block(d, "mxconnect_token", "", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "endpoint":
 			m.Endpoint, err = caddyfileopt.String(d)
 		case "username":
@@ -255,8 +298,14 @@ func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return caddyfileopt.Unrecognized(d, "mxconnect_token")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Interface guards

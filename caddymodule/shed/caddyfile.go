@@ -84,7 +84,7 @@ func (cl *ConnLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "acceptors":
 			cl.Acceptors, err = caddyfileopt.PositiveInt(d)
 		default:
-			return d.Errf("unrecognized mx_conn_limit listener wrapper option '%s'", d.Val())
+			return caddyfileopt.Unrecognized(d, "mx_conn_limit listener wrapper")
 		}
 		if err != nil {
 			return err

@@ -157,13 +157,12 @@ func TestUnmarshalHandler(t *testing.T) {
 	}
 }
 
-func TestSegment(t *testing.T) {
-	seg := Segment(helper("dir verify {\n\tkey k\n}\nother"))
-	var got []string
-	for _, tok := range seg {
-		got = append(got, tok.Text)
+func TestByMode(t *testing.T) {
+	parse := ByMode("dir", []string{"verify", "sign"}, func(mode string) Handler { return &unmarshaled{} })
+	h, err := parse(helper("dir sign\nother"))
+	if err != nil || strings.Join(h.(*unmarshaled).args, " ") != "sign" {
+		t.Errorf("the handler did not read the whole directive: %v %v", h, err)
 	}
-	if strings.Join(got, " ") != "dir verify { key k }" {
-		t.Errorf("segment %q", got)
-	}
+	_, err = parse(helper("dir check"))
+	wantErr(t, "dir check", err, "unknown dir mode 'check' (want verify or sign)")
 }

@@ -126,9 +126,12 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 			case "server_name":
 				c.RedisTLS.ServerName, err = caddyfileopt.String(d)
 			default:
-				return true, d.Errf("unrecognized redis_tls option '%s'", d.Val())
+				return true, caddyfileopt.Unrecognized(d, "redis_tls")
 			}
 			if err != nil {
+				return true, err
+			}
+			if err := caddyfileopt.NoMoreArgs(d); err != nil {
 				return true, err
 			}
 		}
