@@ -1,6 +1,7 @@
 package fdxauth
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -34,9 +35,6 @@ import (
 // certificate) for discovery, the JWKS and introspection, and each of
 // those that the configuration uses.
 func (a *FDXAuth) provisionAuthorizationServer(ctx caddy.Context, algs []jose.SignatureAlgorithm) error {
-	if a.JWKSMaxAge < 0 {
-		return errors.New("durations must be positive")
-	}
 	in := a.Introspection
 	var jwksURL, introURL string
 	if a.JWKSURL != "" {
@@ -121,6 +119,42 @@ func (a *FDXAuth) provisionAuthorizationServer(ctx caddy.Context, algs []jose.Si
 	return nil
 }
 
+// validateAuthorizationServer checks the options of the authorization
+// server's client and of introspection among themselves.
+func (a *FDXAuth) validateAuthorizationServer() error {
+	if c := a.TLSClientAuth; c != nil && (c.CertFile == "" || c.KeyFile == "") {
+		return errors.New("tls_client_auth needs a certificate file and a key file")
+	}
+	in := a.Introspection
+	if in == nil {
+		return nil
+	}
+	if in.ClientID == "" {
+		return errors.New("introspection needs a client id")
+	}
+	switch in.Auth {
+	case "", AuthBasic:
+	case AuthTLSClientAuth:
+		if a.TLSClientAuth == nil {
+			return errors.New("introspection_auth tls_client_auth needs tls_client_auth <cert_file> <key_file>: the certificate to authenticate with")
+		}
+	case AuthPrivateKeyJWT:
+		if in.KeyFile == "" {
+			return errors.New("introspection_auth private_key_jwt needs a key file")
+		}
+	default:
+		return fmt.Errorf("introspection_auth must be %s, %s or %s, not %q", AuthBasic, AuthTLSClientAuth, AuthPrivateKeyJWT, in.Auth)
+	}
+	auth := cmp.Or(in.Auth, AuthBasic)
+	if auth != AuthBasic && in.ClientSecret != "" {
+		return fmt.Errorf("introspection_auth %s uses no client secret: remove it from introspection", auth)
+	}
+	if auth != AuthPrivateKeyJWT && (in.KeyFile != "" || in.KeyID != "") {
+		return fmt.Errorf("a key file is for introspection_auth %s only", AuthPrivateKeyJWT)
+	}
+	return nil
+}
+
 // keep takes the value kept under key across reloads (fresh, if no loaded
 // configuration holds one; closed when the last lets go), with fresh's
 // settings applied to it; a's Cleanup lets go of it.
@@ -135,9 +169,6 @@ func keep[T any](a *FDXAuth, key string, fresh T, close func(), adopt func(T, T)
 
 // provisionIntrospection sets up the introspection client.
 func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, client *http.Client, trust string) error {
-	if in.ClientID == "" {
-		return errors.New("introspection needs a client id")
-	}
 	if in.Auth == "" {
 		in.Auth = AuthBasic
 	}
@@ -151,14 +182,8 @@ func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, 
 		}
 		auth, credential = fdx.ClientSecretBasic{ClientID: in.ClientID, Secret: plain}, plain
 	case AuthTLSClientAuth:
-		if a.TLSClientAuth == nil {
-			return errors.New("introspection_auth tls_client_auth needs tls_client_auth <cert_file> <key_file>: the certificate to authenticate with")
-		}
 		auth = fdx.TLSClientAuth{ClientID: in.ClientID}
 	case AuthPrivateKeyJWT:
-		if in.KeyFile == "" {
-			return errors.New("introspection_auth private_key_jwt needs a key file")
-		}
 		pemBytes, err := os.ReadFile(provision.Resolve(in.KeyFile))
 		if err != nil {
 			return fmt.Errorf("introspection_auth private_key_jwt: reading the key file: %v", err)
@@ -170,12 +195,6 @@ func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, 
 		auth, credential = fdx.PrivateKeyJWT{ClientID: in.ClientID, Audience: a.Issuer, Key: key, KeyID: in.KeyID}, string(pemBytes)+"\x00"+in.KeyID
 	default:
 		return fmt.Errorf("introspection_auth must be %s, %s or %s, not %q", AuthBasic, AuthTLSClientAuth, AuthPrivateKeyJWT, in.Auth)
-	}
-	if in.Auth != AuthBasic && in.ClientSecret != "" {
-		return fmt.Errorf("introspection_auth %s uses no client secret: remove it from introspection", in.Auth)
-	}
-	if in.Auth != AuthPrivateKeyJWT && (in.KeyFile != "" || in.KeyID != "") {
-		return fmt.Errorf("a key file is for introspection_auth %s only", AuthPrivateKeyJWT)
 	}
 	requireAud := in.RequireAudience == nil || *in.RequireAudience
 	fresh := &fdx.Introspector{URL: introURL, Auth: auth, Client: client,
@@ -262,9 +281,6 @@ func (a *FDXAuth) provisionClient(ctx caddy.Context) (*http.Client, string, erro
 	}
 	trust.Write([]byte("\x00client certificate\x00"))
 	if c := a.TLSClientAuth; c != nil {
-		if c.CertFile == "" || c.KeyFile == "" {
-			return nil, "", errors.New("tls_client_auth needs a certificate file and a key file")
-		}
 		cert, err := tls.LoadX509KeyPair(provision.Resolve(c.CertFile), provision.Resolve(c.KeyFile))
 		if err != nil {
 			return nil, "", fmt.Errorf("tls_client_auth: %v", err)

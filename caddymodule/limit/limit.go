@@ -5,6 +5,7 @@
 package limit
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net/http"
@@ -149,8 +150,52 @@ func (RateLimit) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision builds the policy and takes the buckets.
+// Validate checks the options among themselves, taking nothing. Caddy
+// calls it after Provision; Provision calls it first, so that a bad
+// configuration fails before the buckets or a Redis client are taken.
+func (rl *RateLimit) Validate() (err error) {
+	defer provision.NameDirective(&err, "mx_rate_limit")
+	if _, err := refusal.ParseFormat(rl.ErrorFormat, refusal.FormatMDX); err != nil {
+		return err
+	}
+	if rl.MaxKeys < 0 {
+		return fmt.Errorf("max_keys must be positive")
+	}
+	switch rl.Mode {
+	case "", "reject":
+		if rl.MaxWait != 0 {
+			return fmt.Errorf("max_wait applies only to mode wait")
+		}
+	case "wait":
+		if rl.MaxWait < 0 {
+			return fmt.Errorf("max_wait must be positive")
+		}
+	default:
+		return fmt.Errorf("mode must be reject or wait, not %q", rl.Mode)
+	}
+	switch rl.Methods {
+	case "", MethodsStandard, MethodsAny:
+	default:
+		return fmt.Errorf("methods must be %s or %s, not %q", MethodsStandard, MethodsAny, rl.Methods)
+	}
+	if _, err := buildPolicy(rl.Limits); err != nil {
+		return err
+	}
+	if rl.IPv4Prefix < 0 || rl.IPv4Prefix > 32 {
+		return fmt.Errorf("ipv4_prefix must be 1 to 32, not %d", rl.IPv4Prefix)
+	}
+	if rl.IPv6Prefix < 0 || rl.IPv6Prefix > 128 {
+		return fmt.Errorf("ipv6_prefix must be 1 to 128, not %d", rl.IPv6Prefix)
+	}
+	return rl.Config.Validate()
+}
+
+// Provision checks the options (Validate), builds the policy and takes
+// the buckets.
 func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
+	if err := rl.Validate(); err != nil {
+		return err // named by Validate
+	}
 	defer provision.NameDirective(&err, "mx_rate_limit")
 	rl.logger = ctx.Logger()
 	if rl.now == nil {
@@ -162,32 +207,14 @@ func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
 	if rl.MaxKeys == 0 {
 		rl.MaxKeys = DefaultMaxKeys
 	}
-	if rl.MaxKeys < 0 {
-		return fmt.Errorf("max_keys must be positive")
-	}
-	switch rl.Mode {
-	case "", "reject":
+	if rl.Mode == "" {
 		rl.Mode = "reject"
-		if rl.MaxWait != 0 {
-			return fmt.Errorf("max_wait applies only to mode wait")
-		}
-	case "wait":
-		rl.maxWait = time.Duration(rl.MaxWait)
-		if rl.maxWait == 0 {
-			rl.maxWait = DefaultMaxWait
-		}
-		if rl.maxWait < 0 {
-			return fmt.Errorf("max_wait must be positive")
-		}
-	default:
-		return fmt.Errorf("mode must be reject or wait, not %q", rl.Mode)
 	}
-	switch rl.Methods {
-	case "":
+	if rl.Mode == "wait" {
+		rl.maxWait = cmp.Or(time.Duration(rl.MaxWait), DefaultMaxWait)
+	}
+	if rl.Methods == "" {
 		rl.Methods = MethodsStandard
-	case MethodsStandard, MethodsAny:
-	default:
-		return fmt.Errorf("methods must be %s or %s, not %q", MethodsStandard, MethodsAny, rl.Methods)
 	}
 	if rl.policy, err = buildPolicy(rl.Limits); err != nil {
 		return err
@@ -198,12 +225,6 @@ func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
 	}
 	if rl.IPv6Prefix != 0 {
 		rl.grouping.IPv6Bits = rl.IPv6Prefix
-	}
-	if rl.grouping.IPv4Bits < 1 || rl.grouping.IPv4Bits > 32 {
-		return fmt.Errorf("ipv4_prefix must be 1 to 32, not %d", rl.IPv4Prefix)
-	}
-	if rl.grouping.IPv6Bits < 1 || rl.grouping.IPv6Bits > 128 {
-		return fmt.Errorf("ipv6_prefix must be 1 to 128, not %d", rl.IPv6Prefix)
 	}
 	for c, l := range rl.policy {
 		rl.limitText[c] = strconv.Itoa(l.Burst)
@@ -484,6 +505,7 @@ func (rl *RateLimit) Cleanup() error {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*RateLimit)(nil)
+	_ caddy.Validator             = (*RateLimit)(nil)
 	_ caddy.CleanerUpper          = (*RateLimit)(nil)
 	_ caddyhttp.MiddlewareHandler = (*RateLimit)(nil)
 )

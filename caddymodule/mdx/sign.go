@@ -57,8 +57,27 @@ func (Sign) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision decodes the key.
+// Validate checks the options among themselves. Caddy calls it after
+// Provision; Provision calls it first.
+func (sg *Sign) Validate() (err error) {
+	defer provision.NameDirective(&err, "mdx_hmac sign")
+	if err := sg.Signing.validate(); err != nil {
+		return err
+	}
+	if sg.MaxPendingBodies != 0 && sg.MaxPendingBodies < sg.maxBody() {
+		return errors.New("max_pending_bodies must be at least max_body")
+	}
+	if len(sg.Keys) != 1 {
+		return errors.New("exactly one key (a signer signs with one key)")
+	}
+	return nil
+}
+
+// Provision checks the options (Validate) and decodes the key.
 func (sg *Sign) Provision(ctx caddy.Context) (err error) {
+	if err := sg.Validate(); err != nil {
+		return err // named by Validate
+	}
 	defer provision.NameDirective(&err, "mdx_hmac sign")
 	secret.WarnUnredactedLogs(ctx, "mdx_hmac sign", secret.MDXHeaders...)
 	if sg.now == nil {
@@ -70,16 +89,10 @@ func (sg *Sign) Provision(ctx caddy.Context) (err error) {
 	if err := sg.Callers.Provision(ctx, "mdx_hmac", sg.s.format); err != nil {
 		return err
 	}
-	switch {
-	case sg.MaxPendingBodies == 0:
+	if sg.MaxPendingBodies == 0 {
 		sg.MaxPendingBodies = max(DefaultMaxPendingBodies, sg.MaxBody)
-	case sg.MaxPendingBodies < sg.MaxBody:
-		return errors.New("max_pending_bodies must be at least max_body")
 	}
 	sg.pending = &budget{max: sg.MaxPendingBodies}
-	if len(sg.s.keys) != 1 {
-		return errors.New("exactly one key (a signer signs with one key)")
-	}
 	if sg.signer, err = hmac.NewSigner(sg.s.alg, sg.s.keys[0]); err != nil {
 		return err
 	}
@@ -142,6 +155,7 @@ func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Sign)(nil)
+	_ caddy.Validator             = (*Sign)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Sign)(nil)
 	_ store.Credentialed          = (*Sign)(nil)
 )

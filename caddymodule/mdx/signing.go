@@ -5,6 +5,7 @@
 package mdx
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 
@@ -78,6 +79,36 @@ type signing struct {
 	format refusal.Format
 }
 
+// validate checks s's options among themselves; it reads no key.
+func (s *Signing) validate() error {
+	if _, err := refusal.ParseFormat(s.ErrorFormat, refusal.FormatMDX); err != nil {
+		return err
+	}
+	if _, err := hmac.ParseAlgorithm(cmp.Or(s.Algorithm, "sha1")); err != nil {
+		return err
+	}
+	if len(s.Keys) == 0 {
+		return errors.New("at least one key is required")
+	}
+	if s.MaxBody < 0 {
+		return errors.New("max_body must be positive")
+	}
+	switch s.Resource {
+	case "", "final":
+		if s.BasePath != "" || s.ResourceQuery {
+			return errors.New("base_path and the resource query apply only to `resource path`")
+		}
+	case "path":
+	default:
+		return fmt.Errorf("unknown resource %q (want final or path)", s.Resource)
+	}
+	return nil
+}
+
+// maxBody is MaxBody or its default.
+func (s *Signing) maxBody() int64 { return cmp.Or(s.MaxBody, DefaultMaxBody) }
+
+// provision fills s's defaults and reads its keys; s is valid (validate).
 func (s *Signing) provision() (*signing, error) {
 	var out signing
 	var err error
@@ -90,9 +121,6 @@ func (s *Signing) provision() (*signing, error) {
 	if out.alg, err = hmac.ParseAlgorithm(s.Algorithm); err != nil {
 		return nil, err
 	}
-	if len(s.Keys) == 0 {
-		return nil, errors.New("at least one key is required")
-	}
 	for i, raw := range s.Keys {
 		k, err := parseKey(raw)
 		if err != nil {
@@ -100,24 +128,13 @@ func (s *Signing) provision() (*signing, error) {
 		}
 		out.keys = append(out.keys, k)
 	}
-	if s.MaxBody == 0 {
-		s.MaxBody = DefaultMaxBody
-	}
-	if s.MaxBody < 0 {
-		return nil, errors.New("max_body must be positive")
-	}
-	switch s.Resource {
-	case "", "final":
-		if s.BasePath != "" || s.ResourceQuery {
-			return nil, errors.New("base_path and the resource query apply only to `resource path`")
-		}
-		out.rule = hmac.FinalSegment()
-	case "path":
+	s.MaxBody = s.maxBody()
+	if s.Resource == "path" {
 		if out.rule, err = hmac.PathAfter(provision.Resolve(s.BasePath), s.ResourceQuery); err != nil {
 			return nil, err
 		}
-	default:
-		return nil, fmt.Errorf("unknown resource %q (want final or path)", s.Resource)
+	} else {
+		out.rule = hmac.FinalSegment()
 	}
 	return &out, nil
 }

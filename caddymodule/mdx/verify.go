@@ -153,8 +153,45 @@ func (Verify) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision decodes the keys, sets defaults and takes the replay cache.
+// Validate checks the options among themselves, taking nothing. Caddy
+// calls it after Provision; Provision calls it first, so that a bad
+// configuration fails before the replay cache or a Redis client is taken.
+func (v *Verify) Validate() (err error) {
+	defer provision.NameDirective(&err, "mdx_hmac verify")
+	if err := v.Signing.validate(); err != nil {
+		return err
+	}
+	if v.MaxPendingBodies != 0 && v.MaxPendingBodies < v.maxBody() {
+		return errors.New("max_pending_bodies must be at least max_body")
+	}
+	switch {
+	case v.MaxSkew == nil:
+	case v.SkewCheckOff:
+		return errors.New("max_skew and skew_check_off are mutually exclusive")
+	case *v.MaxSkew <= 0:
+		return errors.New("max_skew must be positive; to drop the bound write `max_skew off`")
+	}
+	switch {
+	case v.ReplayWindow < 0:
+		return errors.New("replay_window must be positive")
+	case v.ReplayCacheSize < 0:
+		return errors.New("replay_cache_size must be positive")
+	case v.ReplayWindow == 0 && (v.ReplayCacheSize != 0 || v.ReplayLossGrace != 0 || v.Config != store.Config{}):
+		return errors.New("replay_cache_size, replay_loss_grace, store, on_store_error, redis_timeout and namespace need replay_window")
+	case v.ReplayLossGrace != 0 && v.Store != store.Redis:
+		return errors.New("replay_loss_grace needs `store redis <url>`")
+	case v.ReplayLossGrace != 0 && time.Duration(v.ReplayLossGrace) < MinReplayLossGrace:
+		return fmt.Errorf("replay_loss_grace must be at least %s: a replica notices a loss within a second, and then writes back", MinReplayLossGrace)
+	}
+	return v.Config.Validate()
+}
+
+// Provision checks the options (Validate), decodes the keys, sets
+// defaults and takes the replay cache.
 func (v *Verify) Provision(ctx caddy.Context) (err error) {
+	if err := v.Validate(); err != nil {
+		return err // named by Validate
+	}
 	defer provision.NameDirective(&err, "mdx_hmac verify")
 	secret.WarnUnredactedLogs(ctx, "mdx_hmac verify", secret.MDXHeaders...)
 	v.logger = ctx.Logger()
@@ -171,35 +208,15 @@ func (v *Verify) Provision(ctx caddy.Context) (err error) {
 	if v.routes, err = hmac.NewRoutes(v.Resources, v.Routes); err != nil {
 		return err
 	}
-	switch {
-	case v.MaxPendingBodies == 0:
+	if v.MaxPendingBodies == 0 {
 		v.MaxPendingBodies = max(DefaultMaxPendingBodies, v.MaxBody)
-	case v.MaxPendingBodies < v.MaxBody:
-		return errors.New("max_pending_bodies must be at least max_body")
 	}
 	v.pending = &budget{max: v.MaxPendingBodies}
-	switch {
-	case v.MaxSkew == nil:
-		v.maxSkew = DefaultMaxSkew
-	case v.SkewCheckOff:
-		return errors.New("max_skew and skew_check_off are mutually exclusive")
-	case *v.MaxSkew <= 0:
-		return errors.New("max_skew must be positive; to drop the bound write `max_skew off`")
-	default:
+	v.maxSkew = DefaultMaxSkew
+	if v.MaxSkew != nil {
 		v.maxSkew = time.Duration(*v.MaxSkew)
 	}
-	switch {
-	case v.ReplayWindow < 0:
-		return errors.New("replay_window must be positive")
-	case v.ReplayCacheSize < 0:
-		return errors.New("replay_cache_size must be positive")
-	case v.ReplayWindow == 0 && (v.ReplayCacheSize != 0 || v.ReplayLossGrace != 0 || v.Config != store.Config{}):
-		return errors.New("replay_cache_size, replay_loss_grace, store, on_store_error, redis_timeout and namespace need replay_window")
-	case v.ReplayLossGrace != 0 && v.Store != store.Redis:
-		return errors.New("replay_loss_grace needs `store redis <url>`")
-	case v.ReplayLossGrace != 0 && time.Duration(v.ReplayLossGrace) < MinReplayLossGrace:
-		return fmt.Errorf("replay_loss_grace must be at least %s: a replica notices a loss within a second, and then writes back", MinReplayLossGrace)
-	case v.ReplayWindow == 0:
+	if v.ReplayWindow == 0 {
 		return metrics.Register(ctx.GetMetricsRegistry())
 	}
 	if err := v.provisionReplay(ctx); err != nil {
@@ -604,6 +621,7 @@ func acceptsMDXv5(values []string) bool {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Verify)(nil)
+	_ caddy.Validator             = (*Verify)(nil)
 	_ caddy.CleanerUpper          = (*Verify)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Verify)(nil)
 )

@@ -91,11 +91,31 @@ func (MXConnectToken) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves the credentials, and takes the token source of the
+// Validate checks the options among themselves, taking nothing. Caddy
+// calls it after Provision; Provision calls it first, so that a bad
+// configuration fails before a token source is taken.
+func (m *MXConnectToken) Validate() (err error) {
+	defer provision.NameDirective(&err, "mxconnect_token")
+	if _, err := refusal.ParseFormat(m.ErrorFormat, refusal.FormatJSON); err != nil {
+		return err
+	}
+	if m.RefreshBefore < 0 || m.MinRefresh < 0 || m.Timeout < 0 || m.MaxBody < 0 {
+		return errors.New("durations and sizes must be positive")
+	}
+	if m.RefreshBefore >= caddy.Duration(mxconnect.DefaultLifetime) {
+		return errors.New("refresh_before must be shorter than a token's life (" + mxconnect.DefaultLifetime.String() + ")")
+	}
+	return nil
+}
+
+// Provision checks the options (Validate), resolves the credentials, and takes the token source of the
 // running configuration if it has the same endpoint and credentials: its
 // token, and what it knows of past fetches (min_refresh, a backoff under
 // way), outlive a reload; the new settings apply to it.
 func (m *MXConnectToken) Provision(ctx caddy.Context) (err error) {
+	if err := m.Validate(); err != nil {
+		return err // named by Validate
+	}
 	defer provision.NameDirective(&err, "mxconnect_token")
 	secret.WarnUnredactedLogs(ctx, "mxconnect_token", secret.AuthHeaders...)
 	m.logger = ctx.Logger()
@@ -118,12 +138,6 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) (err error) {
 		if creds[i], err = secret.Read(f.raw); err != nil {
 			return errors.New(f.name + " " + err.Error())
 		}
-	}
-	if m.RefreshBefore < 0 || m.MinRefresh < 0 || m.Timeout < 0 || m.MaxBody < 0 {
-		return errors.New("durations and sizes must be positive")
-	}
-	if m.RefreshBefore >= caddy.Duration(mxconnect.DefaultLifetime) {
-		return errors.New("refresh_before must be shorter than a token's life (" + mxconnect.DefaultLifetime.String() + ")")
 	}
 	if m.MinRefresh == 0 {
 		m.MinRefresh = caddy.Duration(30 * time.Second)
@@ -284,6 +298,7 @@ func (m *MXConnectToken) available() {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*MXConnectToken)(nil)
+	_ caddy.Validator             = (*MXConnectToken)(nil)
 	_ caddy.CleanerUpper          = (*MXConnectToken)(nil)
 	_ caddyhttp.MiddlewareHandler = (*MXConnectToken)(nil)
 	_ store.Credentialed          = (*MXConnectToken)(nil)

@@ -2,6 +2,7 @@ package mxapi
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -67,18 +68,42 @@ func (Retry) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets defaults.
+// Validate checks the options among themselves. Caddy calls it after
+// Provision; Provision calls it first.
+func (rt *Retry) Validate() (err error) {
+	defer provision.NameDirective(&err, "mx_retry")
+	for _, s := range rt.Statuses {
+		if s < 400 || s > 599 {
+			return fmt.Errorf("status %d is not an error status", s)
+		}
+	}
+	switch {
+	case rt.MaxTime < 0, rt.BaseDelay < 0, rt.MaxDelay < 0, rt.MaxBody < 0:
+		return errors.New("durations and sizes must be positive")
+	case rt.MaxAttempts < 0:
+		return errors.New("max_attempts must be at least 1")
+	case cmp.Or(rt.MaxDelay, defaultMaxDelay) < cmp.Or(rt.BaseDelay, defaultBaseDelay):
+		return errors.New("max_delay must be at least base_delay")
+	}
+	return nil
+}
+
+// The defaults of BaseDelay and MaxDelay.
+const (
+	defaultBaseDelay = caddy.Duration(100 * time.Millisecond)
+	defaultMaxDelay  = caddy.Duration(2 * time.Second)
+)
+
+// Provision checks the options (Validate) and sets defaults.
 func (rt *Retry) Provision(ctx caddy.Context) (err error) {
+	if err := rt.Validate(); err != nil {
+		return err // named by Validate
+	}
 	defer provision.NameDirective(&err, "mx_retry")
 	rt.logger = ctx.Logger()
 	rt.jitter = rand.Int64N
 	if len(rt.Statuses) == 0 {
 		rt.Statuses = []int{http.StatusTooManyRequests, http.StatusServiceUnavailable}
-	}
-	for _, s := range rt.Statuses {
-		if s < 400 || s > 599 {
-			return fmt.Errorf("status %d is not an error status", s)
-		}
 	}
 	if rt.MaxTime == 0 {
 		rt.MaxTime = caddy.Duration(10 * time.Second)
@@ -86,22 +111,10 @@ func (rt *Retry) Provision(ctx caddy.Context) (err error) {
 	if rt.MaxAttempts == 0 {
 		rt.MaxAttempts = 5
 	}
-	if rt.BaseDelay == 0 {
-		rt.BaseDelay = caddy.Duration(100 * time.Millisecond)
-	}
-	if rt.MaxDelay == 0 {
-		rt.MaxDelay = caddy.Duration(2 * time.Second)
-	}
+	rt.BaseDelay = cmp.Or(rt.BaseDelay, defaultBaseDelay)
+	rt.MaxDelay = cmp.Or(rt.MaxDelay, defaultMaxDelay)
 	if rt.MaxBody == 0 {
 		rt.MaxBody = 1 << 20
-	}
-	switch {
-	case rt.MaxTime < 0, rt.BaseDelay < 0, rt.MaxDelay < 0, rt.MaxBody < 0:
-		return errors.New("durations and sizes must be positive")
-	case rt.MaxAttempts < 1:
-		return errors.New("max_attempts must be at least 1")
-	case rt.MaxDelay < rt.BaseDelay:
-		return errors.New("max_delay must be at least base_delay")
 	}
 	return metrics.Register(ctx.GetMetricsRegistry())
 }
@@ -189,5 +202,6 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Retry)(nil)
+	_ caddy.Validator             = (*Retry)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Retry)(nil)
 )

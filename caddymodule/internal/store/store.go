@@ -191,33 +191,47 @@ type Provisioned struct {
 	unregister func()
 }
 
-// Provision checks c, fills its defaults and, for a Redis store, takes a
-// pooled client. The state is named later, when the configuration is
-// loaded (see Register). Errors never hold the URL.
+// Validate checks c's options among themselves, and takes nothing: the
+// directive that embeds c calls it before anything is taken, and so does
+// Provision.
+func (c *Config) Validate() error {
+	switch c.Store {
+	case "", Memory:
+		if c.RedisURL != "" || c.OnStoreError != "" || c.RedisTimeout != 0 || c.RedisTLS != nil || c.RedisWaitReplicas != nil {
+			return errors.New("redis_url, on_store_error, redis_timeout, redis_tls and redis_wait_replicas need `store redis <url>`")
+		}
+		return nil
+	case Redis:
+	default:
+		return fmt.Errorf("store must be memory or redis, not %q", c.Store)
+	}
+	switch c.OnStoreError {
+	case "", OnErrorLocal, OnErrorDeny:
+	default:
+		return fmt.Errorf("on_store_error must be local or deny, not %q", c.OnStoreError)
+	}
+	if c.RedisTimeout < 0 {
+		return errors.New("redis_timeout must be positive")
+	}
+	return nil
+}
+
+// Provision checks c (Validate), fills its defaults and, for a Redis
+// store, takes a pooled client. The state is named later, when the
+// configuration is loaded (see Register). Errors never hold the URL.
 func (c *Config) Provision(ctx caddy.Context, directive string) (*Provisioned, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
 	if c.Store == "" {
 		c.Store = Memory
 	}
 	p := &Provisioned{directive: directive, logger: ctx.Logger()}
-	switch c.Store {
-	case Memory:
-		if c.RedisURL != "" || c.OnStoreError != "" || c.RedisTimeout != 0 || c.RedisTLS != nil || c.RedisWaitReplicas != nil {
-			return nil, errors.New("redis_url, on_store_error, redis_timeout, redis_tls and redis_wait_replicas need `store redis <url>`")
-		}
+	if c.Store == Memory {
 		return p, nil
-	case Redis:
-	default:
-		return nil, fmt.Errorf("store must be memory or redis, not %q", c.Store)
 	}
-	switch c.OnStoreError {
-	case "":
+	if c.OnStoreError == "" {
 		c.OnStoreError = OnErrorLocal
-	case OnErrorLocal, OnErrorDeny:
-	default:
-		return nil, fmt.Errorf("on_store_error must be local or deny, not %q", c.OnStoreError)
-	}
-	if c.RedisTimeout < 0 {
-		return nil, errors.New("redis_timeout must be positive")
 	}
 	timeout := time.Duration(c.RedisTimeout)
 	if timeout == 0 {
