@@ -22,7 +22,16 @@
 //	          adapters mxgate-caddyfile|json  make it the encoder of every log that names none
 //	cli       mxgate mdx-sign, mxgate fdx-dev, mxgate hash-secret, mxgate state-names, mxgate healthcheck
 //
-// Shared plumbing is in internal/gate (refusals, client address, bodies,
-// metrics, Caddyfile helpers) and internal/store (the store options, Redis
-// clients, outage handling, state that outlives reloads).
+// What the modules share is under internal/, a room for each concern:
+//
+//	refusal       the one way a request is refused, in the protocol's own error format
+//	metrics       mxgate's Prometheus collectors
+//	readiness     what a loaded configuration needs to serve, for mx_health
+//	secret        credentials read from the configuration, and warnings where they would leak
+//	provision     errors named by directive, placeholders of settings, TCP-only listener wrappers
+//	caddyfileopt  reading a directive's mode and its options' values
+//	client        the client address, the user, and who may use a credential (allow_callers)
+//	bodies        request bodies read under a bound, responses held to be checked or replaced
+//	resend        what a handler that sends a request again needs
+//	store         the store options, Redis clients, outage handling, state that outlives reloads
 package caddymodule

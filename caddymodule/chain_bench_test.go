@@ -10,7 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/caddymodule/ipallow"
 	"github.com/mxgate/mxgate/caddymodule/limit"
 	"github.com/mxgate/mxgate/caddymodule/mdx"
@@ -57,13 +57,13 @@ func BenchmarkMDXChainGET(b *testing.B) {
 	reqs := make([]*http.Request, n)
 	for i := range reqs {
 		target := "/inst1/accounts/" + strconv.Itoa(i) + "/transactions"
-		sig, err := hmac.Sign(hmac.SHA1, key, &hmac.Request{Method: "GET", Date: date, Accept: gate.MDXContentType, Resource: "/transactions", SessionKey: "s" + strconv.Itoa(i)})
+		sig, err := hmac.Sign(hmac.SHA1, key, &hmac.Request{Method: "GET", Date: date, Accept: refusal.MDXContentType, Resource: "/transactions", SessionKey: "s" + strconv.Itoa(i)})
 		if err != nil {
 			b.Fatal(err)
 		}
 		r := httptest.NewRequest("GET", target, nil)
 		r.RemoteAddr = "127.0.0.1:40000"
-		r.Header.Set("Accept", gate.MDXContentType)
+		r.Header.Set("Accept", refusal.MDXContentType)
 		r.Header.Set("Date", date)
 		r.Header.Set("MDX-Session-Key", "s"+strconv.Itoa(i))
 		r.Header.Set("MDX-HMAC", sig)

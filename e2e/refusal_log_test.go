@@ -11,7 +11,7 @@ import (
 // TestRefusalsInTheAccessLog: a refusal writes no log line of its own at
 // the default level (INFO), so a flood of bad requests cannot flood the
 // logs; the site's access log carries its directive and reason, through
-// log_append and the request variables gate.Refuse sets, as the README
+// log_append and the request variables refusal.Refuse sets, as the README
 // shows. An admitted request's line carries none.
 func TestRefusalsInTheAccessLog(t *testing.T) {
 	t.Parallel()

@@ -7,12 +7,13 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
 	"io"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -56,7 +57,7 @@ stays out of shell history and process listings.
 			f.String("algorithm", "sha1", "HMAC algorithm")
 			f.String("session-key", "", "MDX-Session-Key value")
 			f.String("content-type", "", "Content-Type (default: the MDX v5 type when there is a body)")
-			f.String("accept", gate.MDXContentType, "Accept")
+			f.String("accept", refusal.MDXContentType, "Accept")
 			f.String("resource", "final", "resource derivation: final or path")
 			f.String("base-path", "", "base path stripped with --resource path")
 			f.Bool("resource-query", false, "sign the query string with --resource path")
@@ -191,7 +192,7 @@ func signMDXRequest(o signOptions) (*signedRequest, error) {
 	}
 	ctype := o.ContentType
 	if ctype == "" && len(o.Body) > 0 {
-		ctype = gate.MDXContentType
+		ctype = refusal.MDXContentType
 	}
 	req := hmac.Request{
 		Method:      method,

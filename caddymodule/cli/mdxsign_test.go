@@ -11,7 +11,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/hmac"
 )
 
@@ -52,8 +52,8 @@ func TestSignMDXRequestVerifies(t *testing.T) {
 		alg  hmac.Algorithm
 		rule hmac.ResourceRule
 	}{
-		"session":   {signOptions{URL: "https://fi.example/inst1/sessions", Body: []byte("<mdx/>"), Accept: gate.MDXContentType}, hmac.SHA1, hmac.FinalSegment()},
-		"get":       {signOptions{URL: "https://fi.example/inst1/accounts/7/transactions?page=2", SessionKey: "sess", Accept: gate.MDXContentType, Algorithm: "sha256"}, hmac.SHA256, hmac.FinalSegment()},
+		"session":   {signOptions{URL: "https://fi.example/inst1/sessions", Body: []byte("<mdx/>"), Accept: refusal.MDXContentType}, hmac.SHA1, hmac.FinalSegment()},
+		"get":       {signOptions{URL: "https://fi.example/inst1/accounts/7/transactions?page=2", SessionKey: "sess", Accept: refusal.MDXContentType, Algorithm: "sha256"}, hmac.SHA256, hmac.FinalSegment()},
 		"path rule": {signOptions{URL: "https://fi.example/mdx/inst1/accounts?x=1", Resource: "path", BasePath: "/mdx/{institution_id}", ResourceQuery: true, Method: "delete", Algorithm: "sha512"}, hmac.SHA512, pathRule},
 	} {
 		c.o.Key, c.o.Date = testKey, testDate
@@ -81,7 +81,7 @@ func TestSignMDXRequestVerifies(t *testing.T) {
 
 func TestSignMDXRequestHeaders(t *testing.T) {
 	sr, err := signMDXRequest(signOptions{URL: "https://fi.example/inst1/sessions", Key: testKey, Algorithm: "sha1", Date: testDate,
-		Body: []byte("<mdx/>"), SessionKey: "s-1", Accept: gate.MDXContentType, BodyFile: "session.xml"})
+		Body: []byte("<mdx/>"), SessionKey: "s-1", Accept: refusal.MDXContentType, BodyFile: "session.xml"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestSignMDXRequestHeaders(t *testing.T) {
 	if sr.Method != "POST" || strings.Join(names, ",") != "Accept,Content-Type,Date,Content-MD5,MDX-Session-Key,MDX-Job-Type,MDX-HMAC" {
 		t.Errorf("%s %v", sr.Method, names)
 	}
-	if sr.Headers[1][1] != gate.MDXContentType || sr.Headers[2][1] != "1382975431" || sr.Headers[3][1] != hmac.ContentMD5([]byte("<mdx/>")) {
+	if sr.Headers[1][1] != refusal.MDXContentType || sr.Headers[2][1] != "1382975431" || sr.Headers[3][1] != hmac.ContentMD5([]byte("<mdx/>")) {
 		t.Errorf("headers %v", sr.Headers)
 	}
 	// no body, no Accept: GET, and neither Content-Type nor Accept is sent
@@ -182,7 +182,7 @@ func TestMDXSignCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := signMDXRequest(signOptions{URL: "https://fi.example/inst1/sessions", Key: testKey, Algorithm: "sha1", Date: testDate,
-		Body: []byte("<mdx/>"), Accept: gate.MDXContentType, Resource: "final"})
+		Body: []byte("<mdx/>"), Accept: refusal.MDXContentType, Resource: "final"})
 	var lines []string
 	for _, kv := range want.Headers {
 		lines = append(lines, kv[0]+": "+kv[1])
@@ -203,7 +203,7 @@ func TestMDXSignCommand(t *testing.T) {
 	t.Cleanup(func() { os.Stdin = saved; stdin.Close() })
 	_, run = command(t, "mdx-sign", map[string]string{"url": "https://fi.example/inst1/sessions", "body": "-", "key-file": keyFile, "curl": "true", "key-env": "MXGATE_NO_SUCH_VAR"})
 	out, err = run()
-	if err != nil || !strings.HasPrefix(out, "curl -sS -i -X POST -H 'Accept: "+gate.MDXContentType+"'") || !strings.Contains(out, "--data-binary '@-'") {
+	if err != nil || !strings.HasPrefix(out, "curl -sS -i -X POST -H 'Accept: "+refusal.MDXContentType+"'") || !strings.Contains(out, "--data-binary '@-'") {
 		t.Errorf("curl: %v %q", err, out)
 	}
 	if strings.Contains(out, testKey) {

@@ -1,6 +1,7 @@
 package fdxauth
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -20,7 +21,10 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/readiness"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/fdx"
 	"github.com/mxgate/mxgate/internal/refetch"
@@ -31,18 +35,15 @@ import (
 // certificate) for discovery, the JWKS and introspection, and each of
 // those that the configuration uses.
 func (a *FDXAuth) provisionAuthorizationServer(ctx caddy.Context, algs []jose.SignatureAlgorithm) error {
-	if a.JWKSMaxAge < 0 {
-		return errors.New("durations must be positive")
-	}
 	in := a.Introspection
 	var jwksURL, introURL string
 	if a.JWKSURL != "" {
-		if jwksURL = gate.Resolve(a.JWKSURL); !isHTTPURL(jwksURL) {
+		if jwksURL = provision.Resolve(a.JWKSURL); !isHTTPURL(jwksURL) {
 			return errors.New("jwks_url must be an http(s) URL")
 		}
 	}
 	if in != nil && in.URL != "" {
-		if introURL = gate.Resolve(in.URL); !isHTTPURL(introURL) {
+		if introURL = provision.Resolve(in.URL); !isHTTPURL(introURL) {
 			return errors.New("the introspection URL must be an http(s) URL")
 		}
 	}
@@ -90,7 +91,7 @@ func (a *FDXAuth) provisionAuthorizationServer(ctx caddy.Context, algs []jose.Si
 		// Fetched on the first token (the key server may be this very
 		// process), or by the first readiness check.
 		jwks := a.jwks
-		a.unregister = append(a.unregister, gate.RegisterDependency(gate.Dependency{
+		a.unregister = append(a.unregister, readiness.Register(readiness.Dependency{
 			Name: "fdx_auth JWKS",
 			Check: func(ctx context.Context) error {
 				var err error
@@ -118,6 +119,42 @@ func (a *FDXAuth) provisionAuthorizationServer(ctx caddy.Context, algs []jose.Si
 	return nil
 }
 
+// validateAuthorizationServer checks the options of the authorization
+// server's client and of introspection among themselves.
+func (a *FDXAuth) validateAuthorizationServer() error {
+	if c := a.TLSClientAuth; c != nil && (c.CertFile == "" || c.KeyFile == "") {
+		return errors.New("tls_client_auth needs a certificate file and a key file")
+	}
+	in := a.Introspection
+	if in == nil {
+		return nil
+	}
+	if in.ClientID == "" {
+		return errors.New("introspection needs a client id")
+	}
+	switch in.Auth {
+	case "", AuthBasic:
+	case AuthTLSClientAuth:
+		if a.TLSClientAuth == nil {
+			return errors.New("introspection_auth tls_client_auth needs tls_client_auth <cert_file> <key_file>: the certificate to authenticate with")
+		}
+	case AuthPrivateKeyJWT:
+		if in.KeyFile == "" {
+			return errors.New("introspection_auth private_key_jwt needs a key file")
+		}
+	default:
+		return fmt.Errorf("introspection_auth must be %s, %s or %s, not %q", AuthBasic, AuthTLSClientAuth, AuthPrivateKeyJWT, in.Auth)
+	}
+	auth := cmp.Or(in.Auth, AuthBasic)
+	if auth != AuthBasic && in.ClientSecret != "" {
+		return fmt.Errorf("introspection_auth %s uses no client secret: remove it from introspection", auth)
+	}
+	if auth != AuthPrivateKeyJWT && (in.KeyFile != "" || in.KeyID != "") {
+		return fmt.Errorf("a key file is for introspection_auth %s only", AuthPrivateKeyJWT)
+	}
+	return nil
+}
+
 // keep takes the value kept under key across reloads (fresh, if no loaded
 // configuration holds one; closed when the last lets go), with fresh's
 // settings applied to it; a's Cleanup lets go of it.
@@ -132,9 +169,6 @@ func keep[T any](a *FDXAuth, key string, fresh T, close func(), adopt func(T, T)
 
 // provisionIntrospection sets up the introspection client.
 func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, client *http.Client, trust string) error {
-	if in.ClientID == "" {
-		return errors.New("introspection needs a client id")
-	}
 	if in.Auth == "" {
 		in.Auth = AuthBasic
 	}
@@ -142,21 +176,15 @@ func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, 
 	var credential string // what the client authenticates with, for the key of the kept answers
 	switch in.Auth {
 	case AuthBasic:
-		secret, err := gate.Secret(in.ClientSecret)
+		plain, err := secret.Read(in.ClientSecret)
 		if err != nil {
 			return errors.New("introspection needs a URL, a client id and a secret with introspection_auth basic: the secret " + err.Error())
 		}
-		auth, credential = fdx.ClientSecretBasic{ClientID: in.ClientID, Secret: secret}, secret
+		auth, credential = fdx.ClientSecretBasic{ClientID: in.ClientID, Secret: plain}, plain
 	case AuthTLSClientAuth:
-		if a.TLSClientAuth == nil {
-			return errors.New("introspection_auth tls_client_auth needs tls_client_auth <cert_file> <key_file>: the certificate to authenticate with")
-		}
 		auth = fdx.TLSClientAuth{ClientID: in.ClientID}
 	case AuthPrivateKeyJWT:
-		if in.KeyFile == "" {
-			return errors.New("introspection_auth private_key_jwt needs a key file")
-		}
-		pemBytes, err := os.ReadFile(gate.Resolve(in.KeyFile))
+		pemBytes, err := os.ReadFile(provision.Resolve(in.KeyFile))
 		if err != nil {
 			return fmt.Errorf("introspection_auth private_key_jwt: reading the key file: %v", err)
 		}
@@ -167,12 +195,6 @@ func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, 
 		auth, credential = fdx.PrivateKeyJWT{ClientID: in.ClientID, Audience: a.Issuer, Key: key, KeyID: in.KeyID}, string(pemBytes)+"\x00"+in.KeyID
 	default:
 		return fmt.Errorf("introspection_auth must be %s, %s or %s, not %q", AuthBasic, AuthTLSClientAuth, AuthPrivateKeyJWT, in.Auth)
-	}
-	if in.Auth != AuthBasic && in.ClientSecret != "" {
-		return fmt.Errorf("introspection_auth %s uses no client secret: remove it from introspection", in.Auth)
-	}
-	if in.Auth != AuthPrivateKeyJWT && (in.KeyFile != "" || in.KeyID != "") {
-		return fmt.Errorf("a key file is for introspection_auth %s only", AuthPrivateKeyJWT)
 	}
 	requireAud := in.RequireAudience == nil || *in.RequireAudience
 	fresh := &fdx.Introspector{URL: introURL, Auth: auth, Client: client,
@@ -193,7 +215,7 @@ func (a *FDXAuth) provisionIntrospection(in *FDXIntrospection, introURL string, 
 		return err
 	}
 	intro := a.introspect
-	a.unregister = append(a.unregister, gate.RegisterDependency(gate.Dependency{
+	a.unregister = append(a.unregister, readiness.Register(readiness.Dependency{
 		Name: "fdx_auth introspection",
 		Check: func(ctx context.Context) error {
 			if err := intro.Probe(ctx); err != nil {
@@ -259,10 +281,7 @@ func (a *FDXAuth) provisionClient(ctx caddy.Context) (*http.Client, string, erro
 	}
 	trust.Write([]byte("\x00client certificate\x00"))
 	if c := a.TLSClientAuth; c != nil {
-		if c.CertFile == "" || c.KeyFile == "" {
-			return nil, "", errors.New("tls_client_auth needs a certificate file and a key file")
-		}
-		cert, err := tls.LoadX509KeyPair(gate.Resolve(c.CertFile), gate.Resolve(c.KeyFile))
+		cert, err := tls.LoadX509KeyPair(provision.Resolve(c.CertFile), provision.Resolve(c.KeyFile))
 		if err != nil {
 			return nil, "", fmt.Errorf("tls_client_auth: %v", err)
 		}
@@ -289,7 +308,7 @@ func (a *FDXAuth) provisionClient(ctx caddy.Context) (*http.Client, string, erro
 // of an episode, with its cause, and the first success after it. The
 // cause never holds a token, a secret or a URL's query (fdx.Cause).
 func (a *FDXAuth) watchFetches(kind, failed, recovered string) func(outcome string, err error) {
-	count := gate.CountCredentialFetches("fdx_auth", kind)
+	count := metrics.CountCredentialFetches("fdx_auth", kind)
 	down := new(atomic.Bool)
 	return func(outcome string, err error) {
 		count(outcome)

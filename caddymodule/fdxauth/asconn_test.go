@@ -27,7 +27,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/readiness"
 	"github.com/mxgate/mxgate/fdx"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
@@ -203,13 +203,13 @@ func (as *tlsAS) last() (url.Values, http.Header, *x509.Certificate, string) {
 	return as.form, as.header, as.peer, as.path
 }
 
-// readiness returns the readiness failures that name fdx_auth.
-func readiness(t *testing.T) string {
+// unready returns the readiness failures that name fdx_auth.
+func unready(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var out []string
-	for _, f := range gate.CheckDependencies(ctx) {
+	for _, f := range readiness.Check(ctx) {
 		if strings.HasPrefix(f, "fdx_auth") {
 			out = append(out, f)
 		}
@@ -251,7 +251,7 @@ func TestFDXAuthTrustPool(t *testing.T) {
 		if !strings.Contains(cause, "certificate signed by unknown authority") || strings.Contains(cause, "s3cr3t") || !strings.Contains(cause, as.URL+"/jwks") {
 			t.Errorf("%s: cause %q", name, cause)
 		}
-		if r := readiness(t); !strings.Contains(r, "fdx_auth JWKS: no signing key could be fetched: ") || !strings.Contains(r, "certificate signed by unknown authority") || strings.Contains(r, "s3cr3t") {
+		if r := unready(t); !strings.Contains(r, "fdx_auth JWKS: no signing key could be fetched: ") || !strings.Contains(r, "certificate signed by unknown authority") || strings.Contains(r, "s3cr3t") {
 			t.Errorf("%s: readiness %q", name, r)
 		}
 		_ = a.Cleanup()
@@ -261,7 +261,7 @@ func TestFDXAuthTrustPool(t *testing.T) {
 	if w, _ := handlertest.Serve(t, a, request("/fdx/v6/core/accounts", tok, cert), &handlertest.Next{}); w.Code != 200 {
 		t.Fatalf("with the private CA: %d %s", w.Code, w.Body)
 	}
-	if r := readiness(t); r != "" {
+	if r := unready(t); r != "" {
 		t.Errorf("readiness %q", r)
 	}
 	if c := http.DefaultTransport.(*http.Transport).TLSClientConfig; (c != nil && (c.RootCAs != nil || len(c.Certificates) > 0)) || os.Getenv("SSL_CERT_FILE") != certEnv {
@@ -306,7 +306,7 @@ func TestFDXAuthDiscoveryAndMutualTLS(t *testing.T) {
 	if n := as.metadata.Load(); n != 1 {
 		t.Errorf("the metadata fetched %d times", n)
 	}
-	if r := readiness(t); r != "" {
+	if r := unready(t); r != "" {
 		t.Errorf("readiness %q", r)
 	}
 }
@@ -390,7 +390,7 @@ func TestFDXAuthIntrospectionFailureLogged(t *testing.T) {
 	if !strings.Contains(cause, "answered 401") || strings.Contains(cause, "s3cr3t") || strings.Contains(cause, "hunter2") {
 		t.Errorf("cause %q", cause)
 	}
-	if r := readiness(t); !strings.Contains(r, "fdx_auth introspection: the endpoint does not answer: ") || !strings.Contains(r, "answered 401") {
+	if r := unready(t); !strings.Contains(r, "fdx_auth introspection: the endpoint does not answer: ") || !strings.Contains(r, "answered 401") {
 		t.Errorf("readiness %q", r)
 	}
 	for _, e := range logs.All() {

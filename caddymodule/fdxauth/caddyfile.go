@@ -8,12 +8,13 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/fdx"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("fdx_auth", gate.Credential("fdx_auth", gate.UnmarshalHandler[FDXAuth]))
+	httpcaddyfile.RegisterHandlerDirective("fdx_auth", secret.Holder("fdx_auth", caddyfileopt.UnmarshalHandler[FDXAuth]))
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -60,28 +61,14 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if ok, err := a.Config.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			if err := gate.NoMoreArgs(d); err != nil {
-				return err
-			}
-			continue
-		}
+		var err error
 		switch opt {
-		case "issuer", "jwks_url", "realm":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			switch opt {
-			case "issuer":
-				a.Issuer = d.Val()
-			case "jwks_url":
-				a.JWKSURL = d.Val()
-			default:
-				a.Realm = d.Val()
-			}
+		case "issuer":
+			a.Issuer, err = caddyfileopt.String(d)
+		case "jwks_url":
+			a.JWKSURL, err = caddyfileopt.String(d)
+		case "realm":
+			a.Realm, err = caddyfileopt.String(d)
 		case "audience":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -132,10 +119,8 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if a.Introspection == nil {
 				return d.Err("introspection_require_aud needs introspection first")
 			}
-			on, err := onOff(d)
-			if err != nil {
-				return err
-			}
+			var on bool
+			on, err = onOff(d)
 			a.Introspection.RequireAudience = &on
 		case "tls_trust_pool":
 			if !d.NextArg() {
@@ -155,31 +140,23 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("module %s is not a CA pool source", modID)
 			}
 			a.TLSTrustPoolRaw = caddyconfig.JSONModuleObject(ca, "provider", modStem, nil)
-			continue
 		case "tls_client_auth":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
 				return d.Err("tls_client_auth takes a certificate file and a key file")
 			}
 			a.TLSClientAuth = &FDXClientCertificate{CertFile: args[0], KeyFile: args[1]}
-		case "introspection_cache", "jwks_min_refresh", "jwks_max_age", "leeway":
-			dur, err := gate.PositiveDuration(d)
-			if err != nil {
-				return err
+		case "introspection_cache":
+			if a.Introspection == nil {
+				return d.Err("introspection_cache needs introspection first")
 			}
-			switch opt {
-			case "introspection_cache":
-				if a.Introspection == nil {
-					return d.Err("introspection_cache needs introspection first")
-				}
-				a.Introspection.CacheFor = dur
-			case "jwks_min_refresh":
-				a.JWKSMinRefresh = dur
-			case "jwks_max_age":
-				a.JWKSMaxAge = dur
-			default:
-				a.Leeway = dur
-			}
+			a.Introspection.CacheFor, err = caddyfileopt.PositiveDuration(d)
+		case "jwks_min_refresh":
+			a.JWKSMinRefresh, err = caddyfileopt.PositiveDuration(d)
+		case "jwks_max_age":
+			a.JWKSMaxAge, err = caddyfileopt.PositiveDuration(d)
+		case "leeway":
+			a.Leeway, err = caddyfileopt.PositiveDuration(d)
 		case "algorithms":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -192,26 +169,13 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.Algorithms = args
 		case "client_cert":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			switch d.Val() {
-			case ClientCertRequire, ClientCertOptional:
-				a.ClientCert = d.Val()
-			default:
-				return d.Errf("client_cert must be require or optional, not '%s'", d.Val())
-			}
+			a.ClientCert, err = caddyfileopt.OneOf(d, ClientCertRequire, ClientCertOptional)
 		case "cert_bound":
-			on, err := onOff(d)
-			if err != nil {
-				return err
-			}
+			var on bool
+			on, err = onOff(d)
 			a.CertBound = &on
 		case "dpop":
-			var err error
-			if a.DPoP, err = gate.OneOf(d, DPoPOff, DPoPAllowed, DPoPRequired); err != nil {
-				return err
-			}
+			a.DPoP, err = caddyfileopt.OneOf(d, DPoPOff, DPoPAllowed, DPoPRequired)
 		case "dpop_algorithms":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -224,30 +188,15 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.DPoPAlgorithms = args
 		case "dpop_max_age":
-			var err error
-			if a.DPoPMaxAge, err = gate.PositiveDuration(d); err != nil {
-				return err
-			}
+			a.DPoPMaxAge, err = caddyfileopt.PositiveDuration(d)
 		case "dpop_nonce":
-			var err error
-			if a.DPoPNonce, err = onOff(d); err != nil {
-				return err
-			}
-		case "dpop_nonce_key", "dpop_origin":
-			v, err := gate.String(d)
-			if err != nil {
-				return err
-			}
-			if opt == "dpop_nonce_key" {
-				a.DPoPNonceKey = v
-			} else {
-				a.DPoPOrigin = v
-			}
+			a.DPoPNonce, err = onOff(d)
+		case "dpop_nonce_key":
+			a.DPoPNonceKey, err = caddyfileopt.String(d)
+		case "dpop_origin":
+			a.DPoPOrigin, err = caddyfileopt.String(d)
 		case "dpop_jti_cache_size":
-			var err error
-			if a.DPoPJTICacheSize, err = gate.PositiveInt(d); err != nil {
-				return err
-			}
+			a.DPoPJTICacheSize, err = caddyfileopt.PositiveInt(d)
 		case "account_claim", "consent_claim":
 			args := d.RemainingArgs()
 			var c FDXGrantClaim
@@ -276,7 +225,6 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				a.Scopes = append(a.Scopes, FDXScope{Method: strings.ToUpper(method), Pattern: args[0], Scopes: args[1]})
 			}
-			continue
 		case "forward_claims":
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				claim := d.Val()
@@ -291,17 +239,19 @@ func (a *FDXAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.ArgErr()
 				}
 			}
-			continue
 		case "error_format":
-			var err error
-			if a.ErrorFormat, err = gate.ErrorFormat(d); err != nil {
-				return err
+			a.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
+		default: // the jti cache's store options
+			var ok bool
+			if ok, err = a.Config.UnmarshalOption(d); !ok {
+				return caddyfileopt.Unrecognized(d, "fdx_auth")
 			}
-		default:
-			return d.Errf("unrecognized fdx_auth option '%s'", opt)
 		}
-		if d.NextArg() {
-			return d.Errf("%s: too many arguments", opt)
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -10,7 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 )
 
@@ -38,7 +38,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		realm bank
 		error_format json
 	}`
-	h, err := gate.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
+	h, err := caddyfileopt.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		}
 		tls_client_auth /etc/mxgate/rs.pem /etc/mxgate/rs-key.pem
 	}`
-	h, err = gate.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
+	h, err = caddyfileopt.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		account_claim fdx_accounts
 		consent_claim authorization_details fdx_consent consentId
 	}`
-	h, err = gate.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
+	h, err = caddyfileopt.UnmarshalHandler[FDXAuth](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser(input)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestUnmarshalErrors(t *testing.T) {
 	for body, msg := range map[string]string{
 		"issuer":                         "wrong argument count",
 		"realm":                          "wrong argument count",
-		"issuer a b":                     "issuer: too many arguments",
+		"issuer a b":                     "too many arguments: 'b'",
 		"audience":                       "wrong argument count",
 		"introspection https://x":        "introspection takes a URL (or discover), a client id",
 		"introspection https://x rs s t": "introspection takes a URL (or discover), a client id",
@@ -152,10 +152,10 @@ func TestUnmarshalErrors(t *testing.T) {
 		"algorithms HS256":                                         "HS256",
 		"client_cert":                                              "wrong argument count",
 		"client_cert off":                                          "client_cert must be require or optional, not 'off'",
-		"client_cert require optional":                             "client_cert: too many arguments",
+		"client_cert require optional":                             "too many arguments: 'optional'",
 		"cert_bound":                                               "wrong argument count",
 		"cert_bound maybe":                                         "cert_bound must be on or off, not 'maybe'",
-		"cert_bound on off":                                        "cert_bound: too many arguments",
+		"cert_bound on off":                                        "too many arguments: 'off'",
 		"scopes {\n\t\tGET /a\n\t}":                                "scope row: want <METHOD> <pattern> <scopes>, got GET /a",
 		"scopes {\n\t\tGET a x\n\t}":                               "Testfile:",
 		"forward_claims {\n\t\tsub\n\t}":                           "forward_claims: claim sub needs a header",
@@ -164,13 +164,13 @@ func TestUnmarshalErrors(t *testing.T) {
 		"jwks https://as/jwks":                                     "unrecognized fdx_auth option 'jwks'",
 		"dpop":                                                     "wrong argument count",
 		"dpop on":                                                  "dpop must be off, allowed or required, not 'on'",
-		"dpop allowed required":                                    "dpop: too many arguments",
+		"dpop allowed required":                                    "too many arguments: 'required'",
 		"dpop_algorithms":                                          "wrong argument count",
 		"dpop_algorithms ES256 HS256":                              "HS256",
 		"dpop_max_age 0s":                                          "dpop_max_age: invalid duration",
 		"dpop_nonce yes":                                           "dpop_nonce must be on or off",
 		"dpop_nonce_key":                                           "wrong argument count",
-		"dpop_origin a b":                                          "dpop_origin: too many arguments",
+		"dpop_origin a b":                                          "too many arguments: 'b'",
 		"dpop_jti_cache_size 0":                                    "dpop_jti_cache_size: invalid number",
 		"store disk":                                               "store takes `memory` or `redis <url>`",
 		"on_store_error local extra":                               "too many arguments",

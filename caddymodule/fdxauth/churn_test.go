@@ -11,7 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
 	"github.com/mxgate/mxgate/fdx"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
@@ -26,7 +26,7 @@ func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return 
 func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func fetches(t *testing.T, kind, outcome string) float64 {
-	return handlertest.MetricValue(t, gate.Metrics.CredentialFetches,
+	return handlertest.MetricValue(t, metrics.CredentialFetches,
 		map[string]string{"directive": "fdx_auth", "kind": kind, "outcome": outcome})
 }
 

@@ -14,7 +14,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/fdx"
 	"github.com/mxgate/mxgate/replay"
@@ -39,19 +40,10 @@ type jtiState struct {
 // cache, which is named (by the issuer, the audiences and the site) and
 // bound once the configuration is loaded.
 func (a *FDXAuth) provisionDPoP(ctx caddy.Context) error {
-	switch a.DPoP {
-	case "":
+	if a.DPoP == "" {
 		a.DPoP = DPoPOff
-	case DPoPOff, DPoPAllowed, DPoPRequired:
-	default:
-		return fmt.Errorf("dpop must be %s, %s or %s, not %q", DPoPOff, DPoPAllowed, DPoPRequired, a.DPoP)
 	}
 	if a.DPoP == DPoPOff {
-		if len(a.DPoPAlgorithms) > 0 || a.DPoPMaxAge != 0 || a.DPoPNonce || a.DPoPNonceKey != "" || a.DPoPOrigin != "" ||
-			a.DPoPJTICacheSize != 0 || a.Config != (store.Config{}) {
-			return errors.New("dpop_algorithms, dpop_max_age, dpop_nonce, dpop_nonce_key, dpop_origin, dpop_jti_cache_size and the jti cache's store options " +
-				"(store, on_store_error, redis_timeout, redis_tls, redis_wait_replicas, namespace) need dpop allowed or required")
-		}
 		return nil
 	}
 	if len(a.DPoPAlgorithms) == 0 {
@@ -68,19 +60,10 @@ func (a *FDXAuth) provisionDPoP(ctx caddy.Context) error {
 		a.dpopAlgs = append(a.dpopAlgs, alg)
 	}
 	a.algsAttr = strings.Join(a.DPoPAlgorithms, " ")
-	switch {
-	case a.DPoPMaxAge == 0:
+	if a.DPoPMaxAge == 0 {
 		a.DPoPMaxAge = caddy.Duration(fdx.DefaultProofMaxAge)
-	case a.DPoPMaxAge < caddy.Duration(time.Second):
-		return errors.New("dpop_max_age must be at least a second")
-	}
-	if a.DPoPJTICacheSize < 0 {
-		return errors.New("dpop_jti_cache_size must be positive")
 	}
 	a.proofs = &fdx.ProofChecker{MaxAge: time.Duration(a.DPoPMaxAge), Leeway: time.Duration(a.Leeway)}
-	if a.DPoPNonceKey != "" && !a.DPoPNonce {
-		return errors.New("dpop_nonce_key needs dpop_nonce on")
-	}
 	if a.DPoPNonce {
 		key, err := a.nonceKey()
 		if err != nil {
@@ -92,7 +75,7 @@ func (a *FDXAuth) provisionDPoP(ctx caddy.Context) error {
 		a.proofs.Nonces = a.nonces
 	}
 	if a.DPoPOrigin != "" {
-		u, err := url.Parse(gate.Resolve(a.DPoPOrigin))
+		u, err := url.Parse(provision.Resolve(a.DPoPOrigin))
 		if err != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil || u.Opaque != "" {
 			return errors.New("dpop_origin must be scheme://host[:port], nothing more: the URL clients address, before the path")
 		}
@@ -116,13 +99,48 @@ func (a *FDXAuth) provisionDPoP(ctx caddy.Context) error {
 	return nil
 }
 
+// validateDPoP checks the DPoP options among themselves, and the jti
+// cache's store options.
+func (a *FDXAuth) validateDPoP() error {
+	switch a.DPoP {
+	case "", DPoPOff:
+		if len(a.DPoPAlgorithms) > 0 || a.DPoPMaxAge != 0 || a.DPoPNonce || a.DPoPNonceKey != "" || a.DPoPOrigin != "" ||
+			a.DPoPJTICacheSize != 0 || a.Config != (store.Config{}) {
+			return errors.New("dpop_algorithms, dpop_max_age, dpop_nonce, dpop_nonce_key, dpop_origin, dpop_jti_cache_size and the jti cache's store options " +
+				"(store, on_store_error, redis_timeout, redis_tls, redis_wait_replicas, namespace) need dpop allowed or required")
+		}
+		return nil
+	case DPoPAllowed, DPoPRequired:
+	default:
+		return fmt.Errorf("dpop must be %s, %s or %s, not %q", DPoPOff, DPoPAllowed, DPoPRequired, a.DPoP)
+	}
+	for _, s := range a.DPoPAlgorithms {
+		if _, err := fdx.ParseAlgorithm(s); err != nil {
+			return fmt.Errorf("dpop_algorithms: %v", err)
+		}
+	}
+	if a.DPoPMaxAge != 0 && a.DPoPMaxAge < caddy.Duration(time.Second) {
+		return errors.New("dpop_max_age must be at least a second")
+	}
+	if a.DPoPJTICacheSize < 0 {
+		return errors.New("dpop_jti_cache_size must be positive")
+	}
+	if a.DPoPNonceKey != "" && !a.DPoPNonce {
+		return errors.New("dpop_nonce_key needs dpop_nonce on")
+	}
+	if err := a.Config.Validate(); err != nil {
+		return fmt.Errorf("the DPoP jti cache: %v", err)
+	}
+	return nil
+}
+
 // nonceKey is dpop_nonce_key, decoded (base64, at least 32 bytes), or
 // this process's key.
 func (a *FDXAuth) nonceKey() ([]byte, error) {
 	if a.DPoPNonceKey == "" {
 		return processNonceKey(), nil
 	}
-	s, err := gate.Secret(a.DPoPNonceKey)
+	s, err := secret.Read(a.DPoPNonceKey)
 	if err != nil {
 		return nil, errors.New("dpop_nonce_key " + err.Error())
 	}

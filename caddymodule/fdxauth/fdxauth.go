@@ -24,7 +24,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/fdx"
 	"github.com/mxgate/mxgate/internal/servername"
@@ -156,7 +160,7 @@ type FDXAuth struct {
 	// handle_errors. Default: fdx.
 	ErrorFormat string `json:"error_format,omitempty"`
 
-	format     gate.Format
+	format     refusal.Format
 	table      *fdx.Table
 	unregister []func()
 	validator  *fdx.Validator
@@ -247,24 +251,74 @@ func (FDXAuth) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision builds the validator and the scope table.
-func (a *FDXAuth) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "fdx_auth")
-	gate.WarnUnredactedLogs(ctx, "fdx_auth", gate.AuthSecretHeaders...)
-	a.logger = ctx.Logger()
-	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatFDX); err != nil {
+// Validate checks the options among themselves, taking nothing: it reads
+// no file and resolves no placeholder. Caddy calls it after Provision;
+// Provision calls it first, so that a bad configuration fails before the
+// DPoP jti cache, a Redis client or what is fetched from the
+// authorization server (kept across reloads) is taken.
+func (a *FDXAuth) Validate() (err error) {
+	defer provision.NameDirective(&err, "fdx_auth")
+	if _, err := refusal.ParseFormat(a.ErrorFormat, refusal.FormatFDX); err != nil {
 		return err
 	}
 	if a.Issuer == "" || len(a.Audiences) == 0 {
 		return errors.New("issuer and at least one audience are required")
 	}
+	switch a.ClientCert {
+	case "", ClientCertRequire, ClientCertOptional:
+	default:
+		return fmt.Errorf("client_cert must be %s or %s, not %q", ClientCertRequire, ClientCertOptional, a.ClientCert)
+	}
+	if a.Leeway < 0 || a.JWKSMinRefresh < 0 || a.JWKSMaxAge < 0 {
+		return errors.New("durations must be positive")
+	}
+	for _, s := range a.Algorithms {
+		if _, err := fdx.ParseAlgorithm(s); err != nil {
+			return err
+		}
+	}
+	for _, s := range a.Scopes {
+		if _, err := fdx.NewRule(s.Method, s.Pattern, s.Scopes); err != nil {
+			return err
+		}
+	}
+	if _, err := a.buildGrants(); err != nil {
+		return err
+	}
+	if err := a.validateDPoP(); err != nil {
+		return err
+	}
+	if err := a.validateAuthorizationServer(); err != nil {
+		return err
+	}
+	for claim, header := range a.ForwardClaims {
+		if claim == "" || header == "" || strings.ContainsAny(header, " :") {
+			return fmt.Errorf("bad forward_claims entry %q -> %q", claim, header)
+		}
+	}
+	return nil
+}
+
+// Provision checks the options (Validate), builds the validator and the
+// scope table, and takes the DPoP jti cache and what is fetched from the
+// authorization server.
+func (a *FDXAuth) Provision(ctx caddy.Context) (err error) {
+	if err := a.Validate(); err != nil {
+		return err // named by Validate
+	}
+	defer provision.NameDirective(&err, "fdx_auth")
+	secret.WarnUnredactedLogs(ctx, "fdx_auth", secret.AuthHeaders...)
+	a.logger = ctx.Logger()
+	if a.format, err = refusal.ParseFormat(a.ErrorFormat, refusal.FormatFDX); err != nil {
+		return err
+	}
 	// {env.*} and {file.*} placeholders, resolved once, as for jwks_url
-	if a.Issuer = gate.Resolve(a.Issuer); a.Issuer == "" {
+	if a.Issuer = provision.Resolve(a.Issuer); a.Issuer == "" {
 		return errors.New("issuer is empty (an unset {env.*} variable or an empty {file.*}?)")
 	}
 	audiences := make([]string, len(a.Audiences))
 	for i, aud := range a.Audiences {
-		if audiences[i] = gate.Resolve(aud); audiences[i] == "" {
+		if audiences[i] = provision.Resolve(aud); audiences[i] == "" {
 			return fmt.Errorf("audience %d is empty (an unset {env.*} variable or an empty {file.*}?)", i+1)
 		}
 	}
@@ -276,12 +330,8 @@ func (a *FDXAuth) Provision(ctx caddy.Context) (err error) {
 		on := true
 		a.CertBound = &on
 	}
-	switch a.ClientCert {
-	case "":
+	if a.ClientCert == "" {
 		a.ClientCert = ClientCertRequire
-	case ClientCertRequire, ClientCertOptional:
-	default:
-		return fmt.Errorf("client_cert must be %s or %s, not %q", ClientCertRequire, ClientCertOptional, a.ClientCert)
 	}
 	if a.ClientCert == ClientCertOptional && !*a.CertBound && a.DPoP != DPoPRequired {
 		a.logger.Warn("fdx_auth: client_cert optional and cert_bound off: a token that is not DPoP-bound works from any client that holds it")
@@ -291,9 +341,6 @@ func (a *FDXAuth) Provision(ctx caddy.Context) (err error) {
 	}
 	if a.Leeway == 0 {
 		a.Leeway = caddy.Duration(30 * time.Second)
-	}
-	if a.Leeway < 0 || a.JWKSMinRefresh < 0 || a.JWKSMaxAge < 0 {
-		return errors.New("durations must be positive")
 	}
 	var algs []jose.SignatureAlgorithm
 	for _, s := range a.Algorithms {
@@ -312,7 +359,7 @@ func (a *FDXAuth) Provision(ctx caddy.Context) (err error) {
 		rows = append(rows, r)
 	}
 	a.table = fdx.DefaultTable().With(rows...)
-	if err := a.provisionGrants(); err != nil {
+	if a.grants, err = a.buildGrants(); err != nil {
 		return err
 	}
 	if err := a.provisionDPoP(ctx); err != nil {
@@ -322,16 +369,14 @@ func (a *FDXAuth) Provision(ctx caddy.Context) (err error) {
 		return err
 	}
 	for claim, header := range a.ForwardClaims {
-		if claim == "" || header == "" || strings.ContainsAny(header, " :") {
-			return fmt.Errorf("bad forward_claims entry %q -> %q", claim, header)
-		}
 		a.ForwardClaims[claim] = textproto.CanonicalMIMEHeaderKey(header)
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
-// provisionGrants checks account_claim and consent_claim.
-func (a *FDXAuth) provisionGrants() error {
+// buildGrants checks account_claim and consent_claim; nil when neither
+// is given.
+func (a *FDXAuth) buildGrants() (*fdx.Grants, error) {
 	g := &fdx.Grants{}
 	for _, c := range []struct {
 		name string
@@ -343,14 +388,14 @@ func (a *FDXAuth) provisionGrants() error {
 		}
 		gc := fdx.GrantClaim{Claim: c.in.Claim, Type: c.in.Type, Member: c.in.Member}
 		if err := gc.Validate(); err != nil {
-			return fmt.Errorf("%s: %v", c.name, err)
+			return nil, fmt.Errorf("%s: %v", c.name, err)
 		}
 		*c.out = &gc
 	}
-	if g.Accounts != nil || g.Consent != nil {
-		a.grants = g
+	if g.Accounts == nil && g.Consent == nil {
+		return nil, nil
 	}
-	return nil
+	return g, nil
 }
 
 // Cleanup withdraws the authorization server from readiness checks, lets
@@ -422,7 +467,7 @@ func (a *FDXAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 		}
 	}
-	gate.SetUser(r, claims.ClientID)
+	client.SetUser(r, claims.ClientID)
 	return next.ServeHTTP(w, r)
 }
 
@@ -655,8 +700,8 @@ func (a *FDXAuth) refuse(w http.ResponseWriter, r *http.Request, f *failure, id 
 	default:
 		a.challenges(w.Header(), f)
 	}
-	gate.CloseUnread(w, r)
-	return gate.Refuse(w, r, "fdx_auth", a.format, gate.Refusal{Status: f.status, Reason: reason, Message: f.debug})
+	refusal.CloseUnread(w, r)
+	return refusal.Refuse(w, r, "fdx_auth", a.format, refusal.Refusal{Status: f.status, Reason: reason, Message: f.debug})
 }
 
 // verifiedCert returns the client certificate that r's TLS connection
@@ -673,6 +718,7 @@ func verifiedCert(r *http.Request) *x509.Certificate {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*FDXAuth)(nil)
+	_ caddy.Validator             = (*FDXAuth)(nil)
 	_ caddy.CleanerUpper          = (*FDXAuth)(nil)
 	_ caddyhttp.MiddlewareHandler = (*FDXAuth)(nil)
 )

@@ -16,12 +16,13 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/readiness"
 )
 
 func init() {
 	caddy.RegisterModule(Health{})
-	httpcaddyfile.RegisterHandlerDirective("mx_health", gate.UnmarshalHandler[Health])
+	httpcaddyfile.RegisterHandlerDirective("mx_health", caddyfileopt.UnmarshalHandler[Health])
 }
 
 // Health answers a readiness check: 200 {"status":"ready"} while every
@@ -52,7 +53,7 @@ func (h *Health) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	failed := gate.CheckDependencies(ctx)
+	failed := readiness.Check(ctx)
 	v := struct {
 		Status  string   `json:"status"`
 		Reasons []string `json:"reasons,omitempty"`
@@ -79,15 +80,26 @@ func (h *Health) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 //		timeout <duration>   # default 2s
 //	}
 func (h *Health) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_health", "", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "timeout":
-			h.Timeout, err = gate.PositiveDuration(d)
+			h.Timeout, err = caddyfileopt.PositiveDuration(d)
 		default:
-			return gate.Unrecognized(d, "mx_health")
+			return caddyfileopt.Unrecognized(d, "mx_health")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Interface guards

@@ -11,7 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/readiness"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
@@ -27,8 +27,8 @@ func TestReadiness(t *testing.T) {
 	if code, body := serve("GET"); code != 200 || body != `{"status":"ready"}` {
 		t.Fatalf("nothing registered: %d %s", code, body)
 	}
-	down := gate.RegisterDependency(gate.Dependency{Name: "a store", Check: func(context.Context) error { return errors.New("unreachable") }})
-	slow := gate.RegisterDependency(gate.Dependency{Name: "a slow JWKS", Check: func(ctx context.Context) error {
+	down := readiness.Register(readiness.Dependency{Name: "a store", Check: func(context.Context) error { return errors.New("unreachable") }})
+	slow := readiness.Register(readiness.Dependency{Name: "a slow JWKS", Check: func(ctx context.Context) error {
 		<-ctx.Done() // bounded by the check's timeout
 		return ctx.Err()
 	}})

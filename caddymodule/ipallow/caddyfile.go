@@ -4,12 +4,13 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
 	"github.com/mxgate/mxgate/cidr"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mx_ip_allow", gate.UnmarshalHandler[IPAllow])
+	httpcaddyfile.RegisterHandlerDirective("mx_ip_allow", caddyfileopt.UnmarshalHandler[IPAllow])
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -44,23 +45,25 @@ func (a *IPAllow) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
-			if _, err := gate.ParseRanges(args...); err != nil {
+			if _, err := client.ParseRanges(args...); err != nil {
 				return d.Errf("trusted_proxies: %v", err)
 			}
 			a.TrustedProxies = append(a.TrustedProxies, args...)
 		case "client_ip_header":
-			if a.ClientIPHeader, err = gate.String(d); err == nil {
+			if a.ClientIPHeader, err = caddyfileopt.String(d); err == nil {
 				if _, herr := clientIPHeader(a.ClientIPHeader); herr != nil {
 					return d.Err(herr.Error())
 				}
-				err = gate.NoMoreArgs(d)
 			}
 		case "error_format":
-			a.ErrorFormat, err = gate.ErrorFormat(d)
+			a.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
 		default:
-			return d.Errf("unrecognized mx_ip_allow option '%s'", d.Val())
+			return caddyfileopt.Unrecognized(d, "mx_ip_allow")
 		}
 		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
 			return err
 		}
 	}
@@ -89,7 +92,7 @@ func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			lw.Ranges = append(lw.Ranges, args...)
 		default:
-			return d.Errf("unrecognized mx_ip_allow listener wrapper option '%s'", d.Val())
+			return caddyfileopt.Unrecognized(d, "mx_ip_allow listener wrapper")
 		}
 	}
 	if len(lw.Ranges) > 0 {

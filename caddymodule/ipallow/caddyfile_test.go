@@ -9,7 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
@@ -47,7 +47,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 // TestDirective: the registered parse function reads the directive into a
 // handler that admits what the Caddyfile says.
 func TestDirective(t *testing.T) {
-	h, err := gate.UnmarshalHandler[IPAllow](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser("mx_ip_allow 198.51.100.0/24 {\n\terror_format text\n}")})
+	h, err := caddyfileopt.UnmarshalHandler[IPAllow](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser("mx_ip_allow 198.51.100.0/24 {\n\terror_format text\n}")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
 )
 
 // refParseEntry is a plainer parseEntry, built on net.SplitHostPort, for
@@ -90,7 +90,7 @@ func FuzzClientAddr(f *testing.F) {
 	} {
 		f.Add(s[0], s[1])
 	}
-	trusted, err := gate.ParseRanges("10.0.0.0/8", "fd00::/8", "127.0.0.1")
+	trusted, err := client.ParseRanges("10.0.0.0/8", "fd00::/8", "127.0.0.1")
 	if err != nil {
 		f.Fatal(err)
 	}

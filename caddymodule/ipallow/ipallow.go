@@ -17,7 +17,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/cidr"
 )
 
@@ -59,7 +62,7 @@ type IPAllow struct {
 	list    *cidr.List
 	trusted *cidr.List // nil: the client is the peer
 	header  string     // canonical
-	format  gate.Format
+	format  refusal.Format
 	warned  *atomic.Bool // the server-trusts-a-proxy warning was given
 	logger  *zap.Logger
 }
@@ -74,10 +77,10 @@ func (IPAllow) CaddyModule() caddy.ModuleInfo {
 
 // Provision builds the allow-list and the trusted proxies.
 func (a *IPAllow) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_ip_allow")
+	defer provision.NameDirective(&err, "mx_ip_allow")
 	a.logger = ctx.Logger()
 	a.warned = new(atomic.Bool)
-	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatMDX); err != nil {
+	if a.format, err = refusal.ParseFormat(a.ErrorFormat, refusal.FormatMDX); err != nil {
 		return err
 	}
 	ranges := a.Ranges
@@ -88,7 +91,7 @@ func (a *IPAllow) Provision(ctx caddy.Context) (err error) {
 		return fmt.Errorf("ranges: %w", err)
 	}
 	if len(a.TrustedProxies) > 0 {
-		if a.trusted, err = gate.ParseRanges(a.TrustedProxies...); err != nil {
+		if a.trusted, err = client.ParseRanges(a.TrustedProxies...); err != nil {
 			return fmt.Errorf("trusted_proxies: %w", err)
 		}
 	}
@@ -98,7 +101,7 @@ func (a *IPAllow) Provision(ctx caddy.Context) (err error) {
 	if a.ClientIPHeader != "" && a.trusted == nil {
 		return errors.New("client_ip_header needs trusted_proxies: without them the client is the TCP peer and no header is read")
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // clientIPHeader checks and canonicalises the client_ip_header option.
@@ -118,8 +121,8 @@ func clientIPHeader(name string) (string, error) {
 }
 
 var (
-	refuseIP      = gate.Refusal{Status: http.StatusForbidden, Reason: "ip_not_allowed", Message: "Forbidden: client address is not allowed"}
-	refuseAddress = gate.Refusal{Status: http.StatusForbidden, Reason: "client_address_unreadable", Message: refuseIP.Message}
+	refuseIP      = refusal.Refusal{Status: http.StatusForbidden, Reason: "ip_not_allowed", Message: "Forbidden: client address is not allowed"}
+	refuseAddress = refusal.Refusal{Status: http.StatusForbidden, Reason: "client_address_unreadable", Message: refuseIP.Message}
 )
 
 // ServeHTTP admits the request if its client address is in the list.
@@ -138,15 +141,15 @@ func (a *IPAllow) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		rf = refuseAddress
 	}
 	if ce := a.logger.Check(zapcore.DebugLevel, "client address not allowed"); ce != nil {
-		client := ""
+		addr := ""
 		if ok {
-			client = ip.String()
+			addr = ip.String()
 		}
-		ce.Write(zap.String("reason", rf.Reason), zap.String("client_ip", client), zap.String("remote_addr", r.RemoteAddr),
+		ce.Write(zap.String("reason", rf.Reason), zap.String("client_ip", addr), zap.String("remote_addr", r.RemoteAddr),
 			zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
-	gate.CloseUnread(w, r)
-	return gate.Refuse(w, r, "mx_ip_allow", a.format, rf)
+	refusal.CloseUnread(w, r)
+	return refusal.Refuse(w, r, "mx_ip_allow", a.format, rf)
 }
 
 // warnServerTrust says, once per configuration, that the server's

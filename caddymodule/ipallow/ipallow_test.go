@@ -12,7 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/cidr"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
@@ -95,7 +96,7 @@ func TestIPAllowDefaultIsMX(t *testing.T) {
 
 // TestClientAddr is the table of ways a client tries to pass as MX.
 func TestClientAddr(t *testing.T) {
-	lb, err := gate.ParseRanges("10.0.0.0/8", "fd00::/8")
+	lb, err := client.ParseRanges("10.0.0.0/8", "fd00::/8")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,9 +268,9 @@ func TestWarnServerTrust(t *testing.T) {
 
 func TestErrorFormats(t *testing.T) {
 	for format, want := range map[string]struct{ ctype, body string }{
-		string(gate.FormatMDX):  {gate.MDXContentType, mdxBody},
-		string(gate.FormatJSON): {"application/json; charset=utf-8", `{"error":{"message":"Forbidden: client address is not allowed"}}`},
-		string(gate.FormatText): {"text/plain; charset=utf-8", "Forbidden: client address is not allowed\n"},
+		string(refusal.FormatMDX):  {refusal.MDXContentType, mdxBody},
+		string(refusal.FormatJSON): {"application/json; charset=utf-8", `{"error":{"message":"Forbidden: client address is not allowed"}}`},
+		string(refusal.FormatText): {"text/plain; charset=utf-8", "Forbidden: client address is not allowed\n"},
 	} {
 		a := &IPAllow{Ranges: []string{"mx"}, ErrorFormat: format}
 		handlertest.Provision(t, a)
@@ -284,7 +285,7 @@ func TestErrorFormats(t *testing.T) {
 			t.Errorf("%s: Content-Length %q", format, w.Header().Get("Content-Length"))
 		}
 	}
-	a := &IPAllow{ErrorFormat: string(gate.FormatHandleErrors)}
+	a := &IPAllow{ErrorFormat: string(refusal.FormatHandleErrors)}
 	handlertest.Provision(t, a)
 	w := httptest.NewRecorder()
 	err := a.ServeHTTP(w, request("10.0.0.1:1", ""), &handlertest.Next{})

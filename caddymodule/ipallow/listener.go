@@ -13,7 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
 	"github.com/mxgate/mxgate/cidr"
 )
 
@@ -76,9 +76,9 @@ func (ListenerWrapper) CaddyModule() caddy.ModuleInfo {
 
 // Provision builds the allow-list.
 func (lw *ListenerWrapper) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_ip_allow (listener wrapper)")
+	defer provision.NameDirective(&err, "mx_ip_allow (listener wrapper)")
 	lw.logger = ctx.Logger()
-	if err := gate.TCPOnly(ctx, "mx_ip_allow"); err != nil {
+	if err := provision.TCPOnly(ctx, "mx_ip_allow"); err != nil {
 		return err
 	}
 	ranges := lw.Ranges

@@ -7,12 +7,12 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
 	"github.com/mxgate/mxgate/ratelimit"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mx_rate_limit", gate.UnmarshalHandler[RateLimit])
+	httpcaddyfile.RegisterHandlerDirective("mx_rate_limit", caddyfileopt.UnmarshalHandler[RateLimit])
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -36,10 +36,13 @@ func init() {
 //		error_format mdx|json|fdx|text|handle_errors
 //	}
 func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_rate_limit", "", func(opt string) (err error) {
-		if ok, err := rl.Config.UnmarshalOption(d); ok {
-			return err
-		}
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		var err error
 		switch opt {
 		case "get", "write", "delete", "other":
 			var cl *ClassLimit
@@ -54,26 +57,35 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			rl.Limits[opt] = cl
 		case "key":
-			rl.Key, err = gate.String(d)
+			rl.Key, err = caddyfileopt.String(d)
 		case "ipv4_prefix":
 			rl.IPv4Prefix, err = prefixLen(d, 32)
 		case "ipv6_prefix":
 			rl.IPv6Prefix, err = prefixLen(d, 128)
 		case "mode":
-			rl.Mode, err = gate.OneOf(d, "reject", "wait")
+			rl.Mode, err = caddyfileopt.OneOf(d, "reject", "wait")
 		case "max_wait":
-			rl.MaxWait, err = gate.PositiveDuration(d)
+			rl.MaxWait, err = caddyfileopt.PositiveDuration(d)
 		case "methods":
-			rl.Methods, err = gate.OneOf(d, MethodsStandard, MethodsAny)
+			rl.Methods, err = caddyfileopt.OneOf(d, MethodsStandard, MethodsAny)
 		case "max_keys":
-			rl.MaxKeys, err = gate.PositiveInt(d)
+			rl.MaxKeys, err = caddyfileopt.PositiveInt(d)
 		case "error_format":
-			rl.ErrorFormat, err = gate.ErrorFormat(d)
-		default:
-			return gate.Unrecognized(d, "mx_rate_limit")
+			rl.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
+		default: // the store's options
+			var ok bool
+			if ok, err = rl.Config.UnmarshalOption(d); !ok {
+				return caddyfileopt.Unrecognized(d, "mx_rate_limit")
+			}
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prefixLen reads a prefix length of at most bits, written 64 or /64.

@@ -5,6 +5,7 @@
 package limit
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net/http"
@@ -18,7 +19,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/ratelimit"
 )
@@ -107,7 +111,7 @@ type RateLimit struct {
 	limitText [ratelimit.NumClasses]string
 	shared    *store.Provisioned
 	binding   *store.Binding[bound]
-	format    gate.Format
+	format    refusal.Format
 	logger    *zap.Logger
 	maxWait   time.Duration
 	now       func() time.Time
@@ -146,45 +150,71 @@ func (RateLimit) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision builds the policy and takes the buckets.
-func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_rate_limit")
-	rl.logger = ctx.Logger()
-	if rl.now == nil {
-		rl.now = time.Now
-	}
-	if rl.format, err = gate.ParseFormat(rl.ErrorFormat, gate.FormatMDX); err != nil {
+// Validate checks the options among themselves, taking nothing. Caddy
+// calls it after Provision; Provision calls it first, so that a bad
+// configuration fails before the buckets or a Redis client are taken.
+func (rl *RateLimit) Validate() (err error) {
+	defer provision.NameDirective(&err, "mx_rate_limit")
+	if _, err := refusal.ParseFormat(rl.ErrorFormat, refusal.FormatMDX); err != nil {
 		return err
-	}
-	if rl.MaxKeys == 0 {
-		rl.MaxKeys = DefaultMaxKeys
 	}
 	if rl.MaxKeys < 0 {
 		return fmt.Errorf("max_keys must be positive")
 	}
 	switch rl.Mode {
 	case "", "reject":
-		rl.Mode = "reject"
 		if rl.MaxWait != 0 {
 			return fmt.Errorf("max_wait applies only to mode wait")
 		}
 	case "wait":
-		rl.maxWait = time.Duration(rl.MaxWait)
-		if rl.maxWait == 0 {
-			rl.maxWait = DefaultMaxWait
-		}
-		if rl.maxWait < 0 {
+		if rl.MaxWait < 0 {
 			return fmt.Errorf("max_wait must be positive")
 		}
 	default:
 		return fmt.Errorf("mode must be reject or wait, not %q", rl.Mode)
 	}
 	switch rl.Methods {
-	case "":
-		rl.Methods = MethodsStandard
-	case MethodsStandard, MethodsAny:
+	case "", MethodsStandard, MethodsAny:
 	default:
 		return fmt.Errorf("methods must be %s or %s, not %q", MethodsStandard, MethodsAny, rl.Methods)
+	}
+	if _, err := buildPolicy(rl.Limits); err != nil {
+		return err
+	}
+	if rl.IPv4Prefix < 0 || rl.IPv4Prefix > 32 {
+		return fmt.Errorf("ipv4_prefix must be 1 to 32, not %d", rl.IPv4Prefix)
+	}
+	if rl.IPv6Prefix < 0 || rl.IPv6Prefix > 128 {
+		return fmt.Errorf("ipv6_prefix must be 1 to 128, not %d", rl.IPv6Prefix)
+	}
+	return rl.Config.Validate()
+}
+
+// Provision checks the options (Validate), builds the policy and takes
+// the buckets.
+func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
+	if err := rl.Validate(); err != nil {
+		return err // named by Validate
+	}
+	defer provision.NameDirective(&err, "mx_rate_limit")
+	rl.logger = ctx.Logger()
+	if rl.now == nil {
+		rl.now = time.Now
+	}
+	if rl.format, err = refusal.ParseFormat(rl.ErrorFormat, refusal.FormatMDX); err != nil {
+		return err
+	}
+	if rl.MaxKeys == 0 {
+		rl.MaxKeys = DefaultMaxKeys
+	}
+	if rl.Mode == "" {
+		rl.Mode = "reject"
+	}
+	if rl.Mode == "wait" {
+		rl.maxWait = cmp.Or(time.Duration(rl.MaxWait), DefaultMaxWait)
+	}
+	if rl.Methods == "" {
+		rl.Methods = MethodsStandard
 	}
 	if rl.policy, err = buildPolicy(rl.Limits); err != nil {
 		return err
@@ -195,12 +225,6 @@ func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
 	}
 	if rl.IPv6Prefix != 0 {
 		rl.grouping.IPv6Bits = rl.IPv6Prefix
-	}
-	if rl.grouping.IPv4Bits < 1 || rl.grouping.IPv4Bits > 32 {
-		return fmt.Errorf("ipv4_prefix must be 1 to 32, not %d", rl.IPv4Prefix)
-	}
-	if rl.grouping.IPv6Bits < 1 || rl.grouping.IPv6Bits > 128 {
-		return fmt.Errorf("ipv6_prefix must be 1 to 128, not %d", rl.IPv6Prefix)
 	}
 	for c, l := range rl.policy {
 		rl.limitText[c] = strconv.Itoa(l.Burst)
@@ -213,7 +237,7 @@ func (rl *RateLimit) Provision(ctx caddy.Context) (err error) {
 	if rl.binding, err = store.Register(ctx, rl, rl.shared, rl.Namespace, spec, rl.bind); err != nil {
 		return err // Caddy calls Cleanup after a failed Provision
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // bound is the handler's state once named.
@@ -319,10 +343,10 @@ func sweepEvery(m *ratelimit.Memory, period time.Duration) (stop func()) {
 }
 
 var (
-	refuseMethod      = gate.Refusal{Status: http.StatusNotImplemented, Reason: "method_not_implemented", Message: "Method not implemented"}
-	refuseRateLimited = gate.Refusal{Status: http.StatusTooManyRequests, Reason: "rate_limited", Message: "Too many requests"}
-	refuseStoreDown   = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "Service unavailable: rate limit store unreachable"}
-	refuseUnbound     = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "state_unavailable", Message: "Service unavailable: rate limit state not ready"}
+	refuseMethod      = refusal.Refusal{Status: http.StatusNotImplemented, Reason: "method_not_implemented", Message: "Method not implemented"}
+	refuseRateLimited = refusal.Refusal{Status: http.StatusTooManyRequests, Reason: "rate_limited", Message: "Too many requests"}
+	refuseStoreDown   = refusal.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "Service unavailable: rate limit store unreachable"}
+	refuseUnbound     = refusal.Refusal{Status: http.StatusServiceUnavailable, Reason: "state_unavailable", Message: "Service unavailable: rate limit state not ready"}
 )
 
 // ServeHTTP admits, delays or refuses the request. A replay record that
@@ -339,10 +363,10 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		}
 		w.Header().Set("Allow", allowStandard)
 		if ce := rl.logger.Check(zapcore.DebugLevel, "method not implemented"); ce != nil {
-			ce.Write(zap.String("method", r.Method), zap.String("client_ip", gate.ClientIP(r)))
+			ce.Write(zap.String("method", r.Method), zap.String("client_ip", client.IP(r)))
 		}
-		gate.CloseUnread(w, r)
-		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseMethod)
+		refusal.CloseUnread(w, r)
+		return refusal.Refuse(w, r, "mx_rate_limit", rl.format, refuseMethod)
 	}
 	class := ratelimit.ClassOf(r.Method)
 	b, err := rl.binding.Get()
@@ -357,8 +381,8 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
-		gate.CloseUnread(w, r)
-		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseUnbound)
+		refusal.CloseUnread(w, r)
+		return refusal.Refuse(w, r, "mx_rate_limit", rl.format, refuseUnbound)
 	}
 	key, now := rl.key(r), rl.now()
 	var res ratelimit.Result
@@ -375,8 +399,8 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
-		gate.CloseUnread(w, r)
-		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseStoreDown)
+		refusal.CloseUnread(w, r)
+		return refusal.Refuse(w, r, "mx_rate_limit", rl.format, refuseStoreDown)
 	}
 	h := w.Header()
 	rl.setRateHeaders(h, class, res)
@@ -390,8 +414,8 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		if ce := rl.logger.Check(zapcore.DebugLevel, "rate limited"); ce != nil {
 			ce.Write(zap.String("class", cls), zap.Duration("retry_after", res.RetryAfter))
 		}
-		gate.CloseUnread(w, r)
-		return gate.Refuse(w, r, "mx_rate_limit", rl.format, refuseRateLimited)
+		refusal.CloseUnread(w, r)
+		return refusal.Refuse(w, r, "mx_rate_limit", rl.format, refuseRateLimited)
 	}
 	if res.Delay > 0 {
 		t := time.NewTimer(res.Delay)
@@ -444,11 +468,11 @@ var classMetrics = func() (m [ratelimit.NumClasses]struct {
 }) {
 	for c := range ratelimit.NumClasses {
 		cls := c.String()
-		m[c].admitted = gate.Metrics.RLAdmitted.WithLabelValues(cls)
-		m[c].rejected = gate.Metrics.RLRejected.WithLabelValues(cls)
-		m[c].abandoned = gate.Metrics.RLAbandoned.WithLabelValues(cls)
-		m[c].overflow = gate.Metrics.RLOverflow.WithLabelValues(cls)
-		m[c].wait = gate.Metrics.RLWait.WithLabelValues(cls)
+		m[c].admitted = metrics.RLAdmitted.WithLabelValues(cls)
+		m[c].rejected = metrics.RLRejected.WithLabelValues(cls)
+		m[c].abandoned = metrics.RLAbandoned.WithLabelValues(cls)
+		m[c].overflow = metrics.RLOverflow.WithLabelValues(cls)
+		m[c].wait = metrics.RLWait.WithLabelValues(cls)
 	}
 	return m
 }()
@@ -481,6 +505,7 @@ func (rl *RateLimit) Cleanup() error {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*RateLimit)(nil)
+	_ caddy.Validator             = (*RateLimit)(nil)
 	_ caddy.CleanerUpper          = (*RateLimit)(nil)
 	_ caddyhttp.MiddlewareHandler = (*RateLimit)(nil)
 )

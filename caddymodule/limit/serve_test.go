@@ -12,7 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 	"github.com/mxgate/mxgate/internal/testkit/redistest"
@@ -41,12 +41,12 @@ func TestRedisStore(t *testing.T) {
 	}
 
 	srv.Stop()
-	before := handlertest.MetricValue(t, gate.Metrics.Rejections, map[string]string{"directive": "mx_rate_limit", "reason": "store_unavailable"})
+	before := handlertest.MetricValue(t, metrics.Rejections, map[string]string{"directive": "mx_rate_limit", "reason": "store_unavailable"})
 	w, err := handlertest.Serve(t, a, handlertest.Request(httptest.NewRequest("GET", "/users", nil), "127.0.0.1"), &handlertest.Next{})
 	if err != nil || w.Code != 503 || w.Header().Get("Retry-After") != "1" || w.Body.String() != `{"error":{"message":"Service unavailable: rate limit store unreachable"}}` {
 		t.Errorf("deny during the outage: %d %v %v %q", w.Code, err, w.Header(), w.Body)
 	}
-	if got := handlertest.MetricValue(t, gate.Metrics.Rejections, map[string]string{"directive": "mx_rate_limit", "reason": "store_unavailable"}); got != before+1 {
+	if got := handlertest.MetricValue(t, metrics.Rejections, map[string]string{"directive": "mx_rate_limit", "reason": "store_unavailable"}); got != before+1 {
 		t.Errorf("store_unavailable refusals %v, want %v", got, before+1)
 	}
 	// local: this replica's own bucket (burst 2), then 429
@@ -76,7 +76,7 @@ func TestWaitClientGone(t *testing.T) {
 		_, err := handlertest.Serve(t, rl, r, &handlertest.Next{})
 		return err
 	}
-	before := handlertest.MetricValue(t, gate.Metrics.RLAbandoned, map[string]string{"class": "get"})
+	before := handlertest.MetricValue(t, metrics.RLAbandoned, map[string]string{"class": "get"})
 	// Each would wait a minute: within max_wait only if the one before gave
 	// its token back (two minutes are not). A handler that waited for a
 	// client that had gone would hold the test for minutes: the deadline
@@ -99,7 +99,7 @@ func TestWaitClientGone(t *testing.T) {
 			t.Fatalf("abandoned wait %d: %v", i+1, err)
 		}
 	}
-	if got := handlertest.MetricValue(t, gate.Metrics.RLAbandoned, map[string]string{"class": "get"}); got != before+3 {
+	if got := handlertest.MetricValue(t, metrics.RLAbandoned, map[string]string{"class": "get"}); got != before+3 {
 		t.Errorf("abandoned %v, want %v", got, before+3)
 	}
 }
@@ -269,7 +269,7 @@ func TestOverflowCounted(t *testing.T) {
 		t.Fatal("the victim's budget")
 	}
 	overflow := func() float64 {
-		return handlertest.MetricValue(t, gate.Metrics.RLOverflow, map[string]string{"class": "delete"})
+		return handlertest.MetricValue(t, metrics.RLOverflow, map[string]string{"class": "delete"})
 	}
 	before := overflow()
 	admitted := 0

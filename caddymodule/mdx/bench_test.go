@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/hmac"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
@@ -25,10 +25,10 @@ func BenchmarkVerifyHandler1KiB(b *testing.B) {
 	k, _ := hmac.ParseKey(testKey)
 	date := hmac.FormatDate(testNow)
 	md5 := hmac.ContentMD5(body)
-	sig, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: "POST", ContentMD5: md5, ContentType: gate.MDXContentType, Date: date, Accept: gate.MDXContentType, Resource: "/sessions"})
+	sig, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: "POST", ContentMD5: md5, ContentType: refusal.MDXContentType, Date: date, Accept: refusal.MDXContentType, Resource: "/sessions"})
 	base := httptest.NewRequest("POST", "/inst1/sessions", nil)
-	base.Header.Set("Accept", gate.MDXContentType)
-	base.Header.Set("Content-Type", gate.MDXContentType)
+	base.Header.Set("Accept", refusal.MDXContentType)
+	base.Header.Set("Content-Type", refusal.MDXContentType)
 	base.Header.Set("Date", date)
 	base.Header.Set("Content-MD5", md5)
 	base.Header.Set("MDX-HMAC", sig)

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/bodies"
 )
 
 // A request body is held in blocks from a pool, taken as its bytes
@@ -59,8 +59,8 @@ type heldBody struct {
 }
 
 // readBody reads r's body whole, up to max bytes, into pooled blocks
-// while hashing it with MD5. Its errors are gate.ErrBodyTooLarge,
-// gate.ErrBodyUnreadable and errBudget; on error every block and every
+// while hashing it with MD5. Its errors are bodies.ErrTooLarge,
+// bodies.ErrUnreadable and errBudget; on error every block and every
 // reserved byte is given back. The caller owns the result and calls done
 // when its handler returns.
 func readBody(r *http.Request, max int64, b *budget) (*heldBody, [md5.Size]byte, error) {
@@ -69,7 +69,7 @@ func readBody(r *http.Request, max int64, b *budget) (*heldBody, [md5.Size]byte,
 	h.refs.Store(1)
 	declared := r.ContentLength
 	if declared > max {
-		return nil, sum, gate.ErrBodyTooLarge
+		return nil, sum, bodies.ErrTooLarge
 	}
 	if declared > 0 {
 		if !b.reserve(declared) {
@@ -111,16 +111,16 @@ func readBody(r *http.Request, max int64, b *budget) (*heldBody, [md5.Size]byte,
 			hash.Write(blk[:n])
 			h.size += int64(n)
 			if h.size > max {
-				return fail(gate.ErrBodyTooLarge)
+				return fail(bodies.ErrTooLarge)
 			}
 			if err != nil {
 				var mbe *http.MaxBytesError
 				switch {
 				case errors.As(err, &mbe):
-					return fail(gate.ErrBodyTooLarge)
+					return fail(bodies.ErrTooLarge)
 				case declared < 0 && err == io.EOF:
 				default:
-					return fail(gate.ErrBodyUnreadable)
+					return fail(bodies.ErrUnreadable)
 				}
 				break
 			}

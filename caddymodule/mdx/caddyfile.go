@@ -4,33 +4,25 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mdx_hmac", gate.Credential("mdx_hmac", parseMDXHMAC))
-	httpcaddyfile.RegisterHandlerDirective("mdx_sanitize", gate.UnmarshalHandler[Sanitize])
+	httpcaddyfile.RegisterHandlerDirective("mdx_hmac", secret.Holder("mdx_hmac", parseMDXHMAC))
+	httpcaddyfile.RegisterHandlerDirective("mdx_sanitize", caddyfileopt.UnmarshalHandler[Sanitize])
 }
 
 // parseMDXHMAC reads `mdx_hmac verify {…}` into a Verify and `mdx_hmac
 // sign {…}` into a Sign.
-func parseMDXHMAC(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	seg := gate.Segment(h)
-	d := caddyfile.NewDispenser(seg)
-	d.Next()
-	mode, err := gate.Mode(d, "mdx_hmac", "verify", "sign")
-	if err != nil {
-		return nil, err
-	}
+var parseMDXHMAC = caddyfileopt.ByMode("mdx_hmac", []string{"verify", "sign"}, func(mode string) caddyfileopt.Handler {
 	if mode == "sign" {
-		s := new(Sign)
-		return s, s.UnmarshalCaddyfile(caddyfile.NewDispenser(seg))
+		return new(Sign)
 	}
-	v := new(Verify)
-	return v, v.UnmarshalCaddyfile(caddyfile.NewDispenser(seg))
-}
+	return new(Verify)
+})
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
@@ -55,28 +47,10 @@ func parseMDXHMAC(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	}
 func (v *Verify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
-	if _, err := gate.Mode(d, "mdx_hmac", "verify"); err != nil {
+	if _, err := caddyfileopt.Mode(d, "mdx_hmac", "verify"); err != nil {
 		return err
 	}
 	for d.NextBlock(0) {
-		if ok, err := v.Signing.unmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			if err := gate.NoMoreArgs(d); err != nil {
-				return err
-			}
-			continue
-		}
-		if ok, err := v.Config.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			if err := gate.NoMoreArgs(d); err != nil {
-				return err
-			}
-			continue
-		}
 		var err error
 		switch d.Val() {
 		case "max_skew":
@@ -97,13 +71,13 @@ func (v *Verify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			md := caddy.Duration(dur)
 			v.MaxSkew = &md
 		case "replay_window":
-			v.ReplayWindow, err = gate.PositiveDuration(d)
+			v.ReplayWindow, err = caddyfileopt.PositiveDuration(d)
 		case "replay_cache_size":
-			v.ReplayCacheSize, err = gate.PositiveInt(d)
+			v.ReplayCacheSize, err = caddyfileopt.PositiveInt(d)
 		case "replay_loss_grace":
-			v.ReplayLossGrace, err = gate.PositiveDuration(d)
+			v.ReplayLossGrace, err = caddyfileopt.PositiveDuration(d)
 		case "max_pending_bodies":
-			v.MaxPendingBodies, err = gate.Size(d)
+			v.MaxPendingBodies, err = caddyfileopt.Size(d)
 		case "resources":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -116,13 +90,18 @@ func (v *Verify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			v.Routes = append(v.Routes, args...)
-		default:
-			return d.Errf("unrecognized mdx_hmac verify option '%s'", d.Val())
+		default: // the options verify shares with sign, and the store's
+			var ok bool
+			if ok, err = v.Signing.unmarshalOption(d); !ok {
+				if ok, err = v.Config.UnmarshalOption(d); !ok {
+					return caddyfileopt.Unrecognized(d, "mdx_hmac verify")
+				}
+			}
 		}
 		if err != nil {
 			return err
 		}
-		if err := gate.NoMoreArgs(d); err != nil {
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
 			return err
 		}
 	}
@@ -143,35 +122,26 @@ func (v *Verify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //	}
 func (sg *Sign) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
-	if _, err := gate.Mode(d, "mdx_hmac", "sign"); err != nil {
+	if _, err := caddyfileopt.Mode(d, "mdx_hmac", "sign"); err != nil {
 		return err
 	}
 	for d.NextBlock(0) {
+		var err error
 		switch d.Val() {
 		case "allow_callers":
-			var err error
-			if sg.AllowCallers, err = gate.AllowCallers(d); err != nil {
-				return err
-			}
-			continue
+			sg.AllowCallers, err = client.AllowCallers(d)
 		case "max_pending_bodies":
-			var err error
-			if sg.MaxPendingBodies, err = gate.Size(d); err != nil {
-				return err
+			sg.MaxPendingBodies, err = caddyfileopt.Size(d)
+		default: // the options sign shares with verify
+			var ok bool
+			if ok, err = sg.Signing.unmarshalOption(d); !ok {
+				return caddyfileopt.Unrecognized(d, "mdx_hmac sign")
 			}
-			if err := gate.NoMoreArgs(d); err != nil {
-				return err
-			}
-			continue
-		}
-		ok, err := sg.Signing.unmarshalOption(d)
-		if !ok {
-			return d.Errf("unrecognized mdx_hmac sign option '%s'", d.Val())
 		}
 		if err != nil {
 			return err
 		}
-		if err := gate.NoMoreArgs(d); err != nil {
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
 			return err
 		}
 	}
@@ -198,7 +168,7 @@ func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "action":
-			s.Action, err = gate.OneOf(d, "mask", "block", "report")
+			s.Action, err = caddyfileopt.OneOf(d, "mask", "block", "report")
 		case "fields":
 			fields := d.RemainingArgs()
 			if len(fields) == 0 {
@@ -207,14 +177,14 @@ func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			s.Fields = append(s.Fields, fields...)
 		case "max_field":
 			var n int64
-			if n, err = gate.Size(d); err == nil && n > maxSanitizeField {
+			if n, err = caddyfileopt.Size(d); err == nil && n > maxSanitizeField {
 				err = d.Errf("max_field: at most %d bytes", maxSanitizeField)
 			}
 			s.MaxField = int(n)
 		case "max_body":
-			s.MaxBody, err = gate.Size(d)
+			s.MaxBody, err = caddyfileopt.Size(d)
 		case "max_decoded":
-			s.MaxDecoded, err = gate.Size(d)
+			s.MaxDecoded, err = caddyfileopt.Size(d)
 		case "allow_malformed":
 			s.AllowMalformed = true
 		case "allow_types":
@@ -224,12 +194,12 @@ func (s *Sanitize) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			s.AllowTypes = append(s.AllowTypes, AllowedTypes{MediaTypes: args[:len(args)-2], Scan: args[len(args)-1]})
 		default:
-			return d.Errf("unrecognized mdx_sanitize option '%s'", d.Val())
+			return caddyfileopt.Unrecognized(d, "mdx_sanitize")
 		}
 		if err != nil {
 			return err
 		}
-		if err := gate.NoMoreArgs(d); err != nil {
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
 			return err
 		}
 	}

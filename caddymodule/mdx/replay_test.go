@@ -12,7 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/hmac"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
@@ -128,7 +128,7 @@ func TestVerifyRedisLostData(t *testing.T) {
 	m, _ := newVerify(t, &Verify{ReplayWindow: caddy.Duration(10 * time.Minute), ReplayLossGrace: caddy.Duration(2 * time.Second),
 		Config: store.Config{Store: "redis", RedisURL: srv.URL(), OnStoreError: "deny", Namespace: "mdx-lost"}})
 	metric := func() float64 {
-		return handlertest.MetricValue(t, gate.Metrics.StoreLost, map[string]string{"directive": "mdx_hmac", "namespace": "mdx-lost"})
+		return handlertest.MetricValue(t, metrics.StoreLost, map[string]string{"directive": "mdx_hmac", "namespace": "mdx-lost"})
 	}
 	base := metric() // the counter is the process's: what earlier runs counted
 	lost := func() float64 { return metric() - base }

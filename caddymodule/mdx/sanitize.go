@@ -14,7 +14,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/bodies"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/sanitize"
 )
 
@@ -134,12 +137,12 @@ func (Sanitize) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets defaults and builds the guard.
 func (s *Sanitize) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mdx_sanitize")
+	defer provision.NameDirective(&err, "mdx_sanitize")
 	s.logger = ctx.Logger()
 	if err := s.setup(); err != nil {
 		return err
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // setup is Provision's work but for the context: defaults, the guard, and
@@ -254,13 +257,13 @@ func (s *Sanitize) reading(h http.Header) (uint8, sanitize.Coding, error) {
 }
 
 var (
-	refuseSanitized     = gate.Refusal{Status: http.StatusBadGateway, Reason: "account_number_in_response", Message: "Bad gateway: the response carried a complete account or card number"}
-	refuseUninspectable = gate.Refusal{Status: http.StatusBadGateway, Reason: "response_too_large_to_inspect", Message: "Bad gateway: the response is too large to inspect"}
+	refuseSanitized     = refusal.Refusal{Status: http.StatusBadGateway, Reason: "account_number_in_response", Message: "Bad gateway: the response carried a complete account or card number"}
+	refuseUninspectable = refusal.Refusal{Status: http.StatusBadGateway, Reason: "response_too_large_to_inspect", Message: "Bad gateway: the response is too large to inspect"}
 )
 
 // guardRefusal is the answer to a reply the guard refused with err.
-func guardRefusal(err error) gate.Refusal {
-	return gate.Refusal{Status: http.StatusBadGateway, Reason: reasonOf(err),
+func guardRefusal(err error) refusal.Refusal {
+	return refusal.Refusal{Status: http.StatusBadGateway, Reason: reasonOf(err),
 		Message: "Bad gateway: the response could not be inspected (" + reasonOf(err) + ")"}
 }
 
@@ -728,7 +731,7 @@ func (sw *sanitizeWriter) finishMask(p any, err error) error {
 	}
 	// Part of the reply has left; the rest never will, and the client
 	// must not take what it has for the whole.
-	gate.CountRejection("mdx_sanitize", reasonOf(res.err))
+	metrics.CountRejection("mdx_sanitize", reasonOf(res.err))
 	if c := sw.s.logger.Check(zapcore.WarnLevel, "MDX response aborted: the guard refused it after part of it was sent"); c != nil {
 		c.Write(zap.String("reason", reasonOf(res.err)), zap.Error(res.err), zap.String("action", sw.s.Action), zap.String("path", sw.r.URL.Path))
 	}
@@ -781,7 +784,7 @@ func (sw *sanitizeWriter) sendHeld(body []byte) error {
 
 // refuse answers 502 in place of the upstream's reply, none of which has
 // been sent.
-func (sw *sanitizeWriter) refuse(rf gate.Refusal, err error) error {
+func (sw *sanitizeWriter) refuse(rf refusal.Refusal, err error) error {
 	if c := sw.s.logger.Check(zapcore.WarnLevel, "MDX response refused"); c != nil {
 		fields := []zap.Field{zap.String("reason", rf.Reason), zap.String("action", sw.s.Action), zap.String("path", sw.r.URL.Path)}
 		if err != nil {
@@ -789,8 +792,8 @@ func (sw *sanitizeWriter) refuse(rf gate.Refusal, err error) error {
 		}
 		c.Write(fields...)
 	}
-	gate.ClearHeader(sw.ResponseWriter.Header())
-	return gate.Refuse(sw.ResponseWriter, sw.r, "mdx_sanitize", gate.FormatMDX, rf)
+	bodies.ClearHeader(sw.ResponseWriter.Header())
+	return refusal.Refuse(sw.ResponseWriter, sw.r, "mdx_sanitize", refusal.FormatMDX, rf)
 }
 
 // record logs and counts what the guard found in a body.
@@ -816,10 +819,10 @@ func (sw *sanitizeWriter) record(rep sanitize.Report) {
 // count counts the numbers found, by rule.
 func (sw *sanitizeWriter) count(rep sanitize.Report) {
 	if rep.Cards > 0 {
-		gate.Metrics.SanitizeFindings.WithLabelValues(sanitize.RuleCard, sw.s.Action).Add(float64(rep.Cards))
+		metrics.SanitizeFindings.WithLabelValues(sanitize.RuleCard, sw.s.Action).Add(float64(rep.Cards))
 	}
 	if rep.Accounts > 0 {
-		gate.Metrics.SanitizeFindings.WithLabelValues(sanitize.RuleAccount, sw.s.Action).Add(float64(rep.Accounts))
+		metrics.SanitizeFindings.WithLabelValues(sanitize.RuleAccount, sw.s.Action).Add(float64(rep.Accounts))
 	}
 }
 
@@ -827,7 +830,7 @@ func (sw *sanitizeWriter) count(rep sanitize.Report) {
 // in report mode, or with allow_malformed.
 func (sw *sanitizeWriter) letThrough(err error) {
 	reason := reasonOf(err)
-	gate.Metrics.SanitizeLetThrough.WithLabelValues(reason, sw.s.Action).Inc()
+	metrics.SanitizeLetThrough.WithLabelValues(reason, sw.s.Action).Inc()
 	if c := sw.s.logger.Check(zapcore.WarnLevel, "MDX response let through although the guard refuses such responses"); c != nil {
 		c.Write(zap.String("reason", reason), zap.Error(err), zap.String("action", sw.s.Action),
 			zap.Bool("allow_malformed", sw.s.AllowMalformed), zap.String("path", sw.r.URL.Path))

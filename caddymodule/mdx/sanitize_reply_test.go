@@ -8,7 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
@@ -91,7 +91,7 @@ func TestSanitizeStatuses(t *testing.T) {
 	mask, _ := newSanitize(t, &Sanitize{})
 	block, _ := newSanitize(t, &Sanitize{Action: "block"})
 	for _, status := range []int{301, 404, 500, 503} {
-		dirty := &upstreamReply{status: status, header: http.Header{"Content-Type": {gate.MDXContentType}}, chunks: []string{accounts}}
+		dirty := &upstreamReply{status: status, header: http.Header{"Content-Type": {refusal.MDXContentType}}, chunks: []string{accounts}}
 		if out := sanitizeServe(t, mask, "GET", dirty); out.w.Code != status || out.w.Body.String() != masked {
 			t.Errorf("mask %d: %d %q", status, out.w.Code, out.w.Body)
 		}
@@ -105,7 +105,7 @@ func TestSanitizeStatuses(t *testing.T) {
 		}
 	}
 	for _, s := range []*Sanitize{mask, block} {
-		part := &upstreamReply{status: 206, header: http.Header{"Content-Type": {gate.MDXContentType}, "Content-Range": {"bytes 0-9/100"}}, chunks: []string{"<mdx></mdx>"}}
+		part := &upstreamReply{status: 206, header: http.Header{"Content-Type": {refusal.MDXContentType}, "Content-Range": {"bytes 0-9/100"}}, chunks: []string{"<mdx></mdx>"}}
 		if out := sanitizeServe(t, s, "GET", part); out.w.Code != 502 || out.w.Body.String() != refusedFor("partial_content") {
 			t.Errorf("%s 206: %d %q", s.Action, out.w.Code, out.w.Body)
 		}
@@ -126,18 +126,18 @@ func TestSanitizeStripsRange(t *testing.T) {
 	var seen http.Header
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen = r.Header.Clone()
-		w.Header().Set("Content-Type", gate.MDXContentType)
+		w.Header().Set("Content-Type", refusal.MDXContentType)
 		_, _ = w.Write([]byte(clean))
 	})
 	r := handlertest.Request(httptest.NewRequest("GET", "/inst1/accounts", nil), "")
 	r.Header.Set("Range", "bytes=0-99")
 	r.Header.Set("If-Range", `"x"`)
-	r.Header.Set("Accept", gate.MDXContentType)
+	r.Header.Set("Accept", refusal.MDXContentType)
 	w := httptest.NewRecorder()
 	if err := s.ServeHTTP(w, r, handlerFunc{next}); err != nil || w.Code != 200 {
 		t.Fatal(w.Code, err)
 	}
-	if seen.Get("Range") != "" || seen.Get("If-Range") != "" || seen.Get("Accept") != gate.MDXContentType {
+	if seen.Get("Range") != "" || seen.Get("If-Range") != "" || seen.Get("Accept") != refusal.MDXContentType {
 		t.Fatalf("the next handler saw %v", seen)
 	}
 }
@@ -157,7 +157,7 @@ func TestSanitizeHeaderFields(t *testing.T) {
 		{"a name", 200, "X-Card-" + card, "1"},
 	} {
 		dirty := func() *upstreamReply {
-			return &upstreamReply{status: c.status, header: http.Header{"Content-Type": {gate.MDXContentType}, c.k: {c.v}, "X-Request-Id": {"req-1"}}, chunks: []string{accounts}}
+			return &upstreamReply{status: c.status, header: http.Header{"Content-Type": {refusal.MDXContentType}, c.k: {c.v}, "X-Request-Id": {"req-1"}}, chunks: []string{accounts}}
 		}
 		mask, logs := newSanitize(t, &Sanitize{})
 		out := sanitizeServe(t, mask, "GET", dirty())
@@ -190,7 +190,7 @@ func TestSanitizeHeaderFields(t *testing.T) {
 	// a reply without a body has its header read too
 	for _, action := range []string{"mask", "block"} {
 		s, _ := newSanitize(t, &Sanitize{Action: action})
-		out := sanitizeServe(t, s, "HEAD", &upstreamReply{header: http.Header{"Content-Type": {gate.MDXContentType}, "X-Card": {card}}})
+		out := sanitizeServe(t, s, "HEAD", &upstreamReply{header: http.Header{"Content-Type": {refusal.MDXContentType}, "X-Card": {card}}})
 		if strings.Contains(out.w.Header().Get("X-Card"), card) || action == "block" && out.w.Code != 502 {
 			t.Errorf("%s HEAD: %d %v", action, out.w.Code, out.w.Header())
 		}
@@ -268,7 +268,7 @@ type trailing struct {
 }
 
 func (tr trailing) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", gate.MDXContentType)
+	w.Header().Set("Content-Type", refusal.MDXContentType)
 	for k := range tr.trailers {
 		if !strings.HasPrefix(k, http.TrailerPrefix) {
 			w.Header().Add("Trailer", k)
@@ -324,7 +324,7 @@ func TestSanitizeAllowTypesProvision(t *testing.T) {
 		"parameters":    {MediaTypes: []string{"text/plain; charset=utf-8"}, Scan: "text"},
 		"every type":    {MediaTypes: []string{"*/*"}, Scan: "text"},
 		"xml":           {MediaTypes: []string{"application/xml"}, Scan: "none"},
-		"mdx":           {MediaTypes: []string{gate.MDXContentType}, Scan: "none"},
+		"mdx":           {MediaTypes: []string{refusal.MDXContentType}, Scan: "none"},
 		"empty subtype": {MediaTypes: []string{"text/"}, Scan: "text"},
 	} {
 		if err := handlertest.TryProvision(t, &Sanitize{AllowTypes: []AllowedTypes{a}}); err == nil {

@@ -12,7 +12,8 @@ import (
 
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
@@ -94,7 +95,7 @@ type upstreamReply struct {
 }
 
 func reply(body string) *upstreamReply {
-	return &upstreamReply{header: http.Header{"Content-Type": {gate.MDXContentType}}, chunks: []string{body}}
+	return &upstreamReply{header: http.Header{"Content-Type": {refusal.MDXContentType}}, chunks: []string{body}}
 }
 
 func (u *upstreamReply) with(k, v string) *upstreamReply {
@@ -133,15 +134,15 @@ func (u *upstreamReply) serveErr(w http.ResponseWriter, _ *http.Request) error {
 }
 
 func findings(t *testing.T, rule, action string) float64 {
-	return handlertest.MetricValue(t, gate.Metrics.SanitizeFindings, map[string]string{"rule": rule, "action": action})
+	return handlertest.MetricValue(t, metrics.SanitizeFindings, map[string]string{"rule": rule, "action": action})
 }
 
 func rejections(t *testing.T, reason string) float64 {
-	return handlertest.MetricValue(t, gate.Metrics.Rejections, map[string]string{"directive": "mdx_sanitize", "reason": reason})
+	return handlertest.MetricValue(t, metrics.Rejections, map[string]string{"directive": "mdx_sanitize", "reason": reason})
 }
 
 func letThrough(t *testing.T, reason, action string) float64 {
-	return handlertest.MetricValue(t, gate.Metrics.SanitizeLetThrough, map[string]string{"reason": reason, "action": action})
+	return handlertest.MetricValue(t, metrics.SanitizeLetThrough, map[string]string{"reason": reason, "action": action})
 }
 
 // noNumber fails when a log line holds the number.
@@ -211,7 +212,7 @@ func wantRefused(t *testing.T, name string, out served, reason string, before fl
 		t.Fatalf("%s: panic %v, err %v", name, out.panic, out.err)
 	}
 	w := out.w
-	if w.Code != 502 || w.Header().Get("Content-Type") != gate.MDXContentType || strings.Contains(w.Body.String(), "4111") ||
+	if w.Code != 502 || w.Header().Get("Content-Type") != refusal.MDXContentType || strings.Contains(w.Body.String(), "4111") ||
 		w.Header().Get("Content-Encoding") != "" {
 		t.Errorf("%s: %d %v %q", name, w.Code, w.Header(), w.Body)
 	}
@@ -576,7 +577,7 @@ func TestSanitizePassesOn(t *testing.T) {
 	}{
 		"scan none":      {"GET", reply("\x89PNG 4111 1111 1111 1111").with("Content-Type", "").with("Content-Type", "image/png")},
 		"empty, no type": {"GET", &upstreamReply{status: 200, header: http.Header{"Content-Length": {"0"}}}},
-		"no content":     {"DELETE", &upstreamReply{status: 204, header: http.Header{"Content-Type": {gate.MDXContentType}}}},
+		"no content":     {"DELETE", &upstreamReply{status: 204, header: http.Header{"Content-Type": {refusal.MDXContentType}}}},
 		"not modified":   {"GET", &upstreamReply{status: 304, header: http.Header{"Content-Type": {"text/plain"}}}},
 	} {
 		out := sanitizeServe(t, s, c.method, c.next)
@@ -584,7 +585,7 @@ func TestSanitizePassesOn(t *testing.T) {
 			t.Errorf("%s: %d %s", name, out.w.Code, out.w.Body)
 		}
 	}
-	head := sanitizeServe(t, s, "HEAD", &upstreamReply{header: http.Header{"Content-Type": {gate.MDXContentType}, "Content-Length": {"250"}}})
+	head := sanitizeServe(t, s, "HEAD", &upstreamReply{header: http.Header{"Content-Type": {refusal.MDXContentType}, "Content-Length": {"250"}}})
 	if head.w.Code != 200 || head.w.Header().Get("Content-Length") != "250" {
 		t.Errorf("HEAD: %d %v", head.w.Code, head.w.Header())
 	}
@@ -687,9 +688,9 @@ func TestSanitizeFlush(t *testing.T) {
 		body          string
 	}{
 		{"mask", "image/png", true, accounts},
-		{"report", gate.MDXContentType, true, accounts},
-		{"mask", gate.MDXContentType, false, masked},
-		{"block", gate.MDXContentType, false, ""},
+		{"report", refusal.MDXContentType, true, accounts},
+		{"mask", refusal.MDXContentType, false, masked},
+		{"block", refusal.MDXContentType, false, ""},
 	} {
 		s, _ := newSanitize(t, &Sanitize{Action: c.action, AllowTypes: []AllowedTypes{{MediaTypes: []string{"image/*"}, Scan: "none"}}})
 		out := sanitizeServe(t, s, "GET", flushing{c.ctype})

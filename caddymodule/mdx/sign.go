@@ -9,7 +9,11 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/hmac"
 )
@@ -37,7 +41,7 @@ type Sign struct {
 
 	// Callers (allow_callers) are who may have requests signed: by
 	// default loopback and Unix-socket peers only; anyone else gets 403.
-	gate.Callers
+	client.Callers
 
 	signer  *hmac.Signer
 	s       *signing
@@ -53,10 +57,29 @@ func (Sign) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision decodes the key.
+// Validate checks the options among themselves. Caddy calls it after
+// Provision; Provision calls it first.
+func (sg *Sign) Validate() (err error) {
+	defer provision.NameDirective(&err, "mdx_hmac sign")
+	if err := sg.Signing.validate(); err != nil {
+		return err
+	}
+	if sg.MaxPendingBodies != 0 && sg.MaxPendingBodies < sg.maxBody() {
+		return errors.New("max_pending_bodies must be at least max_body")
+	}
+	if len(sg.Keys) != 1 {
+		return errors.New("exactly one key (a signer signs with one key)")
+	}
+	return nil
+}
+
+// Provision checks the options (Validate) and decodes the key.
 func (sg *Sign) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mdx_hmac sign")
-	gate.WarnUnredactedLogs(ctx, "mdx_hmac sign", gate.MDXSecretHeaders...)
+	if err := sg.Validate(); err != nil {
+		return err // named by Validate
+	}
+	defer provision.NameDirective(&err, "mdx_hmac sign")
+	secret.WarnUnredactedLogs(ctx, "mdx_hmac sign", secret.MDXHeaders...)
 	if sg.now == nil {
 		sg.now = time.Now
 	}
@@ -66,20 +89,14 @@ func (sg *Sign) Provision(ctx caddy.Context) (err error) {
 	if err := sg.Callers.Provision(ctx, "mdx_hmac", sg.s.format); err != nil {
 		return err
 	}
-	switch {
-	case sg.MaxPendingBodies == 0:
+	if sg.MaxPendingBodies == 0 {
 		sg.MaxPendingBodies = max(DefaultMaxPendingBodies, sg.MaxBody)
-	case sg.MaxPendingBodies < sg.MaxBody:
-		return errors.New("max_pending_bodies must be at least max_body")
 	}
 	sg.pending = &budget{max: sg.MaxPendingBodies}
-	if len(sg.s.keys) != 1 {
-		return errors.New("exactly one key (a signer signs with one key)")
-	}
 	if sg.signer, err = hmac.NewSigner(sg.s.alg, sg.s.keys[0]); err != nil {
 		return err
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // Credentials says that the requests this handler passes on are signed:
@@ -94,7 +111,7 @@ func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	resource, err := sg.s.rule.Resource(r.URL.EscapedPath(), r.URL.RawQuery)
 	if err != nil {
-		return gate.Refuse(w, r, "mdx_hmac", sg.s.format, refusal(hmac.ErrOutsideBasePath))
+		return refusal.Refuse(w, r, "mdx_hmac", sg.s.format, refusalOf(hmac.ErrOutsideBasePath))
 	}
 	// The body, read as verify reads it: nothing is allocated for a
 	// declared length, only blocks for the bytes that arrive.
@@ -104,13 +121,13 @@ func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		var err error
 		held, sum, err = readBody(r, sg.MaxBody, sg.pending)
 		if err != nil {
-			rf := refusal(err)
+			rf := refusalOf(err)
 			if errors.Is(err, errBudget) {
 				rf = refusePending
 				w.Header().Set("Retry-After", "1")
 			}
-			gate.CloseUnread(w, r)
-			return gate.Refuse(w, r, "mdx_hmac", sg.s.format, rf)
+			refusal.CloseUnread(w, r)
+			return refusal.Refuse(w, r, "mdx_hmac", sg.s.format, rf)
 		}
 		defer held.done(sg.pending)
 	}
@@ -138,6 +155,7 @@ func (sg *Sign) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Sign)(nil)
+	_ caddy.Validator             = (*Sign)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Sign)(nil)
 	_ store.Credentialed          = (*Sign)(nil)
 )

@@ -12,7 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/hmac"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
@@ -59,7 +59,7 @@ func TestSignThenVerify(t *testing.T) {
 			body = strings.NewReader(c.body)
 		}
 		r := local(httptest.NewRequest(c.method, c.path, body))
-		r.Header.Set("Accept", gate.MDXContentType)
+		r.Header.Set("Accept", refusal.MDXContentType)
 		r.Header.Set("MDX-Session-Key", "a-session-key")
 		r.Header.Set("MDX-HMAC", "stale")
 		r = handlertest.Request(r, "192.0.2.1")
@@ -85,14 +85,14 @@ func TestSignMatchesLibrary(t *testing.T) {
 	sg := newSign(t, &Sign{})
 	next := &handlertest.Next{}
 	r := local(httptest.NewRequest("POST", "/inst1/sessions", strings.NewReader(session)))
-	r.Header.Set("Accept", gate.MDXContentType)
-	r.Header.Set("Content-Type", gate.MDXContentType)
+	r.Header.Set("Accept", refusal.MDXContentType)
+	r.Header.Set("Content-Type", refusal.MDXContentType)
 	if _, err := handlertest.Serve(t, sg, handlertest.Request(r, ""), next); err != nil {
 		t.Fatal(err)
 	}
 	k, _ := hmac.ParseKey(testKey)
 	want, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: "POST", ContentMD5: hmac.ContentMD5([]byte(session)),
-		ContentType: gate.MDXContentType, Date: "1382975431", Accept: gate.MDXContentType, Resource: "/sessions"})
+		ContentType: refusal.MDXContentType, Date: "1382975431", Accept: refusal.MDXContentType, Resource: "/sessions"})
 	if got := next.Received.Get("MDX-HMAC"); got != want {
 		t.Errorf("MDX-HMAC %q, want %q", got, want)
 	}

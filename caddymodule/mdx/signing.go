@@ -5,12 +5,17 @@
 package mdx
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/bodies"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/hmac"
 )
 
@@ -71,13 +76,43 @@ type signing struct {
 	alg    hmac.Algorithm
 	keys   []hmac.Key
 	rule   hmac.ResourceRule
-	format gate.Format
+	format refusal.Format
 }
 
+// validate checks s's options among themselves; it reads no key.
+func (s *Signing) validate() error {
+	if _, err := refusal.ParseFormat(s.ErrorFormat, refusal.FormatMDX); err != nil {
+		return err
+	}
+	if _, err := hmac.ParseAlgorithm(cmp.Or(s.Algorithm, "sha1")); err != nil {
+		return err
+	}
+	if len(s.Keys) == 0 {
+		return errors.New("at least one key is required")
+	}
+	if s.MaxBody < 0 {
+		return errors.New("max_body must be positive")
+	}
+	switch s.Resource {
+	case "", "final":
+		if s.BasePath != "" || s.ResourceQuery {
+			return errors.New("base_path and the resource query apply only to `resource path`")
+		}
+	case "path":
+	default:
+		return fmt.Errorf("unknown resource %q (want final or path)", s.Resource)
+	}
+	return nil
+}
+
+// maxBody is MaxBody or its default.
+func (s *Signing) maxBody() int64 { return cmp.Or(s.MaxBody, DefaultMaxBody) }
+
+// provision fills s's defaults and reads its keys; s is valid (validate).
 func (s *Signing) provision() (*signing, error) {
 	var out signing
 	var err error
-	if out.format, err = gate.ParseFormat(s.ErrorFormat, gate.FormatMDX); err != nil {
+	if out.format, err = refusal.ParseFormat(s.ErrorFormat, refusal.FormatMDX); err != nil {
 		return nil, err
 	}
 	if s.Algorithm == "" {
@@ -86,9 +121,6 @@ func (s *Signing) provision() (*signing, error) {
 	if out.alg, err = hmac.ParseAlgorithm(s.Algorithm); err != nil {
 		return nil, err
 	}
-	if len(s.Keys) == 0 {
-		return nil, errors.New("at least one key is required")
-	}
 	for i, raw := range s.Keys {
 		k, err := parseKey(raw)
 		if err != nil {
@@ -96,24 +128,13 @@ func (s *Signing) provision() (*signing, error) {
 		}
 		out.keys = append(out.keys, k)
 	}
-	if s.MaxBody == 0 {
-		s.MaxBody = DefaultMaxBody
-	}
-	if s.MaxBody < 0 {
-		return nil, errors.New("max_body must be positive")
-	}
-	switch s.Resource {
-	case "", "final":
-		if s.BasePath != "" || s.ResourceQuery {
-			return nil, errors.New("base_path and the resource query apply only to `resource path`")
-		}
-		out.rule = hmac.FinalSegment()
-	case "path":
-		if out.rule, err = hmac.PathAfter(gate.Resolve(s.BasePath), s.ResourceQuery); err != nil {
+	s.MaxBody = s.maxBody()
+	if s.Resource == "path" {
+		if out.rule, err = hmac.PathAfter(provision.Resolve(s.BasePath), s.ResourceQuery); err != nil {
 			return nil, err
 		}
-	default:
-		return nil, fmt.Errorf("unknown resource %q (want final or path)", s.Resource)
+	} else {
+		out.rule = hmac.FinalSegment()
 	}
 	return &out, nil
 }
@@ -121,7 +142,7 @@ func (s *Signing) provision() (*signing, error) {
 // parseKey resolves placeholders in raw and decodes the key. Its errors
 // never contain the key.
 func parseKey(raw string) (hmac.Key, error) {
-	s, err := gate.Secret(raw)
+	s, err := secret.Read(raw)
 	if err != nil {
 		return hmac.Key{}, err
 	}
@@ -139,9 +160,9 @@ func (s *Signing) unmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 		}
 		s.Keys = append(s.Keys, args[0])
 	case "algorithm":
-		s.Algorithm, err = gate.OneOf(d, "sha1", "sha224", "sha256", "sha384", "sha512")
+		s.Algorithm, err = caddyfileopt.OneOf(d, "sha1", "sha224", "sha256", "sha384", "sha512")
 	case "max_body":
-		s.MaxBody, err = gate.Size(d)
+		s.MaxBody, err = caddyfileopt.Size(d)
 	case "resource":
 		args := d.RemainingArgs()
 		switch {
@@ -153,9 +174,9 @@ func (s *Signing) unmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 			return true, d.Err("resource takes final, path, or path query")
 		}
 	case "base_path":
-		s.BasePath, err = gate.String(d)
+		s.BasePath, err = caddyfileopt.String(d)
 	case "error_format":
-		s.ErrorFormat, err = gate.ErrorFormat(d)
+		s.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
 	default:
 		return false, nil
 	}
@@ -164,7 +185,7 @@ func (s *Signing) unmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 
 // refusalFor maps the hmac library's errors to MDX answers. Messages name
 // the faulty header and never reveal the expected value.
-var refusalFor = map[error]gate.Refusal{
+var refusalFor = map[error]refusal.Refusal{
 	hmac.ErrMissingSignature:   {Status: 412, Reason: "hmac_missing", Message: "MDX-HMAC header missing"},
 	hmac.ErrMalformedSignature: {Status: 412, Reason: "hmac_malformed", Message: "MDX-HMAC header malformed"},
 	hmac.ErrSignatureMismatch:  {Status: 412, Reason: "hmac_mismatch", Message: "MDX-HMAC invalid"},
@@ -174,12 +195,12 @@ var refusalFor = map[error]gate.Refusal{
 	hmac.ErrDateMalformed:      {Status: 412, Reason: "date_malformed", Message: "Date header is not UNIX epoch seconds"},
 	hmac.ErrDateSkew:           {Status: 412, Reason: "date_skew", Message: "Date header outside the allowed clock skew"},
 	hmac.ErrOutsideBasePath:    {Status: 412, Reason: "resource_underivable", Message: "MDX-HMAC invalid: request path is outside the signed base path"},
-	gate.ErrBodyTooLarge:       {Status: 413, Reason: "body_too_large", Message: "Request body too large"},
-	gate.ErrBodyUnreadable:     {Status: 400, Reason: "body_unreadable", Message: "Request body could not be read"},
+	bodies.ErrTooLarge:         {Status: 413, Reason: "body_too_large", Message: "Request body too large"},
+	bodies.ErrUnreadable:       {Status: 400, Reason: "body_unreadable", Message: "Request body could not be read"},
 }
 
-// refusal returns the answer to err, one of refusalFor's keys.
-func refusal(err error) gate.Refusal {
+// refusalOf returns the answer to err, one of refusalFor's keys.
+func refusalOf(err error) refusal.Refusal {
 	for e, rf := range refusalFor {
 		if errors.Is(err, e) {
 			return rf

@@ -15,7 +15,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/bodies"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/hmac"
 	"github.com/mxgate/mxgate/internal/urlpath"
@@ -148,10 +153,47 @@ func (Verify) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision decodes the keys, sets defaults and takes the replay cache.
+// Validate checks the options among themselves, taking nothing. Caddy
+// calls it after Provision; Provision calls it first, so that a bad
+// configuration fails before the replay cache or a Redis client is taken.
+func (v *Verify) Validate() (err error) {
+	defer provision.NameDirective(&err, "mdx_hmac verify")
+	if err := v.Signing.validate(); err != nil {
+		return err
+	}
+	if v.MaxPendingBodies != 0 && v.MaxPendingBodies < v.maxBody() {
+		return errors.New("max_pending_bodies must be at least max_body")
+	}
+	switch {
+	case v.MaxSkew == nil:
+	case v.SkewCheckOff:
+		return errors.New("max_skew and skew_check_off are mutually exclusive")
+	case *v.MaxSkew <= 0:
+		return errors.New("max_skew must be positive; to drop the bound write `max_skew off`")
+	}
+	switch {
+	case v.ReplayWindow < 0:
+		return errors.New("replay_window must be positive")
+	case v.ReplayCacheSize < 0:
+		return errors.New("replay_cache_size must be positive")
+	case v.ReplayWindow == 0 && (v.ReplayCacheSize != 0 || v.ReplayLossGrace != 0 || v.Config != store.Config{}):
+		return errors.New("replay_cache_size, replay_loss_grace, store, on_store_error, redis_timeout and namespace need replay_window")
+	case v.ReplayLossGrace != 0 && v.Store != store.Redis:
+		return errors.New("replay_loss_grace needs `store redis <url>`")
+	case v.ReplayLossGrace != 0 && time.Duration(v.ReplayLossGrace) < MinReplayLossGrace:
+		return fmt.Errorf("replay_loss_grace must be at least %s: a replica notices a loss within a second, and then writes back", MinReplayLossGrace)
+	}
+	return v.Config.Validate()
+}
+
+// Provision checks the options (Validate), decodes the keys, sets
+// defaults and takes the replay cache.
 func (v *Verify) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mdx_hmac verify")
-	gate.WarnUnredactedLogs(ctx, "mdx_hmac verify", gate.MDXSecretHeaders...)
+	if err := v.Validate(); err != nil {
+		return err // named by Validate
+	}
+	defer provision.NameDirective(&err, "mdx_hmac verify")
+	secret.WarnUnredactedLogs(ctx, "mdx_hmac verify", secret.MDXHeaders...)
 	v.logger = ctx.Logger()
 	v.fullLog = new(atomic.Bool)
 	if v.now == nil {
@@ -166,36 +208,16 @@ func (v *Verify) Provision(ctx caddy.Context) (err error) {
 	if v.routes, err = hmac.NewRoutes(v.Resources, v.Routes); err != nil {
 		return err
 	}
-	switch {
-	case v.MaxPendingBodies == 0:
+	if v.MaxPendingBodies == 0 {
 		v.MaxPendingBodies = max(DefaultMaxPendingBodies, v.MaxBody)
-	case v.MaxPendingBodies < v.MaxBody:
-		return errors.New("max_pending_bodies must be at least max_body")
 	}
 	v.pending = &budget{max: v.MaxPendingBodies}
-	switch {
-	case v.MaxSkew == nil:
-		v.maxSkew = DefaultMaxSkew
-	case v.SkewCheckOff:
-		return errors.New("max_skew and skew_check_off are mutually exclusive")
-	case *v.MaxSkew <= 0:
-		return errors.New("max_skew must be positive; to drop the bound write `max_skew off`")
-	default:
+	v.maxSkew = DefaultMaxSkew
+	if v.MaxSkew != nil {
 		v.maxSkew = time.Duration(*v.MaxSkew)
 	}
-	switch {
-	case v.ReplayWindow < 0:
-		return errors.New("replay_window must be positive")
-	case v.ReplayCacheSize < 0:
-		return errors.New("replay_cache_size must be positive")
-	case v.ReplayWindow == 0 && (v.ReplayCacheSize != 0 || v.ReplayLossGrace != 0 || v.Config != store.Config{}):
-		return errors.New("replay_cache_size, replay_loss_grace, store, on_store_error, redis_timeout and namespace need replay_window")
-	case v.ReplayLossGrace != 0 && v.Store != store.Redis:
-		return errors.New("replay_loss_grace needs `store redis <url>`")
-	case v.ReplayLossGrace != 0 && time.Duration(v.ReplayLossGrace) < MinReplayLossGrace:
-		return fmt.Errorf("replay_loss_grace must be at least %s: a replica notices a loss within a second, and then writes back", MinReplayLossGrace)
-	case v.ReplayWindow == 0:
-		return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	if v.ReplayWindow == 0 {
+		return metrics.Register(ctx.GetMetricsRegistry())
 	}
 	if err := v.provisionReplay(ctx); err != nil {
 		return err
@@ -204,7 +226,7 @@ func (v *Verify) Provision(ctx caddy.Context) (err error) {
 		v.logger.Warn("replay_window is shorter than twice max_skew: a signature can be replayed once its window has passed while its Date is still accepted",
 			zap.Duration("replay_window", time.Duration(v.ReplayWindow)), zap.Duration("max_skew", v.maxSkew))
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // provisionReplay registers the directive's replay cache, to be named
@@ -286,14 +308,14 @@ func (v *Verify) Cleanup() error {
 }
 
 var (
-	refuseReplay      = gate.Refusal{Status: http.StatusPreconditionFailed, Reason: "replayed", Message: "MDX-HMAC already used"}
-	refuseReplayFull  = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "replay_cache_full", Message: "Service unavailable"}
-	refuseStoreDown   = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "Service unavailable: replay store unreachable"}
-	refuseUnbound     = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "state_unavailable", Message: "Service unavailable: replay cache not ready"}
-	refuseBadVersion  = gate.Refusal{Status: http.StatusNotAcceptable, Reason: "unsupported_version", Message: "Unsupported MDX version; this endpoint serves MDX v5"}
-	refusePending     = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "pending_bodies_full", Message: "Service unavailable: too many request bodies in flight"}
-	refuseTrailers    = gate.Refusal{Status: http.StatusBadRequest, Reason: "trailers", Message: "Trailers are not accepted"}
-	refuseNotFound    = gate.Refusal{Status: http.StatusNotFound, Reason: "unknown_resource", Message: "Not Found"}
+	refuseReplay      = refusal.Refusal{Status: http.StatusPreconditionFailed, Reason: "replayed", Message: "MDX-HMAC already used"}
+	refuseReplayFull  = refusal.Refusal{Status: http.StatusServiceUnavailable, Reason: "replay_cache_full", Message: "Service unavailable"}
+	refuseStoreDown   = refusal.Refusal{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "Service unavailable: replay store unreachable"}
+	refuseUnbound     = refusal.Refusal{Status: http.StatusServiceUnavailable, Reason: "state_unavailable", Message: "Service unavailable: replay cache not ready"}
+	refuseBadVersion  = refusal.Refusal{Status: http.StatusNotAcceptable, Reason: "unsupported_version", Message: "Unsupported MDX version; this endpoint serves MDX v5"}
+	refusePending     = refusal.Refusal{Status: http.StatusServiceUnavailable, Reason: "pending_bodies_full", Message: "Service unavailable: too many request bodies in flight"}
+	refuseTrailers    = refusal.Refusal{Status: http.StatusBadRequest, Reason: "trailers", Message: "Trailers are not accepted"}
+	refuseNotFound    = refusal.Refusal{Status: http.StatusNotFound, Reason: "unknown_resource", Message: "Not Found"}
 	refuseMalformedSg = refusalFor[hmac.ErrMalformedSignature]
 )
 
@@ -302,20 +324,20 @@ var signedHeaders = [...]string{headerDate, headerContentMD5, headerContentType,
 
 // refuseDuplicate answers a signed header sent twice, by its index in
 // signedHeaders.
-var refuseDuplicate [len(signedHeaders)]gate.Refusal
+var refuseDuplicate [len(signedHeaders)]refusal.Refusal
 
 // refuseNotCanonical answers a path that is not canonical, by reason.
-var refuseNotCanonical = map[urlpath.Reason]gate.Refusal{}
+var refuseNotCanonical = map[urlpath.Reason]refusal.Refusal{}
 
 func init() {
 	wire := [...]string{"Date", "Content-MD5", "Content-Type", "Accept", "MDX-Session-Key", "MDX-HMAC"}
 	for i, name := range wire {
-		refuseDuplicate[i] = gate.Refusal{Status: http.StatusBadRequest, Reason: "duplicate_header", Message: "Duplicate " + name + " header"}
+		refuseDuplicate[i] = refusal.Refusal{Status: http.StatusBadRequest, Reason: "duplicate_header", Message: "Duplicate " + name + " header"}
 	}
 	for _, r := range []urlpath.Reason{urlpath.NotAPath, urlpath.EmptySegment, urlpath.TrailingSlash, urlpath.DotSegment,
 		urlpath.Backslash, urlpath.Parameter, urlpath.EncodedSeparator, urlpath.ControlByte, urlpath.NeedlessEncoding,
 		urlpath.BadEncoding, urlpath.BadCharacter} {
-		refuseNotCanonical[r] = gate.Refusal{Status: http.StatusBadRequest, Reason: "path_not_canonical", Message: "Request path is not canonical: " + string(r)}
+		refuseNotCanonical[r] = refusal.Refusal{Status: http.StatusBadRequest, Reason: "path_not_canonical", Message: "Request path is not canonical: " + string(r)}
 	}
 }
 
@@ -324,7 +346,7 @@ func init() {
 func (v *Verify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	held, claim, rf, ok := v.verify(r)
 	if !ok {
-		gate.CloseUnread(w, r)
+		refusal.CloseUnread(w, r)
 		return v.refuse(w, r, rf)
 	}
 	if held != nil {
@@ -343,15 +365,15 @@ func (v *Verify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 }
 
 // refuse logs and writes mdx_hmac's refusal rf.
-func (v *Verify) refuse(w http.ResponseWriter, r *http.Request, rf gate.Refusal) error {
+func (v *Verify) refuse(w http.ResponseWriter, r *http.Request, rf refusal.Refusal) error {
 	if ce := v.logger.Check(zapcore.DebugLevel, "MDX request refused"); ce != nil {
 		ce.Write(zap.String("reason", rf.Reason), zap.Int("status", rf.Status),
-			zap.String("client_ip", gate.ClientIP(r)), zap.String("method", r.Method), zap.String("path", r.URL.Path))
+			zap.String("client_ip", client.IP(r)), zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
 	if rf.Status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	return gate.Refuse(w, r, "mdx_hmac", v.s.format, rf)
+	return refusal.Refuse(w, r, "mdx_hmac", v.s.format, rf)
 }
 
 // verify checks r and, on success, replaces its body with the held bytes,
@@ -359,7 +381,7 @@ func (v *Verify) refuse(w http.ResponseWriter, r *http.Request, rf gate.Refusal)
 // returns the replay claim the next handler decides, if any. Nothing of
 // the body is read before the signature over the headers has been found
 // good, and never more than MaxBody+1 bytes.
-func (v *Verify) verify(r *http.Request) (*heldBody, *store.ReplayClaim, gate.Refusal, bool) {
+func (v *Verify) verify(r *http.Request) (*heldBody, *store.ReplayClaim, refusal.Refusal, bool) {
 	// The request's form: no secret and no byte of the body is needed.
 	if rf, ok := checkHeaders(r.Header); !ok {
 		return nil, nil, rf, false
@@ -388,14 +410,14 @@ func (v *Verify) verify(r *http.Request) (*heldBody, *store.ReplayClaim, gate.Re
 		return nil, nil, refuseNotFound, false
 	}
 	if r.ContentLength > v.MaxBody {
-		return nil, nil, refusal(gate.ErrBodyTooLarge), false
+		return nil, nil, refusalOf(bodies.ErrTooLarge), false
 	}
 
 	// The signature over the headers.
 	sig := r.Header.Get(headerHMAC)
 	switch {
 	case sig == "":
-		return nil, nil, refusal(hmac.ErrMissingSignature), false
+		return nil, nil, refusalOf(hmac.ErrMissingSignature), false
 	case len(sig) != 2*v.verifier.Algorithm().Size():
 		return nil, nil, refuseMalformedSg, false
 	}
@@ -407,21 +429,21 @@ func (v *Verify) verify(r *http.Request) (*heldBody, *store.ReplayClaim, gate.Re
 		err = hmac.CheckDate(date, v.now(), v.maxSkew)
 	}
 	if err != nil {
-		return nil, nil, refusal(err), false
+		return nil, nil, refusalOf(err), false
 	}
 	md5 := r.Header.Get(headerContentMD5)
 	switch {
 	case md5 == "" && r.ContentLength != 0:
 		// a body declared, or of unknown length, and nothing to check it by
-		return nil, nil, refusal(hmac.ErrContentMD5Missing), false
+		return nil, nil, refusalOf(hmac.ErrContentMD5Missing), false
 	case md5 != "":
 		if _, err := hmac.ParseContentMD5(md5); err != nil {
-			return nil, nil, refusal(err), false
+			return nil, nil, refusalOf(err), false
 		}
 	}
 	resource, err := v.s.rule.Resource(p, rawQuery)
 	if err != nil {
-		return nil, nil, refusal(hmac.ErrOutsideBasePath), false
+		return nil, nil, refusalOf(hmac.ErrOutsideBasePath), false
 	}
 	req := hmac.Request{
 		Method:      r.Method,
@@ -433,7 +455,7 @@ func (v *Verify) verify(r *http.Request) (*heldBody, *store.ReplayClaim, gate.Re
 		Resource:    resource,
 	}
 	if err := v.verifier.Verify(&req, sig); err != nil {
-		return nil, nil, refusal(err), false
+		return nil, nil, refusalOf(err), false
 	}
 
 	// The body, now that the headers are known to be MX's. A request
@@ -446,7 +468,7 @@ func (v *Verify) verify(r *http.Request) (*heldBody, *store.ReplayClaim, gate.Re
 	case errors.Is(err, errBudget):
 		return nil, nil, refusePending, false
 	case err != nil:
-		return nil, nil, refusal(err), false
+		return nil, nil, refusalOf(err), false
 	}
 	return v.finish(r, held, md5, sig, sum[:], held.size)
 }
@@ -459,8 +481,8 @@ var emptySum = md5.Sum(nil)
 // and hands r the held body. held is nil for a request without a body.
 // Freshness is left to the next handler, as a claim, when it records
 // signatures with its budget and nothing else refuses the request here.
-func (v *Verify) finish(r *http.Request, held *heldBody, md5Header, sig string, sum []byte, size int64) (*heldBody, *store.ReplayClaim, gate.Refusal, bool) {
-	fail := func(rf gate.Refusal) (*heldBody, *store.ReplayClaim, gate.Refusal, bool) {
+func (v *Verify) finish(r *http.Request, held *heldBody, md5Header, sig string, sum []byte, size int64) (*heldBody, *store.ReplayClaim, refusal.Refusal, bool) {
+	fail := func(rf refusal.Refusal) (*heldBody, *store.ReplayClaim, refusal.Refusal, bool) {
 		if held != nil {
 			held.done(v.pending)
 		}
@@ -468,7 +490,7 @@ func (v *Verify) finish(r *http.Request, held *heldBody, md5Header, sig string, 
 		return nil, nil, rf, false
 	}
 	if err := hmac.CheckContentMD5Sum(sum, size, md5Header); err != nil {
-		return fail(refusal(err))
+		return fail(refusalOf(err))
 	}
 	if len(r.Trailer) > 0 { // sent after a chunked body, unannounced
 		return fail(refuseTrailers)
@@ -477,7 +499,7 @@ func (v *Verify) finish(r *http.Request, held *heldBody, md5Header, sig string, 
 	accepts := acceptsMDXv5(r.Header.Values(headerAccept))
 	var claim *store.ReplayClaim
 	if v.replay != nil {
-		var rf gate.Refusal
+		var rf refusal.Refusal
 		var ok bool
 		if claim, rf, ok = v.checkReplay(r, sig, accepts); !ok {
 			return fail(rf)
@@ -488,16 +510,16 @@ func (v *Verify) finish(r *http.Request, held *heldBody, md5Header, sig string, 
 	}
 	if held == nil {
 		r.Body, r.ContentLength = http.NoBody, 0
-		return nil, claim, gate.Refusal{}, true
+		return nil, claim, refusal.Refusal{}, true
 	}
 	r.Body, r.ContentLength = held.reader(), held.size
-	return held, claim, gate.Refusal{}, true
+	return held, claim, refusal.Refusal{}, true
 }
 
 // checkHeaders refuses a signed header sent twice, or under a second
 // spelling with "_" for "-": verification reads the first value, and the
 // application behind the gateway might read another.
-func checkHeaders(h http.Header) (gate.Refusal, bool) {
+func checkHeaders(h http.Header) (refusal.Refusal, bool) {
 	for i, k := range signedHeaders {
 		if len(h[k]) > 1 {
 			return refuseDuplicate[i], false
@@ -514,7 +536,7 @@ func checkHeaders(h http.Header) (gate.Refusal, bool) {
 			}
 		}
 	}
-	return gate.Refusal{}, true
+	return refusal.Refusal{}, true
 }
 
 // checkReplay records the signature (only authentic ones reach here) and
@@ -522,7 +544,7 @@ func checkHeaders(h http.Header) (gate.Refusal, bool) {
 // or, for a request that nothing else here refuses (pass), leaves that to
 // the next handler if it records signatures with its budget, and returns
 // the claim it must decide.
-func (v *Verify) checkReplay(r *http.Request, sig string, pass bool) (*store.ReplayClaim, gate.Refusal, bool) {
+func (v *Verify) checkReplay(r *http.Request, sig string, pass bool) (*store.ReplayClaim, refusal.Refusal, bool) {
 	var key replay.Key
 	if _, err := hex.Decode(key[:], []byte(sig[:2*len(key)])); err != nil {
 		return nil, refuseMalformedSg, false
@@ -532,7 +554,7 @@ func (v *Verify) checkReplay(r *http.Request, sig string, pass bool) (*store.Rep
 		return nil, refuseUnbound, false
 	}
 	if pass && cache.claimsTo != nil {
-		return store.NewReplayClaim(cache.claimsTo, cache.Store, key, v.now(), v.verdict), gate.Refusal{}, true
+		return store.NewReplayClaim(cache.claimsTo, cache.Store, key, v.now(), v.verdict), refusal.Refusal{}, true
 	}
 	fresh, err := cache.Check(r.Context(), key, v.now())
 	rf, ok := v.replayOutcome(fresh, err)
@@ -551,7 +573,7 @@ func (v *Verify) replayVerdict(w http.ResponseWriter, r *http.Request, fresh boo
 }
 
 // replayOutcome is the answer to the replay cache's outcome.
-func (v *Verify) replayOutcome(fresh bool, err error) (gate.Refusal, bool) {
+func (v *Verify) replayOutcome(fresh bool, err error) (refusal.Refusal, bool) {
 	switch {
 	case errors.Is(err, replay.ErrFull):
 		if !v.fullLog.Swap(true) {
@@ -568,7 +590,7 @@ func (v *Verify) replayOutcome(fresh bool, err error) (gate.Refusal, bool) {
 	if !fresh {
 		return refuseReplay, false
 	}
-	return gate.Refusal{}, true
+	return refusal.Refusal{}, true
 }
 
 // acceptsMDXv5 reports whether the Accept header values admit an MDX v5
@@ -599,6 +621,7 @@ func acceptsMDXv5(values []string) bool {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Verify)(nil)
+	_ caddy.Validator             = (*Verify)(nil)
 	_ caddy.CleanerUpper          = (*Verify)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Verify)(nil)
 )

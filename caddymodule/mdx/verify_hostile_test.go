@@ -14,7 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/hmac"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
@@ -209,7 +209,7 @@ func TestVerifyPaths(t *testing.T) {
 	}
 	for _, p := range []string{"/inst1/admin", "/inst1/accounts/a1", "/inst1/accounts/a1/holdings", "/inst1/Sessions", "/"} {
 		w, rec := serve(t, m, signed{method: "GET", path: p}.request(t))
-		if w.Code != 404 || w.Body.String() != mdxMessage("Not Found") || w.Header().Get("Content-Type") != gate.MDXContentType || rec.Calls != 0 {
+		if w.Code != 404 || w.Body.String() != mdxMessage("Not Found") || w.Header().Get("Content-Type") != refusal.MDXContentType || rec.Calls != 0 {
 			t.Errorf("%s: %d %s", p, w.Code, w.Body)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/hmac"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
@@ -57,10 +57,10 @@ func (s signed) request(t *testing.T) *http.Request {
 		s.path = "/inst1/sessions"
 	}
 	if s.accept == "" {
-		s.accept = gate.MDXContentType
+		s.accept = refusal.MDXContentType
 	}
 	if s.ctype == "" && s.body != "" {
-		s.ctype = gate.MDXContentType
+		s.ctype = refusal.MDXContentType
 	}
 	if s.date == "" {
 		s.date = hmac.FormatDate(testNow)
@@ -160,8 +160,8 @@ func signedEmptyMD5(t *testing.T, s signed) *http.Request {
 	r := httptest.NewRequest(s.method, s.path, nil)
 	k, _ := hmac.ParseKey(testKey)
 	date := hmac.FormatDate(testNow)
-	sig, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: s.method, Date: date, Accept: gate.MDXContentType, Resource: "/accounts"})
-	r.Header.Set("Accept", gate.MDXContentType)
+	sig, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: s.method, Date: date, Accept: refusal.MDXContentType, Resource: "/accounts"})
+	r.Header.Set("Accept", refusal.MDXContentType)
 	r.Header.Set("Date", date)
 	r.Header.Set("MDX-HMAC", sig)
 	return handlertest.Request(r, "64.77.254.33")
@@ -221,7 +221,7 @@ func TestVerifyRejects(t *testing.T) {
 			continue
 		}
 		want := `<mdx version="5.0"><error><code></code><message>` + c.msg + `</message></error></mdx>`
-		if w.Body.String() != want || w.Header().Get("Content-Type") != gate.MDXContentType {
+		if w.Body.String() != want || w.Header().Get("Content-Type") != refusal.MDXContentType {
 			t.Errorf("%s: body %q", c.name, w.Body)
 		}
 	}
@@ -304,8 +304,8 @@ func TestVerifyPathResource(t *testing.T) {
 	k, _ := hmac.ParseKey(testKey)
 	r := httptest.NewRequest("GET", "/inst1/accounts/7/transactions?start_date=2024-01-01&page=2", nil)
 	date := hmac.FormatDate(testNow)
-	sig, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: "GET", ContentMD5: hmac.EmptyBodyMD5, Date: date, Accept: gate.MDXContentType, Resource: "/accounts/7/transactions?start_date=2024-01-01&page=2"})
-	r.Header.Set("Accept", gate.MDXContentType)
+	sig, _ := hmac.Sign(hmac.SHA1, k, &hmac.Request{Method: "GET", ContentMD5: hmac.EmptyBodyMD5, Date: date, Accept: refusal.MDXContentType, Resource: "/accounts/7/transactions?start_date=2024-01-01&page=2"})
+	r.Header.Set("Accept", refusal.MDXContentType)
 	r.Header.Set("Date", date)
 	r.Header.Set("Content-MD5", hmac.EmptyBodyMD5)
 	r.Header.Set("MDX-HMAC", sig)

@@ -26,7 +26,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/internal/accept"
 	"github.com/mxgate/mxgate/secrethash"
@@ -73,7 +77,7 @@ type AuthAttach struct {
 
 	// Callers (allow_callers) are who may have the credentials attached:
 	// by default loopback and Unix-socket peers only; anyone else gets 403.
-	gate.Callers
+	client.Callers
 
 	clientID      string
 	authorization string
@@ -92,17 +96,17 @@ func (AuthAttach) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves the credentials.
 func (a *AuthAttach) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_auth attach")
-	gate.WarnUnredactedLogs(ctx, "mx_auth attach", gate.AuthSecretHeaders...)
+	defer provision.NameDirective(&err, "mx_auth attach")
+	secret.WarnUnredactedLogs(ctx, "mx_auth attach", secret.AuthHeaders...)
 	a.logger = ctx.Logger()
-	if err := a.Callers.Provision(ctx, "mx_auth", gate.FormatJSON); err != nil {
+	if err := a.Callers.Provision(ctx, "mx_auth", refusal.FormatJSON); err != nil {
 		return err
 	}
-	id, err := gate.Secret(a.ClientID)
+	id, err := secret.Read(a.ClientID)
 	if err != nil {
 		return fmt.Errorf("client_id %w", err)
 	}
-	key, err := gate.Secret(a.APIKey)
+	key, err := secret.Read(a.APIKey)
 	if err != nil {
 		return fmt.Errorf("api_key %w", err)
 	}
@@ -224,7 +228,7 @@ type AuthCheck struct {
 	slots    chan struct{} // one per slow comparison running
 	measure  func(*clientCred) time.Duration
 	cacheKey []byte // keys the tags of verified secrets
-	format   gate.Format
+	format   refusal.Format
 	logger   *zap.Logger
 }
 
@@ -287,10 +291,10 @@ func (AuthCheck) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves the clients' secrets.
 func (a *AuthCheck) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_auth check")
-	gate.WarnUnredactedLogs(ctx, "mx_auth check", gate.AuthSecretHeaders...)
+	defer provision.NameDirective(&err, "mx_auth check")
+	secret.WarnUnredactedLogs(ctx, "mx_auth check", secret.AuthHeaders...)
 	a.logger = ctx.Logger()
-	if a.format, err = gate.ParseFormat(a.ErrorFormat, gate.FormatJSON); err != nil {
+	if a.format, err = refusal.ParseFormat(a.ErrorFormat, refusal.FormatJSON); err != nil {
 		return err
 	}
 	if len(a.Clients) == 0 {
@@ -344,7 +348,7 @@ func (a *AuthCheck) Provision(ctx caddy.Context) (err error) {
 	if _, err := rand.Read(a.cacheKey); err != nil {
 		return err
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // slowest is the credential an unknown client id is compared against:
@@ -450,7 +454,7 @@ func slowHashCost(c *clientCred) string {
 }
 
 func parseClientCred(c AuthClient) (*clientCred, error) {
-	id, err := gate.Secret(c.ID)
+	id, err := secret.Read(c.ID)
 	if err != nil || strings.Contains(id, ":") {
 		return nil, errors.New("the id must be non-empty and hold no ':'")
 	}
@@ -470,7 +474,7 @@ func parseClientCred(c AuthClient) (*clientCred, error) {
 		}
 		return &clientCred{id: id, kind: kindArgon2id, hashed: []byte(s), slow: caddyauth.Argon2idHash{}}, nil
 	case strings.Contains(s, "{"):
-		plain, err := gate.Secret(s)
+		plain, err := secret.Read(s)
 		if err != nil {
 			return nil, errors.New("the secret placeholder resolved to nothing (an unset {env.*} variable?)")
 		}
@@ -481,7 +485,7 @@ func parseClientCred(c AuthClient) (*clientCred, error) {
 
 // ServeHTTP checks the credentials.
 func (a *AuthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	rf := gate.Refusal{Status: a.Failure, Reason: "credentials_missing", Message: "Unauthorized"}
+	rf := refusal.Refusal{Status: a.Failure, Reason: "credentials_missing", Message: "Unauthorized"}
 	if len(r.Header.Values("Authorization")) > 1 {
 		// Which one would the upstream believe? Neither.
 		rf.Reason = "credentials_duplicated"
@@ -492,17 +496,17 @@ func (a *AuthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	if ok {
 		var busy bool
 		if pass, busy = a.authenticate(id, secret); busy {
-			gate.ShedAuth.Inc()
+			metrics.ShedAuth.Inc()
 			if ce := a.logger.Check(zapcore.DebugLevel, "credential check shed: every slow-hash slot busy"); ce != nil {
-				ce.Write(zap.Int("max_slow_hashes", a.MaxSlowHashes), zap.String("client_ip", gate.ClientIP(r)))
+				ce.Write(zap.Int("max_slow_hashes", a.MaxSlowHashes), zap.String("client_ip", client.IP(r)))
 			}
 			w.Header().Set("Retry-After", "1")
-			gate.CloseUnread(w, r)
-			return gate.Refuse(w, r, "mx_auth", a.format, refuseHashBusy)
+			refusal.CloseUnread(w, r)
+			return refusal.Refuse(w, r, "mx_auth", a.format, refuseHashBusy)
 		}
 	}
 	if pass {
-		gate.SetUser(r, id)
+		client.SetUser(r, id)
 		if !a.KeepCredentials {
 			r.Header.Del("Authorization")
 		}
@@ -518,22 +522,22 @@ func (a *AuthCheck) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	return a.refuse(w, r, rf)
 }
 
-func (a *AuthCheck) refuse(w http.ResponseWriter, r *http.Request, rf gate.Refusal) error {
+func (a *AuthCheck) refuse(w http.ResponseWriter, r *http.Request, rf refusal.Refusal) error {
 	if ce := a.logger.Check(zapcore.DebugLevel, "MX credentials refused"); ce != nil {
-		ce.Write(zap.String("reason", rf.Reason), zap.String("client_ip", gate.ClientIP(r)))
+		ce.Write(zap.String("reason", rf.Reason), zap.String("client_ip", client.IP(r)))
 	}
 	if a.Failure == http.StatusNotFound {
 		rf.Message = "Not Found"
 	} else {
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+a.Realm+`", charset="UTF-8"`)
 	}
-	gate.CloseUnread(w, r)
-	return gate.Refuse(w, r, "mx_auth", a.format, rf)
+	refusal.CloseUnread(w, r)
+	return refusal.Refuse(w, r, "mx_auth", a.format, rf)
 }
 
 // refuseHashBusy answers a request whose check would need a slow-hash
 // comparison beyond MaxSlowHashes.
-var refuseHashBusy = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "slow_hash_busy",
+var refuseHashBusy = refusal.Refusal{Status: http.StatusServiceUnavailable, Reason: "slow_hash_busy",
 	Message: "Service unavailable: too many credential checks in progress"}
 
 // authenticate compares secret with id's; an unknown id is compared with

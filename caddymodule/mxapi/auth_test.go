@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 	"github.com/mxgate/mxgate/secrethash"
 )
@@ -401,7 +401,7 @@ func TestSlowHashCap(t *testing.T) {
 	}()
 	<-b.entered // the one slot is taken
 	counts := countKinds(a)
-	shed := handlertest.MetricValue(t, gate.Metrics.Shed, map[string]string{"where": "mx_auth"})
+	shed := handlertest.MetricValue(t, metrics.Shed, map[string]string{"where": "mx_auth"})
 	for name, r := range map[string]*http.Request{
 		"wrong secret": basic("mx", "wrong"),
 		"unknown id":   basic("nobody", "wrong"),
@@ -416,7 +416,7 @@ func TestSlowHashCap(t *testing.T) {
 	if len(counts) != 0 {
 		t.Errorf("comparisons ran beyond the cap: %v", counts)
 	}
-	if got := handlertest.MetricValue(t, gate.Metrics.Shed, map[string]string{"where": "mx_auth"}) - shed; got != 2 {
+	if got := handlertest.MetricValue(t, metrics.Shed, map[string]string{"where": "mx_auth"}) - shed; got != 2 {
 		t.Errorf("mxgate_shed_total{where=\"mx_auth\"} grew by %v, want 2", got)
 	}
 	// verified before: an HMAC, no slot

@@ -5,51 +5,36 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mx_auth", gate.Credential("mx_auth", parseMXAuth))
+	httpcaddyfile.RegisterHandlerDirective("mx_auth", secret.Holder("mx_auth", parseMXAuth))
 	httpcaddyfile.RegisterHandlerDirective("mx_jwe", parseMXJWE)
-	httpcaddyfile.RegisterHandlerDirective("mx_retry", gate.UnmarshalHandler[Retry])
-	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", gate.Credential("mxconnect_token", gate.UnmarshalHandler[MXConnectToken]))
+	httpcaddyfile.RegisterHandlerDirective("mx_retry", caddyfileopt.UnmarshalHandler[Retry])
+	httpcaddyfile.RegisterHandlerDirective("mxconnect_token", secret.Holder("mxconnect_token", caddyfileopt.UnmarshalHandler[MXConnectToken]))
 }
 
-// dualMode reads the mode of a directive with two, and has the handler of
-// that mode unmarshal the directive.
-func dualMode(h httpcaddyfile.Helper, dir string, modes [2]string, handlers [2]interface {
-	caddyhttp.MiddlewareHandler
-	caddyfile.Unmarshaler
-}) (caddyhttp.MiddlewareHandler, error) {
-	seg := gate.Segment(h)
-	d := caddyfile.NewDispenser(seg)
-	d.Next()
-	mode, err := gate.Mode(d, dir, modes[0], modes[1])
-	if err != nil {
-		return nil, err
+// parseMXAuth reads `mx_auth attach {…}` into an AuthAttach and `mx_auth
+// check {…}` into an AuthCheck.
+var parseMXAuth = caddyfileopt.ByMode("mx_auth", []string{"attach", "check"}, func(mode string) caddyfileopt.Handler {
+	if mode == "check" {
+		return new(AuthCheck)
 	}
-	handler := handlers[0]
-	if mode == modes[1] {
-		handler = handlers[1]
+	return new(AuthAttach)
+})
+
+// parseMXJWE reads `mx_jwe decrypt {…}` into a JWEDecrypt and `mx_jwe
+// encrypt {…}` into a JWEEncrypt.
+var parseMXJWE = caddyfileopt.ByMode("mx_jwe", []string{"decrypt", "encrypt"}, func(mode string) caddyfileopt.Handler {
+	if mode == "encrypt" {
+		return new(JWEEncrypt)
 	}
-	return handler, handler.UnmarshalCaddyfile(caddyfile.NewDispenser(seg))
-}
-
-func parseMXAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	return dualMode(h, "mx_auth", [2]string{"attach", "check"}, [2]interface {
-		caddyhttp.MiddlewareHandler
-		caddyfile.Unmarshaler
-	}{new(AuthAttach), new(AuthCheck)})
-}
-
-func parseMXJWE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	return dualMode(h, "mx_jwe", [2]string{"decrypt", "encrypt"}, [2]interface {
-		caddyhttp.MiddlewareHandler
-		caddyfile.Unmarshaler
-	}{new(JWEDecrypt), new(JWEEncrypt)})
-}
+	return new(JWEDecrypt)
+})
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
@@ -60,21 +45,32 @@ func parseMXJWE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		allow_callers <cidr|loopback|private_ranges>...
 //	}
 func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_auth", "attach", func(opt string) (err error) {
-		switch opt {
-		case "client_id":
-			a.ClientID, err = gate.String(d)
-		case "api_key":
-			a.APIKey, err = gate.String(d)
-		case "api_version":
-			a.APIVersion, err = gate.OneOf(d, APIVersion20111101, APIVersion20250224)
-		case "allow_callers":
-			a.AllowCallers, err = gate.AllowCallers(d)
-		default:
-			return gate.Unrecognized(d, "mx_auth attach")
-		}
+	d.Next() // directive name
+	if _, err := caddyfileopt.Mode(d, "mx_auth", "attach"); err != nil {
 		return err
-	})
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "client_id":
+			a.ClientID, err = caddyfileopt.String(d)
+		case "api_key":
+			a.APIKey, err = caddyfileopt.String(d)
+		case "api_version":
+			a.APIVersion, err = caddyfileopt.OneOf(d, APIVersion20111101, APIVersion20250224)
+		case "allow_callers":
+			a.AllowCallers, err = client.AllowCallers(d)
+		default:
+			return caddyfileopt.Unrecognized(d, "mx_auth attach")
+		}
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -88,8 +84,13 @@ func (a *AuthAttach) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_slow_hashes <n>              # default GOMAXPROCS
 //	}
 func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_auth", "check", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if _, err := caddyfileopt.Mode(d, "mx_auth", "check"); err != nil {
+		return err
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "client":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -98,22 +99,28 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.Clients = append(a.Clients, AuthClient{ID: args[0], Secret: args[1]})
 		case "failure":
 			var s string
-			if s, err = gate.OneOf(d, "401", "404"); err == nil {
+			if s, err = caddyfileopt.OneOf(d, "401", "404"); err == nil {
 				a.Failure, _ = strconv.Atoi(s)
 			}
 		case "realm":
-			a.Realm, err = gate.String(d)
+			a.Realm, err = caddyfileopt.String(d)
 		case "error_format":
-			a.ErrorFormat, err = gate.ErrorFormat(d)
+			a.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
 		case "keep_credentials":
 			a.KeepCredentials = true
 		case "max_slow_hashes":
-			a.MaxSlowHashes, err = gate.PositiveInt(d)
+			a.MaxSlowHashes, err = caddyfileopt.PositiveInt(d)
 		default:
-			return gate.Unrecognized(d, "mx_auth check")
+			return caddyfileopt.Unrecognized(d, "mx_auth check")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -127,25 +134,36 @@ func (a *AuthCheck) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		allow_plaintext
 //	}
 func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_jwe", "decrypt", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if _, err := caddyfileopt.Mode(d, "mx_jwe", "decrypt"); err != nil {
+		return err
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "curve":
-			m.Curve, err = gate.OneOf(d, "p384", "p256")
+			m.Curve, err = caddyfileopt.OneOf(d, "p384", "p256")
 		case "cipher":
-			m.Cipher, err = gate.OneOf(d, "a256gcm", "a128gcm")
+			m.Cipher, err = caddyfileopt.OneOf(d, "a256gcm", "a128gcm")
 		case "a128_key_algorithm":
-			m.A128KeyAlgorithm, err = gate.String(d)
+			m.A128KeyAlgorithm, err = caddyfileopt.String(d)
 		case "rotate":
-			m.Rotate, err = gate.PositiveDuration(d)
+			m.Rotate, err = caddyfileopt.PositiveDuration(d)
 		case "max_body":
-			m.MaxBody, err = gate.Size(d)
+			m.MaxBody, err = caddyfileopt.Size(d)
 		case "allow_plaintext":
 			m.AllowPlaintext = true
 		default:
-			return gate.Unrecognized(d, "mx_jwe decrypt")
+			return caddyfileopt.Unrecognized(d, "mx_jwe decrypt")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -156,19 +174,30 @@ func (m *JWEDecrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_body <size>
 //	}
 func (m *JWEEncrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_jwe", "encrypt", func(opt string) (err error) {
-		switch opt {
-		case "a128_key_algorithm":
-			m.A128KeyAlgorithm, err = gate.String(d)
-		case "response_type":
-			m.ResponseType, err = gate.String(d)
-		case "max_body":
-			m.MaxBody, err = gate.Size(d)
-		default:
-			return gate.Unrecognized(d, "mx_jwe encrypt")
-		}
+	d.Next() // directive name
+	if _, err := caddyfileopt.Mode(d, "mx_jwe", "encrypt"); err != nil {
 		return err
-	})
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "a128_key_algorithm":
+			m.A128KeyAlgorithm, err = caddyfileopt.String(d)
+		case "response_type":
+			m.ResponseType, err = caddyfileopt.String(d)
+		case "max_body":
+			m.MaxBody, err = caddyfileopt.Size(d)
+		default:
+			return caddyfileopt.Unrecognized(d, "mx_jwe encrypt")
+		}
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -182,8 +211,13 @@ func (m *JWEEncrypt) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		max_body <size>         # default 1MiB
 //	}
 func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mx_retry", "", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "statuses":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -197,20 +231,26 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				rt.Statuses = append(rt.Statuses, n)
 			}
 		case "max_time":
-			rt.MaxTime, err = gate.PositiveDuration(d)
+			rt.MaxTime, err = caddyfileopt.PositiveDuration(d)
 		case "base_delay":
-			rt.BaseDelay, err = gate.PositiveDuration(d)
+			rt.BaseDelay, err = caddyfileopt.PositiveDuration(d)
 		case "max_delay":
-			rt.MaxDelay, err = gate.PositiveDuration(d)
+			rt.MaxDelay, err = caddyfileopt.PositiveDuration(d)
 		case "max_attempts":
-			rt.MaxAttempts, err = gate.PositiveInt(d)
+			rt.MaxAttempts, err = caddyfileopt.PositiveInt(d)
 		case "max_body":
-			rt.MaxBody, err = gate.Size(d)
+			rt.MaxBody, err = caddyfileopt.Size(d)
 		default:
-			return gate.Unrecognized(d, "mx_retry")
+			return caddyfileopt.Unrecognized(d, "mx_retry")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -228,33 +268,44 @@ func (rt *Retry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		allow_callers <cidr|loopback|private_ranges>...
 //	}
 func (m *MXConnectToken) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return gate.Block(d, "mxconnect_token", "", func(opt string) (err error) {
-		switch opt {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
 		case "endpoint":
-			m.Endpoint, err = gate.String(d)
+			m.Endpoint, err = caddyfileopt.String(d)
 		case "username":
-			m.Username, err = gate.String(d)
+			m.Username, err = caddyfileopt.String(d)
 		case "password":
-			m.Password, err = gate.String(d)
+			m.Password, err = caddyfileopt.String(d)
 		case "api_key":
-			m.APIKey, err = gate.String(d)
+			m.APIKey, err = caddyfileopt.String(d)
 		case "refresh_before":
-			m.RefreshBefore, err = gate.PositiveDuration(d)
+			m.RefreshBefore, err = caddyfileopt.PositiveDuration(d)
 		case "min_refresh":
-			m.MinRefresh, err = gate.PositiveDuration(d)
+			m.MinRefresh, err = caddyfileopt.PositiveDuration(d)
 		case "timeout":
-			m.Timeout, err = gate.PositiveDuration(d)
+			m.Timeout, err = caddyfileopt.PositiveDuration(d)
 		case "max_body":
-			m.MaxBody, err = gate.Size(d)
+			m.MaxBody, err = caddyfileopt.Size(d)
 		case "error_format":
-			m.ErrorFormat, err = gate.ErrorFormat(d)
+			m.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
 		case "allow_callers":
-			m.AllowCallers, err = gate.AllowCallers(d)
+			m.AllowCallers, err = client.AllowCallers(d)
 		default:
-			return gate.Unrecognized(d, "mxconnect_token")
+			return caddyfileopt.Unrecognized(d, "mxconnect_token")
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Interface guards

@@ -16,7 +16,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/bodies"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/jwe"
 )
 
@@ -99,7 +102,7 @@ func a128Suite(alg string) (jwe.Suite, error) {
 
 // Provision sets defaults and makes the first key pair.
 func (m *JWEDecrypt) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_jwe decrypt")
+	defer provision.NameDirective(&err, "mx_jwe decrypt")
 	m.logger = ctx.Logger()
 	if m.MaxBody == 0 {
 		m.MaxBody = DefaultJWEMaxBody
@@ -136,7 +139,7 @@ func (m *JWEDecrypt) Provision(ctx caddy.Context) (err error) {
 	}
 	m.stop = make(chan struct{})
 	go m.rotateEvery(time.Duration(m.Rotate), m.stop)
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 func (m *JWEDecrypt) rotate() error {
@@ -172,10 +175,10 @@ func (m *JWEDecrypt) Cleanup() error {
 }
 
 var (
-	refuseReplyTooLarge = gate.Refusal{Status: http.StatusBadGateway, Reason: "reply_too_large", Message: "Bad gateway: the upstream reply is larger than max_body"}
-	refuseUndecryptable = gate.Refusal{Status: http.StatusBadGateway, Reason: "reply_undecryptable", Message: "Bad gateway: the upstream reply claims to be encrypted but could not be decrypted"}
-	refuseNotEncrypted  = gate.Refusal{Status: http.StatusBadGateway, Reason: "reply_not_encrypted", Message: "Bad gateway: the upstream reply was not encrypted"}
-	refuseBodyTooLarge  = gate.Refusal{Status: http.StatusBadGateway, Reason: "body_too_large", Message: "Bad gateway: the response is larger than max_body"}
+	refuseReplyTooLarge = refusal.Refusal{Status: http.StatusBadGateway, Reason: "reply_too_large", Message: "Bad gateway: the upstream reply is larger than max_body"}
+	refuseUndecryptable = refusal.Refusal{Status: http.StatusBadGateway, Reason: "reply_undecryptable", Message: "Bad gateway: the upstream reply claims to be encrypted but could not be decrypted"}
+	refuseNotEncrypted  = refusal.Refusal{Status: http.StatusBadGateway, Reason: "reply_not_encrypted", Message: "Bad gateway: the upstream reply was not encrypted"}
+	refuseBodyTooLarge  = refusal.Refusal{Status: http.StatusBadGateway, Reason: "body_too_large", Message: "Bad gateway: the response is larger than max_body"}
 )
 
 // ServeHTTP asks for an encrypted reply and decrypts it.
@@ -184,13 +187,13 @@ func (m *JWEDecrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	r.Header.Set("Content-Type", m.cipher.ContentType())
 	r.Header.Set("X-Public-Key", key.PublicKeyHeader())
 	r.Header.Set("Accept-Encoding", "identity") // a JWE must arrive as sent
-	rec, err := gate.BufferResponse(w, r, next, m.MaxBody)
+	rec, err := bodies.BufferResponse(w, r, next, m.MaxBody)
 	if err != nil {
 		return err
 	}
 	if rec.Overflow() {
-		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseReplyTooLarge)
+		bodies.ClearHeader(w.Header())
+		return refusal.Refuse(w, r, "mx_jwe", refusal.FormatJSON, refuseReplyTooLarge)
 	}
 	status := cmp.Or(rec.Status(), http.StatusOK)
 	body := bytes.TrimSpace(rec.Body())
@@ -202,15 +205,15 @@ func (m *JWEDecrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		}
 		m.logger.Warn("upstream reply was not encrypted; refused as a downgrade",
 			zap.Int("upstream_status", status), zap.String("upstream_content_type", ctype), zap.Int("upstream_body_bytes", len(rec.Body())))
-		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseNotEncrypted)
+		bodies.ClearHeader(w.Header())
+		return refusal.Refuse(w, r, "mx_jwe", refusal.FormatJSON, refuseNotEncrypted)
 	}
 	plain, err := jwe.Decrypt(string(body), key, m.allowed)
 	if err != nil {
-		gate.Metrics.JWEDecryptFailures.Inc()
+		metrics.JWEDecryptFailures.Inc()
 		m.logger.Warn("upstream reply claims to be encrypted but did not decrypt", zap.Int("upstream_status", status), zap.String("upstream_content_type", ctype))
-		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseUndecryptable)
+		bodies.ClearHeader(w.Header())
+		return refusal.Refuse(w, r, "mx_jwe", refusal.FormatJSON, refuseUndecryptable)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -271,7 +274,7 @@ func (JWEEncrypt) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets defaults.
 func (m *JWEEncrypt) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_jwe encrypt")
+	defer provision.NameDirective(&err, "mx_jwe encrypt")
 	if m.MaxBody == 0 {
 		m.MaxBody = DefaultJWEMaxBody
 	}
@@ -284,12 +287,12 @@ func (m *JWEEncrypt) Provision(ctx caddy.Context) (err error) {
 	if m.ResponseType == "" {
 		m.ResponseType = "application/jose"
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // encryptionRefusal is MX's 412 answer to a bad encryption request.
-func encryptionRefusal(msg string) gate.Refusal {
-	return gate.Refusal{Status: http.StatusPreconditionFailed, Reason: "encryption_parameters", Message: msg}
+func encryptionRefusal(msg string) refusal.Refusal {
+	return refusal.Refusal{Status: http.StatusPreconditionFailed, Reason: "encryption_parameters", Message: msg}
 }
 
 // ServeHTTP encrypts the response when the request asks for it.
@@ -319,7 +322,7 @@ func (m *JWEEncrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		}
 	}
 	if refuse != "" {
-		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, encryptionRefusal(refuse))
+		return refusal.Refuse(w, r, "mx_jwe", refusal.FormatJSON, encryptionRefusal(refuse))
 	}
 	suite := jwe.SuiteFor(cipher)
 	if cipher == jwe.A128GCM {
@@ -332,13 +335,13 @@ func (m *JWEEncrypt) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	} else {
 		r.Header.Del("Content-Type")
 	}
-	rec, err := gate.BufferResponse(w, r, next, m.MaxBody)
+	rec, err := bodies.BufferResponse(w, r, next, m.MaxBody)
 	if err != nil {
 		return err
 	}
 	if rec.Overflow() {
-		gate.ClearHeader(w.Header())
-		return gate.Refuse(w, r, "mx_jwe", gate.FormatJSON, refuseBodyTooLarge)
+		bodies.ClearHeader(w.Header())
+		return refusal.Refuse(w, r, "mx_jwe", refusal.FormatJSON, refuseBodyTooLarge)
 	}
 	status := cmp.Or(rec.Status(), http.StatusOK)
 	if status < 200 || status > 299 || bodiless(r.Method, status) {

@@ -12,7 +12,13 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/bodies"
+	"github.com/mxgate/mxgate/caddymodule/internal/client"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
+	"github.com/mxgate/mxgate/caddymodule/internal/resend"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/internal/store"
 	"github.com/mxgate/mxgate/mxconnect"
 )
@@ -67,13 +73,13 @@ type MXConnectToken struct {
 
 	// Callers (allow_callers) are who may have the token attached: by
 	// default loopback and Unix-socket peers only; anyone else gets 403.
-	gate.Callers
+	client.Callers
 
 	source  *mxconnect.Source // kept across reloads while the credentials stay
 	release func()
 	down    *atomic.Bool // a Security API outage episode is under way
 	short   *atomic.Bool // the short-lived tokens hint was logged
-	format  gate.Format
+	format  refusal.Format
 	logger  *zap.Logger
 }
 
@@ -85,22 +91,42 @@ func (MXConnectToken) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves the credentials, and takes the token source of the
+// Validate checks the options among themselves, taking nothing. Caddy
+// calls it after Provision; Provision calls it first, so that a bad
+// configuration fails before a token source is taken.
+func (m *MXConnectToken) Validate() (err error) {
+	defer provision.NameDirective(&err, "mxconnect_token")
+	if _, err := refusal.ParseFormat(m.ErrorFormat, refusal.FormatJSON); err != nil {
+		return err
+	}
+	if m.RefreshBefore < 0 || m.MinRefresh < 0 || m.Timeout < 0 || m.MaxBody < 0 {
+		return errors.New("durations and sizes must be positive")
+	}
+	if m.RefreshBefore >= caddy.Duration(mxconnect.DefaultLifetime) {
+		return errors.New("refresh_before must be shorter than a token's life (" + mxconnect.DefaultLifetime.String() + ")")
+	}
+	return nil
+}
+
+// Provision checks the options (Validate), resolves the credentials, and takes the token source of the
 // running configuration if it has the same endpoint and credentials: its
 // token, and what it knows of past fetches (min_refresh, a backoff under
 // way), outlive a reload; the new settings apply to it.
 func (m *MXConnectToken) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mxconnect_token")
-	gate.WarnUnredactedLogs(ctx, "mxconnect_token", gate.AuthSecretHeaders...)
+	if err := m.Validate(); err != nil {
+		return err // named by Validate
+	}
+	defer provision.NameDirective(&err, "mxconnect_token")
+	secret.WarnUnredactedLogs(ctx, "mxconnect_token", secret.AuthHeaders...)
 	m.logger = ctx.Logger()
 	m.down, m.short = new(atomic.Bool), new(atomic.Bool)
-	if m.format, err = gate.ParseFormat(m.ErrorFormat, gate.FormatJSON); err != nil {
+	if m.format, err = refusal.ParseFormat(m.ErrorFormat, refusal.FormatJSON); err != nil {
 		return err
 	}
 	if err := m.Callers.Provision(ctx, "mxconnect_token", m.format); err != nil {
 		return err
 	}
-	endpoint := gate.Resolve(m.Endpoint)
+	endpoint := provision.Resolve(m.Endpoint)
 	if endpoint == "" {
 		endpoint = mxconnect.DefaultEndpoint
 	}
@@ -109,15 +135,9 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) (err error) {
 	}
 	creds := make([]string, 3)
 	for i, f := range []struct{ name, raw string }{{"username", m.Username}, {"password", m.Password}, {"api_key", m.APIKey}} {
-		if creds[i], err = gate.Secret(f.raw); err != nil {
+		if creds[i], err = secret.Read(f.raw); err != nil {
 			return errors.New(f.name + " " + err.Error())
 		}
-	}
-	if m.RefreshBefore < 0 || m.MinRefresh < 0 || m.Timeout < 0 || m.MaxBody < 0 {
-		return errors.New("durations and sizes must be positive")
-	}
-	if m.RefreshBefore >= caddy.Duration(mxconnect.DefaultLifetime) {
-		return errors.New("refresh_before must be shorter than a token's life (" + mxconnect.DefaultLifetime.String() + ")")
 	}
 	if m.MinRefresh == 0 {
 		m.MinRefresh = caddy.Duration(30 * time.Second)
@@ -133,8 +153,8 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) (err error) {
 		RefreshBefore:  time.Duration(m.RefreshBefore),
 		MinRefresh:     time.Duration(m.MinRefresh),
 		Client:         &http.Client{Timeout: time.Duration(m.Timeout)},
-		OnRefreshError: func(error) { gate.Metrics.TokenRefreshFailures.Inc() },
-		OnFetch:        gate.CountCredentialFetches("mxconnect_token", "token"),
+		OnRefreshError: func(error) { metrics.TokenRefreshFailures.Inc() },
+		OnFetch:        metrics.CountCredentialFetches("mxconnect_token", "token"),
 		OnShortLived:   m.shortLived,
 	}
 	// named by a keyed hash of what it fetches with: other credentials get
@@ -145,7 +165,7 @@ func (m *MXConnectToken) Provision(ctx caddy.Context) (err error) {
 	}, (*mxconnect.Source).Adopt, src); err != nil {
 		return err
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // Cleanup lets go of the token source: the last configuration to hold it
@@ -188,9 +208,9 @@ func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 		return m.Callers.Refuse(w, r)
 	}
 	var replay func()
-	if gate.Idempotent(r.Method) {
+	if resend.Idempotent(r.Method) {
 		var err error
-		if replay, err = gate.Replayable(r, m.MaxBody); err != nil {
+		if replay, err = resend.Replayable(r, m.MaxBody); err != nil {
 			return caddyhttp.Error(http.StatusBadRequest, err)
 		}
 	}
@@ -209,7 +229,7 @@ func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 			replay()
 		}
 		var trip *http.Request
-		trip, back = gate.Trip(r)
+		trip, back = resend.Trip(r)
 		hold := replay != nil && !retried // a 401 is held back while a retry may follow
 		buf.Reset()
 		rec := caddyhttp.NewResponseRecorder(w, buf, func(status int, _ http.Header) bool {
@@ -233,12 +253,12 @@ func (m *MXConnectToken) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 			m.logger.Debug("upstream refused a recently refreshed MX Connect token; its 401 is the answer")
 			return rec.WriteResponse()
 		case err != nil:
-			gate.RestoreHeader(w.Header(), header)
+			bodies.RestoreHeader(w.Header(), header)
 			return m.refuse(w, r, err)
 		}
 		m.available()
 		m.logger.Debug("upstream refused the MX Connect token; retrying once with a newer one")
-		gate.RestoreHeader(w.Header(), header)
+		bodies.RestoreHeader(w.Header(), header)
 	}
 }
 
@@ -246,7 +266,7 @@ func (m *MXConnectToken) refuse(w http.ResponseWriter, r *http.Request, err erro
 	if r.Context().Err() != nil {
 		return caddyhttp.Error(499, r.Context().Err())
 	}
-	rf := gate.Refusal{Status: http.StatusBadGateway, Reason: "token_refused", Message: "MX Connect token unavailable"}
+	rf := refusal.Refusal{Status: http.StatusBadGateway, Reason: "token_refused", Message: "MX Connect token unavailable"}
 	if errors.Is(err, mxconnect.ErrUnavailable) {
 		rf.Status, rf.Reason = http.StatusServiceUnavailable, "token_unavailable"
 		w.Header().Set("Retry-After", "1")
@@ -256,7 +276,7 @@ func (m *MXConnectToken) refuse(w http.ResponseWriter, r *http.Request, err erro
 		rf.Message += ": " + me.Message()
 	}
 	m.unavailable(err)
-	return gate.Refuse(w, r, "mxconnect_token", m.format, rf)
+	return refusal.Refuse(w, r, "mxconnect_token", m.format, rf)
 }
 
 // unavailable logs the start of an episode without tokens, once; errors
@@ -278,6 +298,7 @@ func (m *MXConnectToken) available() {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*MXConnectToken)(nil)
+	_ caddy.Validator             = (*MXConnectToken)(nil)
 	_ caddy.CleanerUpper          = (*MXConnectToken)(nil)
 	_ caddyhttp.MiddlewareHandler = (*MXConnectToken)(nil)
 	_ store.Credentialed          = (*MXConnectToken)(nil)

@@ -19,7 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 	"github.com/mxgate/mxgate/mxconnect"
 )
@@ -244,7 +244,7 @@ func (u *lockedUpstream) seen() []string {
 }
 
 func fetchCount(t *testing.T, outcome string) float64 {
-	return handlertest.MetricValue(t, gate.Metrics.CredentialFetches,
+	return handlertest.MetricValue(t, metrics.CredentialFetches,
 		map[string]string{"directive": "mxconnect_token", "kind": "token", "outcome": outcome})
 }
 

@@ -2,6 +2,7 @@ package mxapi
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,7 +16,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/bodies"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/resend"
 )
 
 func init() {
@@ -64,18 +68,42 @@ func (Retry) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets defaults.
-func (rt *Retry) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_retry")
-	rt.logger = ctx.Logger()
-	rt.jitter = rand.Int64N
-	if len(rt.Statuses) == 0 {
-		rt.Statuses = []int{http.StatusTooManyRequests, http.StatusServiceUnavailable}
-	}
+// Validate checks the options among themselves. Caddy calls it after
+// Provision; Provision calls it first.
+func (rt *Retry) Validate() (err error) {
+	defer provision.NameDirective(&err, "mx_retry")
 	for _, s := range rt.Statuses {
 		if s < 400 || s > 599 {
 			return fmt.Errorf("status %d is not an error status", s)
 		}
+	}
+	switch {
+	case rt.MaxTime < 0, rt.BaseDelay < 0, rt.MaxDelay < 0, rt.MaxBody < 0:
+		return errors.New("durations and sizes must be positive")
+	case rt.MaxAttempts < 0:
+		return errors.New("max_attempts must be at least 1")
+	case cmp.Or(rt.MaxDelay, defaultMaxDelay) < cmp.Or(rt.BaseDelay, defaultBaseDelay):
+		return errors.New("max_delay must be at least base_delay")
+	}
+	return nil
+}
+
+// The defaults of BaseDelay and MaxDelay.
+const (
+	defaultBaseDelay = caddy.Duration(100 * time.Millisecond)
+	defaultMaxDelay  = caddy.Duration(2 * time.Second)
+)
+
+// Provision checks the options (Validate) and sets defaults.
+func (rt *Retry) Provision(ctx caddy.Context) (err error) {
+	if err := rt.Validate(); err != nil {
+		return err // named by Validate
+	}
+	defer provision.NameDirective(&err, "mx_retry")
+	rt.logger = ctx.Logger()
+	rt.jitter = rand.Int64N
+	if len(rt.Statuses) == 0 {
+		rt.Statuses = []int{http.StatusTooManyRequests, http.StatusServiceUnavailable}
 	}
 	if rt.MaxTime == 0 {
 		rt.MaxTime = caddy.Duration(10 * time.Second)
@@ -83,33 +111,21 @@ func (rt *Retry) Provision(ctx caddy.Context) (err error) {
 	if rt.MaxAttempts == 0 {
 		rt.MaxAttempts = 5
 	}
-	if rt.BaseDelay == 0 {
-		rt.BaseDelay = caddy.Duration(100 * time.Millisecond)
-	}
-	if rt.MaxDelay == 0 {
-		rt.MaxDelay = caddy.Duration(2 * time.Second)
-	}
+	rt.BaseDelay = cmp.Or(rt.BaseDelay, defaultBaseDelay)
+	rt.MaxDelay = cmp.Or(rt.MaxDelay, defaultMaxDelay)
 	if rt.MaxBody == 0 {
 		rt.MaxBody = 1 << 20
 	}
-	switch {
-	case rt.MaxTime < 0, rt.BaseDelay < 0, rt.MaxDelay < 0, rt.MaxBody < 0:
-		return errors.New("durations and sizes must be positive")
-	case rt.MaxAttempts < 1:
-		return errors.New("max_attempts must be at least 1")
-	case rt.MaxDelay < rt.BaseDelay:
-		return errors.New("max_delay must be at least base_delay")
-	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // ServeHTTP runs the rest of the chain, again while it answers a
 // retryable status and time and attempts remain.
 func (rt *Retry) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !gate.Idempotent(r.Method) {
+	if !resend.Idempotent(r.Method) {
 		return next.ServeHTTP(w, r)
 	}
-	replay, err := gate.Replayable(r, rt.MaxBody)
+	replay, err := resend.Replayable(r, rt.MaxBody)
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
@@ -125,7 +141,7 @@ func (rt *Retry) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	for attempt := 1; ; attempt++ {
 		replay()
 		var trip *http.Request
-		trip, back = gate.Trip(r)
+		trip, back = resend.Trip(r)
 		last := attempt >= rt.MaxAttempts
 		buf.Reset()
 		rec := caddyhttp.NewResponseRecorder(w, buf, func(status int, _ http.Header) bool {
@@ -141,11 +157,11 @@ func (rt *Retry) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		if time.Now().Add(delay).After(deadline) {
 			return rec.WriteResponse() // no time left: the client gets this answer
 		}
-		gate.Metrics.Retries.WithLabelValues(strconv.Itoa(rec.Status())).Inc()
+		metrics.Retries.WithLabelValues(strconv.Itoa(rec.Status())).Inc()
 		if ce := rt.logger.Check(zapcore.DebugLevel, "retrying"); ce != nil {
 			ce.Write(zap.Int("status", rec.Status()), zap.Int("attempt", attempt), zap.Duration("delay", delay))
 		}
-		gate.RestoreHeader(w.Header(), header)
+		bodies.RestoreHeader(w.Header(), header)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -186,5 +202,6 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Retry)(nil)
+	_ caddy.Validator             = (*Retry)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Retry)(nil)
 )

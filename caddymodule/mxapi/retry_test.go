@@ -15,7 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
@@ -60,7 +60,7 @@ func newRetry(t *testing.T, rt *Retry) *Retry {
 }
 
 func retries(t *testing.T, status string) float64 {
-	return handlertest.MetricValue(t, gate.Metrics.Retries, map[string]string{"status": status})
+	return handlertest.MetricValue(t, metrics.Retries, map[string]string{"status": status})
 }
 
 func TestRetryUntilSuccess(t *testing.T) {

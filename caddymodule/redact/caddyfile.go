@@ -4,6 +4,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
 )
 
 // UnmarshalCaddyfile sets up the encoder from Caddyfile tokens. Syntax:
@@ -43,7 +45,7 @@ func (e *Encoder) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			e.Headers = append(e.Headers, args...)
 		default:
-			return d.Errf("unrecognized mxgate_redact option '%s'", d.Val())
+			return caddyfileopt.Unrecognized(d, "mxgate_redact")
 		}
 	}
 	return nil

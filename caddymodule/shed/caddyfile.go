@@ -4,11 +4,11 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mx_shed", gate.UnmarshalHandler[Shed])
+	httpcaddyfile.RegisterHandlerDirective("mx_shed", caddyfileopt.UnmarshalHandler[Shed])
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -22,28 +22,28 @@ func (s *Shed) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	var err error
 	if d.CountRemainingArgs() > 0 {
-		if s.MaxInFlight, err = gate.PositiveInt(d); err != nil {
+		if s.MaxInFlight, err = caddyfileopt.PositiveInt(d); err != nil {
 			return err
 		}
-		if err := gate.NoMoreArgs(d); err != nil {
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
 			return err
 		}
 	}
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "max_in_flight":
-			s.MaxInFlight, err = gate.PositiveInt(d)
+			s.MaxInFlight, err = caddyfileopt.PositiveInt(d)
 		case "retry_after":
-			s.RetryAfter, err = gate.PositiveDuration(d)
+			s.RetryAfter, err = caddyfileopt.PositiveDuration(d)
 		case "error_format":
-			s.ErrorFormat, err = gate.ErrorFormat(d)
+			s.ErrorFormat, err = caddyfileopt.ErrorFormat(d)
 		default:
-			return gate.Unrecognized(d, "mx_shed")
+			return caddyfileopt.Unrecognized(d, "mx_shed")
 		}
 		if err != nil {
 			return err
 		}
-		if err := gate.NoMoreArgs(d); err != nil {
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
 			return err
 		}
 	}
@@ -66,30 +66,30 @@ func (cl *ConnLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // wrapper name
 	var err error
 	if d.CountRemainingArgs() > 0 {
-		if cl.Max, err = gate.PositiveInt(d); err != nil {
+		if cl.Max, err = caddyfileopt.PositiveInt(d); err != nil {
 			return err
 		}
-		if err := gate.NoMoreArgs(d); err != nil {
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
 			return err
 		}
 	}
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "max":
-			cl.Max, err = gate.PositiveInt(d)
+			cl.Max, err = caddyfileopt.PositiveInt(d)
 		case "max_shedding":
-			cl.MaxShedding, err = gate.PositiveInt(d)
+			cl.MaxShedding, err = caddyfileopt.PositiveInt(d)
 		case "answer":
-			cl.Answer, err = gate.OneOf(d, "503", "close")
+			cl.Answer, err = caddyfileopt.OneOf(d, "503", "close")
 		case "acceptors":
-			cl.Acceptors, err = gate.PositiveInt(d)
+			cl.Acceptors, err = caddyfileopt.PositiveInt(d)
 		default:
-			return d.Errf("unrecognized mx_conn_limit listener wrapper option '%s'", d.Val())
+			return caddyfileopt.Unrecognized(d, "mx_conn_limit listener wrapper")
 		}
 		if err != nil {
 			return err
 		}
-		if err := gate.NoMoreArgs(d); err != nil {
+		if err := caddyfileopt.NoMoreArgs(d); err != nil {
 			return err
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
@@ -107,7 +107,7 @@ func TestConnLimitCaddyfile(t *testing.T) {
 // TestShedDirective: the registered parse function reads the directive
 // into a handler that sheds what the Caddyfile says.
 func TestShedDirective(t *testing.T) {
-	h, err := gate.UnmarshalHandler[Shed](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser("mx_shed 1 {\n\terror_format text\n}")})
+	h, err := caddyfileopt.UnmarshalHandler[Shed](httpcaddyfile.Helper{Dispenser: caddyfile.NewTestDispenser("mx_shed 1 {\n\terror_format text\n}")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
 )
 
 func init() {
@@ -159,9 +160,9 @@ func (ConnLimit) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets the defaults and checks the settings.
 func (cl *ConnLimit) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_conn_limit (listener wrapper)")
+	defer provision.NameDirective(&err, "mx_conn_limit (listener wrapper)")
 	cl.logger = ctx.Logger()
-	if err := gate.TCPOnly(ctx, "mx_conn_limit"); err != nil {
+	if err := provision.TCPOnly(ctx, "mx_conn_limit"); err != nil {
 		return err
 	}
 	if cl.Max == 0 {
@@ -192,7 +193,7 @@ func (cl *ConnLimit) Provision(ctx caddy.Context) (err error) {
 	if cl.drain == 0 {
 		cl.drain = shedDrainTimeout
 	}
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // maxAcceptors bounds Acceptors: past a few, more goroutines only wait
@@ -220,7 +221,7 @@ func (cl *ConnLimit) acquire() bool {
 			return false
 		}
 		if cl.open.CompareAndSwap(n, n+1) {
-			gate.Metrics.ConnectionsOpen.Inc()
+			metrics.ConnectionsOpen.Inc()
 			return true
 		}
 	}
@@ -229,7 +230,7 @@ func (cl *ConnLimit) acquire() bool {
 // release gives back the place of a closed connection.
 func (cl *ConnLimit) release() {
 	cl.open.Add(-1)
-	gate.Metrics.ConnectionsOpen.Dec()
+	metrics.ConnectionsOpen.Dec()
 }
 
 // shed disposes of c, accepted over Max. When Answer is close, or c is
@@ -240,7 +241,7 @@ func (cl *ConnLimit) release() {
 // long as fewer than MaxShedding do, and past that the connection is
 // closed right after the answer.
 func (cl *ConnLimit) shed(c net.Conn) {
-	gate.ShedListener.Inc()
+	metrics.ShedListener.Inc()
 	answer := !cl.close && !isTLS(c)
 	if ce := cl.logger.Check(zapcore.DebugLevel, "connection shed at accept: too many open"); ce != nil {
 		ce.Write(zap.String("remote_addr", remoteAddr(c)), zap.Int("max", cl.Max), zap.Bool("answered", answer))

@@ -18,7 +18,7 @@ import (
 
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
@@ -27,12 +27,12 @@ import (
 
 func shedCount(t *testing.T, where string) float64 {
 	t.Helper()
-	return handlertest.MetricValue(t, gate.Metrics.Shed, map[string]string{"where": where})
+	return handlertest.MetricValue(t, metrics.Shed, map[string]string{"where": where})
 }
 
 func openGauge(t *testing.T) float64 {
 	t.Helper()
-	return handlertest.MetricValue(t, gate.Metrics.ConnectionsOpen, nil)
+	return handlertest.MetricValue(t, metrics.ConnectionsOpen, nil)
 }
 
 // server is a wrapped listener on loopback whose accepted connections

@@ -23,7 +23,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 )
 
 func init() {
@@ -61,7 +63,7 @@ type Shed struct {
 
 	inFlight   *atomic.Int64
 	retryAfter string
-	format     gate.Format
+	format     refusal.Format
 	logger     *zap.Logger
 }
 
@@ -75,7 +77,7 @@ func (Shed) CaddyModule() caddy.ModuleInfo {
 
 // Provision checks the settings and sets the defaults.
 func (s *Shed) Provision(ctx caddy.Context) (err error) {
-	defer gate.NameDirective(&err, "mx_shed")
+	defer provision.NameDirective(&err, "mx_shed")
 	s.logger = ctx.Logger()
 	if s.MaxInFlight < 1 {
 		return errors.New("max_in_flight is required: how many requests the handlers after mx_shed may hold at once (at least 1)")
@@ -84,11 +86,11 @@ func (s *Shed) Provision(ctx caddy.Context) (err error) {
 		return fmt.Errorf("retry_after: %s is negative", time.Duration(s.RetryAfter))
 	}
 	s.retryAfter = retryAfterSeconds(time.Duration(s.RetryAfter))
-	if s.format, err = gate.ParseFormat(s.ErrorFormat, gate.FormatMDX); err != nil {
+	if s.format, err = refusal.ParseFormat(s.ErrorFormat, refusal.FormatMDX); err != nil {
 		return err
 	}
 	s.inFlight = new(atomic.Int64)
-	return gate.RegisterMetrics(ctx.GetMetricsRegistry())
+	return metrics.Register(ctx.GetMetricsRegistry())
 }
 
 // retryAfterSeconds is d in whole seconds, rounded up; 1 for none.
@@ -99,7 +101,7 @@ func retryAfterSeconds(d time.Duration) string {
 	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
 }
 
-var refuseOverloaded = gate.Refusal{Status: http.StatusServiceUnavailable, Reason: "overloaded",
+var refuseOverloaded = refusal.Refusal{Status: http.StatusServiceUnavailable, Reason: "overloaded",
 	Message: "Service unavailable: the gateway is at capacity; retry later"}
 
 // ServeHTTP passes the request on while fewer than MaxInFlight are in
@@ -127,14 +129,14 @@ func (s *Shed) acquire() bool {
 
 // refuse answers 503 with Retry-After.
 func (s *Shed) refuse(w http.ResponseWriter, r *http.Request) error {
-	gate.ShedHandler.Inc()
+	metrics.ShedHandler.Inc()
 	if ce := s.logger.Check(zapcore.DebugLevel, "request shed: too many in flight"); ce != nil {
 		ce.Write(zap.Int("max_in_flight", s.MaxInFlight), zap.String("remote_addr", r.RemoteAddr),
 			zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
 	w.Header().Set("Retry-After", s.retryAfter)
-	gate.CloseUnread(w, r)
-	return gate.Refuse(w, r, "mx_shed", s.format, refuseOverloaded)
+	refusal.CloseUnread(w, r)
+	return refusal.Refuse(w, r, "mx_shed", s.format, refuseOverloaded)
 }
 
 // Interface guards

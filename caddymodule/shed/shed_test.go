@@ -13,7 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
@@ -51,7 +52,7 @@ func serveOne(t *testing.T, s *Shed, r *http.Request, next caddyhttp.Handler) (*
 
 func rejections(t *testing.T) float64 {
 	t.Helper()
-	return handlertest.MetricValue(t, gate.Metrics.Rejections, map[string]string{"directive": "mx_shed", "reason": "overloaded"})
+	return handlertest.MetricValue(t, metrics.Rejections, map[string]string{"directive": "mx_shed", "reason": "overloaded"})
 }
 
 // TestShed: up to max_in_flight requests reach the next handler at once;
@@ -86,7 +87,7 @@ func TestShed(t *testing.T) {
 	if got := w.Header().Get("Retry-After"); got != "1" {
 		t.Errorf("Retry-After %q, want 1", got)
 	}
-	if ct := w.Header().Get("Content-Type"); ct != gate.MDXContentType {
+	if ct := w.Header().Get("Content-Type"); ct != refusal.MDXContentType {
 		t.Errorf("Content-Type %q", ct)
 	}
 	want := `<mdx version="5.0"><error><code></code><message>Service unavailable: the gateway is at capacity; retry later</message></error></mdx>`

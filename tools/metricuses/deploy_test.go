@@ -41,9 +41,9 @@ func deployUses(t *testing.T) ([]Use, error) {
 	return read([]string{rulesPath}, []string{dashboardPath})
 }
 
-// metricsWeExpose are mxgate's metrics (caddymodule/internal/gate's
-// metrics.go, and two the credential work adds) and the Caddy metrics the
-// rules and the dashboard read, with their label names.
+// metricsWeExpose are mxgate's metrics (caddymodule/internal/metrics,
+// and two the credential work adds) and the Caddy metrics the rules and
+// the dashboard read, with their label names.
 var metricsWeExpose = map[string][]string{
 	"mxgate_rejections_total":              {"directive", "reason"},
 	"mxgate_ratelimit_admitted_total":      {"class"},

@@ -16,7 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/readiness"
 )
 
 func init() {
@@ -542,7 +542,7 @@ func (a *App) register() error {
 			h.onChange(a.recordNow)
 		}
 	}
-	a.unregister = gate.RegisterDependency(gate.Dependency{
+	a.unregister = readiness.Register(readiness.Dependency{
 		Name:  "state namespaces (the shared store's records)",
 		Check: func(context.Context) error { return disagreements(recs) },
 	})

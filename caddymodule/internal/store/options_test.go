@@ -6,7 +6,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/readiness"
 	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
@@ -77,21 +77,21 @@ func TestStoreIsADependency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if failed := gate.CheckDependencies(t.Context()); len(failed) != 0 {
+	if failed := readiness.Check(t.Context()); len(failed) != 0 {
 		t.Fatalf("a dependency before the state is named: %v", failed)
 	}
 	p.bindNamespace(c.Namespace)
-	if failed := gate.CheckDependencies(t.Context()); len(failed) != 0 {
+	if failed := readiness.Check(t.Context()); len(failed) != 0 {
 		t.Fatalf("Redis up: %v", failed)
 	}
 	srv.Stop()
-	failed := gate.CheckDependencies(t.Context())
+	failed := readiness.Check(t.Context())
 	if len(failed) != 1 || !strings.Contains(failed[0], "test_dep store (namespace dep)") || strings.Contains(failed[0], srv.Addr()) {
 		t.Fatalf("Redis down: %v", failed)
 	}
 	p.Health.WroteBack(3)
 	p.Release()
-	if failed := gate.CheckDependencies(t.Context()); len(failed) != 0 {
+	if failed := readiness.Check(t.Context()); len(failed) != 0 {
 		t.Fatalf("after release: %v", failed)
 	}
 }

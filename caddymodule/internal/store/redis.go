@@ -9,7 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
 	"github.com/mxgate/mxgate/internal/redisbatch"
 	"github.com/mxgate/mxgate/internal/redisconf"
 )
@@ -38,12 +38,12 @@ const batchesInFlight = 1
 // URL says), the Batcher over it that its users share, its pool key and a
 // log-safe description. Its errors never hold the URL or a credential.
 func openRedis(rawURL string, tlsOpts redisconf.TLSOptions, timeout time.Duration) (redis.UniversalClient, *redisbatch.Batcher, string, string, error) {
-	u := strings.TrimSpace(gate.Resolve(rawURL))
+	u := strings.TrimSpace(provision.Resolve(rawURL))
 	if u == "" {
 		return nil, nil, "", "", errors.New("redis URL is empty (an unset {env.*} variable?)")
 	}
-	tlsOpts = redisconf.TLSOptions{CAFile: gate.Resolve(tlsOpts.CAFile), CertFile: gate.Resolve(tlsOpts.CertFile),
-		KeyFile: gate.Resolve(tlsOpts.KeyFile), ServerName: gate.Resolve(tlsOpts.ServerName)}
+	tlsOpts = redisconf.TLSOptions{CAFile: provision.Resolve(tlsOpts.CAFile), CertFile: provision.Resolve(tlsOpts.CertFile),
+		KeyFile: provision.Resolve(tlsOpts.KeyFile), ServerName: provision.Resolve(tlsOpts.ServerName)}
 	opts, err := redisconf.Parse(u, redisconf.Options{TLS: tlsOpts, Timeout: timeout})
 	if err != nil {
 		return nil, nil, "", "", err // redisconf's errors name the part, never the URL

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/readiness"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
@@ -240,7 +240,7 @@ func TestRegistryRecordedAgain(t *testing.T) {
 		return ing.logs.FilterMessageSnippet("state namespace disagrees with the shared store's record").Len() >= 2
 	})
 	failing := func() bool {
-		for _, f := range gate.CheckDependencies(ctx) {
+		for _, f := range readiness.Check(ctx) {
 			if strings.Contains(f, "rl:"+ns) {
 				return true
 			}
@@ -248,7 +248,7 @@ func TestRegistryRecordedAgain(t *testing.T) {
 		return false
 	}
 	if !failing() {
-		t.Fatalf("readiness does not report the disagreement: %v", gate.CheckDependencies(ctx))
+		t.Fatalf("readiness does not report the disagreement: %v", readiness.Check(ctx))
 	}
 	// the other gateway's record is deleted: this one records its own, and is ready
 	client.Del(ctx, key)

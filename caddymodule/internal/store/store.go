@@ -21,7 +21,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/caddyfileopt"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/provision"
+	"github.com/mxgate/mxgate/caddymodule/internal/readiness"
 	"github.com/mxgate/mxgate/internal/redisbatch"
 	"github.com/mxgate/mxgate/internal/redisconf"
 )
@@ -114,7 +117,7 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
 			switch d.Val() {
 			case "ca":
-				c.RedisTLS.CAFile, err = gate.String(d)
+				c.RedisTLS.CAFile, err = caddyfileopt.String(d)
 			case "cert":
 				args := d.RemainingArgs()
 				if len(args) != 2 {
@@ -122,11 +125,14 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 				}
 				c.RedisTLS.CertFile, c.RedisTLS.KeyFile = args[0], args[1]
 			case "server_name":
-				c.RedisTLS.ServerName, err = gate.String(d)
+				c.RedisTLS.ServerName, err = caddyfileopt.String(d)
 			default:
-				return true, d.Errf("unrecognized redis_tls option '%s'", d.Val())
+				return true, caddyfileopt.Unrecognized(d, "redis_tls")
 			}
 			if err != nil {
+				return true, err
+			}
+			if err := caddyfileopt.NoMoreArgs(d); err != nil {
 				return true, err
 			}
 		}
@@ -141,12 +147,12 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 			return true, d.Err("store takes `memory` or `redis <url>`")
 		}
 	case "on_store_error":
-		c.OnStoreError, err = gate.OneOf(d, OnErrorLocal, OnErrorDeny)
+		c.OnStoreError, err = caddyfileopt.OneOf(d, OnErrorLocal, OnErrorDeny)
 	case "redis_timeout":
-		c.RedisTimeout, err = gate.PositiveDuration(d)
+		c.RedisTimeout, err = caddyfileopt.PositiveDuration(d)
 	case "redis_wait_replicas":
 		var v string
-		if v, err = gate.String(d); err == nil {
+		if v, err = caddyfileopt.String(d); err == nil {
 			n, perr := strconv.Atoi(v)
 			if perr != nil || n < 0 {
 				return true, d.Errf("redis_wait_replicas: invalid number '%s' (0 or more)", v)
@@ -154,7 +160,7 @@ func (c *Config) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 			c.RedisWaitReplicas = &n
 		}
 	case "namespace":
-		if c.Namespace, err = gate.String(d); err == nil {
+		if c.Namespace, err = caddyfileopt.String(d); err == nil {
 			if nerr := CheckNamespace(c.Namespace); nerr != nil {
 				return true, d.Err(nerr.Error())
 			}
@@ -190,36 +196,50 @@ type Provisioned struct {
 	unregister func()
 }
 
-// Provision checks c, fills its defaults and, for a Redis store, takes a
-// pooled client. The state is named later, when the configuration is
-// loaded (see Register). Errors never hold the URL.
-func (c *Config) Provision(ctx caddy.Context, directive string) (*Provisioned, error) {
+// Validate checks c's options among themselves, and takes nothing: the
+// directive that embeds c calls it before anything is taken, and so does
+// Provision.
+func (c *Config) Validate() error {
 	if err := CheckNamespace(c.Namespace); err != nil {
+		return err
+	}
+	switch c.Store {
+	case "", Memory:
+		if c.RedisURL != "" || c.OnStoreError != "" || c.RedisTimeout != 0 || c.RedisTLS != nil || c.RedisWaitReplicas != nil {
+			return errors.New("redis_url, on_store_error, redis_timeout, redis_tls and redis_wait_replicas need `store redis <url>`")
+		}
+		return nil
+	case Redis:
+	default:
+		return fmt.Errorf("store must be memory or redis, not %q", c.Store)
+	}
+	switch c.OnStoreError {
+	case "", OnErrorLocal, OnErrorDeny:
+	default:
+		return fmt.Errorf("on_store_error must be local or deny, not %q", c.OnStoreError)
+	}
+	if c.RedisTimeout < 0 {
+		return errors.New("redis_timeout must be positive")
+	}
+	return nil
+}
+
+// Provision checks c (Validate), fills its defaults and, for a Redis
+// store, takes a pooled client. The state is named later, when the
+// configuration is loaded (see Register). Errors never hold the URL.
+func (c *Config) Provision(ctx caddy.Context, directive string) (*Provisioned, error) {
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	if c.Store == "" {
 		c.Store = Memory
 	}
 	p := &Provisioned{directive: directive, logger: ctx.Logger()}
-	switch c.Store {
-	case Memory:
-		if c.RedisURL != "" || c.OnStoreError != "" || c.RedisTimeout != 0 || c.RedisTLS != nil || c.RedisWaitReplicas != nil {
-			return nil, errors.New("redis_url, on_store_error, redis_timeout, redis_tls and redis_wait_replicas need `store redis <url>`")
-		}
+	if c.Store == Memory {
 		return p, nil
-	case Redis:
-	default:
-		return nil, fmt.Errorf("store must be memory or redis, not %q", c.Store)
 	}
-	switch c.OnStoreError {
-	case "":
+	if c.OnStoreError == "" {
 		c.OnStoreError = OnErrorLocal
-	case OnErrorLocal, OnErrorDeny:
-	default:
-		return nil, fmt.Errorf("on_store_error must be local or deny, not %q", c.OnStoreError)
-	}
-	if c.RedisTimeout < 0 {
-		return nil, errors.New("redis_timeout must be positive")
 	}
 	timeout := time.Duration(c.RedisTimeout)
 	if timeout == 0 {
@@ -235,7 +255,7 @@ func (c *Config) Provision(ctx caddy.Context, directive string) (*Provisioned, e
 	}
 	p.Client, p.Batch, p.poolKey, p.FailOpen, p.Timeout = client, batch, key, c.OnStoreError == OnErrorLocal, timeout
 	p.addr, p.policy = addr, c.OnStoreError
-	t, err := redisconf.ParseTarget(gate.Resolve(c.RedisURL))
+	t, err := redisconf.ParseTarget(provision.Resolve(c.RedisURL))
 	p.Cluster = err == nil && t.Topology == redisconf.Cluster
 	if c.RedisWaitReplicas != nil {
 		p.Wait = *c.RedisWaitReplicas
@@ -280,7 +300,7 @@ func (p *Provisioned) bindNamespace(namespace string) {
 	} else {
 		p.Health.Succeeded()
 	}
-	p.unregister = gate.RegisterDependency(gate.Dependency{
+	p.unregister = readiness.Register(readiness.Dependency{
 		Name: p.directive + " store (namespace " + namespace + ")",
 		Check: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -340,9 +360,9 @@ func (h *Health) changed() {
 
 func newHealth(logger *zap.Logger, directive, namespace, addr, policy string) *Health {
 	h := &Health{logger: logger, addr: addr, namespace: namespace, policy: policy,
-		up:   gate.Metrics.StoreUp.WithLabelValues(directive, namespace),
-		errs: gate.Metrics.StoreErrors.WithLabelValues(directive),
-		lost: gate.Metrics.StoreLost.WithLabelValues(directive, namespace)} // at 0 from the start
+		up:   metrics.StoreUp.WithLabelValues(directive, namespace),
+		errs: metrics.StoreErrors.WithLabelValues(directive),
+		lost: metrics.StoreLost.WithLabelValues(directive, namespace)} // at 0 from the start
 	return h
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
 	"github.com/mxgate/mxgate/internal/testkit/freeport"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 	"github.com/mxgate/mxgate/internal/testkit/redistest"
@@ -120,11 +120,11 @@ func TestProvisionErrors(t *testing.T) {
 }
 
 func storeUp(t *testing.T, directive, namespace string) float64 {
-	return handlertest.MetricValue(t, gate.Metrics.StoreUp, map[string]string{"directive": directive, "namespace": namespace})
+	return handlertest.MetricValue(t, metrics.StoreUp, map[string]string{"directive": directive, "namespace": namespace})
 }
 
 func storeErrors(t *testing.T, directive string) float64 {
-	return handlertest.MetricValue(t, gate.Metrics.StoreErrors, map[string]string{"directive": directive})
+	return handlertest.MetricValue(t, metrics.StoreErrors, map[string]string{"directive": directive})
 }
 
 // TestHealthEpisodes: an outage is logged once when it starts and once when
@@ -321,7 +321,7 @@ func TestHealthDataLost(t *testing.T) {
 	logger, logs := handlertest.Logs()
 	h.logger = logger
 	lost := func() float64 {
-		return handlertest.MetricValue(t, gate.Metrics.StoreLost, map[string]string{"directive": "test_lost", "namespace": "lost-ns"})
+		return handlertest.MetricValue(t, metrics.StoreLost, map[string]string{"directive": "test_lost", "namespace": "lost-ns"})
 	}
 	if n := lost(); n != 0 {
 		t.Fatalf("store_data_lost_total starts at %v", n)

@@ -1,9 +1,7 @@
-package gate
+package caddyfileopt
 
 import (
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -159,66 +157,12 @@ func TestUnmarshalHandler(t *testing.T) {
 	}
 }
 
-func TestSegment(t *testing.T) {
-	seg := Segment(helper("dir verify {\n\tkey k\n}\nother"))
-	var got []string
-	for _, tok := range seg {
-		got = append(got, tok.Text)
+func TestByMode(t *testing.T) {
+	parse := ByMode("dir", []string{"verify", "sign"}, func(mode string) Handler { return &unmarshaled{} })
+	h, err := parse(helper("dir sign\nother"))
+	if err != nil || strings.Join(h.(*unmarshaled).args, " ") != "sign" {
+		t.Errorf("the handler did not read the whole directive: %v %v", h, err)
 	}
-	if strings.Join(got, " ") != "dir verify { key k }" {
-		t.Errorf("segment %q", got)
-	}
-}
-
-func TestSecret(t *testing.T) {
-	t.Setenv("MXGATE_GATE_SECRET", "  s3cret-value\n")
-	t.Setenv("MXGATE_GATE_EMPTY", "")
-	t.Setenv("MXGATE_GATE_BRACES", "pa{s}s-w0rd{")
-	file := filepath.Join(t.TempDir(), "key")
-	if err := os.WriteFile(file, []byte("file-s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for raw, want := range map[string]string{
-		"{env.MXGATE_GATE_SECRET}":     "s3cret-value",
-		"{file." + file + "}":          "file-s3cret",
-		"literal-value":                "literal-value",
-		"pre-{env.MXGATE_GATE_SECRET}": "pre-  s3cret-value",
-		"{env.MXGATE_GATE_BRACES}":     "pa{s}s-w0rd{", // a value's braces are its own
-	} {
-		if got, err := Secret(raw); err != nil || got != want {
-			t.Errorf("Secret(%q) = %q, %v; want %q", raw, got, err, want)
-		}
-	}
-	for raw, want := range map[string]error{
-		"":                          ErrSecretEmpty,
-		"   ":                       ErrSecretEmpty,
-		"{env.MXGATE_GATE_EMPTY}":   ErrSecretEmpty,
-		"{env.MXGATE_GATE_NOT_SET}": ErrSecretEmpty,
-		"{vars.user}":               ErrSecretUnresolved,
-		"x{http.request.uri}y":      ErrSecretUnresolved,
-		"{env.MXGATE_GATE_SECRET":   ErrSecretUnresolved, // mistyped
-		"pass}word":                 ErrSecretUnresolved,
-		"a{}b":                      ErrSecretUnresolved,
-		"{env.MXGATE_GATE_EMPTY}{":  ErrSecretUnresolved,
-	} {
-		got, err := Secret(raw)
-		if err != want || got != "" {
-			t.Errorf("Secret(%q) = %q, %v; want %v", raw, got, err, want)
-		}
-	}
-	for _, err := range []error{ErrSecretEmpty, ErrSecretUnresolved} {
-		if strings.Contains(err.Error(), "s3cret") {
-			t.Errorf("error %q reveals the value", err)
-		}
-	}
-}
-
-func TestResolve(t *testing.T) {
-	t.Setenv("MXGATE_GATE_HOST", "redis.internal")
-	if got := Resolve("redis://{env.MXGATE_GATE_HOST}:6379/{vars.db}"); got != "redis://redis.internal:6379/{vars.db}" {
-		t.Errorf("%q", got)
-	}
-	if got := Resolve("{env.MXGATE_GATE_UNSET}"); got != "" {
-		t.Errorf("unset: %q", got)
-	}
+	_, err = parse(helper("dir check"))
+	wantErr(t, "dir check", err, "unknown dir mode 'check' (want verify or sign)")
 }

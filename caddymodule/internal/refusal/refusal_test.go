@@ -1,4 +1,4 @@
-package gate
+package refusal
 
 import (
 	"context"
@@ -10,8 +10,9 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
+	"github.com/mxgate/mxgate/caddymodule/internal/resend"
 	"github.com/mxgate/mxgate/internal/testkit/handlertest"
 )
 
@@ -117,36 +118,9 @@ func TestRefuseHandleErrors(t *testing.T) {
 	}
 }
 
-func TestRegisterMetrics(t *testing.T) {
-	if err := RegisterMetrics(nil); err != nil {
-		t.Errorf("nil registry: %v", err)
-	}
-	reg := prometheus.NewRegistry()
-	for i := range 2 { // a second module's registration is tolerated
-		if err := RegisterMetrics(reg); err != nil {
-			t.Fatalf("registration %d: %v", i+1, err)
-		}
-	}
-	CountRejection("test_metrics", "reason")
-	families, err := reg.Gather()
-	found := false
-	for _, f := range families {
-		found = found || f.GetName() == "mxgate_rejections_total"
-	}
-	if err != nil || !found {
-		t.Errorf("mxgate_rejections_total not gathered: %v", err)
-	}
-	// a different collector under one of the names is a real conflict
-	clash := prometheus.NewRegistry()
-	clash.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "mxgate_rejections_total", Help: "another"}))
-	if err := RegisterMetrics(clash); err == nil {
-		t.Error("a conflicting collector was tolerated")
-	}
-}
-
 func rejections(t *testing.T, directive, reason string) float64 {
 	t.Helper()
-	return handlertest.MetricValue(t, Metrics.Rejections, map[string]string{"directive": directive, "reason": reason})
+	return handlertest.MetricValue(t, metrics.Rejections, map[string]string{"directive": directive, "reason": reason})
 }
 
 // withVars gives r the request variables Caddy's server gives each request.
@@ -163,33 +137,49 @@ func TestRefuseRecordsTheRefusal(t *testing.T) {
 	if err := Refuse(httptest.NewRecorder(), r, "test_dir", FormatText, rf); err != nil {
 		t.Fatal(err)
 	}
-	if d, why := caddyhttp.GetVar(r.Context(), RefusalDirectiveVar), caddyhttp.GetVar(r.Context(), RefusalReasonVar); d != "test_dir" || why != "test_recorded" {
+	if d, why := caddyhttp.GetVar(r.Context(), DirectiveVar), caddyhttp.GetVar(r.Context(), ReasonVar); d != "test_dir" || why != "test_recorded" {
 		t.Errorf("variables %v %v, want test_dir test_recorded", d, why)
 	}
 
 	// refused, then sent again and answered: no refusal recorded
 	r = withVars(httptest.NewRequest("GET", "/", nil))
-	first, _ := Trip(r)
+	first, _ := resend.Trip(r)
 	if err := Refuse(httptest.NewRecorder(), first, "test_dir", FormatText, rf); err != nil {
 		t.Fatal(err)
 	}
-	_, back := Trip(r)
+	_, back := resend.Trip(r)
 	back()
-	if v := caddyhttp.GetVar(r.Context(), RefusalReasonVar); v != nil {
+	if v := caddyhttp.GetVar(r.Context(), ReasonVar); v != nil {
 		t.Errorf("a refusal of an earlier trip is recorded: %v", v)
 	}
 	// refused on the final trip: recorded
-	last, back := Trip(r)
+	last, back := resend.Trip(r)
 	if err := Refuse(httptest.NewRecorder(), last, "test_dir", FormatText, rf); err != nil {
 		t.Fatal(err)
 	}
 	back()
-	if v := caddyhttp.GetVar(r.Context(), RefusalReasonVar); v != "test_recorded" {
+	if v := caddyhttp.GetVar(r.Context(), ReasonVar); v != "test_recorded" {
 		t.Errorf("the final trip's refusal is not recorded: %v", v)
 	}
 
 	// a request without variables (outside Caddy's server) is refused all the same
 	if err := Refuse(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), "test_dir", FormatText, rf); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestCloseUnread(t *testing.T) {
+	for _, c := range []struct {
+		length int64
+		major  int
+		want   string
+	}{{1 << 20, 1, "close"}, {-1, 1, "close"}, {0, 1, ""}, {1 << 20, 2, ""}} {
+		r := httptest.NewRequest("POST", "/", nil)
+		r.ContentLength, r.ProtoMajor = c.length, c.major
+		w := httptest.NewRecorder()
+		CloseUnread(w, r)
+		if got := w.Header().Get("Connection"); got != c.want {
+			t.Errorf("length %d, HTTP/%d: Connection %q, want %q", c.length, c.major, got, c.want)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package gate
+package secret
 
 import (
 	"os"
@@ -11,11 +11,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// Credential wraps the Caddyfile parse function of a directive that holds
+// Holder wraps the Caddyfile parse function of a directive that holds
 // or checks a credential (mdx_hmac, mx_auth, mxconnect_token, fdx_auth):
 // before parse runs, the configuration's admin endpoint is checked as
 // WarnReachableAdmin says.
-func Credential(directive string, parse httpcaddyfile.UnmarshalHandlerFunc) httpcaddyfile.UnmarshalHandlerFunc {
+func Holder(directive string, parse httpcaddyfile.UnmarshalHandlerFunc) httpcaddyfile.UnmarshalHandlerFunc {
 	return func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 		WarnReachableAdmin(h, directive)
 		return parse(h)

@@ -1,4 +1,7 @@
-package gate
+// Package readiness is what a loaded configuration needs in order to
+// serve (a shared store, an authorization server's keys), registered by
+// the directives that need it and checked by mx_health.
+package readiness
 
 import (
 	"context"
@@ -20,9 +23,9 @@ var deps = struct {
 	set map[*Dependency]struct{}
 }{set: map[*Dependency]struct{}{}}
 
-// RegisterDependency adds d to what readiness checks, until the returned
+// Register adds d to what readiness checks, until the returned
 // function is called (from the directive's Cleanup).
-func RegisterDependency(d Dependency) (unregister func()) {
+func Register(d Dependency) (unregister func()) {
 	p := &d
 	deps.Lock()
 	deps.set[p] = struct{}{}
@@ -34,9 +37,9 @@ func RegisterDependency(d Dependency) (unregister func()) {
 	}
 }
 
-// CheckDependencies checks every registered dependency at once and returns
+// Check checks every registered dependency at once and returns
 // the failures as "name: reason", sorted; none means ready.
-func CheckDependencies(ctx context.Context) []string {
+func Check(ctx context.Context) []string {
 	deps.Lock()
 	list := make([]*Dependency, 0, len(deps.set))
 	for d := range deps.set {

@@ -1,4 +1,4 @@
-package gate_test
+package secret_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/logging"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mxgate/mxgate/caddymodule/internal/gate"
+	"github.com/mxgate/mxgate/caddymodule/internal/secret"
 	"github.com/mxgate/mxgate/caddymodule/redact"
 )
 
@@ -50,7 +50,7 @@ func TestLeakedHeaders(t *testing.T) {
 		"sampled json":    {zapcore.NewSamplerWithOptions(core(&logging.JSONEncoder{}), 1, 1, 1), all},
 		"nop":             {zapcore.NewNopCore(), nil},
 	} {
-		if got := gate.LeakedHeaders(c.core, all); !slices.Equal(got, c.want) {
+		if got := secret.LeakedHeaders(c.core, all); !slices.Equal(got, c.want) {
 			t.Errorf("%s: %q, want %q", name, got, c.want)
 		}
 	}

@@ -1,4 +1,8 @@
-package gate
+// Package provision is what mxgate's modules share while they are
+// provisioned: errors that name the directive as a Caddyfile writes it,
+// settings whose global placeholders are resolved once, and the check
+// that keeps a listener wrapper out of servers that also serve HTTP/3.
+package provision
 
 import "fmt"
 
@@ -9,7 +13,7 @@ import "fmt"
 // Each module's Provision defers it first thing:
 //
 //	func (v *Verify) Provision(ctx caddy.Context) (err error) {
-//		defer gate.NameDirective(&err, "mdx_hmac verify")
+//		defer provision.NameDirective(&err, "mdx_hmac verify")
 func NameDirective(err *error, directive string) {
 	if *err != nil {
 		*err = fmt.Errorf("%s: %w", directive, *err)

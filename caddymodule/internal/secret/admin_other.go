@@ -1,6 +1,6 @@
 //go:build !unix
 
-package gate
+package secret
 
 // socketPathTakenBy finds nothing where there are no Unix owners and
 // modes to read.

@@ -1,4 +1,9 @@
-package gate
+// Package caddyfileopt reads mxgate's Caddyfile directives: the parse
+// function of a directive's handler, a directive's mode, and the values
+// of its options (a string, one of a few words, a positive duration or
+// number, a size, an error format), each error naming the option, the
+// value and the line.
+package caddyfileopt
 
 import (
 	"slices"
@@ -10,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 )
 
 // UnmarshalHandler is the parse function of a directive whose handler
@@ -24,14 +31,54 @@ func UnmarshalHandler[T any, PT interface {
 	return v, err
 }
 
-// Segment returns the directive's tokens, its name first.
-func Segment(h httpcaddyfile.Helper) caddyfile.Segment {
-	h.Next()
-	return h.NextSegment()
+// Handler is a handler that reads its Caddyfile directive.
+type Handler interface {
+	caddyhttp.MiddlewareHandler
+	caddyfile.Unmarshaler
+}
+
+// ByMode is the parse function of a directive with modes (mdx_hmac
+// verify|sign, mx_auth attach|check): it reads the directive's mode, one
+// of modes, and has the handler that newHandler gives for it unmarshal
+// the whole directive, its name and mode included.
+func ByMode(dir string, modes []string, newHandler func(mode string) Handler) httpcaddyfile.UnmarshalHandlerFunc {
+	return func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		h.Next()
+		seg := h.NextSegment()
+		d := caddyfile.NewDispenser(seg)
+		d.Next()
+		mode, err := Mode(d, dir, modes...)
+		if err != nil {
+			return nil, err
+		}
+		handler := newHandler(mode)
+		return handler, handler.UnmarshalCaddyfile(caddyfile.NewDispenser(seg))
+	}
 }
 
 // Mode reads a directive's mode, its one argument, which must be one of
-// modes; the dispenser is left on the directive's block.
+// modes; the dispenser is left on the directive's block. A directive's
+// UnmarshalCaddyfile reads its mode and its block so:
+//
+//	d.Next() // directive name
+//	if _, err := caddyfileopt.Mode(d, "mx_jwe", "decrypt"); err != nil {
+//		return err
+//	}
+//	for d.NextBlock(0) {
+//		var err error
+//		switch d.Val() {
+//		case "max_body":
+//			m.MaxBody, err = caddyfileopt.Size(d)
+//		default:
+//			return caddyfileopt.Unrecognized(d, "mx_jwe decrypt")
+//		}
+//		if err != nil {
+//			return err
+//		}
+//		if err := caddyfileopt.NoMoreArgs(d); err != nil {
+//			return err
+//		}
+//	}
 func Mode(d *caddyfile.Dispenser, dir string, modes ...string) (string, error) {
 	want := strings.Join(modes, " or ")
 	if !d.NextArg() {
@@ -45,29 +92,6 @@ func Mode(d *caddyfile.Dispenser, dir string, modes ...string) (string, error) {
 		return "", d.ArgErr()
 	}
 	return mode, nil
-}
-
-// Block reads a directive's block: after the directive's name, its mode
-// (when mode is not "") or no argument at all; then opt runs for every
-// option of the block, and arguments opt leaves unread are an error.
-func Block(d *caddyfile.Dispenser, dir, mode string, opt func(name string) error) error {
-	d.Next() // directive name
-	if mode != "" {
-		if _, err := Mode(d, dir, mode); err != nil {
-			return err
-		}
-	} else if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if err := opt(d.Val()); err != nil {
-			return err
-		}
-		if err := NoMoreArgs(d); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Unrecognized is the error for an option dir does not have.
@@ -148,7 +172,7 @@ func ErrorFormat(d *caddyfile.Dispenser) (string, error) {
 	if !d.NextArg() {
 		return "", d.ArgErr()
 	}
-	if _, err := ParseFormat(d.Val(), ""); err != nil {
+	if _, err := refusal.ParseFormat(d.Val(), ""); err != nil {
 		return "", d.Err(err.Error())
 	}
 	return d.Val(), nil

@@ -1,8 +1,8 @@
-// Package gate is the plumbing that mxgate's Caddy handlers share: the one
-// way a refusal is answered (in the protocol's own error format, or handed
-// to the site's handle_errors), the client address, body buffering and
-// replay, metrics, and Caddyfile parsing helpers.
-package gate
+// Package refusal is the one way mxgate's handlers refuse a request:
+// counted, recorded in the request's variables for the access log, and
+// answered in the protocol's own error format (MDX XML, the MX Platform
+// API's JSON, FDX JSON, text) or handed to the site's handle_errors.
+package refusal
 
 import (
 	"encoding/json"
@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/metrics"
 )
 
 // MDXContentType is the media type of MDX On Demand v5 bodies, errors included.
@@ -75,23 +77,23 @@ func (rf Refusal) Error() string { return rf.Message }
 // The request variables in which Refuse records a refusal, so that the
 // access log can carry it (log_append mxgate_refusal
 // {http.vars.mxgate.refusal.reason}) instead of a log line per refusal.
-// The variables are a trip's (Trip): a request a handler sends again
+// The variables are a trip's (resend.Trip): a request a handler sends again
 // carries the refusal of its final trip only.
 const (
-	RefusalDirectiveVar = "mxgate.refusal.directive" // the directive, as metrics label it: mdx_hmac, mx_rate_limit, …
-	RefusalReasonVar    = "mxgate.refusal.reason"    // the reason, as metrics label it: replayed, rate_limited, …
+	DirectiveVar = "mxgate.refusal.directive" // the directive, as metrics label it: mdx_hmac, mx_rate_limit, …
+	ReasonVar    = "mxgate.refusal.reason"    // the reason, as metrics label it: replayed, rate_limited, …
 )
 
 // Refuse answers r with rf on behalf of directive: it counts the refusal
-// in mxgate_rejections_total, records it in r's variables (RefusalReasonVar,
-// RefusalDirectiveVar) and writes the body of format, or, for
+// in mxgate_rejections_total, records it in r's variables (ReasonVar,
+// DirectiveVar) and writes the body of format, or, for
 // FormatHandleErrors, returns a caddyhttp.HandlerError carrying rf for the
 // site's error routes. Headers the caller set on w (WWW-Authenticate,
 // Retry-After, …) are kept.
 func Refuse(w http.ResponseWriter, r *http.Request, directive string, format Format, rf Refusal) error {
-	CountRejection(directive, rf.Reason)
-	caddyhttp.SetVar(r.Context(), RefusalDirectiveVar, directive)
-	caddyhttp.SetVar(r.Context(), RefusalReasonVar, rf.Reason)
+	metrics.CountRejection(directive, rf.Reason)
+	caddyhttp.SetVar(r.Context(), DirectiveVar, directive)
+	caddyhttp.SetVar(r.Context(), ReasonVar, rf.Reason)
 	if format == FormatHandleErrors {
 		return caddyhttp.Error(rf.Status, rf)
 	}

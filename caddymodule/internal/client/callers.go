@@ -1,4 +1,9 @@
-package gate
+// Package client is who a request comes from: Caddy's client address (the
+// TCP peer, or a forwarded one that trusted_proxies allow), the user a
+// handler names for the access log and rate-limit keys, and the Callers
+// check that only local callers may have the gateway's credentials
+// attached to what they send.
+package client
 
 import (
 	"fmt"
@@ -12,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 	"github.com/mxgate/mxgate/cidr"
 )
 
@@ -70,13 +76,13 @@ type Callers struct {
 
 	list      *cidr.List
 	directive string
-	format    Format
+	format    refusal.Format
 	logger    *zap.Logger
 }
 
 // Provision parses the list; directive and format are those of the
 // refusal (its metric label and body).
-func (c *Callers) Provision(ctx caddy.Context, directive string, format Format) error {
+func (c *Callers) Provision(ctx caddy.Context, directive string, format refusal.Format) error {
 	c.directive, c.format, c.logger = directive, format, ctx.Logger()
 	entries := c.AllowCallers
 	if len(entries) == 0 {
@@ -106,7 +112,7 @@ func (c *Callers) Allowed(r *http.Request) bool {
 	return c.list.Contains(a)
 }
 
-var refuseCaller = Refusal{Status: http.StatusForbidden, Reason: "caller_not_allowed",
+var refuseCaller = refusal.Refusal{Status: http.StatusForbidden, Reason: "caller_not_allowed",
 	Message: "Forbidden: this caller may not use the credentials of this gateway"}
 
 // Refuse answers r with 403 in the directive's format, and logs the peer
@@ -119,13 +125,13 @@ func (c *Callers) Refuse(w http.ResponseWriter, r *http.Request) error {
 	}
 	format := c.format
 	if format == "" {
-		format = FormatJSON
+		format = refusal.FormatJSON
 	}
 	directive := c.directive
 	if directive == "" {
 		directive = "unknown"
 	}
-	return Refuse(w, r, directive, format, refuseCaller)
+	return refusal.Refuse(w, r, directive, format, refuseCaller)
 }
 
 // AllowCallers reads the allow_callers option's arguments, at least one,

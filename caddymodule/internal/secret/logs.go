@@ -1,4 +1,4 @@
-package gate
+package secret
 
 import (
 	"net/http"
@@ -14,8 +14,8 @@ import (
 
 // The headers that carry a credential through mxgate's directives.
 var (
-	MDXSecretHeaders  = []string{"Mdx-Hmac", "Mdx-Session-Key"}
-	AuthSecretHeaders = []string{"Authorization"}
+	MDXHeaders  = []string{"Mdx-Hmac", "Mdx-Session-Key"}
+	AuthHeaders = []string{"Authorization"}
 )
 
 // headerLoggers are the loggers whose lines hold a request's headers:

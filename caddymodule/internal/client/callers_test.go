@@ -1,4 +1,4 @@
-package gate
+package client
 
 import (
 	"context"
@@ -10,10 +10,13 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mxgate/mxgate/caddymodule/internal/refusal"
 )
 
-func provisionCallers(t *testing.T, c *Callers, format Format) {
+func provisionCallers(t *testing.T, c *Callers, format refusal.Format) {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
@@ -36,7 +39,7 @@ func callerRequest(remote string, xff ...string) *http.Request {
 
 func TestCallersDefaultIsLoopback(t *testing.T) {
 	var c Callers
-	provisionCallers(t, &c, FormatJSON)
+	provisionCallers(t, &c, refusal.FormatJSON)
 	var zero Callers // not provisioned: the same answers
 	for remote, want := range map[string]bool{
 		"127.0.0.1:5000":           true,
@@ -70,7 +73,7 @@ func TestCallersDefaultIsLoopback(t *testing.T) {
 
 func TestCallersUnixSocket(t *testing.T) {
 	var c Callers
-	provisionCallers(t, &c, FormatJSON)
+	provisionCallers(t, &c, refusal.FormatJSON)
 	for _, remote := range []string{"@", "", "/run/mxgate/sidecar.sock", "192.0.2.2:5000"} {
 		r := callerRequest(remote)
 		r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.UnixAddr{Name: "/run/mxgate/sidecar.sock", Net: "unix"}))
@@ -88,11 +91,11 @@ func TestCallersUnixSocket(t *testing.T) {
 
 func TestCallersAllowList(t *testing.T) {
 	narrow := Callers{AllowCallers: []string{"127.0.0.1/32"}}
-	provisionCallers(t, &narrow, FormatJSON)
+	provisionCallers(t, &narrow, refusal.FormatJSON)
 	wide := Callers{AllowCallers: []string{"loopback", "192.0.2.0/24", "2001:db8::/32"}}
-	provisionCallers(t, &wide, FormatJSON)
+	provisionCallers(t, &wide, refusal.FormatJSON)
 	private := Callers{AllowCallers: []string{"private_ranges"}}
-	provisionCallers(t, &private, FormatJSON)
+	provisionCallers(t, &private, refusal.FormatJSON)
 	for _, c := range []struct {
 		c      *Callers
 		remote string
@@ -119,15 +122,15 @@ func TestCallersAllowList(t *testing.T) {
 	bad := Callers{AllowCallers: []string{"127.0.0.1/33"}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
-	if err := bad.Provision(ctx, "mx_auth", FormatJSON); err == nil || !strings.Contains(err.Error(), "allow_callers") {
+	if err := bad.Provision(ctx, "mx_auth", refusal.FormatJSON); err == nil || !strings.Contains(err.Error(), "allow_callers") {
 		t.Errorf("bad list: %v", err)
 	}
 }
 
 func TestCallersRefuse(t *testing.T) {
-	for format, want := range map[Format]string{
-		FormatJSON: `{"error":{"message":"Forbidden: this caller may not use the credentials of this gateway"}}`,
-		FormatMDX:  `<mdx version="5.0"><error><code></code><message>Forbidden: this caller may not use the credentials of this gateway</message></error></mdx>`,
+	for format, want := range map[refusal.Format]string{
+		refusal.FormatJSON: `{"error":{"message":"Forbidden: this caller may not use the credentials of this gateway"}}`,
+		refusal.FormatMDX:  `<mdx version="5.0"><error><code></code><message>Forbidden: this caller may not use the credentials of this gateway</message></error></mdx>`,
 	} {
 		var c Callers
 		provisionCallers(t, &c, format)
@@ -140,10 +143,25 @@ func TestCallersRefuse(t *testing.T) {
 		}
 	}
 	var c Callers
-	provisionCallers(t, &c, FormatHandleErrors)
+	provisionCallers(t, &c, refusal.FormatHandleErrors)
 	err := c.Refuse(httptest.NewRecorder(), callerRequest("192.0.2.2:5000"))
 	var he caddyhttp.HandlerError
 	if !errors.As(err, &he) || he.StatusCode != 403 {
 		t.Errorf("handle_errors: %v", err)
+	}
+}
+
+func TestAllowCallersOption(t *testing.T) {
+	d := caddyfile.NewTestDispenser("allow_callers loopback 10.1.0.0/16 private_ranges")
+	d.Next()
+	if got, err := AllowCallers(d); err != nil || len(got) != 3 {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"allow_callers", "allow_callers 10.1.0.0/33", "allow_callers somewhere"} {
+		d := caddyfile.NewTestDispenser(bad)
+		d.Next()
+		if _, err := AllowCallers(d); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }
