@@ -9,9 +9,9 @@
 //   - the mxgate chain: mx_ip_allow, mdx_hmac verify with replay_window,
 //     mx_rate_limit with limits far above the load, reverse_proxy;
 //   - the same chain tuned as mxgate ships it: the mxgate_redact log
-//     format, the binary's own collector settings (GOGC 200 and a 64 MiB
-//     heap floor; the targets above run with Go's stock GOGC=100 and no
-//     floor), and the overload caps mx_conn_limit and mx_shed;
+//     format, the binary's own collector setting (GOGC 200; the targets
+//     above run with Go's stock GOGC=100), and the overload caps
+//     mx_conn_limit and mx_shed;
 //   - the same chain with the replay cache and the rate limit in Redis;
 //   - the tuned chain with mx_rate_limit at MX's 2000 GET/s, in the open
 //     loop only: what a configured capacity does with the excess;
@@ -445,8 +445,8 @@ func addVariant(s string) error {
 
 // stockEnv runs bare Caddy and the untuned chains with Go's stock
 // garbage-collector settings, where mxgate's binary would otherwise apply
-// its own defaults (GOGC 200 and a heap floor).
-var stockEnv = []string{"GOGC=100", "MXGATE_GC_FLOOR=off"}
+// its own default (GOGC 200).
+var stockEnv = []string{"GOGC=100"}
 
 // startTargets starts the upstream and every named target.
 func startTargets(names []string, dir, peer, bin string) []*target {

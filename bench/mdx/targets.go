@@ -55,7 +55,7 @@ var targetTitles = map[string]string{
 	"caddy":          "bare Caddy `reverse_proxy` (the mxgate binary)",
 	"mxgate":         "mxgate MDX chain",
 	"mxgate-redis":   "mxgate MDX chain, `store redis`",
-	"mxgate-tuned":   "mxgate MDX chain, as shipped (`mxgate_redact` log, GOGC 200 and a 64 MiB heap floor, `mx_conn_limit 512`, `mx_shed 128`)",
+	"mxgate-tuned":   "mxgate MDX chain, as shipped (`mxgate_redact` log, GOGC 200, `mx_conn_limit 512`, `mx_shed 128`)",
 	"mxgate-limited": "mxgate MDX chain, `mx_rate_limit` at MX's 2000 GET/s",
 }
 

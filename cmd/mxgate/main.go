@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"strings"
 
 	// Caddy's standard modules
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -28,7 +27,6 @@ import (
 	// mxgate's modules, commands and directive order, registered in one
 	// place, as xcaddy's builds register them
 	_ "github.com/mxgate/mxgate"
-	"github.com/mxgate/mxgate/internal/gcfloor"
 )
 
 // gcPercent is mxgate's garbage-collector target (GOGC) unless the
@@ -39,24 +37,8 @@ import (
 // total. BENCHMARKS.md has the measurement.
 const gcPercent = 200
 
-// gcFloorEnv names the environment variable that sets the heap floor
-// (a size such as 64MiB, or off), and defaultGCFloor is the floor when it
-// is unset. Under the floor the collector waits for the heap to reach it
-// whatever the live heap, so that at a steady load a small live heap is
-// collected about once a second rather than several times: each cycle's
-// marking, assists and stops land on the requests in flight and add to the
-// tail of the latencies. Above it, GOGC rules. BENCHMARKS.md has the
-// measurement.
-const (
-	gcFloorEnv     = "MXGATE_GC_FLOOR"
-	defaultGCFloor = 64 << 20
-)
-
 func main() {
-	if _, err := setGCDefault(os.LookupEnv); err != nil {
-		fmt.Fprintln(os.Stderr, "mxgate:", err)
-		os.Exit(1)
-	}
+	setGCDefault(os.LookupEnv)
 	if err := setDefaultAdmin(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "mxgate:", err)
 		os.Exit(1)
@@ -64,20 +46,9 @@ func main() {
 	os.Exit(execute(newRootCommand(), os.Args[1:]))
 }
 
-// setGCDefault applies gcPercent unless GOGC is in the environment, and
-// keeps the heap floor that MXGATE_GC_FLOOR sets (defaultGCFloor if
-// unset or empty, none if off) under whichever percentage is in force. It returns
-// the floor, or an error if MXGATE_GC_FLOOR is not a size.
-func setGCDefault(lookupEnv func(string) (string, bool)) (*gcfloor.Floor, error) {
-	floor := uint64(defaultGCFloor)
-	if v, set := lookupEnv(gcFloorEnv); set && strings.TrimSpace(v) != "" {
-		var err error
-		if floor, err = gcfloor.ParseSize(v); err != nil {
-			return nil, fmt.Errorf("%s: %w", gcFloorEnv, err)
-		}
-	}
+// setGCDefault applies gcPercent unless GOGC is in the environment.
+func setGCDefault(lookupEnv func(string) (string, bool)) {
 	if _, set := lookupEnv("GOGC"); !set {
 		debug.SetGCPercent(gcPercent)
 	}
-	return gcfloor.Keep(floor, gcfloor.CurrentPercent()), nil
 }

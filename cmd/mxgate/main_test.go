@@ -8,15 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-
-	"github.com/mxgate/mxgate/internal/gcfloor"
 )
 
 // The binary under test, built once by TestMain with the linker flags the
@@ -398,17 +395,6 @@ func TestStartupErrorNamesTheDirective(t *testing.T) {
 	}
 }
 
-// raised checks that the default floor raised the collector's percentage
-// well above GOGC=100: the test binary's live heap is far under 64 MiB.
-// The floor adjusts when it starts, from the last collection's measure,
-// which the tests make sure there is.
-func raised(t *testing.T) {
-	t.Helper()
-	if got := gcfloor.CurrentPercent(); got <= 200 {
-		t.Fatalf("with the default floor the percentage is %d", got)
-	}
-}
-
 func TestGCDefault(t *testing.T) {
 	orig := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(orig) })
@@ -422,64 +408,16 @@ func TestGCDefault(t *testing.T) {
 			return "", false
 		}
 	}
-	keep := func(t *testing.T, lookup func(string) (string, bool)) {
-		t.Helper()
-		runtime.GC() // the live heap the floor starts from
-		f, err := setGCDefault(lookup)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(f.Stop)
-	}
-
 	t.Run("GOGC unset", func(t *testing.T) {
-		keep(t, env(gcFloorEnv, "off"))
+		setGCDefault(env())
 		if got := debug.SetGCPercent(100); got != gcPercent {
 			t.Errorf("the collector's target is %d, want mxgate's %d", got, gcPercent)
 		}
 	})
 	t.Run("GOGC set", func(t *testing.T) {
-		keep(t, env("GOGC", "100", gcFloorEnv, "off"))
+		setGCDefault(env("GOGC", "100"))
 		if got := debug.SetGCPercent(100); got != 100 {
 			t.Errorf("GOGC=100 in the environment: the target is %d, want it left at 100", got)
 		}
 	})
-	t.Run("floor by default", func(t *testing.T) {
-		debug.SetGCPercent(100)
-		keep(t, env("GOGC", "100"))
-		raised(t)
-	})
-	t.Run("empty floor is the default", func(t *testing.T) {
-		debug.SetGCPercent(100)
-		runtime.GC()
-		f, err := setGCDefault(env("GOGC", "100", gcFloorEnv, " "))
-		if err != nil {
-			t.Fatalf("MXGATE_GC_FLOOR empty: %v, want the default floor", err)
-		}
-		t.Cleanup(f.Stop)
-		raised(t)
-	})
-	t.Run("bad floor", func(t *testing.T) {
-		_, err := setGCDefault(env(gcFloorEnv, "lots"))
-		if err == nil || !strings.Contains(err.Error(), gcFloorEnv) {
-			t.Fatalf("MXGATE_GC_FLOOR=lots: got %v, want an error naming the variable", err)
-		}
-	})
-}
-
-// TestBinaryRefusesABadGCFloor runs the real binary: a heap floor that is
-// not a size stops it before it does anything, with an error naming the
-// variable, and an empty one is the default.
-func TestBinaryRefusesABadGCFloor(t *testing.T) {
-	for _, bad := range []string{"lots", "-1MiB", "64XB", "1e3"} {
-		out, errOut, status := mxgate(t, []string{gcFloorEnv + "=" + bad}, "version")
-		if status != 1 || out != "" || !strings.Contains(errOut, gcFloorEnv) {
-			t.Errorf("%s=%s: status %d, stdout %q, stderr %q; want status 1, nothing on stdout, an error naming the variable", gcFloorEnv, bad, status, out, errOut)
-		}
-	}
-	for _, ok := range []string{"", "off", "128MiB"} {
-		if _, errOut, status := mxgate(t, []string{gcFloorEnv + "=" + ok}, "version"); status != 0 {
-			t.Errorf("%s=%q: status %d, stderr %q; want it to start", gcFloorEnv, ok, status, errOut)
-		}
-	}
 }
