@@ -237,9 +237,8 @@ func (cl *ConnLimit) release() {
 // TLS, it is reset. Otherwise it is answered 503 at once: what the
 // client sent already is read first, without waiting (under a storm,
 // accept comes late and the request is there), so that closing sends no
-// reset; if the client had sent nothing yet, a goroutine waits for it, as
-// long as fewer than MaxShedding do, and past that the connection is
-// closed right after the answer.
+// reset; if the client had sent nothing yet, a goroutine waits for it.
+// Past MaxShedding connections answered, it is reset unanswered.
 func (cl *ConnLimit) shed(c net.Conn) {
 	metrics.ShedListener.Inc()
 	answer := !cl.close && !isTLS(c)
@@ -247,6 +246,15 @@ func (cl *ConnLimit) shed(c net.Conn) {
 		ce.Write(zap.String("remote_addr", remoteAddr(c)), zap.Int("max", cl.Max), zap.Bool("answered", answer))
 	}
 	if !answer {
+		reset(c)
+		return
+	}
+	// Past MaxShedding: reset at once, as when answering is off. Under a
+	// storm this is what keeps accept ahead of the kernel's queue: an
+	// answer and a closing handshake for every connection cost the
+	// gateway more than the storm leaves it (BENCHMARKS.md, the accept
+	// loop under a connection storm).
+	if cl.shedding.full() {
 		reset(c)
 		return
 	}
@@ -267,9 +275,7 @@ func (cl *ConnLimit) shed(c net.Conn) {
 		}()
 		return
 	}
-	// Past MaxShedding: closed now. A client that sends after this sees
-	// a reset, after the answer it has already received.
-	_ = c.Close()
+	_ = c.Close() // the places were taken meanwhile
 }
 
 // shedders counts the goroutines answering connections over Max.
@@ -284,6 +290,13 @@ func newShedders(max int) *shedders {
 	s := &shedders{max: max}
 	s.idle.L = &s.mu
 	return s
+}
+
+// full reports whether max are at work.
+func (s *shedders) full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n >= s.max
 }
 
 // start takes a place for one more; false when max are at work.

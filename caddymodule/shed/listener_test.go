@@ -274,7 +274,7 @@ func TestConnLimit(t *testing.T) {
 }
 
 // TestConnLimitMaxShedding: past max_shedding connections being waited
-// for, a connection over max gets the 503 and is closed at once.
+// for, a connection over max is reset at once, unanswered.
 func TestConnLimitMaxShedding(t *testing.T) {
 	shedBefore := shedCount(t, "listener")
 	// the first shed connection holds its place until its client closes
@@ -290,11 +290,15 @@ func TestConnLimitMaxShedding(t *testing.T) {
 	if resp, err := shedAnswer(t, first); err != nil || resp.StatusCode != 503 {
 		t.Fatalf("first over max: %v %v", resp, err)
 	}
-	// the next is answered and closed without a shedder
-	second := dial(t, s.addr())
-	_ = second.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if got, err := io.ReadAll(second); err != nil || string(got) != string(response503) {
-		t.Fatalf("past max_shedding: read %q, %v; want the 503 and the end of the stream", got, err)
+	// the next is reset without an answer, as the storm's cheapest way out
+	// (the reset may come as it connects)
+	if second, err := net.Dial("tcp", s.addr()); err == nil {
+		_ = second.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(second)
+		if err == nil || len(got) != 0 {
+			t.Fatalf("past max_shedding: read %q, %v; want a reset and no answer", got, err)
+		}
+		second.Close()
 	}
 	if got := s.cl.shedding.count(); got != 1 {
 		t.Errorf("shedding %d, want the first's 1", got)
