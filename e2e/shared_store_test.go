@@ -14,48 +14,14 @@ import (
 	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
 
-// chainCaddyfile is an FI's MDX ingress with mdx_hmac verify (replay
-// window) and mx_rate_limit right after it, both in the Redis at url under
-// namespaces of their own (so that replicas on other ports share them),
-// each with its on_store_error.
-func chainCaddyfile(port int, up *upstream, url, replayOnError, get, budgetOnError string) string {
-	return fmt.Sprintf(`{
-	admin {ADMIN}
-	servers {
-		trusted_proxies static 127.0.0.1/32 ::1/128
-		trusted_proxies_strict
-		client_ip_headers X-Forwarded-For
-	}
-}
-http://127.0.0.1:%d {
-	mx_ip_allow mdx {
-		trusted_proxies 127.0.0.1/32 ::1/128
-	}
-	mdx_hmac verify {
-		key %s
-		replay_window 10m
-		store redis %s
-		redis_timeout 1s
-		on_store_error %s
-		namespace e2e-chain-replay
-	}
-	mx_rate_limit {
-		get %s
-		store redis %s
-		redis_timeout 1s
-		on_store_error %s
-		namespace e2e-chain-budget
-	}
-	reverse_proxy %s
-}
-`, port, demoKey, url, replayOnError, get, url, budgetOnError, up.hostPort())
-}
-
+// chainReplica starts an FI's MDX ingress with mdx_hmac verify (replay
+// window) and mx_rate_limit right after it, both in srv under namespaces
+// of their own (so that replicas on other ports share them), each with
+// its on_store_error, and returns its base URL.
 func chainReplica(t *testing.T, up *upstream, srv *redistest.Server, replayOnError, get, budgetOnError string) (string, *gateway) {
 	t.Helper()
-	port := freePort(t)
-	g := startGateway(t, chainCaddyfile(port, up, srv.URL(), replayOnError, get, budgetOnError))
-	return fmt.Sprintf("http://127.0.0.1:%d", port), g
+	return storeChain{replayOnError: replayOnError, budgetOnError: budgetOnError, get: get,
+		replayNS: "e2e-chain-replay", budgetNS: "e2e-chain-budget"}.start(t, up, srv.URL())
 }
 
 // redisReads returns how many socket reads srv has processed (a round
