@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mxgate/mxgate/internal/redisbatch"
 	"github.com/mxgate/mxgate/internal/testkit/redistest"
 )
@@ -207,5 +209,148 @@ func TestRedisTakeClaimExact(t *testing.T) {
 		if perClaim[n].Load() != 1 {
 			t.Errorf("claim %d recorded %d times", n, perClaim[n].Load())
 		}
+	}
+}
+
+// holdPing holds the first PING sent through it until release is closed,
+// and counts the script commands and the keys each carried.
+type holdPing struct {
+	release chan struct{}
+	once    sync.Once
+	out     atomic.Bool
+	mu      sync.Mutex
+	scripts []int
+}
+
+func (h *holdPing) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *holdPing) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "ping" {
+			h.once.Do(func() { h.out.Store(true); <-h.release })
+		}
+		h.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+func (h *holdPing) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			h.count(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+func (h *holdPing) count(cmd redis.Cmder) {
+	if cmd.Name() == "evalsha" || cmd.Name() == "eval" {
+		n, _ := cmd.Args()[2].(int)
+		h.mu.Lock()
+		h.scripts = append(h.scripts, n)
+		h.mu.Unlock()
+	}
+}
+
+// TestRedisCombinedCallsDecideInTurn: the takes and claims of concurrent
+// requests that go to Redis as one script call are decided as if each had
+// been a call of its own, in turn: a burst of 3 admits 3 of them, a
+// signature sent twice is recorded once and takes one token, a take
+// without a claim draws on the same bucket, and a call whose bucket
+// cannot be read fails alone, recording nothing, while the others are
+// decided.
+func TestRedisCombinedCallsDecideInTurn(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redisClient(t, srv)
+	p := Policy{Get: {Rate: 1.0 / 3600, Burst: 3}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}}
+	s := newRedisStore(t, c, "test:combined:", p)
+	ctx := context.Background()
+	if _, err := s.TakeClaim(ctx, "warm", Get, 0, Claim{Key: "test:combined:sig:warm", TTL: time.Minute}); err != nil {
+		t.Fatal(err) // the script is loaded
+	}
+	if err := c.RPush(ctx, "test:combined:get:broken", "planted").Err(); err != nil {
+		t.Fatal(err)
+	}
+	hook := &holdPing{release: make(chan struct{})}
+	c.AddHook(hook)
+	b := redisbatch.New(c, 1)
+	s.SetBatcher(b)
+	first := make(chan error, 1)
+	go func() { first <- b.Process(ctx, redis.NewStatusCmd(ctx, "ping")) }()
+	for !hook.out.Load() {
+		time.Sleep(time.Millisecond)
+	}
+
+	type answer struct {
+		what string
+		r    ClaimResult
+		err  error
+	}
+	answers := make(chan answer, 16)
+	var sent sync.WaitGroup
+	send := func(what string, do func() (ClaimResult, error)) {
+		sent.Add(1)
+		go func() {
+			defer sent.Done()
+			r, err := do()
+			answers <- answer{what, r, err}
+		}()
+	}
+	claim := func(key, sig string) func() (ClaimResult, error) {
+		return func() (ClaimResult, error) {
+			return s.TakeClaim(ctx, key, Get, 0, Claim{Key: "test:combined:sig:" + sig, TTL: time.Minute})
+		}
+	}
+	for i := range 4 {
+		send("fresh", claim("k", fmt.Sprint("fresh", i)))
+	}
+	send("twice", claim("k", "twice"))
+	send("twice", claim("k", "twice"))
+	send("take", func() (ClaimResult, error) {
+		r, err := s.Take(ctx, "k", Get, time.Now(), 0)
+		return ClaimResult{Result: r, Tried: true, Claimed: true}, err
+	})
+	send("broken", claim("broken", "broken"))
+	const calls = 8
+	for deadline := time.Now().Add(10 * time.Second); b.Queued() < calls; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls queued, want %d", b.Queued(), calls)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(hook.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	sent.Wait()
+	close(answers)
+	admitted, recordedTwice := 0, 0
+	for a := range answers {
+		switch {
+		case a.what == "broken":
+			if !redisbatch.IsKeyError(a.err) || !errors.Is(a.err, ErrStoreUnavailable) || a.r.Claimed {
+				t.Errorf("the call of an unreadable bucket: %+v %v", a.r, a.err)
+			}
+			continue
+		case a.err != nil:
+			t.Errorf("%s: %v", a.what, a.err)
+			continue
+		case a.what == "twice" && a.r.Claimed:
+			recordedTwice++
+		}
+		if a.r.Allowed {
+			admitted++
+		}
+	}
+	if admitted != 3 || recordedTwice != 1 {
+		t.Errorf("%d admitted (want the burst, 3), the signature sent twice recorded %d times (want 1)", admitted, recordedTwice)
+	}
+	if n, _ := c.Exists(ctx, "test:combined:sig:broken").Result(); n != 0 {
+		t.Error("the call of an unreadable bucket recorded its claim")
+	}
+	if !s.Healthy() {
+		t.Error("one unreadable bucket opened the breaker")
+	}
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	if len(hook.scripts) != 1 || hook.scripts[0] != 2*calls {
+		t.Errorf("script commands of %v keys; want one, of %d", hook.scripts, 2*calls)
 	}
 }

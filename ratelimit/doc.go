@@ -6,9 +6,11 @@
 // over golang.org/x/time/rate, with time as a parameter so that tests are
 // deterministic, and the number of keys capped without ever dropping a
 // bucket that is not full (a throttled key keeps its budget). [Redis]
-// keeps one GCRA state per bucket in Redis and updates it with one atomic
-// script per request, on the Redis server's clock, so that several
-// replicas share one budget exactly.
+// keeps one GCRA state per bucket in Redis and updates it atomically with
+// a script, on the Redis server's clock, so that several replicas share
+// one budget exactly; through a redisbatch.Batcher, the calls of
+// concurrent requests share one run of the script, each decided in turn
+// as if on its own.
 //
 // A key that is a client address should be given as [Grouping.Key]
 // makes it: one key for every spelling of an address, and one for a

@@ -20,55 +20,103 @@ import (
 // probe it again after such a failure.
 var ErrStoreUnavailable = errors.New("ratelimit: store unavailable")
 
-// gcra is GCRA (the generic cell rate algorithm) over one key holding the
-// bucket's theoretical arrival time (TAT) in microseconds on the Redis
-// server's clock. A request is admitted when its TAT lies no further than
-// burst intervals (plus the allowed wait) ahead of now; a refused request
-// changes nothing.
+// takeScript is GCRA (the generic cell rate algorithm), for the calls of
+// many requests in one run: each call's bucket key holds its theoretical
+// arrival time (TAT) in microseconds on the Redis server's clock, and a
+// request is admitted when its TAT lies no further than burst intervals
+// (plus the allowed wait) ahead of now; a refused request changes
+// nothing. Calls are decided in turn, as if each were a run of its own,
+// at one now (the server's TIME, read once).
 //
-// KEYS[1] bucket; ARGV[1] interval (µs, may be fractional); ARGV[2] burst;
-// ARGV[3] max wait (µs). Returns {allowed, reset µs, delay or retry µs}.
-const gcra = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local maxwait = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if not tat or tat < now then tat = now end
-local newtat = tat + interval
-local delay = newtat - now - burst * interval
-if delay < 0 then delay = 0 end
-if delay > maxwait then
-	return {0, math.ceil(tat - now), math.ceil(delay)}
-end
-redis.call('SET', KEYS[1], string.format('%.3f', newtat), 'PX', math.ceil((newtat - now) / 1000) + 1)
-return {1, math.ceil(newtat - now), math.ceil(delay)}
-`
-
-// takeScript is one Take.
-var takeScript = redisbatch.NewScript(gcra)
-
-// claimScript is a Take preceded, atomically, by a claim: KEYS[2] is set
-// (SET NX PX ARGV[4] ms) and, only if it was not there, the take is made
-// as takeScript makes it. A claim found already there takes nothing and
-// returns {-1, 0, 0}. The claim stays recorded whether the take admits or
+// A call may carry a claim: a key set (SET NX PX) before its take, the
+// take made only if the key was not there. A claim found already there
+// takes nothing. The claim stays recorded whether the take admits or
 // refuses.
 //
-// A claim already there is found before the bucket is read, and the
-// bucket is read before anything is written: Redis does not undo what a
-// script wrote before an error, so a bucket that cannot be read (a key of
-// another type, WRONGTYPE) fails the script with the claim unrecorded
-// (the client's retry is not taken for a replay), and never turns a
-// replay into an error.
-var claimScript = redisbatch.NewScript(`
-if redis.call('EXISTS', KEYS[2]) == 1 then
-	return {-1, 0, 0}
+// A call's bucket is read before anything of it is written: Redis does
+// not undo what a script wrote before an error, so a bucket that cannot
+// be read (a key of another type, WRONGTYPE) records nothing and takes
+// nothing, and its call answers so (-2) while the others go on. Its error
+// is caught (pcall) so that a claim already there is still answered as
+// one: a broken bucket never turns a replay into an error. Each Redis
+// command a script calls costs Redis about a microsecond beyond the
+// command itself, so a call calls one (SET NX of its claim) beyond the
+// first read of each bucket, the one TIME and the last write of each
+// bucket it changed.
+//
+// Call i: KEYS[2i-1] its bucket; KEYS[2i] its claim, or the bucket again
+// for none; ARGV[4i-3] interval (µs, may be fractional); ARGV[4i-2]
+// burst; ARGV[4i-1] max wait (µs); ARGV[4i] the claim's time to live
+// (ms), 0 for none. It answers three integers: {1 admitted, 0 refused, -1
+// a claim already there, -2 the bucket cannot be read}, the reset (µs),
+// the delay (admitted) or retry (refused) in µs.
+var takeScript = redisbatch.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tats, dirty, out = {}, {}, {}
+for i = 1, #KEYS / 2 do
+	local bk, ck, a = KEYS[2*i-1], KEYS[2*i], 4*i-4
+	local ttl = ARGV[a+4]
+	local tat = tats[bk]
+	if tat == nil then
+		local b = redis.pcall('GET', bk)
+		if type(b) == 'table' and b.err then
+			tat = false
+		else
+			tat = tonumber(b) or 0
+		end
+		tats[bk] = tat
+	end
+	local code, reset, delay = -1, 0, 0
+	if tat == false then
+		if ttl == '0' or redis.call('EXISTS', ck) == 0 then
+			code = -2
+		end
+	elseif ttl == '0' or redis.call('SET', ck, '1', 'NX', 'PX', ttl) then
+		local interval = tonumber(ARGV[a+1])
+		if tat < now then tat = now end
+		local newtat = tat + interval
+		delay = newtat - now - tonumber(ARGV[a+2]) * interval
+		if delay < 0 then delay = 0 end
+		if delay > tonumber(ARGV[a+3]) then
+			code, reset = 0, math.ceil(tat - now)
+		else
+			code, reset = 1, math.ceil(newtat - now)
+			tats[bk], dirty[bk] = newtat, true
+		end
+		delay = math.ceil(delay)
+	end
+	out[3*i-2], out[3*i-1], out[3*i] = code, reset, delay
 end
-redis.call('GET', KEYS[1])
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
-	return {-1, 0, 0}
-end` + gcra)
+for bk in pairs(dirty) do
+	local tat = tats[bk]
+	redis.call('SET', bk, string.format('%.3f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+end
+return out
+`)
+
+// takes runs takeScript's calls, those of concurrent requests together
+// through a Batcher.
+var takes = &redisbatch.Multi{Script: takeScript, Keys: 2, Args: 4, Width: 3}
+
+// Codes of takeScript's answers.
+const (
+	codeRefused    = 0
+	codeAdmitted   = 1
+	codeClaimThere = -1
+	codeUnreadable = -2
+)
+
+// errUnreadable is a call's answer when its bucket holds a value of
+// another type: Redis's WRONGTYPE, for that key alone (IsKeyError).
+type errUnreadable struct{}
+
+func (errUnreadable) Error() string {
+	return "WRONGTYPE the budget's bucket key holds a value of another type"
+}
+
+// RedisError makes it a redis.Error: Redis's answer, not a lost connection.
+func (errUnreadable) RedisError() {}
 
 // cancelScript gives back one interval of a reservation that will not be
 // used. KEYS[1] bucket; ARGV[1] interval (µs).
@@ -178,11 +226,11 @@ func (s *Redis) Take(ctx context.Context, key string, c Class, _ time.Time, maxW
 	}
 	interval := 1e6 / l.Rate // µs
 	bk := s.bucketKey(key, c)
-	v, err := takeScript.Run(ctx, s.proc, []string{bk}, s.interval[c], s.burst[c], max(0, maxWait.Microseconds())).Int64Slice()
-	if err != nil || len(v) != 3 {
-		if err == nil {
-			err = errors.New("unexpected script reply")
-		}
+	v, err := takes.Run(ctx, s.proc, []string{bk, bk}, []any{s.interval[c], s.burst[c], max(0, maxWait.Microseconds()), "0"})
+	if err == nil && v[0] < codeRefused {
+		err = errUnreadable{}
+	}
+	if err != nil {
 		return Result{}, s.fail(err)
 	}
 	s.breaker.Succeed()
@@ -192,7 +240,7 @@ func (s *Redis) Take(ctx context.Context, key string, c Class, _ time.Time, maxW
 // result reads the script's reply v for limit l of bucket bk.
 func (s *Redis) result(l Limit, bk string, interval float64, v []int64) Result {
 	reset := time.Duration(v[1]) * time.Microsecond
-	res := Result{Allowed: v[0] == 1, Limit: l.Burst, Reset: reset}
+	res := Result{Allowed: v[0] == codeAdmitted, Limit: l.Burst, Reset: reset}
 	used := float64(v[1]) / interval // tokens' worth of TAT ahead of now
 	res.Remaining = max(0, int(float64(l.Burst)-used))
 	if res.Allowed {
@@ -265,18 +313,18 @@ func (s *Redis) TakeClaim(ctx context.Context, key string, c Class, maxWait time
 	var v []int64
 	var err error
 	if claim.WaitReplicas <= 0 {
-		v, err = claimScript.Run(ctx, s.proc, keys, args...).Int64Slice()
+		v, err = takes.Run(ctx, s.proc, keys, args)
 	} else {
 		v, out.Replicas, err = s.claimAndWait(ctx, keys, args, claim)
 	}
-	if err != nil || len(v) != 3 {
-		if err == nil {
-			err = errors.New("unexpected script reply")
-		}
+	if err == nil && v[0] == codeUnreadable {
+		err = errUnreadable{}
+	}
+	if err != nil {
 		return out, s.fail(err)
 	}
 	s.breaker.Succeed()
-	if v[0] == -1 {
+	if v[0] == codeClaimThere {
 		return out, nil
 	}
 	out.Claimed = true
@@ -296,7 +344,7 @@ func (s *Redis) GiveBack(ctx context.Context, key string, c Class) {
 // (WAIT counts the replicas holding every write of its connection), not
 // batched with other callers' commands, which WAIT would hold up.
 func (s *Redis) claimAndWait(ctx context.Context, keys []string, args []any, claim Claim) ([]int64, int, error) {
-	run := func(cmd *redis.Cmd) ([]int64, int, error) {
+	run := func(cmd *redis.IntSliceCmd) ([]int64, int, error) {
 		var wait *redis.Cmd
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			_ = p.Process(ctx, cmd)
@@ -310,12 +358,16 @@ func (s *Redis) claimAndWait(ctx context.Context, keys []string, args []any, cla
 		if err != nil {
 			return nil, 0, err
 		}
-		v, err := cmd.Int64Slice()
+		v, err := cmd.Result()
+		if err == nil && len(v) != takes.Width {
+			err = fmt.Errorf("ratelimit: a reply of %d integers to one call", len(v))
+		}
 		return v, n, err
 	}
-	v, n, err := run(claimScript.Cmd(ctx, keys, args...))
+	// One call's keys and arguments are the script's.
+	v, n, err := run(takeScript.IntsCmd(ctx, keys, args...))
 	if redisbatch.IsNoScript(err) {
-		v, n, err = run(claimScript.EvalCmd(ctx, keys, args...))
+		v, n, err = run(takeScript.EvalIntsCmd(ctx, keys, args...))
 	}
 	return v, n, err
 }

@@ -9,6 +9,11 @@
 // time, or is gone), the commands waiting behind it fail at once, unsent:
 // a caller waits for at most the one batch ahead of its own.
 //
+// A script made to do many callers' calls in one call of it (a Multi)
+// goes further: the calls of it that wait for the same batch are sent as
+// one command, so that Redis reads one command and runs the script once
+// for all of them.
+//
 // Only commands that complete at once belong in a batch: a blocking
 // command (WAIT, BLPOP, …) would hold up every command batched with it,
 // so such commands are run on the client itself, in pipelines of their
@@ -35,8 +40,9 @@ type Processor interface {
 // Batcher batches the commands of concurrent callers over one client. It
 // is safe for concurrent use; the zero value is not usable: call New.
 type Batcher struct {
-	client redis.UniversalClient
-	max    int
+	client  redis.UniversalClient
+	max     int
+	cluster bool // a Cluster's keys may be on several nodes: Multi calls go one by one
 
 	mu      sync.Mutex
 	queue   []*call // waiting; not empty only while max batches are in flight
@@ -46,14 +52,38 @@ type Batcher struct {
 // New returns a Batcher over client that keeps at most maxBatches
 // batches in flight (at least 1).
 func New(client redis.UniversalClient, maxBatches int) *Batcher {
-	return &Batcher{client: client, max: max(1, maxBatches)}
+	_, cluster := client.(*redis.ClusterClient)
+	return &Batcher{client: client, max: max(1, maxBatches), cluster: cluster}
 }
 
-// call is one waiting command. done receives nil when the command has
-// been run, or the batch the waiter must now run itself (it leads it).
+// call is one waiting command, or one call of a Multi. done receives nil
+// when it has been run, or the batch the waiter must now run itself (it
+// leads it).
 type call struct {
 	cmd  redis.Cmder
 	done chan []*call
+
+	// A call of multi, with its keys and args; out and err are its part
+	// of the reply.
+	multi *Multi
+	keys  []string
+	args  []any
+	out   []int64
+	err   error
+}
+
+// fail ends c unsent, with err.
+func (c *call) fail(err error) {
+	if c.multi != nil {
+		c.err = err
+	} else {
+		c.cmd.SetErr(err)
+	}
+}
+
+func (c *call) reset() {
+	*c = call{done: c.done}
+	calls.Put(c)
 }
 
 var calls = sync.Pool{New: func() any { return &call{done: make(chan []*call, 1)} }}
@@ -77,22 +107,68 @@ func (b *Batcher) Process(ctx context.Context, cmd redis.Cmder) error {
 	if batch := <-c.done; batch != nil {
 		b.run(context.WithoutCancel(ctx), batch)
 	}
-	c.cmd = nil
-	calls.Put(c)
+	c.reset()
 	return cmd.Err()
 }
 
+// runMulti runs one call of m, alone or with the calls of m that wait for
+// the same batch, as one command.
+func (b *Batcher) runMulti(ctx context.Context, m *Multi, keys []string, args []any) ([]int64, error) {
+	b.mu.Lock()
+	if b.running < b.max {
+		b.running++
+		b.mu.Unlock()
+		c := []*call{{multi: m, keys: keys, args: args}}
+		cmd := m.Script.run(ctx, b.client, func(load bool) *redis.IntSliceCmd { return m.cmd(ctx, c, load) })
+		m.split(cmd, c)
+		b.handOff(cmd.Err())
+		return c[0].out, c[0].err
+	}
+	c := calls.Get().(*call)
+	c.multi, c.keys, c.args = m, keys, args
+	b.queue = append(b.queue, c)
+	b.mu.Unlock()
+	if batch := <-c.done; batch != nil {
+		b.run(context.WithoutCancel(ctx), batch)
+	}
+	out, err := c.out, c.err
+	c.reset()
+	return out, err
+}
+
 // run runs batch (led by its first call, the caller) as one pipeline,
-// tells the others, and hands off.
+// tells the others, and hands off. The calls of each Multi go as one
+// command of it (a few, past maxMultiCalls).
 func (b *Batcher) run(ctx context.Context, batch []*call) {
 	// What queued while the leader woke goes too.
 	b.mu.Lock()
 	batch = append(batch, b.queue...)
 	b.queue = nil
 	b.mu.Unlock()
-	cmds := make([]redis.Cmder, len(batch))
-	for i, c := range batch {
-		cmds[i] = c.cmd
+	cmds := make([]redis.Cmder, 0, len(batch))
+	var groups []group
+	for _, c := range batch {
+		if c.multi == nil {
+			cmds = append(cmds, c.cmd)
+			continue
+		}
+		if b.cluster {
+			groups = append(groups, group{calls: []*call{c}})
+			continue
+		}
+		i := len(groups) - 1
+		for ; i >= 0 && (groups[i].calls[0].multi != c.multi || len(groups[i].calls) == maxMultiCalls); i-- {
+		}
+		if i < 0 {
+			groups = append(groups, group{})
+			i = len(groups) - 1
+		}
+		groups[i].calls = append(groups[i].calls, c)
+	}
+	for i := range groups {
+		g := &groups[i]
+		g.cmd = g.calls[0].multi.cmd(ctx, g.calls, false)
+		cmds = append(cmds, g.cmd)
 	}
 	var err error
 	if len(cmds) == 1 {
@@ -105,10 +181,27 @@ func (b *Batcher) run(ctx context.Context, batch []*call) {
 			return nil
 		})
 	}
+	for i := range groups {
+		g := &groups[i]
+		m := g.calls[0].multi
+		if IsNoScript(g.cmd.Err()) {
+			g.cmd = m.cmd(ctx, g.calls, true)
+			if rerr := b.client.Process(ctx, g.cmd); lostConnection(rerr) {
+				err = rerr
+			}
+		}
+		m.split(g.cmd, g.calls)
+	}
 	for _, c := range batch[1:] {
 		c.done <- nil
 	}
 	b.handOff(err)
+}
+
+// group is the calls of one Multi that go as one command.
+type group struct {
+	calls []*call
+	cmd   *redis.IntSliceCmd
 }
 
 // handOff ends a batch that returned err: the commands that waited
@@ -140,9 +233,16 @@ func (b *Batcher) handOff(err error) {
 	b.mu.Unlock()
 	unsent := fmt.Errorf("%w: %w", ErrNotSent, err)
 	for _, c := range next {
-		c.cmd.SetErr(unsent)
+		c.fail(unsent)
 		c.done <- nil
 	}
+}
+
+// Queued reports how many commands wait for the batches in flight.
+func (b *Batcher) Queued() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
 }
 
 // ErrNotSent is wrapped by the error of a command that waited behind a
@@ -174,22 +274,35 @@ func NewScript(src string) *Script {
 // Cmd returns the EVALSHA command of the script over keys and args,
 // unrun: for a pipeline of its own (see IsNoScript).
 func (s *Script) Cmd(ctx context.Context, keys []string, args ...any) *redis.Cmd {
-	return s.cmd(ctx, "evalsha", s.sha, keys, args)
+	return keyed(redis.NewCmd(ctx, s.args("evalsha", s.sha, keys, args)...), keys)
 }
 
 // EvalCmd returns the EVAL command of the script, which loads it.
 func (s *Script) EvalCmd(ctx context.Context, keys []string, args ...any) *redis.Cmd {
-	return s.cmd(ctx, "eval", s.src, keys, args)
+	return keyed(redis.NewCmd(ctx, s.args("eval", s.src, keys, args)...), keys)
 }
 
-func (s *Script) cmd(ctx context.Context, name, body string, keys []string, args []any) *redis.Cmd {
+// IntsCmd and EvalIntsCmd are Cmd and EvalCmd for a script that returns
+// an array of integers, which they read without boxing each one.
+func (s *Script) IntsCmd(ctx context.Context, keys []string, args ...any) *redis.IntSliceCmd {
+	return keyed(redis.NewIntSliceCmd(ctx, s.args("evalsha", s.sha, keys, args)...), keys)
+}
+
+// EvalIntsCmd: see IntsCmd.
+func (s *Script) EvalIntsCmd(ctx context.Context, keys []string, args ...any) *redis.IntSliceCmd {
+	return keyed(redis.NewIntSliceCmd(ctx, s.args("eval", s.src, keys, args)...), keys)
+}
+
+func (s *Script) args(name, body string, keys []string, args []any) []any {
 	a := make([]any, 0, 3+len(keys)+len(args))
 	a = append(a, name, body, len(keys))
 	for _, k := range keys {
 		a = append(a, k)
 	}
-	a = append(a, args...)
-	cmd := redis.NewCmd(ctx, a...)
+	return append(a, args...)
+}
+
+func keyed[C interface{ SetFirstKeyPos(int8) }](cmd C, keys []string) C {
 	if len(keys) > 0 {
 		cmd.SetFirstKeyPos(3)
 	}
@@ -206,6 +319,86 @@ func (s *Script) Run(ctx context.Context, p Processor, keys []string, args ...an
 	cmd = s.EvalCmd(ctx, keys, args...)
 	_ = p.Process(ctx, cmd)
 	return cmd
+}
+
+// run runs the command mk makes through p, and again loaded (EVAL) if
+// the server did not know the script.
+func (s *Script) run(ctx context.Context, p Processor, mk func(load bool) *redis.IntSliceCmd) *redis.IntSliceCmd {
+	cmd := mk(false)
+	if err := p.Process(ctx, cmd); IsNoScript(err) {
+		cmd = mk(true)
+		_ = p.Process(ctx, cmd)
+	}
+	return cmd
+}
+
+// Multi is a script that does the calls of many callers in one call of
+// it: its keys are each caller's Keys keys in turn, its arguments each
+// caller's Args arguments in turn, and its reply an array of each
+// caller's Width integers in turn. Run through a Batcher, the calls that
+// wait for the same batch go as one call of the script.
+type Multi struct {
+	Script            *Script
+	Keys, Args, Width int
+}
+
+// maxMultiCalls bounds the calls one command of a Multi does, and so how
+// long the script holds Redis.
+const maxMultiCalls = 64
+
+// Run runs one call of m, with keys and args, through p: with the calls
+// of other callers when p is a Batcher (and not over a Cluster, whose
+// callers' keys may be on several nodes), alone otherwise. It returns the
+// call's Width integers.
+func (m *Multi) Run(ctx context.Context, p Processor, keys []string, args []any) ([]int64, error) {
+	if len(keys) != m.Keys || len(args) != m.Args {
+		return nil, fmt.Errorf("redisbatch: a call of %d keys and %d arguments to a script that takes %d and %d", len(keys), len(args), m.Keys, m.Args)
+	}
+	if b, ok := p.(*Batcher); ok {
+		return b.runMulti(ctx, m, keys, args)
+	}
+	c := &call{multi: m, keys: keys, args: args}
+	m.split(m.Script.run(ctx, p, func(load bool) *redis.IntSliceCmd { return m.cmd(ctx, []*call{c}, load) }), []*call{c})
+	return c.out, c.err
+}
+
+// cmd is the one command of calls: EVALSHA, or EVAL with load.
+func (m *Multi) cmd(ctx context.Context, calls []*call, load bool) *redis.IntSliceCmd {
+	name, body := "evalsha", m.Script.sha
+	if load {
+		name, body = "eval", m.Script.src
+	}
+	n := len(calls)
+	a := make([]any, 3, 3+n*(m.Keys+m.Args))
+	a[0], a[1], a[2] = name, body, n*m.Keys
+	for _, c := range calls {
+		for _, k := range c.keys {
+			a = append(a, k)
+		}
+	}
+	for _, c := range calls {
+		a = append(a, c.args...)
+	}
+	cmd := redis.NewIntSliceCmd(ctx, a...)
+	if m.Keys > 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	return cmd
+}
+
+// split gives each of calls its part of cmd's reply, or its error.
+func (m *Multi) split(cmd *redis.IntSliceCmd, calls []*call) {
+	v, err := cmd.Result()
+	if err == nil && len(v) != m.Width*len(calls) {
+		err = fmt.Errorf("redisbatch: a reply of %d integers to %d calls of %d", len(v), len(calls), m.Width)
+	}
+	for i, c := range calls {
+		if err != nil {
+			c.err = err
+			continue
+		}
+		c.out = v[i*m.Width : (i+1)*m.Width : (i+1)*m.Width]
+	}
 }
 
 // IsNoScript reports whether err is Redis's answer to EVALSHA of a script

@@ -29,6 +29,24 @@ func newClient(t testing.TB, srv *redistest.Server) *redis.Client {
 type counter struct {
 	singles, pipelines, piped atomic.Int64
 	gate                      func()
+
+	mu         sync.Mutex
+	scriptKeys []int64 // each script command's number of keys, as sent
+}
+
+func (c *counter) script(cmd redis.Cmder) {
+	if name := cmd.Name(); name == "evalsha" || name == "eval" {
+		n, _ := cmd.Args()[2].(int)
+		c.mu.Lock()
+		c.scriptKeys = append(c.scriptKeys, int64(n))
+		c.mu.Unlock()
+	}
+}
+
+func (c *counter) scripts() []int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int64(nil), c.scriptKeys...)
 }
 
 func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -38,6 +56,7 @@ func (c *counter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		c.singles.Add(1)
+		c.script(cmd)
 		if c.gate != nil {
 			c.gate()
 		}
@@ -50,6 +69,7 @@ func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 		for _, cmd := range cmds {
 			if ours(cmd) {
 				n++
+				c.script(cmd)
 			}
 		}
 		if n > 0 {
@@ -60,12 +80,12 @@ func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 	}
 }
 
-func ours(cmd redis.Cmder) bool { return cmd.Name() == "ping" || cmd.Name() == "incr" }
-
-func (b *Batcher) queued() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.queue)
+func ours(cmd redis.Cmder) bool {
+	switch cmd.Name() {
+	case "ping", "incr", "evalsha", "eval":
+		return true
+	}
+	return false
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -149,7 +169,7 @@ func TestBatcherShares(t *testing.T) {
 			}
 			errs <- nil
 		}()
-		waitFor(t, "the command to queue", func() bool { return b.queued() == i+1 })
+		waitFor(t, "the command to queue", func() bool { return b.Queued() == i+1 })
 	}
 	close(release)
 	if err := <-first; err != nil {
@@ -237,8 +257,14 @@ func TestBatcherSlowRedis(t *testing.T) {
 	errs := make(chan error, waiters)
 	for i := range waiters {
 		go func() { errs <- b.Process(ctx, redis.NewIntCmd(ctx, "incr", "test:batch:slow")) }()
-		waitFor(t, "the command to queue", func() bool { return b.queued() == i+1 })
+		waitFor(t, "the command to queue", func() bool { return b.Queued() == i+1 })
 	}
+	multi := make(chan error, 1)
+	go func() {
+		_, err := incrs.Run(ctx, b, []string{"test:batch:slow"}, []any{1})
+		multi <- err
+	}()
+	waitFor(t, "the script call to queue", func() bool { return b.Queued() == waiters+1 })
 	if err := <-first; err == nil {
 		t.Fatal("the command out while Redis was paused did not time out")
 	}
@@ -246,6 +272,9 @@ func TestBatcherSlowRedis(t *testing.T) {
 		if err := <-errs; !errors.Is(err, ErrNotSent) {
 			t.Errorf("a command that waited behind a batch that timed out: %v; want ErrNotSent", err)
 		}
+	}
+	if err := <-multi; !errors.Is(err, ErrNotSent) {
+		t.Errorf("a script call that waited behind a batch that timed out: %v; want ErrNotSent", err)
 	}
 	if p := hook.pipelines.Load(); p != 0 {
 		t.Errorf("%d pipelines sent after the batch out timed out; want none", p)
@@ -269,7 +298,7 @@ func TestBatcherSlowRedis(t *testing.T) {
 	waitFor(t, "the failing command to be out", func() bool { return hook.singles.Load() == singles+1 })
 	behind := make(chan error, 1)
 	go func() { behind <- b.Process(ctx, redis.NewIntCmd(ctx, "incr", "test:batch:slow")) }()
-	waitFor(t, "the command to queue", func() bool { return b.queued() == 1 })
+	waitFor(t, "the command to queue", func() bool { return b.Queued() == 1 })
 	close(release)
 	if err := <-wrong; err == nil || errors.Is(err, ErrNotSent) {
 		t.Errorf("INCR of a list: %v", err)
@@ -307,5 +336,213 @@ func TestScriptLoadsItself(t *testing.T) {
 	}
 	if IsNoScript(nil) || IsNoScript(&net.OpError{Op: "read"}) {
 		t.Error("IsNoScript of other errors")
+	}
+}
+
+// incrs is a Multi: each call adds its argument to its key and answers
+// the key's new value and the call's place in the command.
+var incrs = &Multi{Script: NewScript(`
+local out = {}
+for i = 1, #KEYS do
+	out[2*i-1] = redis.call('INCRBY', KEYS[i], ARGV[i])
+	out[2*i] = i
+end
+return out`), Keys: 1, Args: 1, Width: 2}
+
+// holdFirst makes hook hold the first command sent out until release is
+// closed.
+func holdFirst(hook *counter) (release chan struct{}) {
+	release = make(chan struct{})
+	var once sync.Once
+	hook.gate = func() { once.Do(func() { <-release }) }
+	return release
+}
+
+// TestMultiCallsGoAsOneCommand: the calls of a Multi that wait for the
+// same batch go as one command of it (two, past maxMultiCalls), beside
+// the batch's other commands in one pipeline; each caller gets its own
+// part of the reply, and every call runs once.
+func TestMultiCallsGoAsOneCommand(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	if err := c.ScriptLoad(context.Background(), incrs.Script.src).Err(); err != nil {
+		t.Fatal(err)
+	}
+	hook := new(counter)
+	c.AddHook(hook)
+	b := New(c, 1)
+	ctx := context.Background()
+	release := holdFirst(hook)
+	first := make(chan error, 1)
+	go func() { first <- b.Process(ctx, redis.NewStatusCmd(ctx, "ping")) }()
+	waitFor(t, "the first command to be out", func() bool { return hook.singles.Load() == 1 })
+
+	const calls = maxMultiCalls + 36
+	type answer struct {
+		key string
+		v   []int64
+		err error
+	}
+	answers := make(chan answer, calls)
+	for i := range calls {
+		key := fmt.Sprint("test:multi:", i%3)
+		go func() {
+			v, err := incrs.Run(ctx, b, []string{key}, []any{1})
+			answers <- answer{key, v, err}
+		}()
+		waitFor(t, "the call to queue", func() bool { return b.Queued() == i+1 })
+	}
+	other := make(chan error, 1)
+	go func() { other <- b.Process(ctx, redis.NewIntCmd(ctx, "incr", "test:multi:other")) }()
+	waitFor(t, "the other command to queue", func() bool { return b.Queued() == calls+1 })
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]map[int64]bool{}
+	places := map[int64]int{}
+	for range calls {
+		a := <-answers
+		if a.err != nil || len(a.v) != 2 {
+			t.Fatalf("a call: %v %v", a.v, a.err)
+		}
+		if seen[a.key] == nil {
+			seen[a.key] = map[int64]bool{}
+		}
+		if seen[a.key][a.v[0]] {
+			t.Errorf("two calls got %s's value %d", a.key, a.v[0])
+		}
+		seen[a.key][a.v[0]] = true
+		places[a.v[1]]++
+	}
+	for k := range 3 {
+		key := fmt.Sprint("test:multi:", k)
+		if n, _ := c.Get(ctx, key).Int(); n != len(seen[key]) {
+			t.Errorf("%s is %d after %d calls", key, n, len(seen[key]))
+		}
+	}
+	if s, p, n := hook.singles.Load(), hook.pipelines.Load(), hook.piped.Load(); s != 1 || p != 1 || n != 3 {
+		t.Errorf("%d single commands, %d pipelines of %d commands; want 1, and 1 of 3 (the other command, two script calls)", s, p, n)
+	}
+	if got := hook.scripts(); len(got) != 2 || got[0]+got[1] != calls || max(got[0], got[1]) != maxMultiCalls {
+		t.Errorf("script commands of %v keys; want two, of %d and %d", got, maxMultiCalls, calls-maxMultiCalls)
+	}
+	if places[1] != 2 || places[calls-maxMultiCalls+1] != 1 || places[maxMultiCalls] != 1 {
+		t.Errorf("places in the commands: %v", places)
+	}
+
+	// Idle again: a lone call goes at once, as a command of its own.
+	if v, err := incrs.Run(ctx, b, []string{"test:multi:0"}, []any{5}); err != nil || v[1] != 1 {
+		t.Errorf("a lone call: %v %v", v, err)
+	}
+	if _, err := incrs.Run(ctx, b, []string{"a", "b"}, []any{1}); err == nil {
+		t.Error("a call of two keys to a Multi of one was sent")
+	}
+}
+
+// TestMultiLoadsItself: a Multi's combined command, and a lone call,
+// through a Batcher or straight through a client, fall back on EVAL when
+// Redis does not know the script.
+func TestMultiLoadsItself(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	hook := new(counter)
+	c.AddHook(hook)
+	b := New(c, 1)
+	ctx := context.Background()
+	for _, p := range []Processor{c, b} {
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := incrs.Run(ctx, p, []string{"test:multi:load"}, []any{1}); err != nil || len(v) != 2 {
+			t.Errorf("a lone call of an unknown script: %v %v", v, err)
+		}
+	}
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	release := holdFirst(hook)
+	singles := hook.singles.Load()
+	first := make(chan error, 1)
+	go func() { first <- b.Process(ctx, redis.NewStatusCmd(ctx, "ping")) }()
+	waitFor(t, "the first command to be out", func() bool { return hook.singles.Load() == singles+1 })
+	const calls = 5
+	errs := make(chan error, calls)
+	for i := range calls {
+		go func() {
+			_, err := incrs.Run(ctx, b, []string{"test:multi:load"}, []any{1})
+			errs <- err
+		}()
+		waitFor(t, "the call to queue", func() bool { return b.Queued() == i+1 })
+	}
+	close(release)
+	<-first
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Errorf("a call combined into an unknown script: %v", err)
+		}
+	}
+	if n, _ := c.Get(ctx, "test:multi:load").Int(); n != 2+calls {
+		t.Errorf("the key is %d, want %d: a call ran twice, or not at all", n, 2+calls)
+	}
+}
+
+// TestMultiBadReply: a reply that is not each call's Width integers fails
+// every call of the command with an error, and hands no caller another's
+// part.
+func TestMultiBadReply(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	short := &Multi{Script: NewScript(`return {1}`), Keys: 1, Args: 0, Width: 2}
+	for _, p := range []Processor{c, New(c, 1)} {
+		if v, err := short.Run(context.Background(), p, []string{"test:multi:short"}, nil); err == nil || v != nil {
+			t.Errorf("a reply of 1 integer to a call of 2: %v %v", v, err)
+		}
+	}
+}
+
+// TestMultiOverACluster: over a Cluster's client, whose callers' keys may
+// be on several nodes, each call goes as a command of its own.
+func TestMultiOverACluster(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	if err := c.ScriptLoad(context.Background(), incrs.Script.src).Err(); err != nil {
+		t.Fatal(err)
+	}
+	hook := new(counter)
+	c.AddHook(hook)
+	b := New(c, 1)
+	b.cluster = true // as New makes it for a *redis.ClusterClient
+	ctx := context.Background()
+	release := holdFirst(hook)
+	first := make(chan error, 1)
+	go func() { first <- b.Process(ctx, redis.NewStatusCmd(ctx, "ping")) }()
+	waitFor(t, "the first command to be out", func() bool { return hook.singles.Load() == 1 })
+	const calls = 4
+	errs := make(chan error, calls)
+	for i := range calls {
+		go func() {
+			_, err := incrs.Run(ctx, b, []string{fmt.Sprint("test:multi:slot", i)}, []any{1})
+			errs <- err
+		}()
+		waitFor(t, "the call to queue", func() bool { return b.Queued() == i+1 })
+	}
+	close(release)
+	<-first
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := hook.scripts(); len(got) != calls {
+		t.Errorf("script commands of %v keys; want %d of one", got, calls)
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr()}})
+	defer cc.Close()
+	if !New(cc, 1).cluster || New(c, 1).cluster {
+		t.Error("New does not tell a Cluster's client from another")
 	}
 }

@@ -60,18 +60,42 @@ func NewReplayClaim(decider caddyhttp.MiddlewareHandler, cache replay.Store, key
 
 type claimCtxKey struct{}
 
-// WithClaim returns r carrying c, for the handler after it.
+// claimVar is the request variable (caddyhttp.VarsCtxKey) that carries a
+// claim from mdx_hmac verify to the handler right after it. A variable
+// costs a map entry; a context value would cost a copy of the request.
+const claimVar = "mxgate.replay_claim"
+
+// WithClaim returns r carrying c, for the handler after it: in the
+// request's variables when it has them (every request a Caddy server
+// serves does), in a copy of r with c in its context otherwise.
 func WithClaim(r *http.Request, c *ReplayClaim) *http.Request {
+	if vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
+		vars[claimVar] = c
+		return r
+	}
 	return r.WithContext(context.WithValue(r.Context(), claimCtxKey{}, c))
 }
 
 // PendingClaim returns r's claim if it is still to be decided.
 func PendingClaim(r *http.Request) *ReplayClaim {
-	c, _ := r.Context().Value(claimCtxKey{}).(*ReplayClaim)
+	ctx := r.Context()
+	c, _ := ctx.Value(claimCtxKey{}).(*ReplayClaim)
+	if vars, ok := ctx.Value(caddyhttp.VarsCtxKey).(map[string]any); ok && c == nil {
+		c, _ = vars[claimVar].(*ReplayClaim)
+	}
 	if c == nil || c.decided {
 		return nil
 	}
 	return c
+}
+
+// String is what a placeholder of the request's variables shows of c
+// ({http.vars.mxgate.replay_claim}): never the record's key.
+func (c *ReplayClaim) String() string {
+	if c.decided {
+		return "replay record (decided)"
+	}
+	return "replay record (pending)"
 }
 
 // Decided reports whether c has been decided.

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mxgate/mxgate/internal/redisbatch"
@@ -432,5 +435,47 @@ func TestDecideAlone(t *testing.T) {
 	}
 	if PendingClaim(httptest.NewRequest("GET", "/", nil)) != nil {
 		t.Error("a claim on a request that has none")
+	}
+}
+
+// TestClaimInRequestVariables: on a request with Caddy's variables (every
+// request a server serves), the claim rides in them, with no copy of the
+// request; a variable of the same name that is not a claim (a vars
+// directive's) is no claim; and a placeholder of the variable shows no
+// part of the record.
+func TestClaimInRequestVariables(t *testing.T) {
+	vars := map[string]any{}
+	req := httptest.NewRequest("GET", "/", nil)
+	req = req.WithContext(context.WithValue(req.Context(), caddyhttp.VarsCtxKey, vars))
+	m, err := replay.NewMemory(time.Minute, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdict := func(http.ResponseWriter, *http.Request, bool, error) (bool, error) { return true, nil }
+	vars[claimVar] = "planted by a vars directive"
+	if PendingClaim(req) != nil {
+		t.Fatal("a variable that is not a claim was taken for one")
+	}
+	c := NewReplayClaim(nil, m, sig(7), time.Now(), verdict)
+	if got := WithClaim(req, c); got != req {
+		t.Error("the request was copied to carry the claim")
+	}
+	if PendingClaim(req) != c {
+		t.Fatal("the claim is not pending on the request")
+	}
+	repl := caddy.NewReplacer()
+	repl.Map(func(key string) (any, bool) {
+		v, ok := vars[strings.TrimPrefix(key, "http.vars.")]
+		return v, ok
+	})
+	shown := repl.ReplaceAll("{http.vars."+claimVar+"}", "")
+	if shown != "replay record (pending)" || strings.Contains(shown, fmt.Sprintf("%x", sig(7))) {
+		t.Errorf("the variable shows %q", shown)
+	}
+	if _, err := c.Decide(httptest.NewRecorder(), req); err != nil {
+		t.Fatal(err)
+	}
+	if PendingClaim(req) != nil {
+		t.Error("the claim is still pending once decided")
 	}
 }
