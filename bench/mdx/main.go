@@ -379,7 +379,7 @@ func parseRates(s string) ([]rateSpec, error) {
 func commandLine() string {
 	args := []string{"go", "-C", "bench", "run", "./mdx"}
 	for _, a := range os.Args[1:] {
-		if strings.ContainsAny(a, " \t'\"") {
+		if a == "" || strings.ContainsAny(a, " \t'\"") {
 			a = strconv.Quote(a)
 		}
 		args = append(args, a)

@@ -161,8 +161,11 @@ func sectionMarkers() (string, string) {
 
 // sectionTitle is the heading of -section's section.
 func sectionTitle() string {
-	if *sectionFlag == "tls" {
+	switch *sectionFlag {
+	case "tls":
 		return "The MDX and FDX sites over TLS side by side with bare Caddy and nginx"
+	case "redis":
+		return "The Redis chain beside the same chain in memory"
 	}
 	return ""
 }
