@@ -358,24 +358,49 @@ func holdFirst(hook *counter) (release chan struct{}) {
 	return release
 }
 
+// held is a Batcher over a counted client of its own Redis, which knows
+// incrs, with a PING out and held: the calls made now wait for it.
+type held struct {
+	c       *redis.Client
+	hook    *counter
+	b       *Batcher
+	release chan struct{}
+	first   chan error // the PING's outcome, once released
+}
+
+func newHeld(t *testing.T, cluster bool) *held {
+	t.Helper()
+	srv := redistest.Start(t)
+	h := &held{c: newClient(t, srv), hook: new(counter), first: make(chan error, 1)}
+	ctx := context.Background()
+	if err := h.c.ScriptLoad(ctx, incrs.Script.src).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.c.AddHook(h.hook)
+	h.b = New(h.c, 1)
+	h.b.cluster = cluster // as New makes it for a *redis.ClusterClient
+	h.release = holdFirst(h.hook)
+	go func() { h.first <- h.b.Process(ctx, redis.NewStatusCmd(ctx, "ping")) }()
+	waitFor(t, "the first command to be out", func() bool { return h.hook.singles.Load() == 1 })
+	return h
+}
+
+// releaseFirst lets the held PING go, and waits for its answer.
+func (h *held) releaseFirst(t *testing.T) {
+	t.Helper()
+	close(h.release)
+	if err := <-h.first; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestMultiCallsGoAsOneCommand: the calls of a Multi that wait for the
 // same batch go as one command of it (two, past maxMultiCalls), beside
 // the batch's other commands in one pipeline; each caller gets its own
 // part of the reply, and every call runs once.
 func TestMultiCallsGoAsOneCommand(t *testing.T) {
-	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	if err := c.ScriptLoad(context.Background(), incrs.Script.src).Err(); err != nil {
-		t.Fatal(err)
-	}
-	hook := new(counter)
-	c.AddHook(hook)
-	b := New(c, 1)
-	ctx := context.Background()
-	release := holdFirst(hook)
-	first := make(chan error, 1)
-	go func() { first <- b.Process(ctx, redis.NewStatusCmd(ctx, "ping")) }()
-	waitFor(t, "the first command to be out", func() bool { return hook.singles.Load() == 1 })
+	h := newHeld(t, false)
+	c, hook, b, ctx := h.c, h.hook, h.b, context.Background()
 
 	const calls = maxMultiCalls + 36
 	type answer struct {
@@ -395,10 +420,7 @@ func TestMultiCallsGoAsOneCommand(t *testing.T) {
 	other := make(chan error, 1)
 	go func() { other <- b.Process(ctx, redis.NewIntCmd(ctx, "incr", "test:multi:other")) }()
 	waitFor(t, "the other command to queue", func() bool { return b.Queued() == calls+1 })
-	close(release)
-	if err := <-first; err != nil {
-		t.Fatal(err)
-	}
+	h.releaseFirst(t)
 	if err := <-other; err != nil {
 		t.Fatal(err)
 	}
@@ -507,20 +529,8 @@ func TestMultiBadReply(t *testing.T) {
 // TestMultiOverACluster: over a Cluster's client, whose callers' keys may
 // be on several nodes, each call goes as a command of its own.
 func TestMultiOverACluster(t *testing.T) {
-	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	if err := c.ScriptLoad(context.Background(), incrs.Script.src).Err(); err != nil {
-		t.Fatal(err)
-	}
-	hook := new(counter)
-	c.AddHook(hook)
-	b := New(c, 1)
-	b.cluster = true // as New makes it for a *redis.ClusterClient
-	ctx := context.Background()
-	release := holdFirst(hook)
-	first := make(chan error, 1)
-	go func() { first <- b.Process(ctx, redis.NewStatusCmd(ctx, "ping")) }()
-	waitFor(t, "the first command to be out", func() bool { return hook.singles.Load() == 1 })
+	h := newHeld(t, true)
+	c, hook, b, ctx := h.c, h.hook, h.b, context.Background()
 	const calls = 4
 	errs := make(chan error, calls)
 	for i := range calls {
@@ -530,8 +540,7 @@ func TestMultiOverACluster(t *testing.T) {
 		}()
 		waitFor(t, "the call to queue", func() bool { return b.Queued() == i+1 })
 	}
-	close(release)
-	<-first
+	h.releaseFirst(t)
 	for range calls {
 		if err := <-errs; err != nil {
 			t.Error(err)
@@ -540,7 +549,7 @@ func TestMultiOverACluster(t *testing.T) {
 	if got := hook.scripts(); len(got) != calls {
 		t.Errorf("script commands of %v keys; want %d of one", got, calls)
 	}
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr()}})
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{c.Options().Addr}})
 	defer cc.Close()
 	if !New(cc, 1).cluster || New(c, 1).cluster {
 		t.Error("New does not tell a Cluster's client from another")
