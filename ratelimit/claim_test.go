@@ -354,3 +354,32 @@ func TestRedisCombinedCallsDecideInTurn(t *testing.T) {
 		t.Errorf("script commands of %v keys; want one, of %d", hook.scripts, 2*calls)
 	}
 }
+
+// TestRedisTakeClaimForbiddenRead: a read of the bucket that Redis
+// refuses for another reason than the key's type (an ACL without GET) is
+// Redis's failure, not one key's: it is no key error, the store waits to
+// probe Redis again, and nothing is recorded.
+func TestRedisTakeClaimForbiddenRead(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := redisClient(t, srv)
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "noget", "on", ">test-only", "~*", "&*", "+@all", "-get").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "noget", Password: "test-only", MaxRetries: -1,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	p := Policy{Get: {Rate: 1.0 / 3600, Burst: 2}, Write: {Rate: Inf}, Delete: {Rate: Inf}, Other: {Rate: Inf}}
+	s := newRedisStore(t, c, "test:noget:", p)
+	s.SetProbeInterval(time.Hour)
+	r, err := s.TakeClaim(ctx, "k", Get, 0, Claim{Key: "test:noget:sig", TTL: time.Minute})
+	if err == nil || !errors.Is(err, ErrStoreUnavailable) || redisbatch.IsKeyError(err) || r.Claimed {
+		t.Fatalf("a bucket read the ACL forbids: %+v %v; want the store's failure, no key error", r, err)
+	}
+	if s.Healthy() {
+		t.Error("the store is healthy after Redis refused the script")
+	}
+	if n, _ := admin.Exists(ctx, "test:noget:sig").Result(); n != 0 {
+		t.Error("the claim was recorded by a call that failed")
+	}
+}

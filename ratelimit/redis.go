@@ -38,11 +38,17 @@ var ErrStoreUnavailable = errors.New("ratelimit: store unavailable")
 // be read (a key of another type, WRONGTYPE) records nothing and takes
 // nothing, and its call answers so (-2) while the others go on. Its error
 // is caught (pcall) so that a claim already there is still answered as
-// one: a broken bucket never turns a replay into an error. Each Redis
+// one: a broken bucket never turns a replay into an error. Any other
+// error of the read (an ACL that forbids GET, …) fails the whole run, as
+// Redis's, not one key's. Each Redis
 // command a script calls costs Redis about a microsecond beyond the
 // command itself, so a call calls one (SET NX of its claim) beyond the
 // first read of each bucket, the one TIME and the last write of each
 // bucket it changed.
+//
+// Buckets are written once, at the end of the run, so a claim's key must
+// never be a bucket's (claims and buckets live under prefixes of their
+// own: mxgate:replay:, mxgate:rl:).
 //
 // Call i: KEYS[2i-1] its bucket; KEYS[2i] its claim, or the bucket again
 // for none; ARGV[4i-3] interval (µs, may be fractional); ARGV[4i-2]
@@ -61,6 +67,9 @@ for i = 1, #KEYS / 2 do
 	if tat == nil then
 		local b = redis.pcall('GET', bk)
 		if type(b) == 'table' and b.err then
+			if string.sub(b.err, 1, 9) ~= 'WRONGTYPE' then
+				return b
+			end
 			tat = false
 		else
 			tat = tonumber(b) or 0
@@ -260,7 +269,8 @@ func (s *Redis) result(l Limit, bk string, interval float64, v []int64) Result {
 // if the key was not there. It is how a replay cache's record of a
 // signature and the budget the request draws on are decided in one round
 // trip. In a Redis Cluster the claim's key and the bucket's must be in one
-// slot.
+// slot. A claim's key is never a bucket's: give claims a prefix of their
+// own (calls that share a script run write their buckets last).
 type Claim struct {
 	Key string
 	TTL time.Duration // at least 1ms

@@ -181,16 +181,28 @@ func (b *Batcher) run(ctx context.Context, batch []*call) {
 			return nil
 		})
 	}
+	// Commands of a script Redis did not know go again, loaded (EVAL),
+	// together: one more round trip, however many there are.
+	var again []redis.Cmder
 	for i := range groups {
-		g := &groups[i]
-		m := g.calls[0].multi
-		if IsNoScript(g.cmd.Err()) {
-			g.cmd = m.cmd(ctx, g.calls, true)
-			if rerr := b.client.Process(ctx, g.cmd); lostConnection(rerr) {
-				err = rerr
-			}
+		if g := &groups[i]; IsNoScript(g.cmd.Err()) {
+			g.cmd = g.calls[0].multi.cmd(ctx, g.calls, true)
+			again = append(again, g.cmd)
 		}
-		m.split(g.cmd, g.calls)
+	}
+	if len(again) > 0 {
+		_, rerr := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, cmd := range again {
+				_ = p.Process(ctx, cmd)
+			}
+			return nil
+		})
+		if lostConnection(rerr) {
+			err = rerr
+		}
+	}
+	for i := range groups {
+		groups[i].calls[0].multi.split(groups[i].cmd, groups[i].calls)
 	}
 	for _, c := range batch[1:] {
 		c.done <- nil

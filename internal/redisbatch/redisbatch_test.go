@@ -465,17 +465,15 @@ func TestMultiCallsGoAsOneCommand(t *testing.T) {
 	}
 }
 
-// TestMultiLoadsItself: a Multi's combined command, and a lone call,
+// TestMultiLoadsItself: a Multi's combined commands, and a lone call,
 // through a Batcher or straight through a client, fall back on EVAL when
-// Redis does not know the script.
+// Redis does not know the script; a batch's combined commands go again
+// together, in one more round trip.
 func TestMultiLoadsItself(t *testing.T) {
 	srv := redistest.Start(t)
 	c := newClient(t, srv)
-	hook := new(counter)
-	c.AddHook(hook)
-	b := New(c, 1)
 	ctx := context.Background()
-	for _, p := range []Processor{c, b} {
+	for _, p := range []Processor{c, New(c, 1)} {
 		if err := c.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -483,32 +481,31 @@ func TestMultiLoadsItself(t *testing.T) {
 			t.Errorf("a lone call of an unknown script: %v %v", v, err)
 		}
 	}
-	if err := c.ScriptFlush(ctx).Err(); err != nil {
+	h := newHeld(t, false) // a Redis of its own, which knows the script
+	if err := h.c.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	release := holdFirst(hook)
-	singles := hook.singles.Load()
-	first := make(chan error, 1)
-	go func() { first <- b.Process(ctx, redis.NewStatusCmd(ctx, "ping")) }()
-	waitFor(t, "the first command to be out", func() bool { return hook.singles.Load() == singles+1 })
-	const calls = 5
+	const calls = maxMultiCalls + 6
 	errs := make(chan error, calls)
 	for i := range calls {
 		go func() {
-			_, err := incrs.Run(ctx, b, []string{"test:multi:load"}, []any{1})
+			_, err := incrs.Run(ctx, h.b, []string{"test:multi:load"}, []any{1})
 			errs <- err
 		}()
-		waitFor(t, "the call to queue", func() bool { return b.Queued() == i+1 })
+		waitFor(t, "the call to queue", func() bool { return h.b.Queued() == i+1 })
 	}
-	close(release)
-	<-first
+	h.releaseFirst(t)
 	for range calls {
 		if err := <-errs; err != nil {
 			t.Errorf("a call combined into an unknown script: %v", err)
 		}
 	}
-	if n, _ := c.Get(ctx, "test:multi:load").Int(); n != 2+calls {
-		t.Errorf("the key is %d, want %d: a call ran twice, or not at all", n, 2+calls)
+	if n, _ := h.c.Get(ctx, "test:multi:load").Int(); n != calls {
+		t.Errorf("the key is %d, want %d: a call ran twice, or not at all", n, calls)
+	}
+	// The batch's pipeline (two EVALSHA, refused), then one of two EVAL.
+	if p, n := h.hook.pipelines.Load(), h.hook.piped.Load(); p != 2 || n != 4 {
+		t.Errorf("%d pipelines of %d commands in all; want 2 of 4", p, n)
 	}
 }
 
