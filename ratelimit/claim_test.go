@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -381,5 +383,102 @@ func TestRedisTakeClaimForbiddenRead(t *testing.T) {
 	}
 	if n, _ := admin.Exists(ctx, "test:noget:sig").Result(); n != 0 {
 		t.Error("the claim was recorded by a call that failed")
+	}
+}
+
+// TestTakeScriptCombinedIsInTurn: the script run once for many calls
+// answers each call, and leaves every bucket and claim (values and times
+// to live), as runs of one call each, in turn, would at the same instant:
+// random mixes of shared buckets with various limits, waits and bursts, a
+// bucket of another type, claims fresh, repeated and already recorded,
+// and takes without a claim. Redis's clock is replaced by a key, so that
+// both runs see one now.
+func TestTakeScriptCombinedIsInTurn(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redisClient(t, srv)
+	ctx := context.Background()
+	clock := "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000000 + tonumber(t[2])"
+	if !strings.Contains(takeLua, clock) {
+		t.Fatal("the script reads Redis's clock otherwise: update this test")
+	}
+	src := strings.Replace(takeLua, clock, "local now = tonumber(redis.call('GET', 'test:now'))", 1)
+	const now = 1_700_000_000_000_000
+	type call struct {
+		bucket, claim, interval, ttl string
+		burst, wait                  int
+	}
+	run := func(calls []call) []int64 {
+		var keys []string
+		var args []any
+		for _, cl := range calls {
+			keys = append(keys, cl.bucket, cl.claim)
+		}
+		for _, cl := range calls {
+			args = append(args, cl.interval, cl.burst, cl.wait, cl.ttl)
+		}
+		v, err := c.Eval(ctx, src, keys, args...).Int64Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	keys := []string{"test:b1", "test:b2", "test:b3", "test:c1", "test:c2", "test:c3", "test:c4"}
+	setUp := func(seed int64) {
+		r := rand.New(rand.NewSource(seed))
+		if err := c.FlushAll(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		c.Set(ctx, "test:now", now, 0)
+		c.RPush(ctx, "test:bad", "planted")
+		for _, k := range keys[:3] {
+			if r.Intn(3) > 0 {
+				c.Set(ctx, k, fmt.Sprintf("%.3f", float64(now+r.Intn(4000)-1000)), 0)
+			}
+		}
+		for _, k := range keys[3:] {
+			if r.Intn(4) == 0 {
+				c.Set(ctx, k, "1", 0)
+			}
+		}
+	}
+	state := func() (values []string, ttls []time.Duration) {
+		for _, k := range keys {
+			v, _ := c.Get(ctx, k).Result()
+			ttl, _ := c.PTTL(ctx, k).Result()
+			values, ttls = append(values, v), append(ttls, ttl)
+		}
+		return values, ttls
+	}
+	r := rand.New(rand.NewSource(1))
+	for mix := range 300 {
+		calls := make([]call, 1+r.Intn(8))
+		for i := range calls {
+			cl := call{bucket: []string{"test:b1", "test:b2", "test:b3", "test:bad"}[r.Intn(4)],
+				interval: []string{"1000.000", "333.333", "100000.000"}[r.Intn(3)],
+				burst:    r.Intn(4), wait: []int{0, 0, 500, 5000, 200000}[r.Intn(5)]}
+			if r.Intn(3) > 0 {
+				cl.claim, cl.ttl = keys[3+r.Intn(4)], fmt.Sprint(1+r.Intn(5000))
+			} else {
+				cl.claim, cl.ttl = cl.bucket, "0"
+			}
+			calls[i] = cl
+		}
+		setUp(int64(mix))
+		together := run(calls)
+		values, ttls := state()
+		setUp(int64(mix))
+		var inTurn []int64
+		for _, cl := range calls {
+			inTurn = append(inTurn, run([]call{cl})...)
+		}
+		values2, ttls2 := state()
+		if fmt.Sprint(together) != fmt.Sprint(inTurn) || fmt.Sprint(values) != fmt.Sprint(values2) {
+			t.Fatalf("mix %d %+v:\n together %v %v\n in turn  %v %v", mix, calls, together, values, inTurn, values2)
+		}
+		for i := range ttls {
+			if d := ttls[i] - ttls2[i]; d < -time.Second || d > time.Second {
+				t.Fatalf("mix %d: %s lives %v after the run together, %v after the runs in turn", mix, keys[i], ttls[i], ttls2[i])
+			}
+		}
 	}
 }

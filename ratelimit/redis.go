@@ -56,7 +56,9 @@ var ErrStoreUnavailable = errors.New("ratelimit: store unavailable")
 // (ms), 0 for none. It answers three integers: {1 admitted, 0 refused, -1
 // a claim already there, -2 the bucket cannot be read}, the reset (µs),
 // the delay (admitted) or retry (refused) in µs.
-var takeScript = redisbatch.NewScript(`
+var takeScript = redisbatch.NewScript(takeLua)
+
+const takeLua = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tats, dirty, out = {}, {}, {}
@@ -102,7 +104,7 @@ for bk in pairs(dirty) do
 	redis.call('SET', bk, string.format('%.3f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
 end
 return out
-`)
+`
 
 // takes runs takeScript's calls, those of concurrent requests together
 // through a Batcher.
