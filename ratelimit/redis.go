@@ -40,11 +40,12 @@ var ErrStoreUnavailable = errors.New("ratelimit: store unavailable")
 // is caught (pcall) so that a claim already there is still answered as
 // one: a broken bucket never turns a replay into an error. Any other
 // error of the read (an ACL that forbids GET, …) fails the whole run, as
-// Redis's, not one key's. Each Redis
-// command a script calls costs Redis about a microsecond beyond the
-// command itself, so a call calls one (SET NX of its claim) beyond the
-// first read of each bucket, the one TIME and the last write of each
-// bucket it changed.
+// Redis's, not one key's.
+//
+// Each Redis command a script calls costs Redis about a microsecond
+// beyond the command itself, so a call calls one (SET NX of its claim)
+// beyond the first read of each bucket, the one TIME and the last write
+// of each bucket it changed.
 //
 // Buckets are written once, at the end of the run, so a claim's key must
 // never be a bucket's (claims and buckets live under prefixes of their
