@@ -170,34 +170,12 @@ func (a *FDXAuth) bindJTI(n store.Naming) (*jtiState, func(), error) {
 	if size == 0 {
 		size = DefaultDPoPJTICacheSize
 	}
-	local, release, err := store.State("dpop:"+n.Namespace, func() (*replay.Memory, func(), error) {
-		m, err := replay.NewMemory(window, size)
-		return m, nil, err
-	})
+	// jti records go a round trip each, not through the Batcher.
+	cache, release, err := a.jtiStore.ReplayCache("dpop:"+n.Namespace, "mxgate:dpop:"+n.Namespace+":", window, size, false)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := local.Resize(window, size); err != nil {
-		release()
-		return nil, nil, err
-	}
-	if a.jtiStore.Client == nil {
-		return &jtiState{local}, release, nil
-	}
-	shared, err := replay.NewRedis(a.jtiStore.Client, "mxgate:dpop:"+n.Namespace+":", window)
-	if err != nil {
-		release()
-		return nil, nil, err
-	}
-	if a.jtiStore.Wait > 0 {
-		shared.WaitForReplicas(a.jtiStore.Wait, a.jtiStore.Timeout/2)
-	}
-	tiered, err := replay.NewTiered(local, shared, !a.jtiStore.FailOpen, a.jtiStore.Health)
-	if err != nil {
-		release()
-		return nil, nil, err
-	}
-	return &jtiState{tiered}, func() { tiered.Close(); release() }, nil
+	return &jtiState{cache}, release, nil
 }
 
 // readProof reads the request's one DPoP header and checks its form,

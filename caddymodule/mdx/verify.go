@@ -256,38 +256,18 @@ func (v *Verify) bindReplay(n store.Naming) (*replayState, func(), error) {
 	if size == 0 {
 		size = DefaultReplayCacheSize
 	}
-	local, release, err := store.State("replay:"+n.Namespace, func() (*replay.Memory, func(), error) {
-		m, err := replay.NewMemory(window, size)
-		return m, nil, err
-	})
+	cache, release, err := v.store.ReplayCache("replay:"+n.Namespace, "mxgate:replay:"+n.Namespace+":", window, size, true)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := local.Resize(window, size); err != nil {
-		release()
-		return nil, nil, err
-	}
-	if v.store.Client == nil {
-		return &replayState{Store: local}, release, nil
-	}
-	shared, err := replay.NewRedis(v.store.Client, "mxgate:replay:"+n.Namespace+":", window)
-	if err != nil {
-		release()
-		return nil, nil, err
-	}
-	shared.SetBatcher(v.store.Batch)
-	if v.store.Wait > 0 {
-		shared.WaitForReplicas(v.store.Wait, v.store.Timeout/2)
-	}
-	tiered, err := replay.NewTiered(local, shared, !v.store.FailOpen, v.store.Health)
-	if err != nil {
-		release()
-		return nil, nil, err
+	tiered, ok := cache.(*replay.Tiered)
+	if !ok {
+		return &replayState{Store: cache}, release, nil
 	}
 	if v.ReplayLossGrace != 0 {
 		tiered.SetLossGrace(time.Duration(v.ReplayLossGrace))
 	}
-	return &replayState{Store: tiered, claimsTo: n.ClaimsTo}, func() { tiered.Close(); release() }, nil
+	return &replayState{Store: tiered, claimsTo: n.ClaimsTo}, release, nil
 }
 
 // replayState is the replay cache once named.

@@ -2,8 +2,11 @@ package store
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/mxgate/mxgate/replay"
 )
 
 // states keeps security state (replay caches, rate-limit buckets) across
@@ -47,4 +50,44 @@ func State[T any](key string, mk func() (T, func(), error)) (T, func(), error) {
 	}
 	release := func() { _, _ = states.Delete(key) }
 	return val, release, nil
+}
+
+// ReplayCache returns the replay cache of window and size kept across
+// reloads under key (resized to this configuration) and, when p is a
+// Redis store, the shared cache of Redis keys under prefix layered over
+// it (a *replay.Tiered). batched sends its records through p's Batcher,
+// in round trips shared with concurrent requests. The func lets go of
+// both.
+func (p *Provisioned) ReplayCache(key, prefix string, window time.Duration, size int, batched bool) (replay.Store, func(), error) {
+	local, release, err := State(key, func() (*replay.Memory, func(), error) {
+		m, err := replay.NewMemory(window, size)
+		return m, nil, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := local.Resize(window, size); err != nil {
+		release()
+		return nil, nil, err
+	}
+	if p.Client == nil {
+		return local, release, nil
+	}
+	shared, err := replay.NewRedis(p.Client, prefix, window)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	if batched {
+		shared.SetBatcher(p.Batch)
+	}
+	if p.Wait > 0 {
+		shared.WaitForReplicas(p.Wait, p.Timeout/2)
+	}
+	tiered, err := replay.NewTiered(local, shared, !p.FailOpen, p.Health)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return tiered, func() { tiered.Close(); release() }, nil
 }
