@@ -392,7 +392,8 @@ func TestRedisTakeClaimForbiddenRead(t *testing.T) {
 // random mixes of shared buckets with various limits, waits and bursts, a
 // bucket of another type, claims fresh, repeated and already recorded,
 // and takes without a claim. Redis's clock is replaced by a key, so that
-// both runs see one now.
+// both runs see one now, and each run is one transaction, so that no key
+// expires in real time while a run lasts.
 func TestTakeScriptCombinedIsInTurn(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redisClient(t, srv)
@@ -407,22 +408,46 @@ func TestTakeScriptCombinedIsInTurn(t *testing.T) {
 		bucket, claim, interval, ttl string
 		burst, wait                  int
 	}
-	run := func(calls []call) []int64 {
-		var keys []string
-		var args []any
-		for _, cl := range calls {
-			keys = append(keys, cl.bucket, cl.claim)
-		}
-		for _, cl := range calls {
-			args = append(args, cl.interval, cl.burst, cl.wait, cl.ttl)
-		}
-		v, err := c.Eval(ctx, src, keys, args...).Int64Slice()
-		if err != nil {
+	keys := []string{"test:b1", "test:b2", "test:b3", "test:c1", "test:c2", "test:c3", "test:c4"}
+	// Each run is one transaction: Redis samples its clock once for an
+	// EXEC, so a bucket the script sets to live 2 ms does not expire, in
+	// real time, between the calls run in turn or before the state is read.
+	run := func(runs ...[]call) (answers []int64, values []string, ttls []time.Duration) {
+		var evals []*redis.Cmd
+		var gets []*redis.StringCmd
+		var pttls []*redis.DurationCmd
+		_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for _, calls := range runs {
+				var keys []string
+				var args []any
+				for _, cl := range calls {
+					keys = append(keys, cl.bucket, cl.claim)
+				}
+				for _, cl := range calls {
+					args = append(args, cl.interval, cl.burst, cl.wait, cl.ttl)
+				}
+				evals = append(evals, p.Eval(ctx, src, keys, args...))
+			}
+			for _, k := range keys {
+				gets, pttls = append(gets, p.Get(ctx, k)), append(pttls, p.PTTL(ctx, k))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
 			t.Fatal(err)
 		}
-		return v
+		for _, e := range evals {
+			v, err := e.Int64Slice()
+			if err != nil {
+				t.Fatal(err)
+			}
+			answers = append(answers, v...)
+		}
+		for i := range gets {
+			values, ttls = append(values, gets[i].Val()), append(ttls, pttls[i].Val())
+		}
+		return answers, values, ttls
 	}
-	keys := []string{"test:b1", "test:b2", "test:b3", "test:c1", "test:c2", "test:c3", "test:c4"}
 	setUp := func(seed int64) {
 		r := rand.New(rand.NewSource(seed))
 		if err := c.FlushAll(ctx).Err(); err != nil {
@@ -441,14 +466,6 @@ func TestTakeScriptCombinedIsInTurn(t *testing.T) {
 			}
 		}
 	}
-	state := func() (values []string, ttls []time.Duration) {
-		for _, k := range keys {
-			v, _ := c.Get(ctx, k).Result()
-			ttl, _ := c.PTTL(ctx, k).Result()
-			values, ttls = append(values, v), append(ttls, ttl)
-		}
-		return values, ttls
-	}
 	r := rand.New(rand.NewSource(1))
 	for mix := range 300 {
 		calls := make([]call, 1+r.Intn(8))
@@ -464,14 +481,13 @@ func TestTakeScriptCombinedIsInTurn(t *testing.T) {
 			calls[i] = cl
 		}
 		setUp(int64(mix))
-		together := run(calls)
-		values, ttls := state()
+		together, values, ttls := run(calls)
 		setUp(int64(mix))
-		var inTurn []int64
+		var each [][]call
 		for _, cl := range calls {
-			inTurn = append(inTurn, run([]call{cl})...)
+			each = append(each, []call{cl})
 		}
-		values2, ttls2 := state()
+		inTurn, values2, ttls2 := run(each...)
 		if fmt.Sprint(together) != fmt.Sprint(inTurn) || fmt.Sprint(values) != fmt.Sprint(values2) {
 			t.Fatalf("mix %d %+v:\n together %v %v\n in turn  %v %v", mix, calls, together, values, inTurn, values2)
 		}
