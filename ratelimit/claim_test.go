@@ -418,15 +418,15 @@ func TestTakeScriptCombinedIsInTurn(t *testing.T) {
 		var pttls []*redis.DurationCmd
 		_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for _, calls := range runs {
-				var keys []string
+				var callKeys []string
 				var args []any
 				for _, cl := range calls {
-					keys = append(keys, cl.bucket, cl.claim)
+					callKeys = append(callKeys, cl.bucket, cl.claim)
 				}
 				for _, cl := range calls {
 					args = append(args, cl.interval, cl.burst, cl.wait, cl.ttl)
 				}
-				evals = append(evals, p.Eval(ctx, src, keys, args...))
+				evals = append(evals, p.Eval(ctx, src, callKeys, args...))
 			}
 			for _, k := range keys {
 				gets, pttls = append(gets, p.Get(ctx, k)), append(pttls, p.PTTL(ctx, k))
